@@ -1,0 +1,49 @@
+//! The `[aggregator]` section of the configuration.
+
+use meter_core::aggregate::Retention;
+use serde::Deserialize;
+
+/// How the aggregator batches, and how long it keeps state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregatorConfig {
+    /// Consumer group shared by every aggregator instance.
+    pub group_id: String,
+    /// Prefix of this instance's transactional id (a unique suffix is added).
+    pub transactional_id_prefix: String,
+    /// Most Kafka records per transaction.
+    pub max_batch_records: usize,
+    /// Longest wait to fill a batch, milliseconds.
+    pub linger_ms: u64,
+    /// Longest time to rebuild a partition's state from `usage.totals`.
+    pub restore_timeout_seconds: u64,
+    /// Cycle counters are kept this long after the cycle ended (late events).
+    pub cycle_grace_hours: i64,
+    /// A source's dedup window is forgotten after this long without a batch.
+    pub source_ttl_hours: i64,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        let r = Retention::default();
+        AggregatorConfig {
+            group_id: "meter-aggregator".into(),
+            transactional_id_prefix: "meter-aggregator".into(),
+            max_batch_records: 20_000,
+            linger_ms: 100,
+            restore_timeout_seconds: 120,
+            cycle_grace_hours: r.cycle_grace_ms / 3_600_000,
+            source_ttl_hours: r.source_ttl_ms / 3_600_000,
+        }
+    }
+}
+
+impl AggregatorConfig {
+    /// The state retention.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            cycle_grace_ms: self.cycle_grace_hours * 3_600_000,
+            source_ttl_ms: self.source_ttl_hours * 3_600_000,
+        }
+    }
+}

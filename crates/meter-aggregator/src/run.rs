@@ -1,0 +1,250 @@
+//! The aggregator loop: collect a batch, apply it, write ClickHouse, then
+//! commit totals and offsets in one Kafka transaction.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use meter_kafka::KafkaConfig;
+use meter_proto::state_to_wire;
+use meter_runtime::Health;
+use meter_store::{Store, StoreConfig};
+use prost::Message as _;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::{group_consumer, tx_producer, GroupConsumer, TxProducer};
+use crate::metrics as m;
+use crate::process::{apply, Outcome, Pending, Record};
+use crate::state::States;
+use crate::AggregatorConfig;
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs the aggregator role until `shutdown`. The loop runs on a blocking
+/// thread (librdkafka's transactional calls block); ClickHouse writes are
+/// driven on the caller's runtime.
+pub async fn run(
+    cfg: &AggregatorConfig,
+    kafka: &KafkaConfig,
+    store: &StoreConfig,
+    health: Health,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let ready = health.part("aggregator");
+    let worker = Worker {
+        cfg: cfg.clone(),
+        kafka: kafka.clone(),
+        store: Store::new(store),
+        rt: Handle::current(),
+        shutdown,
+        states: States::default(),
+    };
+    tokio::task::spawn_blocking(move || worker.run(ready)).await?
+}
+
+struct Worker {
+    cfg: AggregatorConfig,
+    kafka: KafkaConfig,
+    store: Store,
+    rt: Handle,
+    shutdown: CancellationToken,
+    states: States,
+}
+
+/// How a batch ended.
+enum Flush {
+    Committed,
+    /// Aborted; the partitions were rewound and will be read again.
+    Aborted,
+    /// Shutdown came first; nothing was committed.
+    Abandoned,
+}
+
+impl Worker {
+    fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+        let consumer = group_consumer(&self.kafka, &self.cfg)?;
+        let producer = tx_producer(&self.kafka, &self.cfg)?;
+        ready.store(true, Ordering::SeqCst);
+        let mut last_lag = Instant::now();
+        while !self.shutdown.is_cancelled() {
+            let pending = self.collect(&consumer);
+            if last_lag.elapsed() > Duration::from_secs(2) {
+                report_lag(&consumer, &self.kafka.events_topic);
+                last_lag = Instant::now();
+            }
+            if pending.is_empty() {
+                continue;
+            }
+            match self.flush(&consumer, &producer, &pending)? {
+                Flush::Committed | Flush::Aborted => {}
+                Flush::Abandoned => break,
+            }
+        }
+        ready.store(false, Ordering::SeqCst);
+        consumer.unsubscribe();
+        tracing::info!("aggregator.stopped");
+        Ok(())
+    }
+
+    /// Polls until the batch is full or the linger time is over. A rebalance
+    /// during collection drops what was collected: the new assignment starts
+    /// from the committed offsets, and the states are rebuilt.
+    fn collect(&mut self, consumer: &GroupConsumer) -> Pending {
+        let mut pending = Pending::default();
+        let mut generation = consumer.context().generation();
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.linger_ms);
+        while pending.len() < self.cfg.max_batch_records && !self.shutdown.is_cancelled() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let polled = consumer.poll(left);
+            if consumer.context().generation() != generation {
+                generation = consumer.context().generation();
+                pending = Pending::default();
+                self.states.clear();
+            }
+            match polled {
+                None => {}
+                Some(Ok(msg)) => pending.push(Record {
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    payload: msg.payload().unwrap_or_default().to_vec(),
+                }),
+                Some(Err(e)) => tracing::warn!(error = %e, "aggregator.poll_error"),
+            }
+        }
+        pending
+    }
+
+    fn flush(&mut self, consumer: &GroupConsumer, producer: &TxProducer, pending: &Pending) -> anyhow::Result<Flush> {
+        let restore_timeout = Duration::from_secs(self.cfg.restore_timeout_seconds);
+        let outcome = apply(pending, &mut self.states, &self.kafka, &self.cfg.retention(), restore_timeout)?;
+        if !self.write_clickhouse(&outcome) {
+            return Ok(Flush::Abandoned);
+        }
+        let started = Instant::now();
+        match self.commit(consumer, producer, pending, &outcome) {
+            Ok(()) => {
+                metrics::histogram!(m::FLUSH_SECONDS, "stage" => "kafka").record(started.elapsed().as_secs_f64());
+                metrics::counter!(m::BATCHES, "outcome" => "committed").increment(1);
+                metrics::counter!(m::EVENTS).increment(outcome.events);
+                if let Some(t) = outcome.oldest_ingest_ms {
+                    metrics::histogram!(m::INGEST_TO_COMMIT_SECONDS).record((now_ms() - t).max(0) as f64 / 1000.0);
+                }
+                Ok(Flush::Committed)
+            }
+            Err(e) => {
+                metrics::counter!(m::BATCHES, "outcome" => "aborted").increment(1);
+                if let KafkaError::Transaction(rd) = &e {
+                    if rd.is_fatal() {
+                        anyhow::bail!("aggregator producer failed fatally (fenced by another instance?): {e}");
+                    }
+                }
+                tracing::warn!(error = %e, records = pending.len(), "aggregator.transaction_aborted");
+                if let Err(abort) = producer.abort_transaction(TXN_TIMEOUT) {
+                    anyhow::bail!("aborting the transaction failed: {abort}");
+                }
+                self.rewind(consumer, pending);
+                Ok(Flush::Aborted)
+            }
+        }
+    }
+
+    /// Inserts the rows, retrying until it succeeds; false if shutdown came
+    /// first. Retrying is safe: the rows are keyed by their batch.
+    fn write_clickhouse(&self, outcome: &Outcome) -> bool {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.rt.block_on(self.store.write_usage(&outcome.rows)) {
+                Ok(()) => break,
+                Err(e) => {
+                    metrics::counter!(m::CLICKHOUSE_ERRORS).increment(1);
+                    tracing::warn!(error = %e, rows = outcome.rows.len(), retry_in_ms = backoff.as_millis() as u64, "aggregator.clickhouse_write_failed");
+                    if self.rt.block_on(async {
+                        tokio::select! {
+                            _ = self.shutdown.cancelled() => true,
+                            _ = tokio::time::sleep(backoff) => false,
+                        }
+                    }) {
+                        return false;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        metrics::histogram!(m::FLUSH_SECONDS, "stage" => "clickhouse").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::FLUSH_ROWS).record(outcome.rows.len() as f64);
+        true
+    }
+
+    /// One transaction: the totals of every touched project, and the offsets.
+    fn commit(
+        &self,
+        consumer: &GroupConsumer,
+        producer: &TxProducer,
+        pending: &Pending,
+        outcome: &Outcome,
+    ) -> Result<(), KafkaError> {
+        producer.begin_transaction()?;
+        let now = now_ms();
+        for (partition, project) in &outcome.touched {
+            let state = self.states.get(*partition).and_then(|p| p.get(project)).expect("touched project has state");
+            let bytes = state_to_wire(state, now).encode_to_vec();
+            let mut record = BaseRecord::to(&self.kafka.totals_topic).partition(*partition).key(project.as_str()).payload(&bytes);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (&p, &next) in &pending.next {
+            offsets.add_partition_offset(&self.kafka.events_topic, p, Offset::Offset(next))?;
+        }
+        let group = consumer.group_metadata().ok_or(KafkaError::NoMessageReceived)?;
+        producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        producer.commit_transaction(TXN_TIMEOUT)
+    }
+
+    /// After an abort: forget the touched partitions' states and seek back
+    /// to the first record of the batch, which is the committed offset.
+    fn rewind(&mut self, consumer: &GroupConsumer, pending: &Pending) {
+        for (&p, &first) in &pending.first {
+            self.states.forget(p);
+            if let Err(e) = consumer.seek(&self.kafka.events_topic, p, Offset::Offset(first), Duration::from_secs(10)) {
+                // Not ours any more (rebalance): the next owner starts from the committed offset.
+                tracing::info!(partition = p, error = %e, "aggregator.rewind_skipped");
+            }
+        }
+    }
+}
+
+fn report_lag(consumer: &GroupConsumer, topic: &str) {
+    let Ok(positions) = consumer.position() else { return };
+    let mut total = 0i64;
+    for e in positions.elements_for_topic(topic) {
+        let Ok((_, high)) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(1)) else { continue };
+        // Before the first record of a partition the position is unknown: skip it.
+        if let Offset::Offset(pos) = e.offset() {
+            total += (high - pos).max(0);
+        }
+    }
+    metrics::gauge!(m::LAG).set(total as f64);
+}

@@ -1,0 +1,209 @@
+//! A project's running state: per-cycle counters, the storage gauge, and the
+//! dedup windows of the sources reporting for it. Everything here is a pure
+//! function of the batches applied, in order, so that replaying the same
+//! Kafka records from the same checkpoint always gives the same state.
+
+use std::collections::BTreeMap;
+
+use crate::split::{hour_floor, split_hours};
+use crate::{Batch, Cycle, Metric, ProjectId, SeqVerdict, SeqWindow, Span, UnixMs, HOUR_MS};
+
+/// One project's usage of one metric in one hour, from one batch: the row
+/// written to ClickHouse. Its key `(project, metric, hour, source, batch_seq)`
+/// makes a replayed write replace itself rather than add to the total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourlyRow {
+    pub metric: Metric,
+    pub hour_ms: UnixMs,
+    /// Counters: the sum. Gauge: the maximum reading in the hour.
+    pub value: u64,
+    /// Gauge only: the latest reading in the hour and its time.
+    pub last_value: u64,
+    pub last_time_ms: UnixMs,
+}
+
+/// The counters of one billing cycle, in `Metric::COUNTERS` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CycleCounters {
+    pub cycle: Cycle,
+    pub values: [u64; 4],
+}
+
+/// A gauge reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub value: u64,
+    pub time_ms: UnixMs,
+}
+
+impl Reading {
+    /// True when `self` supersedes `other`: later, or as late and larger.
+    fn beats(&self, other: &Reading) -> bool {
+        (self.time_ms, self.value) > (other.time_ms, other.value)
+    }
+}
+
+/// The dedup memory of one source, for one project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceEntry {
+    pub window: SeqWindow,
+    pub last_seen_ms: UnixMs,
+}
+
+/// How long state is kept, measured in ingest time of the batches applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// A cycle's counters are dropped this long after the cycle ended.
+    pub cycle_grace_ms: i64,
+    /// A source's window is dropped after this long without a batch.
+    pub source_ttl_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { cycle_grace_ms: 10 * 24 * HOUR_MS, source_ttl_ms: 35 * 24 * HOUR_MS }
+    }
+}
+
+/// What applying a batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectUpdate {
+    /// Counted; these rows go to ClickHouse.
+    Counted(Vec<HourlyRow>),
+    /// A retry of a batch already counted.
+    Duplicate,
+    /// Older than the source's dedup window; not counted.
+    TooOld,
+}
+
+/// The state of one project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectState {
+    pub project_id: ProjectId,
+    /// Keyed by cycle start.
+    pub cycles: BTreeMap<UnixMs, CycleCounters>,
+    pub logical_size: Option<Reading>,
+    pub sources: BTreeMap<String, SourceEntry>,
+    /// Grows by one at each counted batch.
+    pub version: u64,
+    pub last_ingested_ms: UnixMs,
+}
+
+impl ProjectState {
+    /// A project never seen before.
+    pub fn new(project_id: ProjectId) -> Self {
+        ProjectState {
+            project_id,
+            cycles: BTreeMap::new(),
+            logical_size: None,
+            sources: BTreeMap::new(),
+            version: 0,
+            last_ingested_ms: 0,
+        }
+    }
+
+    /// The counters of the cycle containing `t`, zero if none were recorded.
+    pub fn counters_at(&self, t: UnixMs) -> CycleCounters {
+        let cycle = Cycle::containing(t);
+        self.cycles
+            .get(&cycle.start_ms)
+            .copied()
+            .unwrap_or(CycleCounters { cycle, values: [0; 4] })
+    }
+
+    /// Applies one batch of this project: deduplicates it, adds it to the
+    /// cycle counters and the gauge, and returns its hourly rows.
+    pub fn apply(&mut self, batch: &Batch, retention: &Retention) -> ProjectUpdate {
+        debug_assert_eq!(batch.project_id, self.project_id);
+        let verdict = match self.sources.get_mut(batch.source_id.as_str()) {
+            Some(entry) => {
+                let v = entry.window.observe(batch.batch_seq);
+                if v == SeqVerdict::New {
+                    entry.last_seen_ms = entry.last_seen_ms.max(batch.ingested_ms);
+                }
+                v
+            }
+            None => {
+                self.sources.insert(
+                    batch.source_id.as_str().to_owned(),
+                    SourceEntry { window: SeqWindow::first(batch.batch_seq), last_seen_ms: batch.ingested_ms },
+                );
+                SeqVerdict::New
+            }
+        };
+        match verdict {
+            SeqVerdict::Duplicate => return ProjectUpdate::Duplicate,
+            SeqVerdict::TooOld => return ProjectUpdate::TooOld,
+            SeqVerdict::New => {}
+        }
+        let rows = hourly_rows(batch);
+        for row in &rows {
+            match row.metric.counter_index() {
+                Some(i) => {
+                    let cycle = Cycle::containing(row.hour_ms);
+                    let c = self
+                        .cycles
+                        .entry(cycle.start_ms)
+                        .or_insert(CycleCounters { cycle, values: [0; 4] });
+                    c.values[i] = c.values[i].saturating_add(row.value);
+                }
+                None => {
+                    let r = Reading { value: row.last_value, time_ms: row.last_time_ms };
+                    if self.logical_size.is_none_or(|cur| r.beats(&cur)) {
+                        self.logical_size = Some(r);
+                    }
+                }
+            }
+        }
+        self.version += 1;
+        self.last_ingested_ms = self.last_ingested_ms.max(batch.ingested_ms);
+        self.expire(retention);
+        ProjectUpdate::Counted(rows)
+    }
+
+    fn expire(&mut self, retention: &Retention) {
+        let now = self.last_ingested_ms;
+        self.cycles.retain(|_, c| c.cycle.end_ms + retention.cycle_grace_ms > now);
+        self.sources.retain(|_, s| s.last_seen_ms + retention.source_ttl_ms > now);
+    }
+}
+
+/// The hourly rows of a batch: counters summed per (metric, hour), gauge
+/// readings reduced to their maximum and latest per hour. Depends on the
+/// batch alone.
+pub fn hourly_rows(batch: &Batch) -> Vec<HourlyRow> {
+    let mut acc: BTreeMap<(Metric, UnixMs), HourlyRow> = BTreeMap::new();
+    for e in &batch.events {
+        match e.span {
+            Span::Interval { start_ms, end_ms } => {
+                for (hour_ms, v) in split_hours(start_ms, end_ms, e.value) {
+                    let row = acc.entry((e.metric, hour_ms)).or_insert(HourlyRow {
+                        metric: e.metric,
+                        hour_ms,
+                        value: 0,
+                        last_value: 0,
+                        last_time_ms: 0,
+                    });
+                    row.value = row.value.saturating_add(v);
+                }
+            }
+            Span::Instant { time_ms } => {
+                let hour_ms = hour_floor(time_ms);
+                let r = Reading { value: e.value, time_ms };
+                acc.entry((e.metric, hour_ms))
+                    .and_modify(|row| {
+                        row.value = row.value.max(e.value);
+                        if r.beats(&Reading { value: row.last_value, time_ms: row.last_time_ms }) {
+                            row.last_value = e.value;
+                            row.last_time_ms = time_ms;
+                        }
+                    })
+                    .or_insert(HourlyRow { metric: e.metric, hour_ms, value: e.value, last_value: e.value, last_time_ms: time_ms });
+            }
+        }
+    }
+    acc.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests;

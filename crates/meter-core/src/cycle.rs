@@ -1,0 +1,91 @@
+//! Billing cycles: calendar months in UTC. Civil-date arithmetic after
+//! Howard Hinnant's `days_from_civil` / `civil_from_days`.
+
+use crate::UnixMs;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A billing cycle, `[start_ms, end_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cycle {
+    pub start_ms: UnixMs,
+    pub end_ms: UnixMs,
+}
+
+impl Cycle {
+    /// The calendar month (UTC) that contains `t`.
+    pub fn containing(t: UnixMs) -> Cycle {
+        let (y, m, _) = civil_from_days(t.div_euclid(DAY_MS));
+        let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+        Cycle {
+            start_ms: days_from_civil(y, m, 1) * DAY_MS,
+            end_ms: days_from_civil(ny, nm, 1) * DAY_MS,
+        }
+    }
+
+    /// True when `t` falls in this cycle.
+    pub fn contains(&self, t: UnixMs) -> bool {
+        self.start_ms <= t && t < self.end_ms
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date `(year, month, day)` of a count of days since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_months() {
+        // 2026-11-25T19:38:00Z
+        let c = Cycle::containing(1_795_635_480_000);
+        assert_eq!(c.start_ms, 1_793_491_200_000); // 2026-11-01
+        assert_eq!(c.end_ms, 1_796_083_200_000); // 2026-12-01
+        // February of a leap year.
+        let feb = Cycle::containing(days_from_civil(2028, 2, 15) * DAY_MS);
+        assert_eq!((feb.end_ms - feb.start_ms) / DAY_MS, 29);
+        // December rolls into January.
+        let dec = Cycle::containing(days_from_civil(2026, 12, 31) * DAY_MS + 1);
+        assert_eq!(dec.end_ms, days_from_civil(2027, 1, 1) * DAY_MS);
+    }
+
+    proptest! {
+        #[test]
+        fn civil_round_trips(z in -1_000_000i64..1_000_000) {
+            let (y, m, d) = civil_from_days(z);
+            prop_assert_eq!(days_from_civil(y, m, d), z);
+        }
+
+        #[test]
+        fn cycle_contains_its_instant_and_starts_on_day_one(t in -10_000_000_000_000i64..10_000_000_000_000) {
+            let c = Cycle::containing(t);
+            prop_assert!(c.contains(t));
+            prop_assert_eq!(civil_from_days(c.start_ms / DAY_MS).2, 1);
+            prop_assert_eq!(Cycle::containing(c.end_ms).start_ms, c.end_ms);
+            prop_assert!((28..=31).contains(&((c.end_ms - c.start_ms) / DAY_MS)));
+        }
+    }
+}

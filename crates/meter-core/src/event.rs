@@ -1,0 +1,91 @@
+//! Usage events and batches, as the domain sees them once decoded.
+
+use crate::{Metric, ProjectId, SourceId, UnixMs};
+
+/// When the usage happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// INCREMENTAL: a delta over `[start_ms, end_ms)`.
+    Interval { start_ms: UnixMs, end_ms: UnixMs },
+    /// ABSOLUTE: a gauge reading at `time_ms`.
+    Instant { time_ms: UnixMs },
+}
+
+/// One usage event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub project_id: ProjectId,
+    pub endpoint_id: Option<String>,
+    pub branch_id: Option<String>,
+    pub metric: Metric,
+    /// In the metric's base unit: seconds, CPU-seconds or bytes.
+    pub value: u64,
+    pub span: Span,
+    pub idempotency_key: Option<String>,
+}
+
+/// The events of one source batch that belong to one project: the unit that
+/// ingest writes to Kafka and the aggregator deduplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub source_id: SourceId,
+    pub batch_seq: u64,
+    pub project_id: ProjectId,
+    pub events: Vec<Event>,
+    /// When ingest accepted the batch; drives retention, never the counts.
+    pub ingested_ms: UnixMs,
+}
+
+impl Batch {
+    /// Groups a source batch into one `Batch` per project, in order of first
+    /// appearance, keeping each project's events in their original order.
+    pub fn split_by_project(
+        source_id: &SourceId,
+        batch_seq: u64,
+        events: Vec<Event>,
+        ingested_ms: UnixMs,
+    ) -> Vec<Batch> {
+        let mut out: Vec<Batch> = Vec::new();
+        for event in events {
+            match out.iter_mut().find(|b| b.project_id == event.project_id) {
+                Some(b) => b.events.push(event),
+                None => out.push(Batch {
+                    source_id: source_id.clone(),
+                    batch_seq,
+                    project_id: event.project_id.clone(),
+                    events: vec![event],
+                    ingested_ms,
+                }),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(p: &str, v: u64) -> Event {
+        Event {
+            project_id: ProjectId::new(p).unwrap(),
+            endpoint_id: None,
+            branch_id: None,
+            metric: Metric::WrittenDataBytes,
+            value: v,
+            span: Span::Interval { start_ms: 0, end_ms: 1 },
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn splits_by_project_keeping_order() {
+        let src = SourceId::new("s").unwrap();
+        let out = Batch::split_by_project(&src, 7, vec![ev("a", 1), ev("b", 2), ev("a", 3)], 9);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].project_id.as_str(), "a");
+        assert_eq!(out[0].events.iter().map(|e| e.value).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(out[1].events[0].value, 2);
+        assert!(out.iter().all(|b| b.batch_seq == 7 && b.ingested_ms == 9));
+    }
+}

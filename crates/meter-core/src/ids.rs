@@ -1,0 +1,88 @@
+//! Identifiers: projects and sources. Validated once at the edge.
+
+use std::fmt;
+
+/// Longest id accepted, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Why an id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("is empty")]
+    Empty,
+    #[error("is longer than {MAX_ID_LEN} bytes")]
+    TooLong,
+    #[error("contains {0:?}; allowed are ASCII letters, digits and - _ . :")]
+    BadChar(char),
+}
+
+fn check(s: &str) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong);
+    }
+    match s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        Some(c) => Err(IdError::BadChar(c)),
+        None => Ok(()),
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates and wraps an id.
+            pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
+                let s = s.into();
+                check(&s)?;
+                Ok(Self(s))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A project (one isolated Postgres database and its computes).
+    ProjectId
+);
+id_type!(
+    /// A reporting source (a compute node); batches are numbered per source.
+    SourceId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_neon_style_ids() {
+        assert!(ProjectId::new("proud-sun-123456").is_ok());
+        assert!(SourceId::new("compute-ep-1:pod.3").is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_ids() {
+        assert_eq!(ProjectId::new(""), Err(IdError::Empty));
+        assert_eq!(ProjectId::new("a b"), Err(IdError::BadChar(' ')));
+        assert_eq!(ProjectId::new("x".repeat(129)), Err(IdError::TooLong));
+    }
+}

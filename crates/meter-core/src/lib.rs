@@ -1,0 +1,27 @@
+//! The domain of the metering pipeline, free of I/O so that it can be tested
+//! exhaustively: what a metric is, what a valid event is, how usage splits into
+//! hours and billing cycles, how retried batches are recognised, and how a
+//! project's totals advance.
+
+pub mod aggregate;
+pub mod cycle;
+pub mod dedup;
+pub mod event;
+pub mod ids;
+pub mod metric;
+pub mod split;
+pub mod validate;
+
+pub use aggregate::{HourlyRow, ProjectState, ProjectUpdate};
+pub use cycle::Cycle;
+pub use dedup::{SeqVerdict, SeqWindow};
+pub use event::{Batch, Event, Span};
+pub use ids::{IdError, ProjectId, SourceId};
+pub use metric::Metric;
+pub use validate::{BatchError, Limits};
+
+/// Milliseconds since the Unix epoch, UTC. All times in the domain are this.
+pub type UnixMs = i64;
+
+/// Milliseconds in one hour.
+pub const HOUR_MS: i64 = 3_600_000;

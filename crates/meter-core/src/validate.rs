@@ -1,0 +1,180 @@
+//! What makes a batch acceptable. A batch is all-or-nothing: the first bad
+//! event refuses the whole batch, and the error names it and its field.
+
+use std::fmt;
+
+use crate::{Event, Span, UnixMs};
+
+/// Bounds on what ingest accepts.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_events_per_batch: usize,
+    /// Oldest accepted timestamp, relative to now.
+    pub max_past_ms: i64,
+    /// Newest accepted timestamp, relative to now.
+    pub max_future_ms: i64,
+    /// Largest accepted value of one event (keeps cycle sums far from overflow).
+    pub max_value: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_events_per_batch: 10_000,
+            max_past_ms: 7 * 24 * crate::HOUR_MS,
+            max_future_ms: 5 * 60 * 1000,
+            max_value: 1 << 50,
+        }
+    }
+}
+
+/// A refused batch: which event (if any), which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchError {
+    /// Index of the offending event, `None` for batch-level fields.
+    pub index: Option<usize>,
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl BatchError {
+    /// A problem with a batch-level field.
+    pub fn batch(field: &'static str, reason: impl Into<String>) -> Self {
+        BatchError { index: None, field, reason: reason.into() }
+    }
+
+    /// A problem with one event's field.
+    pub fn event(index: usize, field: &'static str, reason: impl Into<String>) -> Self {
+        BatchError { index: Some(index), field, reason: reason.into() }
+    }
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "events[{i}].{}: {}", self.field, self.reason),
+            None => write!(f, "{}: {}", self.field, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+impl Limits {
+    /// Checks the size of a batch before its events are decoded.
+    pub fn check_batch_len(&self, len: usize) -> Result<(), BatchError> {
+        if len > self.max_events_per_batch {
+            return Err(BatchError::batch(
+                "events",
+                format!("batch has {len} events, the limit is {}", self.max_events_per_batch),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks one decoded event against the limits at time `now_ms`.
+    pub fn check_event(&self, index: usize, e: &Event, now_ms: UnixMs) -> Result<(), BatchError> {
+        if e.value > self.max_value {
+            return Err(BatchError::event(
+                index,
+                "value",
+                format!("{} exceeds the limit {}", e.value, self.max_value),
+            ));
+        }
+        let check_time = |field: &'static str, t: UnixMs| {
+            if t < now_ms.saturating_sub(self.max_past_ms) {
+                Err(BatchError::event(
+                    index,
+                    field,
+                    format!("{t} is more than {} ms in the past", self.max_past_ms),
+                ))
+            } else if t > now_ms.saturating_add(self.max_future_ms) {
+                Err(BatchError::event(
+                    index,
+                    field,
+                    format!("{t} is more than {} ms in the future", self.max_future_ms),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match (e.span, e.metric.is_gauge()) {
+            (Span::Interval { start_ms, end_ms }, false) => {
+                if end_ms < start_ms {
+                    return Err(BatchError::event(
+                        index,
+                        "end_unix_ms",
+                        format!("{end_ms} is before start_unix_ms {start_ms}"),
+                    ));
+                }
+                check_time("start_unix_ms", start_ms)?;
+                check_time("end_unix_ms", end_ms)
+            }
+            (Span::Instant { time_ms }, true) => check_time("time_unix_ms", time_ms),
+            (Span::Interval { .. }, true) => Err(BatchError::event(
+                index,
+                "kind",
+                format!("{} is a gauge and must be ABSOLUTE", e.metric),
+            )),
+            (Span::Instant { .. }, false) => Err(BatchError::event(
+                index,
+                "kind",
+                format!("{} is a counter and must be INCREMENTAL", e.metric),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Metric, ProjectId};
+
+    const NOW: i64 = 1_760_000_000_000;
+
+    fn ev(metric: Metric, span: Span, value: u64) -> Event {
+        Event {
+            project_id: ProjectId::new("p").unwrap(),
+            endpoint_id: None,
+            branch_id: None,
+            metric,
+            value,
+            span,
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn accepts_good_events() {
+        let l = Limits::default();
+        let inc = ev(Metric::ComputeTimeSeconds, Span::Interval { start_ms: NOW - 60_000, end_ms: NOW }, 5);
+        assert_eq!(l.check_event(0, &inc, NOW), Ok(()));
+        let abs = ev(Metric::LogicalSizeBytes, Span::Instant { time_ms: NOW }, 5);
+        assert_eq!(l.check_event(0, &abs, NOW), Ok(()));
+    }
+
+    #[test]
+    fn names_the_field_of_each_problem() {
+        let l = Limits::default();
+        let cases = [
+            (ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: NOW, end_ms: NOW - 1 }, 1), "end_unix_ms"),
+            (ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: 0, end_ms: NOW }, 1), "start_unix_ms"),
+            (ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: NOW, end_ms: NOW + 3_600_000 }, 1), "end_unix_ms"),
+            (ev(Metric::ActiveTimeSeconds, Span::Instant { time_ms: NOW }, 1), "kind"),
+            (ev(Metric::LogicalSizeBytes, Span::Interval { start_ms: NOW, end_ms: NOW }, 1), "kind"),
+            (ev(Metric::LogicalSizeBytes, Span::Instant { time_ms: NOW }, u64::MAX), "value"),
+        ];
+        for (e, field) in cases {
+            let err = l.check_event(3, &e, NOW).unwrap_err();
+            assert_eq!((err.index, err.field), (Some(3), field), "{err}");
+            assert!(err.to_string().starts_with(&format!("events[3].{field}: ")));
+        }
+    }
+
+    #[test]
+    fn refuses_oversized_batches() {
+        let l = Limits { max_events_per_batch: 2, ..Limits::default() };
+        assert!(l.check_batch_len(2).is_ok());
+        assert_eq!(l.check_batch_len(3).unwrap_err().field, "events");
+    }
+}

@@ -1,0 +1,13 @@
+//! The ingest role: compute nodes call `Report` over gRPC; each batch is
+//! validated (all-or-nothing), split into one Kafka record per project, and
+//! acknowledged only once Kafka has every record (acks=all, idempotent
+//! producer).
+
+mod config;
+mod error;
+mod metrics;
+mod service;
+
+pub use config::IngestConfig;
+pub use error::IngestError;
+pub use service::{run, IngestService};

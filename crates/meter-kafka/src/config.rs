@@ -1,0 +1,55 @@
+//! The `[kafka]` section of the configuration.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+/// Where Kafka is and how the pipeline's topics are named and laid out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Usage events, one record per (batch, project), keyed by project.
+    pub events_topic: String,
+    /// Compacted per-project totals and aggregator state, partition for
+    /// partition aligned with `events_topic`.
+    pub totals_topic: String,
+    /// Partitions of both topics when they are created.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Retention of `events_topic` (the replay horizon), hours.
+    pub events_retention_hours: u64,
+    /// How long a produce may take before the ingest call fails.
+    pub produce_timeout_ms: u64,
+    /// Extra librdkafka properties applied to every client (e.g. security).
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            events_topic: "usage.events".into(),
+            totals_topic: "usage.totals".into(),
+            partitions: 8,
+            replication_factor: 1,
+            events_retention_hours: 24 * 30,
+            produce_timeout_ms: 10_000,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// A librdkafka configuration with the brokers and the extra properties.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.client {
+            c.set(k, v);
+        }
+        c
+    }
+}

@@ -1,0 +1,27 @@
+//! Kafka plumbing shared by the roles: client configuration, topic admin, the
+//! idempotent producer used by ingest, and reading a partition to its end
+//! (how the aggregator restores its state).
+
+mod admin;
+mod config;
+mod producer;
+mod restore;
+
+pub use admin::ensure_topics;
+pub use config::KafkaConfig;
+pub use producer::{EventProducer, ProduceError};
+pub use restore::read_partition_to_end;
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("topic {topic} has {actual} partitions but {expected} are configured; usage.totals must mirror usage.events")]
+    PartitionMismatch { topic: String, expected: i32, actual: i32 },
+    #[error("timed out after {0:?} reading {1} to its end")]
+    RestoreTimeout(std::time::Duration, String),
+}
+
+/// Result of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,189 @@
+//! Usage events and batches: wire <-> domain.
+
+use meter_core::{Batch, BatchError, Event, Metric, ProjectId, SourceId, Span};
+use prost::Message;
+
+use crate::v1;
+
+/// A Kafka record that cannot be decoded as a `ProjectBatch`.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// Not protobuf, or not this message.
+    Protobuf(prost::DecodeError),
+    /// Decoded, but a field is not valid.
+    Invalid(BatchError),
+}
+
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Protobuf(e) => write!(f, "undecodable record: {e}"),
+            DecodeError::Invalid(e) => write!(f, "invalid record: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn metric_from_wire(code: i32) -> Option<Metric> {
+    match v1::Metric::try_from(code).ok()? {
+        v1::Metric::Unspecified => None,
+        v1::Metric::ActiveTimeSeconds => Some(Metric::ActiveTimeSeconds),
+        v1::Metric::ComputeTimeSeconds => Some(Metric::ComputeTimeSeconds),
+        v1::Metric::WrittenDataBytes => Some(Metric::WrittenDataBytes),
+        v1::Metric::DataTransferBytes => Some(Metric::DataTransferBytes),
+        v1::Metric::LogicalSizeBytes => Some(Metric::LogicalSizeBytes),
+    }
+}
+
+/// The wire code of a metric.
+pub fn metric_to_wire(m: Metric) -> v1::Metric {
+    match m {
+        Metric::ActiveTimeSeconds => v1::Metric::ActiveTimeSeconds,
+        Metric::ComputeTimeSeconds => v1::Metric::ComputeTimeSeconds,
+        Metric::WrittenDataBytes => v1::Metric::WrittenDataBytes,
+        Metric::DataTransferBytes => v1::Metric::DataTransferBytes,
+        Metric::LogicalSizeBytes => v1::Metric::LogicalSizeBytes,
+    }
+}
+
+fn optional(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Decodes one wire event; `project` overrides an empty `project_id` (the
+/// events inside a `ProjectBatch` carry theirs once, above them).
+pub fn event_from_wire(
+    index: usize,
+    e: &v1::UsageEvent,
+    project: Option<&ProjectId>,
+) -> Result<Event, BatchError> {
+    let project_id = match (project, e.project_id.as_str()) {
+        (Some(p), "") => p.clone(),
+        (_, s) => ProjectId::new(s).map_err(|err| BatchError::event(index, "project_id", err.to_string()))?,
+    };
+    let metric = metric_from_wire(e.metric)
+        .ok_or_else(|| BatchError::event(index, "metric", format!("unknown metric code {}", e.metric)))?;
+    let span = match v1::Kind::try_from(e.kind) {
+        Ok(v1::Kind::Incremental) => Span::Interval { start_ms: e.start_unix_ms, end_ms: e.end_unix_ms },
+        Ok(v1::Kind::Absolute) => Span::Instant { time_ms: e.time_unix_ms },
+        _ => {
+            return Err(BatchError::event(
+                index,
+                "kind",
+                format!("unknown kind code {}; expected INCREMENTAL or ABSOLUTE", e.kind),
+            ))
+        }
+    };
+    Ok(Event {
+        project_id,
+        endpoint_id: optional(&e.endpoint_id),
+        branch_id: optional(&e.branch_id),
+        metric,
+        value: e.value,
+        span,
+        idempotency_key: optional(&e.idempotency_key),
+    })
+}
+
+/// The wire form of a domain event; `with_project` false leaves the project
+/// id out (inside a `ProjectBatch`).
+pub fn event_to_wire(e: &Event, with_project: bool) -> v1::UsageEvent {
+    let (kind, start, end, time) = match e.span {
+        Span::Interval { start_ms, end_ms } => (v1::Kind::Incremental, start_ms, end_ms, 0),
+        Span::Instant { time_ms } => (v1::Kind::Absolute, 0, 0, time_ms),
+    };
+    v1::UsageEvent {
+        project_id: if with_project { e.project_id.to_string() } else { String::new() },
+        endpoint_id: e.endpoint_id.clone().unwrap_or_default(),
+        branch_id: e.branch_id.clone().unwrap_or_default(),
+        metric: metric_to_wire(e.metric) as i32,
+        kind: kind as i32,
+        value: e.value,
+        start_unix_ms: start,
+        end_unix_ms: end,
+        time_unix_ms: time,
+        idempotency_key: e.idempotency_key.clone().unwrap_or_default(),
+    }
+}
+
+/// Encodes a project batch as the Kafka record value.
+pub fn encode_batch(b: &Batch) -> Vec<u8> {
+    v1::ProjectBatch {
+        source_id: b.source_id.to_string(),
+        batch_seq: b.batch_seq,
+        project_id: b.project_id.to_string(),
+        events: b.events.iter().map(|e| event_to_wire(e, false)).collect(),
+        ingested_unix_ms: b.ingested_ms,
+    }
+    .encode_to_vec()
+}
+
+/// Decodes a Kafka record value written by `encode_batch`.
+pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
+    let w = v1::ProjectBatch::decode(bytes).map_err(DecodeError::Protobuf)?;
+    let invalid = |field, e: meter_core::IdError| DecodeError::Invalid(BatchError::batch(field, e.to_string()));
+    let project_id = ProjectId::new(w.project_id).map_err(|e| invalid("project_id", e))?;
+    let source_id = SourceId::new(w.source_id).map_err(|e| invalid("source_id", e))?;
+    let events = w
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| event_from_wire(i, e, Some(&project_id)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(DecodeError::Invalid)?;
+    Ok(Batch { source_id, batch_seq: w.batch_seq, project_id, events, ingested_ms: w.ingested_unix_ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_round_trips() {
+        let p = ProjectId::new("p").unwrap();
+        let b = Batch {
+            source_id: SourceId::new("s").unwrap(),
+            batch_seq: 42,
+            project_id: p.clone(),
+            events: vec![
+                Event {
+                    project_id: p.clone(),
+                    endpoint_id: Some("ep".into()),
+                    branch_id: None,
+                    metric: Metric::DataTransferBytes,
+                    value: 9,
+                    span: Span::Interval { start_ms: 1, end_ms: 2 },
+                    idempotency_key: Some("k".into()),
+                },
+                Event {
+                    project_id: p,
+                    endpoint_id: None,
+                    branch_id: Some("br".into()),
+                    metric: Metric::LogicalSizeBytes,
+                    value: 10,
+                    span: Span::Instant { time_ms: 3 },
+                    idempotency_key: None,
+                },
+            ],
+            ingested_ms: 77,
+        };
+        assert_eq!(decode_batch(&encode_batch(&b)).unwrap(), b);
+    }
+
+    #[test]
+    fn names_unknown_codes() {
+        let e = v1::UsageEvent { project_id: "p".into(), metric: 9, kind: 1, ..Default::default() };
+        assert_eq!(event_from_wire(2, &e, None).unwrap_err().to_string(), "events[2].metric: unknown metric code 9");
+        let e = v1::UsageEvent { project_id: "p".into(), metric: 1, kind: 0, ..Default::default() };
+        assert_eq!(event_from_wire(0, &e, None).unwrap_err().field, "kind");
+        let e = v1::UsageEvent { project_id: "".into(), metric: 1, kind: 1, ..Default::default() };
+        assert_eq!(event_from_wire(0, &e, None).unwrap_err().to_string(), "events[0].project_id: is empty");
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        assert!(matches!(decode_batch(&[0xff, 0xff, 0xff]), Err(DecodeError::Protobuf(_))));
+    }
+}

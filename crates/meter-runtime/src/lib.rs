@@ -1,0 +1,15 @@
+//! What every role shares: layered configuration, telemetry (logs and
+//! Prometheus metrics), the admin HTTP server (`/metrics`, `/livez`,
+//! `/readyz`), and shutdown on signals.
+
+mod admin;
+mod config;
+mod health;
+mod shutdown;
+mod telemetry;
+
+pub use admin::{serve_admin, AdminConfig};
+pub use config::load_config;
+pub use health::Health;
+pub use shutdown::cancel_on_signal;
+pub use telemetry::{init_logging, metrics_handle};

@@ -1,0 +1,28 @@
+//! ClickHouse: the schema (versioned migrations), the writer of hourly usage
+//! rows, and the queries that read exact totals back.
+//!
+//! Written for every server from 18.16 (Debian's) to current: the client runs
+//! with validation off and sends no setting that old servers lack, and
+//! exactness never depends on ClickHouse's insert deduplication.
+
+mod config;
+mod migrate;
+mod query;
+mod writer;
+
+pub use config::StoreConfig;
+pub use migrate::{migrate, MIGRATIONS};
+pub use query::{ProjectUsage, Store};
+pub use writer::{metric_code, UsageRow};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("clickhouse migration {version} ({name}) failed: {source}")]
+    Migration { version: u32, name: &'static str, source: clickhouse::error::Error },
+}
+
+/// Result of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

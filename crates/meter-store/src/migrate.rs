@@ -1,0 +1,89 @@
+//! Versioned schema migrations, recorded in `schema_migrations`. Each runs
+//! once, in order; every statement is idempotent so a crash between a
+//! migration and its record is harmless.
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, StoreConfig};
+
+/// `(version, name, statements)`; `{db}` stands for the database.
+pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
+    1,
+    "usage_hourly",
+    &[
+        // One row per (project, metric, hour, source, batch): a batch counted
+        // twice (replay after a crash) writes the same key again, and the
+        // ReplacingMergeTree keeps one. Queries read it with FINAL, which
+        // gives the exact answer whether or not the merge has happened.
+        "CREATE TABLE IF NOT EXISTS {db}.usage_hourly (
+            project_id String,
+            metric Enum8('active_time_seconds' = 1, 'compute_time_seconds' = 2,
+                         'written_data_bytes' = 3, 'data_transfer_bytes' = 4,
+                         'logical_size_bytes' = 5),
+            hour DateTime('UTC'),
+            source_id String,
+            batch_seq UInt64,
+            value UInt64,
+            last_value UInt64,
+            last_time_ms Int64,
+            version UInt64
+        ) ENGINE = ReplacingMergeTree(version)
+        PARTITION BY toYYYYMM(hour)
+        ORDER BY (project_id, metric, hour, source_id, batch_seq)",
+    ],
+)];
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct Applied {
+    version: u32,
+}
+
+#[derive(Debug, Row, Serialize)]
+struct Record<'a> {
+    version: u32,
+    name: &'a str,
+}
+
+/// Creates the database and applies every migration not yet recorded.
+/// Returns the server's version string.
+pub async fn migrate(cfg: &StoreConfig) -> Result<String> {
+    let server = cfg.server_client();
+    let version: String = server.query("SELECT version()").fetch_one().await?;
+    let db = &cfg.database;
+    server.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await?;
+    server
+        .query(&format!(
+            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+                version UInt32, name String, applied_at DateTime('UTC') DEFAULT now()
+            ) ENGINE = MergeTree ORDER BY version"
+        ))
+        .execute()
+        .await?;
+    let client = cfg.client();
+    let applied: Vec<u32> = client
+        .query("SELECT version FROM schema_migrations")
+        .fetch_all::<Applied>()
+        .await?
+        .into_iter()
+        .map(|a| a.version)
+        .collect();
+    for &(v, name, statements) in MIGRATIONS {
+        if applied.contains(&v) {
+            continue;
+        }
+        for sql in statements {
+            let sql = sql.replace("{db}", db);
+            server
+                .query(&sql)
+                .execute()
+                .await
+                .map_err(|source| Error::Migration { version: v, name, source })?;
+        }
+        let mut ins = client.insert::<Record<'_>>("schema_migrations").await?;
+        ins.write(&Record { version: v, name }).await?;
+        ins.end().await?;
+        tracing::info!(version = v, name, database = %db, "store.migration_applied");
+    }
+    Ok(version)
+}

@@ -1,0 +1,84 @@
+//! Reading exact usage back.
+
+use clickhouse::Row;
+use meter_core::Metric;
+use serde::Deserialize;
+
+use crate::{Result, StoreConfig};
+
+/// A handle on the pipeline's ClickHouse database.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) client: clickhouse::Client,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// A project's usage over a time range: the four counters summed, and the
+/// gauge's latest reading in the range.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+pub struct ProjectUsage {
+    pub project_id: String,
+    pub active_time_seconds: u64,
+    pub compute_time_seconds: u64,
+    pub written_data_bytes: u64,
+    pub data_transfer_bytes: u64,
+    pub logical_size_bytes: u64,
+}
+
+impl ProjectUsage {
+    /// The value of one metric.
+    pub fn get(&self, m: Metric) -> u64 {
+        match m {
+            Metric::ActiveTimeSeconds => self.active_time_seconds,
+            Metric::ComputeTimeSeconds => self.compute_time_seconds,
+            Metric::WrittenDataBytes => self.written_data_bytes,
+            Metric::DataTransferBytes => self.data_transfer_bytes,
+            Metric::LogicalSizeBytes => self.logical_size_bytes,
+        }
+    }
+}
+
+impl Store {
+    /// A store for the configured database.
+    pub fn new(cfg: &StoreConfig) -> Self {
+        Store { client: cfg.client() }
+    }
+
+    /// Per-project usage with `hour` in `[from_s, to_s)`, exact: FINAL
+    /// collapses replayed rows before the sums.
+    pub async fn usage_between(&self, from_s: u32, to_s: u32) -> Result<Vec<ProjectUsage>> {
+        self.usage_where("hour >= toDateTime(?, 'UTC') AND hour < toDateTime(?, 'UTC')", |q| q.bind(from_s).bind(to_s))
+            .await
+    }
+
+    /// All-time usage of the projects whose id starts with `prefix`.
+    pub async fn usage_with_prefix(&self, prefix: &str) -> Result<Vec<ProjectUsage>> {
+        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        self.usage_where("project_id LIKE ?", |q| q.bind(pattern.as_str())).await
+    }
+
+    async fn usage_where(
+        &self,
+        filter: &str,
+        bind: impl FnOnce(clickhouse::query::Query) -> clickhouse::query::Query,
+    ) -> Result<Vec<ProjectUsage>> {
+        let sql = format!(
+            "SELECT project_id,
+                sumIf(value, metric = 'active_time_seconds') AS active_time_seconds,
+                sumIf(value, metric = 'compute_time_seconds') AS compute_time_seconds,
+                sumIf(value, metric = 'written_data_bytes') AS written_data_bytes,
+                sumIf(value, metric = 'data_transfer_bytes') AS data_transfer_bytes,
+                toUInt64(argMaxIf(last_value, (last_time_ms, last_value), metric = 'logical_size_bytes')) AS logical_size_bytes
+             FROM usage_hourly FINAL
+             WHERE {filter}
+             GROUP BY project_id
+             ORDER BY project_id"
+        );
+        Ok(bind(self.client.query(&sql)).fetch_all().await?)
+    }
+}

@@ -1,0 +1,1 @@
+//! The meterd binary: every role as a subcommand.

@@ -1,0 +1,79 @@
+//! Starting roles under one shutdown token: the first role to fail stops
+//! the others; SIGINT/SIGTERM stops them all, draining in order.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use meter_runtime::{cancel_on_signal, serve_admin, Health};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::Role;
+
+/// Prepares Kafka topics and the ClickHouse schema, retrying while the
+/// servers come up.
+async fn migrate(cfg: &Config) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = async {
+            meter_kafka::ensure_topics(&cfg.kafka).await.context("creating kafka topics")?;
+            let version = meter_store::migrate(&cfg.clickhouse).await.context("migrating clickhouse")?;
+            anyhow::Ok(version)
+        };
+        match attempt.await {
+            Ok(version) => {
+                tracing::info!(clickhouse_version = %version, kafka = %cfg.kafka.brokers, "meterd.migrated");
+                return Ok(());
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = format!("{e:#}"), "meterd.migrate_retry");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
+    migrate(&cfg).await?;
+    if role == Role::Migrate {
+        return Ok(());
+    }
+    let shutdown = CancellationToken::new();
+    let health = Health::default();
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    let admin = TcpListener::bind(&cfg.admin.listen).await.with_context(|| format!("binding admin {}", cfg.admin.listen))?;
+    tracing::info!(addr = %cfg.admin.listen, "meterd.admin_listening");
+    {
+        let (h, s) = (health.clone(), shutdown.clone());
+        tasks.spawn(async move { ("admin", serve_admin(admin, h, s).await.map_err(Into::into)) });
+    }
+    if matches!(role, Role::Ingest | Role::All) {
+        let listener = TcpListener::bind(&cfg.ingest.listen).await.with_context(|| format!("binding ingest {}", cfg.ingest.listen))?;
+        let (c, k, h, s) = (cfg.ingest.clone(), cfg.kafka.clone(), health.clone(), shutdown.clone());
+        tasks.spawn(async move { ("ingest", meter_ingest::run(&c, &k, listener, h, s).await) });
+    }
+    if matches!(role, Role::Aggregate | Role::All) {
+        let (c, k, st, h, s) = (cfg.aggregator.clone(), cfg.kafka.clone(), cfg.clickhouse.clone(), health.clone(), shutdown.clone());
+        tasks.spawn(async move { ("aggregator", meter_aggregator::run(&c, &k, &st, h, s).await) });
+    }
+
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        let (name, result) = joined.context("a role panicked")?;
+        health.drain();
+        match result {
+            Ok(()) => tracing::info!(role = name, "meterd.role_stopped"),
+            Err(e) => {
+                tracing::error!(role = name, error = format!("{e:#}"), "meterd.role_failed");
+                failure.get_or_insert(e.context(format!("role {name} failed")));
+            }
+        }
+        shutdown.cancel();
+    }
+    failure.map_or(Ok(()), Err)
+}
