@@ -1,1 +1,10 @@
-//! End-to-end tests.
+//! End-to-end tests against the real local stack: Apache Kafka (KRaft) and
+//! ClickHouse, started by `deploy/local/stack up`. Ingest and aggregators run
+//! in process, each test on topics and a database of its own.
+
+mod aggregators;
+mod bad_input;
+mod fleet;
+mod helpers;
+mod kafka_down;
+mod retries;

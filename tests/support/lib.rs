@@ -1,1 +1,194 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: the local stack's addresses, and
+//! a pipeline (ingest + aggregator, in process) on topics and a ClickHouse
+//! database of its own, so tests run side by side.
+//!
+//! The tests need the real stack (`deploy/local/stack up`); without it they
+//! fail loudly, naming what is missing.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use meter_aggregator::AggregatorConfig;
+use meter_core::ProjectState;
+use meter_ingest::IngestConfig;
+use meter_kafka::KafkaConfig;
+use meter_proto::v1::ingest_client::IngestClient;
+use meter_proto::v1::ProjectTotals;
+use meter_runtime::Health;
+use meter_store::{Store, StoreConfig};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// Addresses of the running local stack, from `deploy/local/stack env`
+/// variables or the defaults.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub brokers: String,
+    pub clickhouse_url: String,
+}
+
+impl Stack {
+    /// The stack, checked: panics with a clear message when a server does
+    /// not answer.
+    pub async fn require() -> Stack {
+        let s = Stack {
+            brokers: std::env::var("METER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+            clickhouse_url: std::env::var("METER_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+        };
+        let ch = s.clickhouse_url.trim_start_matches("http://").to_string();
+        for (what, addr) in [("kafka", s.brokers.split(',').next().unwrap_or_default().to_string()), ("clickhouse", ch)]
+        {
+            if tokio::net::TcpStream::connect(&addr).await.is_err() {
+                panic!("{what} is not answering on {addr}: start the local stack with `deploy/local/stack up` (or run the tests with deploy/local/test)");
+            }
+        }
+        s
+    }
+}
+
+fn unique(name: &str) -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    format!("{name}_{:x}_{:x}", std::process::id(), t % 0xffff_ffff)
+}
+
+/// A pipeline of its own: topics, consumer group and database named after
+/// the test.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub kafka: KafkaConfig,
+    pub store_cfg: StoreConfig,
+    pub store: Store,
+    pub aggregator: AggregatorConfig,
+    pub ingest_url: String,
+    ingest: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    aggregators: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl Pipeline {
+    /// Creates topics and schema, and starts ingest and one aggregator.
+    pub async fn start(name: &str) -> Pipeline {
+        let stack = Stack::require().await;
+        let id = unique(name);
+        let kafka = KafkaConfig {
+            brokers: stack.brokers.clone(),
+            events_topic: format!("{id}.events"),
+            totals_topic: format!("{id}.totals"),
+            partitions: 4,
+            produce_timeout_ms: 5000,
+            ..KafkaConfig::default()
+        };
+        let store_cfg =
+            StoreConfig { url: stack.clickhouse_url.clone(), database: format!("e2e_{id}"), ..StoreConfig::default() };
+        meter_kafka::ensure_topics(&kafka).await.expect("creating topics");
+        meter_store::migrate(&store_cfg).await.expect("migrating clickhouse");
+        let aggregator =
+            AggregatorConfig { group_id: format!("{id}.agg"), linger_ms: 50, ..AggregatorConfig::default() };
+        let mut p = Pipeline {
+            store: Store::new(&store_cfg),
+            kafka,
+            store_cfg,
+            aggregator,
+            ingest_url: String::new(),
+            ingest: None,
+            aggregators: Vec::new(),
+        };
+        p.start_ingest(IngestConfig::default()).await;
+        p.start_aggregator();
+        p
+    }
+
+    /// (Re)starts ingest with `cfg` on a fresh loopback port.
+    pub async fn start_ingest(&mut self, cfg: IngestConfig) {
+        self.stop_ingest().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.ingest_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let token = CancellationToken::new();
+        let (k, t) = (self.kafka.clone(), token.clone());
+        let handle = tokio::spawn(async move { meter_ingest::run(&cfg, &k, listener, Health::default(), t).await });
+        self.ingest = Some((token, handle));
+    }
+
+    async fn stop_ingest(&mut self) {
+        if let Some((t, h)) = self.ingest.take() {
+            t.cancel();
+            h.await.expect("ingest task").expect("ingest stopped cleanly");
+        }
+    }
+
+    /// Starts one more aggregator instance in the same consumer group.
+    pub fn start_aggregator(&mut self) {
+        let token = CancellationToken::new();
+        let (c, k, s, t) = (self.aggregator.clone(), self.kafka.clone(), self.store_cfg.clone(), token.clone());
+        let handle = tokio::spawn(async move { meter_aggregator::run(&c, &k, &s, Health::default(), t).await });
+        self.aggregators.push((token, handle));
+    }
+
+    /// Stops the oldest running aggregator (graceful).
+    pub async fn stop_aggregator(&mut self) {
+        let (t, h) = self.aggregators.remove(0);
+        t.cancel();
+        h.await.expect("aggregator task").expect("aggregator stopped cleanly");
+    }
+
+    /// A gRPC client of this pipeline's ingest.
+    pub async fn client(&self) -> IngestClient<Channel> {
+        let channel = tonic::transport::Endpoint::from_shared(self.ingest_url.clone()).expect("url").connect_lazy();
+        IngestClient::new(channel)
+    }
+
+    /// The latest state of every project in the totals topic.
+    pub async fn totals(&self) -> BTreeMap<String, ProjectState> {
+        let kafka = self.kafka.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = BTreeMap::new();
+            let all: Vec<i32> = (0..kafka.partitions).collect();
+            let parts = meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(60))
+                .expect("reading totals");
+            for (_, v) in parts.into_values().flatten() {
+                let s =
+                    meter_proto::state_from_wire(ProjectTotals::decode(v.as_slice()).expect("decode")).expect("state");
+                out.insert(s.project_id.to_string(), s);
+            }
+            out
+        })
+        .await
+        .expect("totals task")
+    }
+
+    /// Stops ingest and every aggregator, gracefully. Topics and the
+    /// database stay, for inspection after a failure.
+    pub async fn shutdown(mut self) {
+        self.stop_ingest().await;
+        while !self.aggregators.is_empty() {
+            self.stop_aggregator().await;
+        }
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after
+/// `timeout` with the last value `describe` gives.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if tokio::time::Instant::now() > deadline => {
+                panic!("{what}: not reached in {timeout:?}; last: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Current time, ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}

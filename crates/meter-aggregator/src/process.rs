@@ -66,6 +66,8 @@ pub(crate) fn apply(
     restore_timeout: Duration,
 ) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
+    let partitions: Vec<i32> = pending.next.keys().copied().collect();
+    states.restore_missing(kafka, &partitions, restore_timeout)?;
     for rec in &pending.records {
         let batch = match decode_batch(&rec.payload) {
             Ok(b) => b,
@@ -76,7 +78,7 @@ pub(crate) fn apply(
                 continue;
             }
         };
-        let part = states.partition(kafka, rec.partition, restore_timeout)?;
+        let part = states.get_mut(rec.partition).expect("restored above");
         let project = batch.project_id.as_str();
         let state = match part.get_mut(project) {
             Some(s) => s,
@@ -84,12 +86,15 @@ pub(crate) fn apply(
         };
         match state.apply(&batch, retention) {
             ProjectUpdate::Counted(hourly) => {
-                out.rows.extend(hourly.iter().map(|h| {
-                    UsageRow::new(project, batch.source_id.as_str(), batch.batch_seq, rec.offset as u64, h)
-                }));
+                out.rows.extend(
+                    hourly.iter().map(|h| {
+                        UsageRow::new(project, batch.source_id.as_str(), batch.batch_seq, rec.offset as u64, h)
+                    }),
+                );
                 out.touched.insert((rec.partition, project.to_owned()));
                 out.events += batch.events.len() as u64;
-                out.oldest_ingest_ms = Some(out.oldest_ingest_ms.map_or(batch.ingested_ms, |t| t.min(batch.ingested_ms)));
+                out.oldest_ingest_ms =
+                    Some(out.oldest_ingest_ms.map_or(batch.ingested_ms, |t| t.min(batch.ingested_ms)));
             }
             ProjectUpdate::Duplicate => {
                 metrics::counter!(m::DISCARDED, "reason" => "duplicate").increment(1);

@@ -202,7 +202,8 @@ impl Worker {
         for (partition, project) in &outcome.touched {
             let state = self.states.get(*partition).and_then(|p| p.get(project)).expect("touched project has state");
             let bytes = state_to_wire(state, now).encode_to_vec();
-            let mut record = BaseRecord::to(&self.kafka.totals_topic).partition(*partition).key(project.as_str()).payload(&bytes);
+            let mut record =
+                BaseRecord::to(&self.kafka.totals_topic).partition(*partition).key(project.as_str()).payload(&bytes);
             loop {
                 match producer.send(record) {
                     Ok(()) => break,

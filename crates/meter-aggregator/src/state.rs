@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use meter_core::ProjectState;
-use meter_kafka::{read_partition_to_end, KafkaConfig};
+use meter_kafka::{read_partitions_to_end, KafkaConfig};
 use meter_proto::{state_from_wire, v1::ProjectTotals};
 use prost::Message;
 
@@ -32,38 +32,44 @@ impl States {
         self.partitions.remove(&partition);
     }
 
-    /// The state of `partition`, rebuilt from `usage.totals` if needed.
-    pub(crate) fn partition(
+    /// Rebuilds, from `usage.totals`, the state of each of `partitions`
+    /// not restored yet.
+    pub(crate) fn restore_missing(
         &mut self,
         kafka: &KafkaConfig,
-        partition: i32,
+        partitions: &[i32],
         timeout: Duration,
-    ) -> anyhow::Result<&mut PartitionState> {
-        if !self.partitions.contains_key(&partition) {
-            let restored = restore(kafka, partition, timeout)?;
-            self.partitions.insert(partition, restored);
+    ) -> anyhow::Result<()> {
+        let missing: Vec<i32> = partitions.iter().copied().filter(|p| !self.partitions.contains_key(p)).collect();
+        if missing.is_empty() {
+            return Ok(());
         }
-        Ok(self.partitions.get_mut(&partition).expect("just inserted"))
+        let started = std::time::Instant::now();
+        for (partition, records) in read_partitions_to_end(kafka, &kafka.totals_topic, &missing, timeout)? {
+            let n = records.len();
+            let mut state = PartitionState::new();
+            for (key, value) in records {
+                let wire = ProjectTotals::decode(value.as_slice()).map_err(|e| {
+                    anyhow::anyhow!("undecodable usage.totals record (key {:?}): {e}", String::from_utf8_lossy(&key))
+                })?;
+                let s = state_from_wire(wire)?;
+                state.insert(s.project_id.to_string(), s);
+            }
+            metrics::counter!(m::RESTORES).increment(1);
+            tracing::info!(partition, records = n, projects = state.len(), "aggregator.partition_restored");
+            self.partitions.insert(partition, state);
+        }
+        tracing::info!(partitions = ?missing, took_ms = started.elapsed().as_millis() as u64, "aggregator.restore_done");
+        Ok(())
+    }
+
+    /// A restored partition's state, mutable.
+    pub(crate) fn get_mut(&mut self, partition: i32) -> Option<&mut PartitionState> {
+        self.partitions.get_mut(&partition)
     }
 
     /// A restored partition's state, if any.
     pub(crate) fn get(&self, partition: i32) -> Option<&PartitionState> {
         self.partitions.get(&partition)
     }
-}
-
-fn restore(kafka: &KafkaConfig, partition: i32, timeout: Duration) -> anyhow::Result<PartitionState> {
-    let started = std::time::Instant::now();
-    let records = read_partition_to_end(kafka, &kafka.totals_topic, partition, timeout)?;
-    let n = records.len();
-    let mut out = PartitionState::new();
-    for (key, value) in records {
-        let wire = ProjectTotals::decode(value.as_slice())
-            .map_err(|e| anyhow::anyhow!("undecodable usage.totals record (key {:?}): {e}", String::from_utf8_lossy(&key)))?;
-        let state = state_from_wire(wire)?;
-        out.insert(state.project_id.to_string(), state);
-    }
-    metrics::counter!(m::RESTORES).increment(1);
-    tracing::info!(partition, records = n, projects = out.len(), took_ms = started.elapsed().as_millis() as u64, "aggregator.partition_restored");
-    Ok(out)
 }

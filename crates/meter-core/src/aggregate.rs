@@ -105,10 +105,7 @@ impl ProjectState {
     /// The counters of the cycle containing `t`, zero if none were recorded.
     pub fn counters_at(&self, t: UnixMs) -> CycleCounters {
         let cycle = Cycle::containing(t);
-        self.cycles
-            .get(&cycle.start_ms)
-            .copied()
-            .unwrap_or(CycleCounters { cycle, values: [0; 4] })
+        self.cycles.get(&cycle.start_ms).copied().unwrap_or(CycleCounters { cycle, values: [0; 4] })
     }
 
     /// Applies one batch of this project: deduplicates it, adds it to the
@@ -141,10 +138,7 @@ impl ProjectState {
             match row.metric.counter_index() {
                 Some(i) => {
                     let cycle = Cycle::containing(row.hour_ms);
-                    let c = self
-                        .cycles
-                        .entry(cycle.start_ms)
-                        .or_insert(CycleCounters { cycle, values: [0; 4] });
+                    let c = self.cycles.entry(cycle.start_ms).or_insert(CycleCounters { cycle, values: [0; 4] });
                     c.values[i] = c.values[i].saturating_add(row.value);
                 }
                 None => {
@@ -198,7 +192,13 @@ pub fn hourly_rows(batch: &Batch) -> Vec<HourlyRow> {
                             row.last_time_ms = time_ms;
                         }
                     })
-                    .or_insert(HourlyRow { metric: e.metric, hour_ms, value: e.value, last_value: e.value, last_time_ms: time_ms });
+                    .or_insert(HourlyRow {
+                        metric: e.metric,
+                        hour_ms,
+                        value: e.value,
+                        last_value: e.value,
+                        last_time_ms: time_ms,
+                    });
             }
         }
     }

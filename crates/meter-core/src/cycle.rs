@@ -17,10 +17,7 @@ impl Cycle {
     pub fn containing(t: UnixMs) -> Cycle {
         let (y, m, _) = civil_from_days(t.div_euclid(DAY_MS));
         let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-        Cycle {
-            start_ms: days_from_civil(y, m, 1) * DAY_MS,
-            end_ms: days_from_civil(ny, nm, 1) * DAY_MS,
-        }
+        Cycle { start_ms: days_from_civil(y, m, 1) * DAY_MS, end_ms: days_from_civil(ny, nm, 1) * DAY_MS }
     }
 
     /// True when `t` falls in this cycle.
@@ -64,7 +61,7 @@ mod tests {
         let c = Cycle::containing(1_795_635_480_000);
         assert_eq!(c.start_ms, 1_793_491_200_000); // 2026-11-01
         assert_eq!(c.end_ms, 1_796_083_200_000); // 2026-12-01
-        // February of a leap year.
+                                                 // February of a leap year.
         let feb = Cycle::containing(days_from_civil(2028, 2, 15) * DAY_MS);
         assert_eq!((feb.end_ms - feb.start_ms) / DAY_MS, 29);
         // December rolls into January.

@@ -29,12 +29,8 @@ impl Metric {
     ];
 
     /// The four counters, in the order used by `CycleCounters`.
-    pub const COUNTERS: [Metric; 4] = [
-        Metric::ActiveTimeSeconds,
-        Metric::ComputeTimeSeconds,
-        Metric::WrittenDataBytes,
-        Metric::DataTransferBytes,
-    ];
+    pub const COUNTERS: [Metric; 4] =
+        [Metric::ActiveTimeSeconds, Metric::ComputeTimeSeconds, Metric::WrittenDataBytes, Metric::DataTransferBytes];
 
     /// Neon's field name, also the name used in ClickHouse and the API.
     pub const fn name(self) -> &'static str {

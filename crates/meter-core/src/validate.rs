@@ -75,19 +75,11 @@ impl Limits {
     /// Checks one decoded event against the limits at time `now_ms`.
     pub fn check_event(&self, index: usize, e: &Event, now_ms: UnixMs) -> Result<(), BatchError> {
         if e.value > self.max_value {
-            return Err(BatchError::event(
-                index,
-                "value",
-                format!("{} exceeds the limit {}", e.value, self.max_value),
-            ));
+            return Err(BatchError::event(index, "value", format!("{} exceeds the limit {}", e.value, self.max_value)));
         }
         let check_time = |field: &'static str, t: UnixMs| {
             if t < now_ms.saturating_sub(self.max_past_ms) {
-                Err(BatchError::event(
-                    index,
-                    field,
-                    format!("{t} is more than {} ms in the past", self.max_past_ms),
-                ))
+                Err(BatchError::event(index, field, format!("{t} is more than {} ms in the past", self.max_past_ms)))
             } else if t > now_ms.saturating_add(self.max_future_ms) {
                 Err(BatchError::event(
                     index,
@@ -111,16 +103,12 @@ impl Limits {
                 check_time("end_unix_ms", end_ms)
             }
             (Span::Instant { time_ms }, true) => check_time("time_unix_ms", time_ms),
-            (Span::Interval { .. }, true) => Err(BatchError::event(
-                index,
-                "kind",
-                format!("{} is a gauge and must be ABSOLUTE", e.metric),
-            )),
-            (Span::Instant { .. }, false) => Err(BatchError::event(
-                index,
-                "kind",
-                format!("{} is a counter and must be INCREMENTAL", e.metric),
-            )),
+            (Span::Interval { .. }, true) => {
+                Err(BatchError::event(index, "kind", format!("{} is a gauge and must be ABSOLUTE", e.metric)))
+            }
+            (Span::Instant { .. }, false) => {
+                Err(BatchError::event(index, "kind", format!("{} is a counter and must be INCREMENTAL", e.metric)))
+            }
         }
     }
 }
@@ -159,7 +147,10 @@ mod tests {
         let cases = [
             (ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: NOW, end_ms: NOW - 1 }, 1), "end_unix_ms"),
             (ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: 0, end_ms: NOW }, 1), "start_unix_ms"),
-            (ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: NOW, end_ms: NOW + 3_600_000 }, 1), "end_unix_ms"),
+            (
+                ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: NOW, end_ms: NOW + 3_600_000 }, 1),
+                "end_unix_ms",
+            ),
             (ev(Metric::ActiveTimeSeconds, Span::Instant { time_ms: NOW }, 1), "kind"),
             (ev(Metric::LogicalSizeBytes, Span::Interval { start_ms: NOW, end_ms: NOW }, 1), "kind"),
             (ev(Metric::LogicalSizeBytes, Span::Instant { time_ms: NOW }, u64::MAX), "value"),

@@ -36,8 +36,16 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<()> {
     }
     let probe: BaseConsumer = cfg.client_config().create()?;
     for topic in [&cfg.events_topic, &cfg.totals_topic] {
-        let md = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let actual = md.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        // A topic just created takes a moment to show in the metadata.
+        let mut actual = 0;
+        for _ in 0..50 {
+            let md = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            actual = md.topics().first().map_or(0, |t| t.partitions().len() as i32);
+            if actual != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         if actual != cfg.partitions {
             return Err(Error::PartitionMismatch { topic: topic.clone(), expected: cfg.partitions, actual });
         }

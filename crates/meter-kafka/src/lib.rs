@@ -10,14 +10,16 @@ mod restore;
 pub use admin::ensure_topics;
 pub use config::KafkaConfig;
 pub use producer::{EventProducer, ProduceError};
-pub use restore::read_partition_to_end;
+pub use restore::{read_partitions_to_end, KeyValue};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("topic {topic} has {actual} partitions but {expected} are configured; usage.totals must mirror usage.events")]
+    #[error(
+        "topic {topic} has {actual} partitions but {expected} are configured; usage.totals must mirror usage.events"
+    )]
     PartitionMismatch { topic: String, expected: i32, actual: i32 },
     #[error("timed out after {0:?} reading {1} to its end")]
     RestoreTimeout(std::time::Duration, String),

@@ -1,56 +1,85 @@
-//! Reading one partition of a topic from the beginning to its end, committed
+//! Reading partitions of a topic from the beginning to its end, committed
 //! records only (read_committed): how the aggregator rebuilds its state.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 
 use crate::{Error, KafkaConfig, Result};
 
-/// Every committed `(key, value)` of `topic[partition]`, in offset order. In
-/// a compacted topic the last value of each key is the current one. Waits
-/// for open transactions of earlier owners to end; gives up after `timeout`.
-pub fn read_partition_to_end(
+/// Logs client errors except the end-of-partition events this reader
+/// waits for (librdkafka reports them as errors too).
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "kafka.restore_client_error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
+/// A record's key and value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Every committed `(key, value)` of each of `partitions` of `topic`, in
+/// offset order per partition. In a compacted topic the last value of each
+/// key is the current one. One consumer reads all the partitions at once;
+/// it waits for open transactions of earlier owners to end, and gives up
+/// after `timeout`.
+pub fn read_partitions_to_end(
     cfg: &KafkaConfig,
     topic: &str,
-    partition: i32,
+    partitions: &[i32],
     timeout: Duration,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let consumer: BaseConsumer = cfg
+) -> Result<HashMap<i32, Vec<KeyValue>>> {
+    let mut out: HashMap<i32, Vec<KeyValue>> = partitions.iter().map(|&p| (p, Vec::new())).collect();
+    if partitions.is_empty() {
+        return Ok(out);
+    }
+    let consumer: BaseConsumer<QuietEof> = cfg
         .client_config()
         .set("group.id", "meter-restore")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        .create()?;
+        .set("fetch.wait.max.ms", "20")
+        .create_with_context(QuietEof)?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+    for &p in partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    loop {
+    let mut open: HashSet<i32> = partitions.iter().copied().collect();
+    while !open.is_empty() {
         if Instant::now() > deadline {
-            return Err(Error::RestoreTimeout(timeout, format!("{topic}[{partition}]")));
+            return Err(Error::RestoreTimeout(timeout, format!("{topic} partitions {open:?}")));
         }
-        match consumer.poll(Duration::from_millis(200)) {
-            None => continue,
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
             Some(Ok(m)) => {
-                if let (Some(k), Some(v)) = (m.key(), m.payload()) {
-                    out.push((k.to_vec(), v.to_vec()));
+                if let (Some(k), Some(v), Some(part)) = (m.key(), m.payload(), out.get_mut(&m.partition())) {
+                    part.push((k.to_vec(), v.to_vec()));
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
-            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {
-                return Err(Error::Kafka(KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::UnknownTopicOrPartition,
-                )))
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
             }
-            Some(Err(e)) => tracing::warn!(error = %e, topic, partition, "kafka.restore_poll_error"),
+            Some(Err(e @ KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {
+                return Err(Error::Kafka(e))
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, topic, "kafka.restore_poll_error"),
         }
     }
+    Ok(out)
 }

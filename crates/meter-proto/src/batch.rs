@@ -14,7 +14,6 @@ pub enum DecodeError {
     Invalid(BatchError),
 }
 
-
 impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -54,11 +53,7 @@ fn optional(s: &str) -> Option<String> {
 
 /// Decodes one wire event; `project` overrides an empty `project_id` (the
 /// events inside a `ProjectBatch` carry theirs once, above them).
-pub fn event_from_wire(
-    index: usize,
-    e: &v1::UsageEvent,
-    project: Option<&ProjectId>,
-) -> Result<Event, BatchError> {
+pub fn event_from_wire(index: usize, e: &v1::UsageEvent, project: Option<&ProjectId>) -> Result<Event, BatchError> {
     let project_id = match (project, e.project_id.as_str()) {
         (Some(p), "") => p.clone(),
         (_, s) => ProjectId::new(s).map_err(|err| BatchError::event(index, "project_id", err.to_string()))?,

@@ -48,8 +48,7 @@ pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
         .iter()
         .map(|c| {
             let cycle = Cycle { start_ms: c.cycle_start_unix_s * 1000, end_ms: c.cycle_end_unix_s * 1000 };
-            let values =
-                [c.active_time_seconds, c.compute_time_seconds, c.written_data_bytes, c.data_transfer_bytes];
+            let values = [c.active_time_seconds, c.compute_time_seconds, c.written_data_bytes, c.data_transfer_bytes];
             (cycle.start_ms, CycleCounters { cycle, values })
         })
         .collect();

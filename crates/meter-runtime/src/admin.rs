@@ -26,6 +26,15 @@ impl Default for AdminConfig {
 
 /// Serves the admin endpoints on `listener` until `shutdown`.
 pub async fn serve_admin(listener: TcpListener, health: Health, shutdown: CancellationToken) -> std::io::Result<()> {
+    let handle = crate::metrics_handle();
+    let upkeep = shutdown.clone();
+    tokio::spawn(async move {
+        // Drains histogram buffers so memory stays flat between scrapes.
+        while !upkeep.is_cancelled() {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            handle.run_upkeep();
+        }
+    });
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))

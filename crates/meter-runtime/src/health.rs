@@ -3,11 +3,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// A named readiness flag.
+type Part = (&'static str, Arc<AtomicBool>);
+
 /// Readiness of a role: it serves `/readyz` 200 only while every named part
 /// has declared itself ready and shutdown has not begun.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
-    parts: Arc<std::sync::Mutex<Vec<(&'static str, Arc<AtomicBool>)>>>,
+    parts: Arc<std::sync::Mutex<Vec<Part>>>,
     draining: Arc<AtomicBool>,
 }
 

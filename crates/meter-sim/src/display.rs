@@ -50,7 +50,8 @@ impl Progress {
                 for m in Metric::ALL {
                     let mut top: Vec<&ProjectUsage> = usage.iter().collect();
                     top.sort_by_key(|u| std::cmp::Reverse(u.get(m)));
-                    let line: Vec<String> = top.iter().take(3).map(|u| format!("{}={}", short(&u.project_id), u.get(m))).collect();
+                    let line: Vec<String> =
+                        top.iter().take(3).map(|u| format!("{}={}", short(&u.project_id), u.get(m))).collect();
                     println!("         top {:<22} {}", m.name(), line.join("  "));
                 }
             }
@@ -114,7 +115,9 @@ pub(crate) async fn verify(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    println!("\nper-project totals, read back from ClickHouse (usage_hourly FINAL) next to the simulator's ground truth:\n");
+    println!(
+        "\nper-project totals, read back from ClickHouse (usage_hourly FINAL) next to the simulator's ground truth:\n"
+    );
     print!("{:<18} {:<13}", "project", "source");
     for m in Metric::ALL {
         print!(" {:>22}", m.name());
@@ -142,7 +145,11 @@ pub(crate) async fn verify(
         );
         Ok(true)
     } else {
-        println!("\n{} values differ from the ground truth after {:.0} s:", mismatches.len(), started.elapsed().as_secs_f64());
+        println!(
+            "\n{} values differ from the ground truth after {:.0} s:",
+            mismatches.len(),
+            started.elapsed().as_secs_f64()
+        );
         for m in mismatches.iter().take(20) {
             println!("  {} {}: clickhouse {} truth {}", m.project_id, m.metric, m.stored, m.truth);
         }

@@ -107,7 +107,9 @@ impl Fleet {
             let cu = f64::from(c.quarters) / 4.0;
             let usage = match c.state {
                 State::Suspended => continue,
-                State::Idle => [secs as u64, (cu * secs as f64 * 0.02).round() as u64, 0, self.rng.random_range(0..4096)],
+                State::Idle => {
+                    [secs as u64, (cu * secs as f64 * 0.02).round() as u64, 0, self.rng.random_range(0..4096)]
+                }
                 State::Active => {
                     let busy = p.intensity * (0.3 + 0.7 * self.rng.random::<f64>());
                     [

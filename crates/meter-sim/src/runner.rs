@@ -95,6 +95,7 @@ pub async fn run(
     for n in nodes {
         n.await?;
     }
-    let truth = Arc::try_unwrap(truth).map_err(|_| anyhow::anyhow!("truth still shared"))?.into_inner().expect("truth lock");
+    let truth =
+        Arc::try_unwrap(truth).map_err(|_| anyhow::anyhow!("truth still shared"))?.into_inner().expect("truth lock");
     Ok(RunSummary { truth, elapsed: started.elapsed(), project_ids })
 }

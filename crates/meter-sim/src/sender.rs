@@ -49,7 +49,12 @@ pub struct NodeSender {
 fn retryable(code: Code) -> bool {
     matches!(
         code,
-        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Unknown | Code::Internal | Code::Aborted
+        Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Internal
+            | Code::Aborted
     )
 }
 

@@ -74,11 +74,7 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<String> {
         }
         for sql in statements {
             let sql = sql.replace("{db}", db);
-            server
-                .query(&sql)
-                .execute()
-                .await
-                .map_err(|source| Error::Migration { version: v, name, source })?;
+            server.query(&sql).execute().await.map_err(|source| Error::Migration { version: v, name, source })?;
         }
         let mut ins = client.insert::<Record<'_>>("schema_migrations").await?;
         ins.write(&Record { version: v, name }).await?;

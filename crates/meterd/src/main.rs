@@ -42,6 +42,8 @@ enum Role {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     meter_runtime::init_logging();
+    // Install the recorder before any role records a metric.
+    meter_runtime::metrics_handle();
     let cfg = match config::Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -46,19 +46,23 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
-    let admin = TcpListener::bind(&cfg.admin.listen).await.with_context(|| format!("binding admin {}", cfg.admin.listen))?;
+    let admin =
+        TcpListener::bind(&cfg.admin.listen).await.with_context(|| format!("binding admin {}", cfg.admin.listen))?;
     tracing::info!(addr = %cfg.admin.listen, "meterd.admin_listening");
     {
         let (h, s) = (health.clone(), shutdown.clone());
         tasks.spawn(async move { ("admin", serve_admin(admin, h, s).await.map_err(Into::into)) });
     }
     if matches!(role, Role::Ingest | Role::All) {
-        let listener = TcpListener::bind(&cfg.ingest.listen).await.with_context(|| format!("binding ingest {}", cfg.ingest.listen))?;
+        let listener = TcpListener::bind(&cfg.ingest.listen)
+            .await
+            .with_context(|| format!("binding ingest {}", cfg.ingest.listen))?;
         let (c, k, h, s) = (cfg.ingest.clone(), cfg.kafka.clone(), health.clone(), shutdown.clone());
         tasks.spawn(async move { ("ingest", meter_ingest::run(&c, &k, listener, h, s).await) });
     }
     if matches!(role, Role::Aggregate | Role::All) {
-        let (c, k, st, h, s) = (cfg.aggregator.clone(), cfg.kafka.clone(), cfg.clickhouse.clone(), health.clone(), shutdown.clone());
+        let (c, k, st, h, s) =
+            (cfg.aggregator.clone(), cfg.kafka.clone(), cfg.clickhouse.clone(), health.clone(), shutdown.clone());
         tasks.spawn(async move { ("aggregator", meter_aggregator::run(&c, &k, &st, h, s).await) });
     }
 

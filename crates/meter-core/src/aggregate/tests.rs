@@ -57,10 +57,9 @@ fn an_interval_across_the_month_boundary_is_split_between_cycles() {
 #[test]
 fn the_gauge_keeps_the_latest_reading_and_hourly_max() {
     let mut s = ProjectState::new(pid());
-    let rows = match s.apply(
-        &batch("s1", 1, vec![gauge(NOV + 10, 7), gauge(NOV + 30, 5), gauge(NOV + 20, 9)]),
-        &Retention::default(),
-    ) {
+    let rows = match s
+        .apply(&batch("s1", 1, vec![gauge(NOV + 10, 7), gauge(NOV + 30, 5), gauge(NOV + 20, 9)]), &Retention::default())
+    {
         ProjectUpdate::Counted(rows) => rows,
         other => panic!("{other:?}"),
     };

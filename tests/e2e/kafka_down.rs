@@ -1,0 +1,39 @@
+//! When Kafka cannot take a batch, ingest says UNAVAILABLE, never OK.
+
+use meter_ingest::IngestConfig;
+use meter_kafka::KafkaConfig;
+use meter_proto::v1::ingest_client::IngestClient;
+use meter_proto::v1::Metric;
+use meter_runtime::Health;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+use crate::helpers::{inc, report};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_unreachable_is_unavailable() {
+    // A port where no broker listens.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let kafka =
+        KafkaConfig { brokers: format!("127.0.0.1:{port}"), produce_timeout_ms: 1500, ..KafkaConfig::default() };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let server = tokio::spawn(async move {
+        meter_ingest::run(&IngestConfig::default(), &kafka, listener, Health::default(), t).await
+    });
+    let mut client = IngestClient::new(tonic::transport::Endpoint::from_shared(url).expect("url").connect_lazy());
+    let started = std::time::Instant::now();
+    let err = client
+        .report(report("down-src", 1, vec![inc("down-p", Metric::ActiveTimeSeconds, 1)]))
+        .await
+        .expect_err("no false OK");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("retry"), "{}", err.message());
+    assert!(started.elapsed().as_secs() < 30);
+    token.cancel();
+    server.await.expect("join").expect("ingest stops cleanly");
+}
