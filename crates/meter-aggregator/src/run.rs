@@ -129,7 +129,17 @@ impl Worker {
 
     fn flush(&mut self, consumer: &GroupConsumer, producer: &TxProducer, pending: &Pending) -> anyhow::Result<Flush> {
         let restore_timeout = Duration::from_secs(self.cfg.restore_timeout_seconds);
-        let outcome = apply(pending, &mut self.states, &self.kafka, &self.cfg.retention(), restore_timeout)?;
+        let outcome = match apply(pending, &mut self.states, &self.kafka, &self.cfg.retention(), restore_timeout) {
+            Ok(o) => o,
+            Err(e) => {
+                // Typically: the state could not be restored in time. Nothing
+                // was written; read the batch again after a pause.
+                tracing::warn!(error = format!("{e:#}"), "aggregator.apply_failed");
+                self.rewind(consumer, pending);
+                std::thread::sleep(Duration::from_secs(1));
+                return Ok(Flush::Aborted);
+            }
+        };
         if !self.write_clickhouse(&outcome) {
             return Ok(Flush::Abandoned);
         }
