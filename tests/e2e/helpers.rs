@@ -26,3 +26,48 @@ pub(crate) fn report(source: &str, seq: u64, events: Vec<UsageEvent>) -> ReportR
 pub(crate) async fn usage_of(store: &Store, project: &str) -> Option<ProjectUsage> {
     store.usage_with_prefix(project).await.expect("query").into_iter().find(|u| u.project_id == project)
 }
+
+/// PUTs JSON to the api and returns the answer's status and body.
+pub(crate) async fn api_put(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new().put(url).json(&body).send().await.expect("api reachable");
+    (r.status().as_u16(), r.json().await.expect("json answer"))
+}
+
+/// GETs from the api.
+pub(crate) async fn api_get(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.expect("api reachable");
+    (r.status().as_u16(), r.json().await.expect("json answer"))
+}
+
+/// POSTs JSON to the api.
+pub(crate) async fn api_post(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new().post(url).json(&body).send().await.expect("api reachable");
+    (r.status().as_u16(), r.json().await.expect("json answer"))
+}
+
+/// Starts `serve` on a fresh loopback port; returns its base URL.
+pub(crate) async fn on_loopback<F, Fut>(serve: F) -> String
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(serve(listener));
+    url
+}
+
+/// A Standard Webhooks secret for tests.
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Enforcer settings for tests: fast evaluation and retries.
+pub(crate) fn fast_enforcer(control_plane_url: &str) -> meter_enforcer::EnforcerConfig {
+    meter_enforcer::EnforcerConfig {
+        control_plane_url: control_plane_url.to_owned(),
+        evaluate_interval_ms: 200,
+        webhook_max_attempts: 3,
+        webhook_backoff_ms: 50,
+        webhook_max_backoff_ms: 200,
+        ..Default::default()
+    }
+}

@@ -4,7 +4,9 @@
 
 mod aggregators;
 mod bad_input;
+mod enforcement;
 mod fleet;
 mod helpers;
 mod kafka_down;
 mod retries;
+mod webhooks;

@@ -9,13 +9,17 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use meter_aggregator::AggregatorConfig;
 use meter_core::ProjectState;
+use meter_enforcer::EnforcerConfig;
 use meter_ingest::IngestConfig;
 use meter_kafka::KafkaConfig;
 use meter_proto::v1::ingest_client::IngestClient;
 use meter_proto::v1::ProjectTotals;
 use meter_runtime::Health;
+use meter_runtime::ShiftedClock;
 use meter_store::{Store, StoreConfig};
 use prost::Message;
 use tokio::net::TcpListener;
@@ -64,7 +68,12 @@ pub struct Pipeline {
     pub store: Store,
     pub aggregator: AggregatorConfig,
     pub ingest_url: String,
+    pub api_url: String,
+    /// The clock of the enforcer and the api (moved by tests).
+    pub clock: Arc<ShiftedClock>,
     ingest: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    enforcer: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    api: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
     aggregators: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -75,12 +84,11 @@ impl Pipeline {
         let id = unique(name);
         let kafka = KafkaConfig {
             brokers: stack.brokers.clone(),
-            events_topic: format!("{id}.events"),
-            totals_topic: format!("{id}.totals"),
             partitions: 4,
             produce_timeout_ms: 5000,
             ..KafkaConfig::default()
-        };
+        }
+        .with_topic_prefix(&id);
         let store_cfg =
             StoreConfig { url: stack.clickhouse_url.clone(), database: format!("e2e_{id}"), ..StoreConfig::default() };
         meter_kafka::ensure_topics(&kafka).await.expect("creating topics");
@@ -93,7 +101,11 @@ impl Pipeline {
             store_cfg,
             aggregator,
             ingest_url: String::new(),
+            api_url: String::new(),
+            clock: Arc::new(ShiftedClock::default()),
             ingest: None,
+            enforcer: None,
+            api: None,
             aggregators: Vec::new(),
         };
         p.start_ingest(IngestConfig::default()).await;
@@ -117,6 +129,39 @@ impl Pipeline {
             t.cancel();
             h.await.expect("ingest task").expect("ingest stopped cleanly");
         }
+    }
+
+    /// (Re)starts the enforce role (enforcer, actuator, dispatcher).
+    pub async fn start_enforcer(&mut self, cfg: EnforcerConfig) {
+        self.stop_enforcer().await;
+        let token = CancellationToken::new();
+        let (k, t, clock) = (self.kafka.clone(), token.clone(), self.clock.clone());
+        let handle = tokio::spawn(async move { meter_enforcer::run(&cfg, &k, clock, Health::default(), t).await });
+        self.enforcer = Some((token, handle));
+    }
+
+    /// Stops the enforce role, gracefully.
+    pub async fn stop_enforcer(&mut self) {
+        if let Some((t, h)) = self.enforcer.take() {
+            t.cancel();
+            h.await.expect("enforcer task").expect("enforcer stopped cleanly");
+        }
+    }
+
+    /// Starts the api role on a fresh loopback port and waits until it answers.
+    pub async fn start_api(&mut self) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.api_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let token = CancellationToken::new();
+        let (k, t, clock) = (self.kafka.clone(), token.clone(), self.clock.clone());
+        let cfg = meter_api::ApiConfig::default();
+        let handle = tokio::spawn(async move { meter_api::run(&cfg, &k, clock, listener, Health::default(), t).await });
+        self.api = Some((token, handle));
+        let url = format!("{}/v1/webhooks", self.api_url);
+        eventually(Duration::from_secs(60), "the api answers", || async {
+            reqwest::get(&url).await.map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await;
     }
 
     /// Starts one more aggregator instance in the same consumer group.
@@ -163,8 +208,25 @@ impl Pipeline {
     /// database stay, for inspection after a failure.
     pub async fn shutdown(mut self) {
         self.stop_ingest().await;
+        self.stop_enforcer().await;
+        if let Some((t, h)) = self.api.take() {
+            t.cancel();
+            h.await.expect("api task").expect("api stopped cleanly");
+        }
         while !self.aggregators.is_empty() {
             self.stop_aggregator().await;
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    /// A failed test unwinds through here: stop every role so that the
+    /// runtime can shut down (blocking loops run until cancelled) and the
+    /// failure is reported instead of hanging.
+    fn drop(&mut self) {
+        let tokens = self.ingest.iter().chain(&self.enforcer).chain(&self.api).chain(&self.aggregators);
+        for (t, _) in tokens {
+            t.cancel();
         }
     }
 }

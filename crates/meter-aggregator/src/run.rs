@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use meter_kafka::KafkaConfig;
+use meter_kafka::{transactional_producer, KafkaConfig, TxProducer};
 use meter_proto::state_to_wire;
 use meter_runtime::Health;
 use meter_store::{Store, StoreConfig};
@@ -18,7 +18,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{group_consumer, tx_producer, GroupConsumer, TxProducer};
+use crate::consumer::{group_consumer, GroupConsumer};
 use crate::metrics as m;
 use crate::process::{apply, Outcome, Pending, Record};
 use crate::state::States;
@@ -73,7 +73,7 @@ enum Flush {
 impl Worker {
     fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
         let consumer = group_consumer(&self.kafka, &self.cfg)?;
-        let producer = tx_producer(&self.kafka, &self.cfg)?;
+        let producer = transactional_producer(&self.kafka, &self.cfg.transactional_id_prefix)?;
         ready.store(true, Ordering::SeqCst);
         let mut last_lag = Instant::now();
         while !self.shutdown.is_cancelled() {

@@ -50,10 +50,24 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// RFC 3339 in UTC with milliseconds: `2026-11-25T19:38:00.000Z`.
+pub fn rfc3339(ms: UnixMs) -> String {
+    let (y, m, d) = civil_from_days(ms.div_euclid(DAY_MS));
+    let in_day = ms.rem_euclid(DAY_MS);
+    let (h, min, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(1_795_635_480_123), "2026-11-25T19:38:00.123Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
 
     #[test]
     fn known_months() {

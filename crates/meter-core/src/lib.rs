@@ -4,11 +4,14 @@
 //! project's totals advance.
 
 pub mod aggregate;
+pub mod config_view;
 pub mod cycle;
 pub mod dedup;
+pub mod enforce;
 pub mod event;
 pub mod ids;
 pub mod metric;
+pub mod quota;
 pub mod split;
 pub mod validate;
 
@@ -18,6 +21,7 @@ pub use dedup::{SeqVerdict, SeqWindow};
 pub use event::{Batch, Event, Span};
 pub use ids::{IdError, ProjectId, SourceId};
 pub use metric::Metric;
+pub use quota::{Plan, ProjectQuotaConfig, Quota, QuotaOverrides, DEFAULT_THRESHOLDS};
 pub use validate::{BatchError, Limits};
 
 /// Milliseconds since the Unix epoch, UTC. All times in the domain are this.

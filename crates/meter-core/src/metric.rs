@@ -4,7 +4,8 @@ use std::fmt;
 
 /// A usage metric. Four are counters (summed per billing cycle); one,
 /// `LogicalSizeBytes`, is a gauge (latest value wins, never resets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Compute uptime, seconds.
     ActiveTimeSeconds,

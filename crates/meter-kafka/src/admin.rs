@@ -9,19 +9,30 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::{Error, KafkaConfig, Result};
 
-/// Creates `events_topic` and the compacted `totals_topic` when missing, and
-/// checks that both have the configured number of partitions.
-pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<()> {
+/// Creates the pipeline's topics when missing (state topics compacted), and
+/// checks that each has the configured number of partitions (partition-aligned
+/// state depends on it).
+pub async fn ensure_topics<'a>(cfg: &'a KafkaConfig) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = cfg.client_config().create()?;
     let retention = (cfg.events_retention_hours * 3_600_000).to_string();
-    let topics = [
-        NewTopic::new(&cfg.events_topic, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor))
-            .set("retention.ms", &retention)
-            .set("compression.type", "producer"),
-        NewTopic::new(&cfg.totals_topic, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor))
+    let compacted = |name: &'a str| {
+        NewTopic::new(name, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor))
             .set("cleanup.policy", "compact")
             .set("min.cleanable.dirty.ratio", "0.1")
-            .set("segment.ms", "3600000"),
+            .set("segment.ms", "3600000")
+    };
+    let plain = |name: &'a str| {
+        NewTopic::new(name, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor))
+            .set("retention.ms", &retention)
+    };
+    let topics = [
+        plain(&cfg.events_topic),
+        compacted(&cfg.totals_topic),
+        compacted(&cfg.config_topic),
+        compacted(&cfg.enforcement_topic),
+        plain(&cfg.actions_topic),
+        plain(&cfg.webhooks_topic),
+        compacted(&cfg.dead_letters_topic),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&topics, &opts).await? {
@@ -35,7 +46,7 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<()> {
         }
     }
     let probe: BaseConsumer = cfg.client_config().create()?;
-    for topic in [&cfg.events_topic, &cfg.totals_topic] {
+    for topic in topics.iter().map(|t| t.name) {
         // A topic just created takes a moment to show in the metadata.
         let mut actual = 0;
         for _ in 0..50 {
@@ -47,7 +58,7 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         if actual != cfg.partitions {
-            return Err(Error::PartitionMismatch { topic: topic.clone(), expected: cfg.partitions, actual });
+            return Err(Error::PartitionMismatch { topic: topic.to_owned(), expected: cfg.partitions, actual });
         }
     }
     Ok(())

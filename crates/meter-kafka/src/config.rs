@@ -16,7 +16,17 @@ pub struct KafkaConfig {
     /// Compacted per-project totals and aggregator state, partition for
     /// partition aligned with `events_topic`.
     pub totals_topic: String,
-    /// Partitions of both topics when they are created.
+    /// Quotas, plans and webhook endpoints (compacted; JSON values).
+    pub config_topic: String,
+    /// Enforcement state per project (compacted), aligned with `totals_topic`.
+    pub enforcement_topic: String,
+    /// Suspend/resume calls to make (outbox of the enforcer), keyed by project.
+    pub actions_topic: String,
+    /// Webhook events to deliver (outbox of the enforcer).
+    pub webhooks_topic: String,
+    /// Webhook deliveries that failed every attempt (compacted).
+    pub dead_letters_topic: String,
+    /// Partitions of every topic when it is created.
     pub partitions: i32,
     pub replication_factor: i32,
     /// Retention of `events_topic` (the replay horizon), hours.
@@ -33,6 +43,11 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             events_topic: "usage.events".into(),
             totals_topic: "usage.totals".into(),
+            config_topic: "meter.config".into(),
+            enforcement_topic: "meter.enforcement".into(),
+            actions_topic: "meter.actions".into(),
+            webhooks_topic: "meter.webhooks".into(),
+            dead_letters_topic: "meter.webhooks.dead".into(),
             partitions: 8,
             replication_factor: 1,
             events_retention_hours: 24 * 30,
@@ -43,6 +58,19 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// Every topic named `<prefix>.<role>`: isolated pipelines side by side
+    /// on one broker (tests, tenants).
+    pub fn with_topic_prefix(mut self, prefix: &str) -> Self {
+        self.events_topic = format!("{prefix}.events");
+        self.totals_topic = format!("{prefix}.totals");
+        self.config_topic = format!("{prefix}.config");
+        self.enforcement_topic = format!("{prefix}.enforcement");
+        self.actions_topic = format!("{prefix}.actions");
+        self.webhooks_topic = format!("{prefix}.webhooks");
+        self.dead_letters_topic = format!("{prefix}.webhooks.dead");
+        self
+    }
+
     /// A librdkafka configuration with the brokers and the extra properties.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();

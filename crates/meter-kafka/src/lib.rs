@@ -4,13 +4,19 @@
 
 mod admin;
 mod config;
+mod follow;
 mod producer;
+mod rebalance;
 mod restore;
+mod transactional;
 
 pub use admin::ensure_topics;
 pub use config::KafkaConfig;
+pub use follow::{Follower, Seen};
 pub use producer::{EventProducer, ProduceError};
+pub use rebalance::RebalanceWatch;
 pub use restore::{read_partitions_to_end, KeyValue};
+pub use transactional::{transactional_producer, TxProducer};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +24,11 @@ pub enum Error {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(
-        "topic {topic} has {actual} partitions but {expected} are configured; usage.totals must mirror usage.events"
+        "topic {topic} has {actual} partitions but {expected} are configured; state topics must mirror the events topic"
     )]
     PartitionMismatch { topic: String, expected: i32, actual: i32 },
+    #[error("starting a thread: {0}")]
+    Thread(#[from] std::io::Error),
     #[error("timed out after {0:?} reading {1} to its end")]
     RestoreTimeout(std::time::Duration, String),
 }

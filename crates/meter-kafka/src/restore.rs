@@ -15,7 +15,7 @@ use crate::{Error, KafkaConfig, Result};
 
 /// Logs client errors except the end-of-partition events this reader
 /// waits for (librdkafka reports them as errors too).
-struct QuietEof;
+pub(crate) struct QuietEof;
 
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {

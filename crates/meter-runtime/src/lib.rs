@@ -3,12 +3,14 @@
 //! `/readyz`), and shutdown on signals.
 
 mod admin;
+mod clock;
 mod config;
 mod health;
 mod shutdown;
 mod telemetry;
 
 pub use admin::{serve_admin, AdminConfig};
+pub use clock::{Clock, ShiftedClock, SystemClock};
 pub use config::load_config;
 pub use health::Health;
 pub use shutdown::cancel_on_signal;

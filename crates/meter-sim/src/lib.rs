@@ -5,6 +5,7 @@
 
 pub mod compare;
 pub mod fleet;
+pub mod receivers;
 pub mod runner;
 pub mod sender;
 pub mod truth;

@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use meter_aggregator::AggregatorConfig;
+use meter_api::ApiConfig;
+use meter_enforcer::EnforcerConfig;
 use meter_ingest::IngestConfig;
 use meter_kafka::KafkaConfig;
 use meter_runtime::AdminConfig;
@@ -17,6 +19,8 @@ pub(crate) struct Config {
     pub(crate) clickhouse: StoreConfig,
     pub(crate) ingest: IngestConfig,
     pub(crate) aggregator: AggregatorConfig,
+    pub(crate) enforcer: EnforcerConfig,
+    pub(crate) api: ApiConfig,
     pub(crate) admin: AdminConfig,
 }
 

@@ -1,7 +1,7 @@
 //! `meterd`: every role of the metering pipeline in one binary.
 //!
 //! ```text
-//! meterd [--config FILE] ingest|aggregate|all|migrate
+//! meterd [--config FILE] ingest|aggregate|enforce|api|all|migrate|config
 //! ```
 //! Configuration: defaults, then the TOML file, then `METER__SECTION__KEY`
 //! environment variables (see deploy/local/meterd.toml for every key).
@@ -31,6 +31,10 @@ enum Role {
     Ingest,
     /// Aggregator: Kafka -> totals (Kafka) and hourly usage (ClickHouse).
     Aggregate,
+    /// Enforcer: totals + quotas -> suspend/resume calls and alert webhooks.
+    Enforce,
+    /// HTTP API: quotas, plans, project status, CheckQuota, webhooks.
+    Api,
     /// Every role in one process (development, small deployments).
     All,
     /// Create the Kafka topics and apply the ClickHouse migrations, then exit.

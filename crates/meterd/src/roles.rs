@@ -66,6 +66,19 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         tasks.spawn(async move { ("aggregator", meter_aggregator::run(&c, &k, &st, h, s).await) });
     }
 
+    let clock: std::sync::Arc<dyn meter_runtime::Clock> = std::sync::Arc::new(meter_runtime::SystemClock);
+    if matches!(role, Role::Enforce | Role::All) {
+        let (c, k, h, s, cl) =
+            (cfg.enforcer.clone(), cfg.kafka.clone(), health.clone(), shutdown.clone(), clock.clone());
+        tasks.spawn(async move { ("enforcer", meter_enforcer::run(&c, &k, cl, h, s).await) });
+    }
+    if matches!(role, Role::Api | Role::All) {
+        let listener =
+            TcpListener::bind(&cfg.api.listen).await.with_context(|| format!("binding api {}", cfg.api.listen))?;
+        let (c, k, h, s, cl) = (cfg.api.clone(), cfg.kafka.clone(), health.clone(), shutdown.clone(), clock.clone());
+        tasks.spawn(async move { ("api", meter_api::run(&c, &k, cl, listener, h, s).await) });
+    }
+
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         let (name, result) = joined.context("a role panicked")?;

@@ -1,0 +1,73 @@
+//! The api role (HTTP/JSON): plans and project quotas with Neon's field
+//! names, project status, `CheckQuota` for the control plane, webhook
+//! endpoints and their dead letters. Reads come from in-memory views of the
+//! state topics; writes go to the compacted config topic (acks=all) before
+//! they are answered.
+
+mod config;
+mod error;
+mod handlers;
+mod views;
+
+pub use config::ApiConfig;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+use meter_kafka::KafkaConfig;
+use meter_runtime::{Clock, Health};
+use rdkafka::producer::FutureProducer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct App {
+    views: views::Views,
+    producer: FutureProducer,
+    kafka: KafkaConfig,
+    clock: Arc<dyn Clock>,
+}
+
+/// The API's routes over `app` (exposed for the role and for tests).
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/v1/plans/{name}", put(handlers::put_plan).get(handlers::get_plan))
+        .route("/v1/projects/{id}/quota", put(handlers::put_quota).get(handlers::get_quota))
+        .route("/v1/projects/{id}/status", get(handlers::status))
+        .route("/v1/projects/{id}/check", get(handlers::check))
+        .route("/v1/webhooks", get(handlers::list_webhooks))
+        .route("/v1/webhooks/{id}", put(handlers::put_webhook))
+        .route("/v1/webhooks/dead-letters", get(handlers::list_dead_letters))
+        .route("/v1/webhooks/dead-letters/replay", post(handlers::replay_dead_letters))
+        .fallback(handlers::not_found)
+        .with_state(app)
+}
+
+/// Runs the api role on `listener` until `shutdown`.
+pub async fn run(
+    _cfg: &ApiConfig,
+    kafka: &KafkaConfig,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    health: Health,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let ready = health.part("api");
+    let (views, followers) = views::Views::follow(kafka)?;
+    for f in &followers {
+        if !f.wait_caught_up(std::time::Duration::from_secs(60)).await {
+            anyhow::bail!("the api could not read its state topics to the end within 60 s");
+        }
+    }
+    let producer: FutureProducer =
+        kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
+    let app = App { views, producer, kafka: kafka.clone(), clock };
+    tracing::info!(addr = %listener.local_addr()?, "api.listening");
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    drop(followers);
+    tracing::info!("api.stopped");
+    Ok(())
+}

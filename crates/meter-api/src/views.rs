@@ -1,0 +1,74 @@
+//! In-memory views of the state topics, kept current by followers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use meter_core::config_view::ConfigView;
+use meter_core::enforce::EnforcementState;
+use meter_core::ProjectState;
+use meter_enforcer::DeadLetter;
+use meter_kafka::{Follower, KafkaConfig};
+use meter_proto::{state_from_wire, v1::ProjectTotals};
+use prost::Message;
+
+/// Everything the API reads.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) config: ConfigView,
+    pub(crate) totals: HashMap<String, ProjectState>,
+    pub(crate) enforcement: HashMap<String, EnforcementState>,
+    pub(crate) dead_letters: BTreeMap<String, DeadLetter>,
+}
+
+/// Shared handle on the views.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Views(pub(crate) Arc<RwLock<State>>);
+
+impl Views {
+    /// Starts one follower per state topic.
+    pub(crate) fn follow(kafka: &KafkaConfig) -> anyhow::Result<(Views, Vec<Follower>)> {
+        let views = Views::default();
+        let v = views.clone();
+        let config = Follower::start(kafka, &kafka.config_topic, move |(_, _, k, val)| {
+            if let Err(e) = v.0.write().expect("views").config.apply(k, val) {
+                tracing::error!(error = %e, "api.bad_config_record");
+            }
+        })?;
+        let v = views.clone();
+        let totals = Follower::start(kafka, &kafka.totals_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match ProjectTotals::decode(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|w| state_from_wire(w).map_err(|e| e.to_string()))
+            {
+                Ok(s) => {
+                    let mut g = v.0.write().expect("views");
+                    let newer = g.totals.get(s.project_id.as_str()).is_none_or(|cur| cur.version < s.version);
+                    if newer {
+                        g.totals.insert(s.project_id.to_string(), s);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "api.bad_totals_record"),
+            }
+        })?;
+        let v = views.clone();
+        let enforcement = Follower::start(kafka, &kafka.enforcement_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match serde_json::from_slice::<EnforcementState>(bytes) {
+                Ok(s) => drop(v.0.write().expect("views").enforcement.insert(s.project_id.clone(), s)),
+                Err(e) => tracing::error!(error = %e, "api.bad_enforcement_record"),
+            }
+        })?;
+        let v = views.clone();
+        let dead = Follower::start(kafka, &kafka.dead_letters_topic, move |(_, _, k, val)| {
+            let key = String::from_utf8_lossy(k).into_owned();
+            let mut g = v.0.write().expect("views");
+            match val.map(serde_json::from_slice::<DeadLetter>) {
+                None => drop(g.dead_letters.remove(&key)),
+                Some(Ok(d)) => drop(g.dead_letters.insert(key, d)),
+                Some(Err(e)) => tracing::error!(error = %e, "api.bad_dead_letter_record"),
+            }
+        })?;
+        Ok((views, vec![config, totals, enforcement, dead]))
+    }
+}

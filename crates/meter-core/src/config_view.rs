@@ -1,0 +1,142 @@
+//! The configuration every role shares (plans, project quotas, webhook
+//! endpoints), as kept in the compacted config topic: key `plan/<name>`,
+//! `project/<id>` or `webhook/<id>`, JSON value, tombstone to delete.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::enforce::AlertType;
+use crate::{Plan, ProjectQuotaConfig, Quota};
+
+/// A webhook endpoint: where alerts go, signed with `secret`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    #[serde(default)]
+    pub id: String,
+    pub url: String,
+    /// `whsec_` followed by the base64 of the key (Standard Webhooks).
+    pub secret: String,
+    /// Event types wanted; empty for all.
+    #[serde(default)]
+    pub event_types: Vec<AlertType>,
+}
+
+impl WebhookEndpoint {
+    /// True when this endpoint wants `kind`.
+    pub fn wants(&self, kind: AlertType) -> bool {
+        self.event_types.is_empty() || self.event_types.contains(&kind)
+    }
+}
+
+impl std::fmt::Debug for WebhookEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpoint")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("event_types", &self.event_types)
+            .finish()
+    }
+}
+
+/// What a config record is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ConfigKey {
+    Plan(String),
+    Project(String),
+    Webhook(String),
+}
+
+impl ConfigKey {
+    /// The record key.
+    pub fn encode(&self) -> String {
+        match self {
+            ConfigKey::Plan(n) => format!("plan/{n}"),
+            ConfigKey::Project(p) => format!("project/{p}"),
+            ConfigKey::Webhook(w) => format!("webhook/{w}"),
+        }
+    }
+
+    /// Parses a record key.
+    pub fn decode(key: &str) -> Option<ConfigKey> {
+        let (kind, name) = key.split_once('/')?;
+        match kind {
+            "plan" => Some(ConfigKey::Plan(name.to_owned())),
+            "project" => Some(ConfigKey::Project(name.to_owned())),
+            "webhook" => Some(ConfigKey::Webhook(name.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// The latest configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigView {
+    pub plans: HashMap<String, Plan>,
+    pub projects: HashMap<String, ProjectQuotaConfig>,
+    pub webhooks: BTreeMap<String, WebhookEndpoint>,
+}
+
+impl ConfigView {
+    /// Applies one record of the config topic; `None` deletes.
+    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<ConfigKey, String> {
+        let key_text = std::str::from_utf8(key).map_err(|_| "config key is not UTF-8".to_string())?;
+        let k = ConfigKey::decode(key_text).ok_or_else(|| format!("unknown config key {key_text:?}"))?;
+        let bad = |e: serde_json::Error| format!("config record {key_text}: {e}");
+        match (&k, value) {
+            (ConfigKey::Plan(n), Some(v)) => {
+                self.plans.insert(n.clone(), serde_json::from_slice(v).map_err(bad)?);
+            }
+            (ConfigKey::Project(p), Some(v)) => {
+                self.projects.insert(p.clone(), serde_json::from_slice(v).map_err(bad)?);
+            }
+            (ConfigKey::Webhook(w), Some(v)) => {
+                self.webhooks.insert(w.clone(), serde_json::from_slice(v).map_err(bad)?);
+            }
+            (ConfigKey::Plan(n), None) => drop(self.plans.remove(n)),
+            (ConfigKey::Project(p), None) => drop(self.projects.remove(p)),
+            (ConfigKey::Webhook(w), None) => drop(self.webhooks.remove(w)),
+        }
+        Ok(k)
+    }
+
+    /// A project's effective quota, thresholds and plan name.
+    pub fn effective(&self, project: &str) -> (Quota, Vec<u8>, Option<String>) {
+        let cfg = self.projects.get(project).cloned().unwrap_or_default();
+        let plan = cfg.plan.as_ref().and_then(|n| self.plans.get(n));
+        let (q, t) = cfg.effective(plan);
+        (q, t, cfg.plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_apply_and_tombstones_delete() {
+        let mut v = ConfigView::default();
+        v.apply(b"plan/free", Some(br#"{"name":"free","quota":{"compute_time_seconds":10}}"#)).unwrap();
+        v.apply(b"project/p1", Some(br#"{"plan":"free","quota":{"written_data_bytes":5}}"#)).unwrap();
+        let (q, t, plan) = v.effective("p1");
+        assert_eq!((q.compute_time_seconds, q.written_data_bytes, plan.as_deref()), (10, 5, Some("free")));
+        assert_eq!(t, crate::DEFAULT_THRESHOLDS);
+        assert_eq!(v.apply(b"project/p1", None).unwrap(), ConfigKey::Project("p1".into()));
+        assert_eq!(v.effective("p1").0, Quota::default());
+        assert!(v.apply(b"nope", None).is_err());
+        assert!(v.apply(b"plan/x", Some(b"{")).unwrap_err().contains("plan/x"));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let w = WebhookEndpoint {
+            id: "w".into(),
+            url: "http://x".into(),
+            secret: "whsec_c2VjcmV0".into(),
+            event_types: vec![],
+        };
+        assert!(!format!("{w:?}").contains("c2VjcmV0"));
+    }
+}

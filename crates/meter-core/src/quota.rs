@@ -1,0 +1,151 @@
+//! Quotas with Neon's semantics and field names: a limit per metric, `0` or
+//! absent meaning no limit; plans are named quota templates with alert
+//! thresholds; a project may name a plan and override single limits.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Metric;
+
+/// Alert thresholds, percent of a quota, when a plan names none.
+pub const DEFAULT_THRESHOLDS: [u8; 4] = [50, 80, 90, 100];
+
+/// A limit per metric; `0` is no limit. Field names are Neon's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quota {
+    pub active_time_seconds: u64,
+    pub compute_time_seconds: u64,
+    pub written_data_bytes: u64,
+    pub data_transfer_bytes: u64,
+    pub logical_size_bytes: u64,
+}
+
+impl Quota {
+    /// The limit of `m`, `None` when unlimited.
+    pub fn limit(&self, m: Metric) -> Option<u64> {
+        let v = match m {
+            Metric::ActiveTimeSeconds => self.active_time_seconds,
+            Metric::ComputeTimeSeconds => self.compute_time_seconds,
+            Metric::WrittenDataBytes => self.written_data_bytes,
+            Metric::DataTransferBytes => self.data_transfer_bytes,
+            Metric::LogicalSizeBytes => self.logical_size_bytes,
+        };
+        (v > 0).then_some(v)
+    }
+}
+
+/// Per-project overrides of a plan's limits: an absent field inherits the
+/// plan's, `0` lifts the limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_time_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_time_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written_data_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_transfer_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logical_size_bytes: Option<u64>,
+}
+
+impl QuotaOverrides {
+    /// `base` with these overrides applied.
+    pub fn apply(&self, base: Quota) -> Quota {
+        Quota {
+            active_time_seconds: self.active_time_seconds.unwrap_or(base.active_time_seconds),
+            compute_time_seconds: self.compute_time_seconds.unwrap_or(base.compute_time_seconds),
+            written_data_bytes: self.written_data_bytes.unwrap_or(base.written_data_bytes),
+            data_transfer_bytes: self.data_transfer_bytes.unwrap_or(base.data_transfer_bytes),
+            logical_size_bytes: self.logical_size_bytes.unwrap_or(base.logical_size_bytes),
+        }
+    }
+}
+
+/// A named quota template with its alert thresholds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub name: String,
+    #[serde(default)]
+    pub quota: Quota,
+    /// Percent of each quota at which an alert fires, ascending, 1..=100.
+    #[serde(default = "default_thresholds")]
+    pub thresholds: Vec<u8>,
+}
+
+fn default_thresholds() -> Vec<u8> {
+    DEFAULT_THRESHOLDS.to_vec()
+}
+
+impl Plan {
+    /// Sorts and checks the thresholds; the error names the problem.
+    pub fn normalized(mut self) -> Result<Plan, String> {
+        if self.thresholds.iter().any(|&t| t == 0 || t > 100) {
+            return Err("thresholds: each must be between 1 and 100 (percent)".into());
+        }
+        self.thresholds.sort_unstable();
+        self.thresholds.dedup();
+        Ok(self)
+    }
+}
+
+/// What is configured for one project: a plan and overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectQuotaConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    pub quota: QuotaOverrides,
+}
+
+impl ProjectQuotaConfig {
+    /// The effective quota and thresholds, given the plan it names (if found).
+    pub fn effective(&self, plan: Option<&Plan>) -> (Quota, Vec<u8>) {
+        let base = plan.map(|p| p.quota).unwrap_or_default();
+        let thresholds = plan.map_or_else(default_thresholds, |p| p.thresholds.clone());
+        (self.quota.apply(base), thresholds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_or_absent_is_no_limit() {
+        let q: Quota = serde_json::from_str(r#"{"compute_time_seconds": 3600}"#).unwrap();
+        assert_eq!(q.limit(Metric::ComputeTimeSeconds), Some(3600));
+        assert_eq!(q.limit(Metric::ActiveTimeSeconds), None);
+        assert_eq!(Quota { written_data_bytes: 0, ..q }.limit(Metric::WrittenDataBytes), None);
+    }
+
+    #[test]
+    fn overrides_inherit_or_replace_the_plan() {
+        let plan = Plan {
+            name: "free".into(),
+            quota: Quota { active_time_seconds: 100, compute_time_seconds: 50, ..Quota::default() },
+            thresholds: vec![75],
+        };
+        let cfg = ProjectQuotaConfig {
+            plan: Some("free".into()),
+            quota: QuotaOverrides { compute_time_seconds: Some(0), written_data_bytes: Some(9), ..Default::default() },
+        };
+        let (q, t) = cfg.effective(Some(&plan));
+        assert_eq!((q.active_time_seconds, q.compute_time_seconds, q.written_data_bytes), (100, 0, 9));
+        assert_eq!(t, [75]);
+        assert_eq!(ProjectQuotaConfig::default().effective(None).1, DEFAULT_THRESHOLDS);
+    }
+
+    #[test]
+    fn bad_json_names_the_field() {
+        let err = serde_json::from_str::<Quota>(r#"{"compute_time_seconds": -1}"#).unwrap_err().to_string();
+        assert!(err.contains("invalid value: integer `-1`"), "{err}");
+        let err = serde_json::from_str::<Quota>(r#"{"cpu_seconds": 1}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown field `cpu_seconds`"), "{err}");
+        let err = Plan { name: "x".into(), quota: Quota::default(), thresholds: vec![0] }.normalized().unwrap_err();
+        assert!(err.starts_with("thresholds"));
+    }
+}

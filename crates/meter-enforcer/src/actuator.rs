@@ -1,0 +1,109 @@
+//! The actuator: makes each decided suspend/resume call on the control
+//! plane, with its idempotency key, retrying with backoff until it is
+//! acknowledged; only then is the record's offset committed.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use meter_core::enforce::{Action, ActionKind};
+use meter_kafka::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics as m;
+use crate::EnforcerConfig;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Latency of suspensions, microseconds, from 1 us to 1 h.
+static LATENCY: Mutex<Option<Histogram<u64>>> = Mutex::new(None);
+
+fn record_latency(seconds: f64) {
+    metrics::histogram!(m::CROSSING_TO_SUSPEND).record(seconds);
+    let mut guard = LATENCY.lock().expect("latency lock");
+    let h = guard.get_or_insert_with(|| Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"));
+    let _ = h.record((seconds * 1e6).max(1.0) as u64);
+    for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999)] {
+        metrics::gauge!(m::CROSSING_TO_SUSPEND_Q, "quantile" => label).set(h.value_at_quantile(q) as f64 / 1e6);
+    }
+}
+
+pub(crate) fn run(
+    cfg: &EnforcerConfig,
+    kafka: &KafkaConfig,
+    rt: &Handle,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", &cfg.actuator_group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    consumer.subscribe(&[&kafka.actions_topic])?;
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(cfg.control_plane_timeout_ms)).build()?;
+    let base = cfg.control_plane_url.trim_end_matches('/');
+    while !shutdown.is_cancelled() {
+        let msg = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "actuator.poll_error");
+                continue;
+            }
+            Some(Ok(msg)) => msg,
+        };
+        let action: Action = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, offset = msg.offset(), "actuator.undecodable_action");
+                consumer.commit_message(&msg, CommitMode::Sync)?;
+                continue;
+            }
+        };
+        let verb = if action.kind == ActionKind::Suspend { "suspend" } else { "resume" };
+        let url = format!("{base}/projects/{}/{verb}", action.project_id);
+        let mut backoff = Duration::from_millis(100);
+        let mut first = true;
+        loop {
+            let sent =
+                rt.block_on(client.post(&url).header("Idempotency-Key", &action.idempotency_key).json(&action).send());
+            if first && action.kind == ActionKind::Suspend {
+                record_latency((now_ms() - action.crossing_ingested_ms).max(0) as f64 / 1000.0);
+                first = false;
+            }
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    metrics::counter!(m::CALLS, "kind" => verb, "outcome" => "ok").increment(1);
+                    tracing::info!(project = %action.project_id, verb, key = %action.idempotency_key, "actuator.acknowledged");
+                    break;
+                }
+                other => {
+                    let why = match other {
+                        Ok(r) => format!("status {}", r.status()),
+                        Err(e) => e.to_string(),
+                    };
+                    metrics::counter!(m::CALLS, "kind" => verb, "outcome" => "retry").increment(1);
+                    tracing::warn!(project = %action.project_id, verb, error = %why, retry_in_ms = backoff.as_millis() as u64, "actuator.call_failed");
+                    let stop = rt.block_on(async {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => true,
+                            _ = tokio::time::sleep(backoff) => false,
+                        }
+                    });
+                    if stop {
+                        return Ok(());
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        consumer.commit_message(&msg, CommitMode::Sync)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! The webhook dispatcher: delivers each event to every endpoint that wants
+//! it, signed, retried with backoff; what fails every attempt becomes a dead
+//! letter. The record's offset is committed once every endpoint is done, so
+//! a crash redelivers (at least once, same `webhook-id`).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::future::join_all;
+use meter_core::config_view::{ConfigView, WebhookEndpoint};
+use meter_kafka::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics as m;
+use crate::{sign, DeadLetter, EnforcerConfig, WebhookJob, WebhookPayload};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn run(
+    cfg: &EnforcerConfig,
+    kafka: &KafkaConfig,
+    view: Arc<RwLock<ConfigView>>,
+    rt: &Handle,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", &cfg.webhook_group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    consumer.subscribe(&[&kafka.webhooks_topic])?;
+    let producer: FutureProducer =
+        kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    while !shutdown.is_cancelled() {
+        let msg = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "webhook.poll_error");
+                continue;
+            }
+            Some(Ok(msg)) => msg,
+        };
+        let job: WebhookJob = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, offset = msg.offset(), "webhook.undecodable_job");
+                consumer.commit_message(&msg, CommitMode::Sync)?;
+                continue;
+            }
+        };
+        let endpoints: Vec<WebhookEndpoint> = view
+            .read()
+            .expect("config lock")
+            .webhooks
+            .values()
+            .filter(|w| job.only_endpoint.as_ref().map_or(w.wants(job.alert.kind), |only| &w.id == only))
+            .cloned()
+            .collect();
+        let body = serde_json::to_vec(&WebhookPayload::of(&job.alert))?;
+        let outcomes = rt.block_on(join_all(endpoints.iter().map(|w| deliver(cfg, &client, w, &job, &body, shutdown))));
+        for (w, outcome) in endpoints.iter().zip(outcomes) {
+            match outcome {
+                Delivery::Delivered | Delivery::Stopped => {}
+                Delivery::Failed { attempts, last_error } => {
+                    let dead = DeadLetter {
+                        job: WebhookJob { alert: job.alert.clone(), only_endpoint: Some(w.id.clone()) },
+                        endpoint_id: w.id.clone(),
+                        attempts,
+                        last_error,
+                        failed_ms: now_ms(),
+                    };
+                    let (key, value) = (dead.key(), serde_json::to_vec(&dead)?);
+                    rt.block_on(producer.send(
+                        FutureRecord::to(&kafka.dead_letters_topic).key(&key).payload(&value),
+                        Duration::from_secs(30),
+                    ))
+                    .map_err(|(e, _)| anyhow::anyhow!("writing dead letter {key}: {e}"))?;
+                    metrics::counter!(m::DEAD_LETTERS).increment(1);
+                    tracing::warn!(key, attempts, "webhook.dead_lettered");
+                }
+            }
+        }
+        if shutdown.is_cancelled() {
+            break; // not committed: delivered again after restart
+        }
+        consumer.commit_message(&msg, CommitMode::Sync)?;
+    }
+    Ok(())
+}
+
+enum Delivery {
+    Delivered,
+    Failed { attempts: u32, last_error: String },
+    Stopped,
+}
+
+async fn deliver(
+    cfg: &EnforcerConfig,
+    client: &reqwest::Client,
+    endpoint: &WebhookEndpoint,
+    job: &WebhookJob,
+    body: &[u8],
+    shutdown: &CancellationToken,
+) -> Delivery {
+    let mut backoff = Duration::from_millis(cfg.webhook_backoff_ms);
+    let mut last_error = String::new();
+    for attempt in 1..=cfg.webhook_max_attempts {
+        let ts = now_ms() / 1000;
+        let signature = match sign::sign(&endpoint.secret, &job.alert.id, ts, body) {
+            Ok(s) => s,
+            Err(e) => return Delivery::Failed { attempts: attempt, last_error: e.to_string() },
+        };
+        let sent = client
+            .post(&endpoint.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &job.alert.id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_vec())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                metrics::counter!(m::WEBHOOKS, "outcome" => "delivered").increment(1);
+                return Delivery::Delivered;
+            }
+            Ok(r) => last_error = format!("status {}", r.status()),
+            Err(e) => last_error = e.to_string(),
+        }
+        if attempt == cfg.webhook_max_attempts {
+            break;
+        }
+        metrics::counter!(m::WEBHOOKS, "outcome" => "retry").increment(1);
+        tracing::debug!(endpoint = %endpoint.id, id = %job.alert.id, attempt, error = %last_error, "webhook.retry");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Delivery::Stopped,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_millis(cfg.webhook_max_backoff_ms));
+    }
+    metrics::counter!(m::WEBHOOKS, "outcome" => "dead_letter").increment(1);
+    Delivery::Failed { attempts: cfg.webhook_max_attempts, last_error }
+}

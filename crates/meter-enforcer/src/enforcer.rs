@@ -1,0 +1,273 @@
+//! The enforcer loop: follows `usage.totals` (its share of partitions, from
+//! the beginning: the topic is compacted), evaluates projects, and commits
+//! each round's new states, calls and webhook events in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use meter_core::config_view::{ConfigKey, ConfigView};
+use meter_core::enforce::{evaluate, ActionKind, Decision, EnforcementState, Usage};
+use meter_core::ProjectState;
+use meter_kafka::{read_partitions_to_end, transactional_producer, KafkaConfig, RebalanceWatch, TxProducer};
+use meter_proto::{state_from_wire, v1::ProjectTotals};
+use meter_runtime::Clock;
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics as m;
+use crate::{EnforcerConfig, WebhookJob};
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) struct Enforcer {
+    cfg: EnforcerConfig,
+    kafka: KafkaConfig,
+    clock: Arc<dyn Clock>,
+    config: Arc<RwLock<ConfigView>>,
+    changes: Receiver<ConfigKey>,
+    shutdown: CancellationToken,
+    /// Latest totals of owned projects, with their partition.
+    totals: HashMap<String, (i32, ProjectState)>,
+    states: HashMap<String, (i32, EnforcementState)>,
+    /// Partitions not yet read to their end since the last assignment.
+    catching_up: HashSet<i32>,
+    dirty: HashSet<String>,
+}
+
+impl Enforcer {
+    pub(crate) fn new(
+        cfg: EnforcerConfig,
+        kafka: KafkaConfig,
+        clock: Arc<dyn Clock>,
+        config: Arc<RwLock<ConfigView>>,
+        changes: Receiver<ConfigKey>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Enforcer {
+            cfg,
+            kafka,
+            clock,
+            config,
+            changes,
+            shutdown,
+            totals: HashMap::new(),
+            states: HashMap::new(),
+            catching_up: HashSet::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+        let consumer: BaseConsumer<RebalanceWatch> = self
+            .kafka
+            .client_config()
+            .set("group.id", &self.cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(RebalanceWatch::default())?;
+        consumer.subscribe(&[&self.kafka.totals_topic])?;
+        let producer = transactional_producer(&self.kafka, &self.cfg.transactional_id_prefix)?;
+        ready.store(true, Ordering::SeqCst);
+        let mut generation = consumer.context().generation();
+        let mut last_sweep = Instant::now();
+        let interval = Duration::from_millis(self.cfg.evaluate_interval_ms);
+        while !self.shutdown.is_cancelled() {
+            let polled = consumer.poll(Duration::from_millis(50));
+            if consumer.context().generation() != generation {
+                generation = consumer.context().generation();
+                self.reassigned(&consumer)?;
+            }
+            match polled {
+                None => {}
+                Some(Ok(msg)) => self.on_totals(msg.partition(), msg.payload()),
+                Some(Err(KafkaError::PartitionEOF(p))) => self.partition_read(p),
+                Some(Err(e)) => tracing::warn!(error = %e, "enforcer.poll_error"),
+            }
+            while let Ok(k) = self.changes.try_recv() {
+                match k {
+                    ConfigKey::Project(p) if self.totals.contains_key(&p) || self.states.contains_key(&p) => {
+                        self.dirty.insert(p);
+                    }
+                    ConfigKey::Plan(_) => self.dirty.extend(self.owned()),
+                    _ => {}
+                }
+            }
+            if last_sweep.elapsed() >= interval {
+                self.dirty.extend(self.owned());
+                last_sweep = Instant::now();
+            }
+            if self.catching_up.is_empty() && !self.dirty.is_empty() {
+                self.evaluate(&producer)?;
+            }
+        }
+        consumer.unsubscribe();
+        tracing::info!("enforcer.stopped");
+        Ok(())
+    }
+
+    /// A partition reached its end; once all have, evaluate everything.
+    fn partition_read(&mut self, p: i32) {
+        if self.catching_up.remove(&p) && self.catching_up.is_empty() {
+            tracing::info!(projects = self.totals.len(), "enforcer.caught_up");
+            self.dirty.extend(self.owned());
+        }
+    }
+
+    fn owned(&self) -> Vec<String> {
+        self.totals.keys().chain(self.states.keys()).cloned().collect()
+    }
+
+    /// A new assignment: forget everything, restore the enforcement states
+    /// of the assigned partitions, and read their totals from the start.
+    fn reassigned(&mut self, consumer: &BaseConsumer<RebalanceWatch>) -> anyhow::Result<()> {
+        self.totals.clear();
+        self.states.clear();
+        self.dirty.clear();
+        let parts: Vec<i32> = consumer.assignment()?.elements().iter().map(|e| e.partition()).collect();
+        self.catching_up = parts.iter().copied().collect();
+        let restored =
+            read_partitions_to_end(&self.kafka, &self.kafka.enforcement_topic, &parts, Duration::from_secs(120))?;
+        for (p, records) in restored {
+            for (key, value) in records {
+                let s: EnforcementState = serde_json::from_slice(&value).map_err(|e| {
+                    anyhow::anyhow!("undecodable enforcement record {:?}: {e}", String::from_utf8_lossy(&key))
+                })?;
+                self.states.insert(s.project_id.clone(), (p, s));
+            }
+        }
+        tracing::info!(partitions = ?parts, states = self.states.len(), "enforcer.assigned");
+        Ok(())
+    }
+
+    fn on_totals(&mut self, partition: i32, payload: Option<&[u8]>) {
+        let Some(bytes) = payload else { return };
+        let state = match ProjectTotals::decode(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|w| state_from_wire(w).map_err(|e| e.to_string()))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, partition, "enforcer.undecodable_totals");
+                return;
+            }
+        };
+        let id = state.project_id.to_string();
+        if self.totals.get(&id).is_some_and(|(_, cur)| cur.version >= state.version) {
+            return;
+        }
+        if self.catching_up.is_empty() {
+            self.dirty.insert(id.clone());
+        }
+        self.totals.insert(id, (partition, state));
+    }
+
+    fn evaluate(&mut self, producer: &TxProducer) -> anyhow::Result<()> {
+        let now = self.clock.now_ms();
+        let mut decided: Vec<(i32, Decision)> = Vec::new();
+        {
+            let config = self.config.read().expect("config lock");
+            for id in self.dirty.drain() {
+                let (quota, thresholds, _) = config.effective(&id);
+                let (partition, usage) = match (self.totals.get(&id), self.states.get(&id)) {
+                    (Some((p, t)), _) => {
+                        let c = t.counters_at(now);
+                        let usage = Usage {
+                            counters: c.values,
+                            logical_size: t.logical_size.map_or(0, |r| r.value),
+                            last_ingested_ms: t.last_ingested_ms,
+                        };
+                        (*p, usage)
+                    }
+                    (None, Some((p, _))) => (*p, Usage::default()),
+                    (None, None) => continue,
+                };
+                let prev = self.states.get(&id).map(|(_, s)| s);
+                let d = evaluate(prev, &id, &usage, &quota, &thresholds, now);
+                if d.changed {
+                    decided.push((partition, d));
+                }
+            }
+        }
+        if decided.is_empty() {
+            return Ok(());
+        }
+        match self.commit(producer, &decided) {
+            Ok(()) => {
+                metrics::counter!(m::COMMITS, "outcome" => "committed").increment(1);
+                for (p, d) in decided {
+                    for a in &d.actions {
+                        let kind = if a.kind == ActionKind::Suspend { "suspend" } else { "resume" };
+                        tracing::info!(project = %a.project_id, kind, key = %a.idempotency_key, reason = %a.reason, "enforcer.decided");
+                        metrics::counter!(m::DECISIONS, "kind" => kind).increment(1);
+                    }
+                    for a in &d.alerts {
+                        metrics::counter!(m::ALERTS, "type" => a.kind.name()).increment(1);
+                    }
+                    self.states.insert(d.state.project_id.clone(), (p, d.state));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!(m::COMMITS, "outcome" => "aborted").increment(1);
+                if let KafkaError::Transaction(rd) = &e {
+                    if rd.is_fatal() {
+                        anyhow::bail!("enforcer producer failed fatally: {e}");
+                    }
+                }
+                tracing::warn!(error = %e, "enforcer.transaction_aborted");
+                producer.abort_transaction(TXN_TIMEOUT)?;
+                // Evaluate the same projects again next round: same decisions, same ids.
+                self.dirty.extend(decided.into_iter().map(|(_, d)| d.state.project_id));
+                Ok(())
+            }
+        }
+    }
+
+    fn commit(&self, producer: &TxProducer, decided: &[(i32, Decision)]) -> Result<(), KafkaError> {
+        producer.begin_transaction()?;
+        for (partition, d) in decided {
+            let id = d.state.project_id.as_str();
+            send(
+                producer,
+                BaseRecord::to(&self.kafka.enforcement_topic).partition(*partition).key(id).payload(&json(&d.state)),
+            )?;
+            for a in &d.actions {
+                send(producer, BaseRecord::to(&self.kafka.actions_topic).key(id).payload(&json(a)))?;
+            }
+            for alert in &d.alerts {
+                let job = WebhookJob { alert: alert.clone(), only_endpoint: None };
+                send(producer, BaseRecord::to(&self.kafka.webhooks_topic).key(id).payload(&json(&job)))?;
+            }
+        }
+        producer.commit_transaction(TXN_TIMEOUT)
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+fn send(producer: &TxProducer, mut record: BaseRecord<'_, str, Vec<u8>>) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The enforce role. Three loops:
+//!
+//! - the **enforcer** follows the cycle totals (`usage.totals`) and the
+//!   configuration, evaluates each project (`meter_core::enforce`), and
+//!   records the new enforcement state together with the suspend/resume
+//!   calls and webhook events to make, in one Kafka transaction (an outbox);
+//! - the **actuator** makes the control-plane calls, each retried with
+//!   backoff until acknowledged, with an idempotency key;
+//! - the **dispatcher** delivers webhook events, signed per Standard
+//!   Webhooks, retried with backoff, then dead-lettered.
+//!
+//! Decisions are deterministic (same inputs, same keys and ids), so a
+//! decision replayed after a crash is recognised downstream.
+
+mod actuator;
+mod config;
+mod dispatch;
+mod enforcer;
+mod metrics;
+mod records;
+pub mod sign;
+
+pub use config::EnforcerConfig;
+pub use records::{DeadLetter, WebhookJob, WebhookPayload};
+
+use std::sync::{Arc, RwLock};
+
+use meter_core::config_view::ConfigView;
+use meter_kafka::{Follower, KafkaConfig};
+use meter_runtime::{Clock, Health};
+use tokio_util::sync::CancellationToken;
+
+/// Follows the config topic into a shared view; every applied key is also
+/// sent on the returned channel.
+pub fn follow_config(
+    kafka: &KafkaConfig,
+) -> anyhow::Result<(Follower, Arc<RwLock<ConfigView>>, std::sync::mpsc::Receiver<meter_core::config_view::ConfigKey>)>
+{
+    let view = Arc::new(RwLock::new(ConfigView::default()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let v = view.clone();
+    let follower = Follower::start(kafka, &kafka.config_topic, move |(_, _, key, value)| {
+        match v.write().expect("config lock").apply(key, value) {
+            Ok(k) => {
+                let _ = tx.send(k);
+            }
+            Err(e) => tracing::error!(error = %e, "enforcer.bad_config_record"),
+        }
+    })?;
+    Ok((follower, view, rx))
+}
+
+/// Runs the enforce role (enforcer, actuator, dispatcher) until `shutdown`.
+pub async fn run(
+    cfg: &EnforcerConfig,
+    kafka: &KafkaConfig,
+    clock: Arc<dyn Clock>,
+    health: Health,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (follower, view, changes) = follow_config(kafka)?;
+    if !follower.wait_caught_up(std::time::Duration::from_secs(60)).await {
+        anyhow::bail!("could not read the config topic {} to its end within 60 s", kafka.config_topic);
+    }
+    let ready = health.part("enforcer");
+    let rt = tokio::runtime::Handle::current();
+    let enforcer = enforcer::Enforcer::new(cfg.clone(), kafka.clone(), clock, view.clone(), changes, shutdown.clone());
+    let e = tokio::task::spawn_blocking(move || enforcer.run(ready));
+    let a = {
+        let (c, k, s, rt) = (cfg.clone(), kafka.clone(), shutdown.clone(), rt.clone());
+        tokio::task::spawn_blocking(move || actuator::run(&c, &k, &rt, &s))
+    };
+    let d = {
+        let (c, k, s, v) = (cfg.clone(), kafka.clone(), shutdown.clone(), view.clone());
+        tokio::task::spawn_blocking(move || dispatch::run(&c, &k, v, &rt, &s))
+    };
+    let results = [("enforcer", e.await?), ("actuator", a.await?), ("dispatcher", d.await?)];
+    drop(follower);
+    for (name, r) in results {
+        if let Err(e) = r {
+            shutdown.cancel();
+            return Err(e.context(format!("{name} failed")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! Following topics from the beginning, forever: how roles keep an
+//! in-memory view of compacted state topics (config, totals, enforcement).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::restore::QuietEof;
+use crate::{KafkaConfig, Result};
+
+/// A record seen by a follower: topic, partition, key, value (`None`: tombstone).
+pub type Seen<'a> = (&'a str, i32, &'a [u8], Option<&'a [u8]>);
+
+/// A background reader of one topic. `caught_up` turns true once every
+/// partition has been read to its end once.
+#[derive(Debug)]
+pub struct Follower {
+    pub caught_up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Follower {
+    /// Starts reading every partition of `topic` (committed records only)
+    /// and calls `apply` for each record, in order per partition.
+    pub fn start(cfg: &KafkaConfig, topic: &str, mut apply: impl FnMut(Seen<'_>) + Send + 'static) -> Result<Follower> {
+        let consumer: BaseConsumer<QuietEof> = cfg
+            .client_config()
+            .set("group.id", "meter-follower")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "50")
+            .create_with_context(QuietEof)?;
+        let mut tpl = TopicPartitionList::new();
+        let mut pending = HashSet::new();
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+                pending.insert(p.id());
+            }
+        }
+        consumer.assign(&tpl)?;
+        let caught_up = Arc::new(AtomicBool::new(pending.is_empty()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (caught_up.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name("meter-follower".into()).spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match consumer.poll(Duration::from_millis(100)) {
+                    None => {}
+                    Some(Ok(m)) => {
+                        if let Some(key) = m.key() {
+                            apply((m.topic(), m.partition(), key, m.payload()));
+                        }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(p))) => {
+                        pending.remove(&p);
+                        if pending.is_empty() && !c.load(Ordering::SeqCst) {
+                            c.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "kafka.follow_error"),
+                }
+            }
+        })?;
+        Ok(Follower { caught_up, stop, thread: Some(thread) })
+    }
+
+    /// Waits until every partition was read to its end once.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.caught_up.load(Ordering::SeqCst) {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Stand-ins for the systems a platform owns, as real HTTP servers on
+//! loopback: the control plane (receives suspend/resume) and a webhook
+//! consumer (verifies Standard Webhooks signatures). Used by the quickstart
+//! and the end-to-end tests; each records what it received.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use meter_core::enforce::Action;
+use meter_enforcer::{sign, WebhookPayload};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One call the control plane received.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneCall {
+    /// `suspend` or `resume`.
+    pub verb: String,
+    pub project_id: String,
+    pub idempotency_key: String,
+    pub action: Option<Action>,
+    pub received_ms: i64,
+}
+
+/// The control-plane double: answers 200 to every call and records it.
+#[derive(Debug, Clone, Default)]
+pub struct ControlPlane {
+    pub calls: Arc<Mutex<Vec<ControlPlaneCall>>>,
+}
+
+impl ControlPlane {
+    /// Serves `POST /projects/{id}/{verb}` on `listener` until `shutdown`.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let app = Router::new().route("/projects/{id}/{verb}", post(control_plane_call)).with_state(self);
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    }
+
+    /// Calls with `verb`, in arrival order.
+    pub fn calls_of(&self, verb: &str) -> Vec<ControlPlaneCall> {
+        self.calls.lock().expect("calls").iter().filter(|c| c.verb == verb).cloned().collect()
+    }
+}
+
+async fn control_plane_call(
+    State(cp): State<ControlPlane>,
+    Path((id, verb)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let action = serde_json::from_slice(&body).ok();
+    cp.calls.lock().expect("calls").push(ControlPlaneCall {
+        verb,
+        project_id: id,
+        idempotency_key: key,
+        action,
+        received_ms: now_ms(),
+    });
+    StatusCode::OK
+}
+
+/// How a webhook receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// 200 to every delivery.
+    Never,
+    /// 500 to the first attempt of each event, 200 to the next: half fail.
+    FirstAttempt,
+    /// 500 to everything.
+    Always,
+}
+
+/// One delivery attempt a receiver got.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub timestamp: i64,
+    pub signature: String,
+    pub body: Vec<u8>,
+    /// The signature verified against the secret.
+    pub verified: bool,
+    pub payload: Option<WebhookPayload>,
+    /// What the receiver answered.
+    pub status: u16,
+}
+
+/// A webhook consumer that verifies signatures and records every attempt.
+#[derive(Debug, Clone)]
+pub struct WebhookReceiver {
+    pub secret: String,
+    pub mode: Arc<Mutex<FailMode>>,
+    pub deliveries: Arc<Mutex<Vec<Delivery>>>,
+    attempts: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl WebhookReceiver {
+    /// A receiver for endpoints signed with `secret`.
+    pub fn new(secret: &str, mode: FailMode) -> Self {
+        WebhookReceiver {
+            secret: secret.to_owned(),
+            mode: Arc::new(Mutex::new(mode)),
+            deliveries: Arc::default(),
+            attempts: Arc::default(),
+        }
+    }
+
+    /// Serves `POST /` on `listener` until `shutdown`.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let app = Router::new().route("/", post(webhook_delivery)).with_state(self);
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    }
+
+    /// Verified deliveries that were answered 200, in order.
+    pub fn accepted(&self) -> Vec<Delivery> {
+        self.deliveries.lock().expect("deliveries").iter().filter(|d| d.verified && d.status == 200).cloned().collect()
+    }
+
+    /// Every attempt, in order.
+    pub fn all(&self) -> Vec<Delivery> {
+        self.deliveries.lock().expect("deliveries").clone()
+    }
+
+    /// Changes how the receiver answers from now on.
+    pub fn set_mode(&self, mode: FailMode) {
+        *self.mode.lock().expect("mode") = mode;
+    }
+}
+
+async fn webhook_delivery(State(r): State<WebhookReceiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (id, signature) = (h("webhook-id"), h("webhook-signature"));
+    let timestamp: i64 = h("webhook-timestamp").parse().unwrap_or(0);
+    let verified = sign::verify(&r.secret, &id, timestamp, &body, &signature, now_ms() / 1000, 300).is_ok();
+    let attempt = {
+        let mut a = r.attempts.lock().expect("attempts");
+        let n = a.entry(id.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let status = match (*r.mode.lock().expect("mode"), verified) {
+        (_, false) => StatusCode::UNAUTHORIZED,
+        (FailMode::Always, _) => StatusCode::INTERNAL_SERVER_ERROR,
+        (FailMode::FirstAttempt, _) if attempt == 1 => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::OK,
+    };
+    r.deliveries.lock().expect("deliveries").push(Delivery {
+        id,
+        timestamp,
+        signature,
+        payload: serde_json::from_slice(&body).ok(),
+        body: body.to_vec(),
+        verified,
+        status: status.as_u16(),
+    });
+    status
+}
