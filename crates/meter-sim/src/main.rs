@@ -2,6 +2,7 @@
 //! and checks ClickHouse against the ground truth.
 
 mod display;
+mod enforcement;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,18 @@ struct RunArgs {
     /// meterd's Prometheus endpoint, for the aggregator's lag.
     #[arg(long, default_value = "http://127.0.0.1:9464/metrics")]
     metrics_url: String,
+    /// meterd's HTTP API (quotas, webhooks, status).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// Projects given a small quota (the first N); 0 disables enforcement.
+    #[arg(long, default_value_t = 10)]
+    quota_projects: usize,
+    /// Where the control-plane double listens (meterd's enforcer.control_plane_url).
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    control_plane_listen: String,
+    /// Where the webhook receiver listens.
+    #[arg(long, default_value = "127.0.0.1:8092")]
+    webhook_listen: String,
     /// Skip the final check against ClickHouse.
     #[arg(long)]
     no_verify: bool,
@@ -124,6 +137,16 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         "meter-sim: {} projects x {} computes on {} nodes, prefix {prefix}, for {} s -> {}",
         a.projects, a.computes, a.nodes, a.duration, a.ingest
     );
+    let enforcement = if a.quota_projects > 0 {
+        let ids = (0..a.quota_projects.min(a.projects)).map(|i| format!("{prefix}-p{i:04}")).collect();
+        let e = enforcement::Enforcement::setup(&a.api, &a.control_plane_listen, &a.webhook_listen, ids, &stop).await?;
+        let e = Arc::new(e);
+        let printing = CancellationToken::new();
+        let printer = tokio::spawn(e.clone().print_live(printing.clone()));
+        Some((e, printer, printing))
+    } else {
+        None
+    };
     let stats = Arc::new(SendStats::default());
     let progress = (a.status_every > 0).then(|| {
         let d = display::Progress::new(stats.clone(), store.clone(), prefix.clone(), a.metrics_url.clone());
@@ -135,11 +158,20 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         let _ = p.await;
     }
     display::print_sent(&summary, &stats);
+    let enforced = match enforcement {
+        Some((e, printer, printing)) => {
+            e.settle(&summary.truth).await;
+            printing.cancel();
+            let _ = printer.await;
+            e.report(&summary.truth).await?
+        }
+        None => true,
+    };
     if a.no_verify {
-        return Ok(std::process::ExitCode::SUCCESS);
+        return Ok(if enforced { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE });
     }
     let exact = display::verify(&store, &prefix, &summary.truth, Duration::from_secs(a.verify_timeout), &stop).await?;
-    Ok(if exact { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+    Ok(if exact && enforced { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
 }
 
 fn tracing_subscriber_init() {

@@ -1,0 +1,181 @@
+//! The quickstart's enforcement part: small quotas on some projects, a
+//! control-plane double and a webhook receiver on loopback, alerts and
+//! suspensions printed as they happen, and a final check against the truth.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meter_core::enforce::AlertType;
+use meter_sim::receivers::{ControlPlane, FailMode, WebhookReceiver};
+use meter_sim::Truth;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The quota given to the first projects of the fleet.
+pub(crate) const SMALL_ACTIVE_SECONDS: u64 = 20_000;
+
+pub(crate) struct Enforcement {
+    api: String,
+    pub(crate) control_plane: ControlPlane,
+    pub(crate) hooks: WebhookReceiver,
+    quota_projects: Vec<String>,
+}
+
+fn secret() -> String {
+    use base64::Engine;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos());
+    let bytes: Vec<u8> = (0..24).map(|i| (seed >> (i % 16 * 8)) as u8 ^ (i as u8).wrapping_mul(37)).collect();
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+async fn put(api: &str, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
+    let r = reqwest::Client::new().put(format!("{api}{path}")).json(&body).send().await?;
+    if !r.status().is_success() {
+        anyhow::bail!("PUT {path}: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    Ok(())
+}
+
+impl Enforcement {
+    /// Starts the receivers and configures the plan, the project quotas and
+    /// the webhook endpoint through the API.
+    pub(crate) async fn setup(
+        api: &str,
+        control_plane_listen: &str,
+        webhook_listen: &str,
+        quota_projects: Vec<String>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Enforcement> {
+        let control_plane = ControlPlane::default();
+        let l = TcpListener::bind(control_plane_listen).await?;
+        tokio::spawn(control_plane.clone().serve(l, stop.clone()));
+        let secret = secret();
+        let hooks = WebhookReceiver::new(&secret, FailMode::Never);
+        let l = TcpListener::bind(webhook_listen).await?;
+        tokio::spawn(hooks.clone().serve(l, stop.clone()));
+        put(api, "/v1/plans/quickstart-small", json!({"quota": {"active_time_seconds": SMALL_ACTIVE_SECONDS}})).await?;
+        for p in &quota_projects {
+            put(api, &format!("/v1/projects/{p}/quota"), json!({"plan": "quickstart-small"})).await?;
+        }
+        put(api, "/v1/webhooks/quickstart", json!({"url": format!("http://{webhook_listen}/"), "secret": secret}))
+            .await?;
+        println!(
+            "quotas: {} projects on plan quickstart-small (active_time_seconds {SMALL_ACTIVE_SECONDS}); control plane double on {control_plane_listen}, webhook receiver on {webhook_listen}",
+            quota_projects.len()
+        );
+        Ok(Enforcement { api: api.to_owned(), control_plane, hooks, quota_projects })
+    }
+
+    /// Prints alerts and control-plane calls as they arrive, until `finish`.
+    pub(crate) async fn print_live(self: Arc<Self>, finish: CancellationToken) {
+        let (mut seen_hooks, mut seen_calls) = (0, 0);
+        loop {
+            let done = finish.is_cancelled();
+            let hooks = self.hooks.accepted();
+            for d in &hooks[seen_hooks..] {
+                if let Some(p) = &d.payload {
+                    let a = &p.data;
+                    let what = match (a.kind, a.threshold) {
+                        (AlertType::ThresholdReached, Some(t)) => format!("{t}% of quota"),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "  webhook  {:<26} {} {} {what} usage {} / {} (signature verified, id {})",
+                        a.kind.name(),
+                        a.project_id,
+                        a.metric.map_or("", |m| m.name()),
+                        a.usage,
+                        a.quota.map_or("-".into(), |q| q.to_string()),
+                        d.id
+                    );
+                }
+            }
+            seen_hooks = hooks.len();
+            let calls = self.control_plane.calls.lock().expect("calls").clone();
+            for c in &calls[seen_calls..] {
+                let latency = c.action.as_ref().map(|a| (c.received_ms - a.crossing_ingested_ms) as f64 / 1000.0);
+                println!(
+                    "  control plane: {} {} (Idempotency-Key {}){}",
+                    c.verb,
+                    c.project_id,
+                    c.idempotency_key,
+                    latency
+                        .filter(|_| c.verb == "suspend")
+                        .map_or(String::new(), |l| format!(", {l:.3} s after the crossing batch was ingested"))
+                );
+            }
+            seen_calls = calls.len();
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    fn over_quota<'a>(&'a self, truth: &Truth) -> Vec<&'a String> {
+        self.quota_projects
+            .iter()
+            .filter(|p| truth.projects.get(*p).is_some_and(|t| t.counters[0] >= SMALL_ACTIVE_SECONDS))
+            .collect()
+    }
+
+    fn suspended(&self) -> Vec<String> {
+        let mut s: Vec<String> = self.control_plane.calls_of("suspend").into_iter().map(|c| c.project_id).collect();
+        s.sort();
+        s
+    }
+
+    /// Waits (up to 30 s) until every project over its quota is suspended.
+    pub(crate) async fn settle(&self, truth: &Truth) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.suspended().len() < self.over_quota(truth).len() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    /// Prints the latency and checks suspensions against the ground truth.
+    /// True when they agree.
+    pub(crate) async fn report(&self, truth: &Truth) -> anyhow::Result<bool> {
+        let over = self.over_quota(truth);
+        let suspended = self.suspended();
+        let mut lat: Vec<f64> = self
+            .control_plane
+            .calls_of("suspend")
+            .iter()
+            .filter_map(|c| c.action.as_ref().map(|a| (c.received_ms - a.crossing_ingested_ms) as f64 / 1000.0))
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        let q =
+            |p: f64| lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+        println!(
+            "\nenforcement: {} of {} projects with a quota went over it and {} were suspended (one call each: {}); {} alerts delivered, all signatures verified",
+            over.len(),
+            self.quota_projects.len(),
+            suspended.len(),
+            if suspended.windows(2).all(|w| w[0] != w[1]) { "yes" } else { "NO" },
+            self.hooks.accepted().len(),
+        );
+        if !lat.is_empty() {
+            println!(
+                "crossing-to-suspend latency (ingest of the crossing batch -> control-plane call): p50 {:.3} s, p99 {:.3} s, max {:.3} s over {} suspensions",
+                q(0.5),
+                q(0.99),
+                lat.last().copied().unwrap_or(f64::NAN),
+                lat.len()
+            );
+        }
+        let mut expected: Vec<String> = over.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        let r =
+            reqwest::get(format!("{}/v1/projects/{}/status", self.api, self.quota_projects.first().map_or("", |s| s)))
+                .await;
+        if let Ok(r) = r {
+            if let Ok(body) = r.text().await {
+                println!("GET /v1/projects/{}/status -> {body}", self.quota_projects.first().map_or("", |s| s));
+            }
+        }
+        Ok(expected == suspended)
+    }
+}
