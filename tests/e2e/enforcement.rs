@@ -126,6 +126,21 @@ async fn crossings_alert_once_suspend_once_and_resume() {
         }
     })
     .await;
+    let mut quota_client = meter_proto::v1::quota_client::QuotaClient::new(
+        tonic::transport::Endpoint::from_shared(p.api_grpc_url.clone()).expect("url").connect_lazy(),
+    );
+    let grpc = quota_client
+        .check_quota(meter_proto::v1::CheckQuotaRequest { project_id: "enf-p".into() })
+        .await
+        .expect("grpc CheckQuota")
+        .into_inner();
+    assert_eq!(
+        (grpc.allowed, grpc.reason.as_str(), grpc.metric.as_str()),
+        (false, "suspended", "compute_time_seconds")
+    );
+    let unknown =
+        quota_client.check_quota(meter_proto::v1::CheckQuotaRequest { project_id: "never-seen".into() }).await;
+    assert_eq!(unknown.expect_err("unknown project").code(), tonic::Code::NotFound);
     let (_, status) = api_get(&format!("{api}/v1/projects/enf-p/status")).await;
     assert_eq!(status["state"], "suspended", "{status}");
     assert_eq!(status["suspension"]["metric"], "compute_time_seconds");

@@ -69,6 +69,7 @@ pub struct Pipeline {
     pub aggregator: AggregatorConfig,
     pub ingest_url: String,
     pub api_url: String,
+    pub api_grpc_url: String,
     /// The clock of the enforcer and the api (moved by tests).
     pub clock: Arc<ShiftedClock>,
     ingest: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
@@ -102,6 +103,7 @@ impl Pipeline {
             aggregator,
             ingest_url: String::new(),
             api_url: String::new(),
+            api_grpc_url: String::new(),
             clock: Arc::new(ShiftedClock::default()),
             ingest: None,
             enforcer: None,
@@ -148,14 +150,17 @@ impl Pipeline {
         }
     }
 
-    /// Starts the api role on a fresh loopback port and waits until it answers.
+    /// Starts the api role on fresh loopback ports and waits until it answers.
     pub async fn start_api(&mut self) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         self.api_url = format!("http://{}", listener.local_addr().expect("addr"));
+        self.api_grpc_url = format!("http://{}", grpc.local_addr().expect("addr"));
         let token = CancellationToken::new();
         let (k, t, clock) = (self.kafka.clone(), token.clone(), self.clock.clone());
         let cfg = meter_api::ApiConfig::default();
-        let handle = tokio::spawn(async move { meter_api::run(&cfg, &k, clock, listener, Health::default(), t).await });
+        let handle =
+            tokio::spawn(async move { meter_api::run(&cfg, &k, clock, listener, grpc, Health::default(), t).await });
         self.api = Some((token, handle));
         let url = format!("{}/v1/webhooks", self.api_url);
         eventually(Duration::from_secs(60), "the api answers", || async {

@@ -12,12 +12,7 @@ pub(crate) type GroupConsumer = BaseConsumer<RebalanceWatch>;
 /// are committed inside the producer's transactions), eager rebalancing.
 pub(crate) fn group_consumer(kafka: &KafkaConfig, cfg: &AggregatorConfig) -> anyhow::Result<GroupConsumer> {
     let c: GroupConsumer = kafka
-        .client_config()
-        .set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
+        .consumer_config(&cfg.group_id)
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")

@@ -6,11 +6,14 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
+    /// HTTP/JSON listen address.
     pub listen: String,
+    /// gRPC listen address (CheckQuota).
+    pub grpc_listen: String,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: "127.0.0.1:8080".into() }
+        ApiConfig { listen: "127.0.0.1:8080".into(), grpc_listen: "127.0.0.1:50052".into() }
     }
 }

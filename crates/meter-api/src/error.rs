@@ -28,6 +28,16 @@ impl ApiError {
     }
 }
 
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        match e.status {
+            StatusCode::NOT_FOUND => tonic::Status::not_found(e.message),
+            StatusCode::BAD_REQUEST => tonic::Status::invalid_argument(e.message),
+            _ => tonic::Status::unavailable(e.message),
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_json", message: r.body_text() }

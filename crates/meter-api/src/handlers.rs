@@ -158,27 +158,45 @@ pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> An
     })))
 }
 
+/// The answer to CheckQuota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckOutcome {
+    pub(crate) allowed: bool,
+    /// `suspended` or `quota_exceeded` when denied.
+    pub(crate) reason: Option<&'static str>,
+    pub(crate) metric: Option<Metric>,
+}
+
 /// CheckQuota: may this project start a compute? Denied while it is
 /// suspended, or when any metric is at or over its quota (even before the
-/// enforcer has acted).
-pub(crate) async fn check(State(app): State<App>, Path(id): Path<String>) -> Answer {
-    project_id(&id)?;
+/// enforcer has acted). Shared by the HTTP and gRPC APIs.
+pub(crate) fn check_quota(app: &App, id: &str) -> Result<CheckOutcome, ApiError> {
+    project_id(id)?;
     let now = app.clock.now_ms();
     let g = app.views.0.read().expect("views");
-    if !known(&g, &id) {
+    if !known(&g, id) {
         return Err(ApiError::not_found(format!("unknown project {id:?}")));
     }
-    if let Some(s) = g.enforcement.get(&id).and_then(|e| e.suspended.as_ref()) {
-        return Ok(Json(json!({"project_id": id, "allowed": false, "reason": "suspended", "metric": s.metric})));
+    if let Some(s) = g.enforcement.get(id).and_then(|e| e.suspended.as_ref()) {
+        return Ok(CheckOutcome { allowed: false, reason: Some("suspended"), metric: Some(s.metric) });
     }
-    let (quota, _, _) = g.config.effective(&id);
-    let (_, values) = usage_json(&g, &id, now);
-    for (m, v) in Metric::ALL.into_iter().zip(values) {
-        if quota.limit(m).is_some_and(|q| v >= q) {
-            return Ok(Json(json!({"project_id": id, "allowed": false, "reason": "quota_exceeded", "metric": m})));
-        }
+    let (quota, _, _) = g.config.effective(id);
+    let (_, values) = usage_json(&g, id, now);
+    let over = Metric::ALL.into_iter().zip(values).find(|(m, v)| quota.limit(*m).is_some_and(|q| *v >= q));
+    Ok(match over {
+        Some((m, _)) => CheckOutcome { allowed: false, reason: Some("quota_exceeded"), metric: Some(m) },
+        None => CheckOutcome { allowed: true, reason: None, metric: None },
+    })
+}
+
+pub(crate) async fn check(State(app): State<App>, Path(id): Path<String>) -> Answer {
+    let c = check_quota(&app, &id)?;
+    let mut body = json!({"project_id": id, "allowed": c.allowed});
+    if let Some(r) = c.reason {
+        body["reason"] = json!(r);
+        body["metric"] = json!(c.metric);
     }
-    Ok(Json(json!({"project_id": id, "allowed": true})))
+    Ok(Json(body))
 }
 
 #[derive(Debug, Deserialize)]

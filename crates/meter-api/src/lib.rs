@@ -6,6 +6,7 @@
 
 mod config;
 mod error;
+mod grpc;
 mod handlers;
 mod views;
 
@@ -45,12 +46,14 @@ fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// Runs the api role on `listener` until `shutdown`.
+/// Runs the api role until `shutdown`: HTTP on `listener`, gRPC
+/// (CheckQuota) on `grpc_listener`.
 pub async fn run(
     _cfg: &ApiConfig,
     kafka: &KafkaConfig,
     clock: Arc<dyn Clock>,
     listener: TcpListener,
+    grpc_listener: TcpListener,
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -64,9 +67,17 @@ pub async fn run(
     let producer: FutureProducer =
         kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
     let app = App { views, producer, kafka: kafka.clone(), clock };
-    tracing::info!(addr = %listener.local_addr()?, "api.listening");
+    tracing::info!(http = %listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "api.listening");
+    let grpc = tonic::transport::Server::builder().serve_with_incoming_shutdown(
+        meter_proto::v1::quota_server::QuotaServer::new(grpc::QuotaService(app.clone())),
+        tonic::transport::server::TcpIncoming::from(grpc_listener),
+        shutdown.clone().cancelled_owned(),
+    );
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    let http = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown.cancelled_owned());
+    let (h, g) = tokio::join!(http, grpc);
+    h?;
+    g?;
     drop(followers);
     tracing::info!("api.stopped");
     Ok(())

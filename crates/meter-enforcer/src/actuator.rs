@@ -9,11 +9,11 @@ use hdrhistogram::Histogram;
 use meter_core::enforce::{Action, ActionKind};
 use meter_kafka::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
+use crate::outbox::next_json;
 use crate::EnforcerConfig;
 
 fn now_ms() -> i64 {
@@ -39,33 +39,12 @@ pub(crate) fn run(
     rt: &Handle,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", &cfg.actuator_group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .create()?;
+    let consumer: BaseConsumer = kafka.consumer_config(&cfg.actuator_group_id).create()?;
     consumer.subscribe(&[&kafka.actions_topic])?;
     let client = reqwest::Client::builder().timeout(Duration::from_millis(cfg.control_plane_timeout_ms)).build()?;
     let base = cfg.control_plane_url.trim_end_matches('/');
     while !shutdown.is_cancelled() {
-        let msg = match consumer.poll(Duration::from_millis(100)) {
-            None => continue,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "actuator.poll_error");
-                continue;
-            }
-            Some(Ok(msg)) => msg,
-        };
-        let action: Action = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(error = %e, offset = msg.offset(), "actuator.undecodable_action");
-                consumer.commit_message(&msg, CommitMode::Sync)?;
-                continue;
-            }
-        };
+        let Some((msg, action)) = next_json::<Action>(&consumer, "actions")? else { continue };
         let verb = if action.kind == ActionKind::Suspend { "suspend" } else { "resume" };
         let url = format!("{base}/projects/{}/{verb}", action.project_id);
         let mut backoff = Duration::from_millis(100);

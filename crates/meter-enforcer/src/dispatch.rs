@@ -10,12 +10,12 @@ use futures::future::join_all;
 use meter_core::config_view::{ConfigView, WebhookEndpoint};
 use meter_kafka::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
+use crate::outbox::next_json;
 use crate::{sign, DeadLetter, EnforcerConfig, WebhookJob, WebhookPayload};
 
 fn now_ms() -> i64 {
@@ -29,13 +29,7 @@ pub(crate) fn run(
     rt: &Handle,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", &cfg.webhook_group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .create()?;
+    let consumer: BaseConsumer = kafka.consumer_config(&cfg.webhook_group_id).create()?;
     consumer.subscribe(&[&kafka.webhooks_topic])?;
     let producer: FutureProducer =
         kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
@@ -44,22 +38,7 @@ pub(crate) fn run(
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     while !shutdown.is_cancelled() {
-        let msg = match consumer.poll(Duration::from_millis(100)) {
-            None => continue,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "webhook.poll_error");
-                continue;
-            }
-            Some(Ok(msg)) => msg,
-        };
-        let job: WebhookJob = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(error = %e, offset = msg.offset(), "webhook.undecodable_job");
-                consumer.commit_message(&msg, CommitMode::Sync)?;
-                continue;
-            }
-        };
+        let Some((msg, job)) = next_json::<WebhookJob>(&consumer, "webhooks")? else { continue };
         let endpoints: Vec<WebhookEndpoint> = view
             .read()
             .expect("config lock")

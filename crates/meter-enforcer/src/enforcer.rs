@@ -67,12 +67,8 @@ impl Enforcer {
     pub(crate) fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
         let consumer: BaseConsumer<RebalanceWatch> = self
             .kafka
-            .client_config()
-            .set("group.id", &self.cfg.group_id)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
+            .consumer_config(&self.cfg.group_id)
             .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "range")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")

@@ -17,6 +17,7 @@ mod config;
 mod dispatch;
 mod enforcer;
 mod metrics;
+mod outbox;
 mod records;
 pub mod sign;
 

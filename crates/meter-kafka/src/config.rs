@@ -71,6 +71,19 @@ impl KafkaConfig {
         self
     }
 
+    /// A consumer in group `group_id` that reads committed records only,
+    /// starts from the earliest offset when the group has none, and commits
+    /// nothing by itself (the caller commits when the work is safe).
+    pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed");
+        c
+    }
+
     /// A librdkafka configuration with the brokers and the extra properties.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();

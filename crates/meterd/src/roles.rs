@@ -75,8 +75,11 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     if matches!(role, Role::Api | Role::All) {
         let listener =
             TcpListener::bind(&cfg.api.listen).await.with_context(|| format!("binding api {}", cfg.api.listen))?;
+        let grpc = TcpListener::bind(&cfg.api.grpc_listen)
+            .await
+            .with_context(|| format!("binding api grpc {}", cfg.api.grpc_listen))?;
         let (c, k, h, s, cl) = (cfg.api.clone(), cfg.kafka.clone(), health.clone(), shutdown.clone(), clock.clone());
-        tasks.spawn(async move { ("api", meter_api::run(&c, &k, cl, listener, h, s).await) });
+        tasks.spawn(async move { ("api", meter_api::run(&c, &k, cl, listener, grpc, h, s).await) });
     }
 
     let mut failure = None;
