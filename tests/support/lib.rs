@@ -255,7 +255,4 @@ where
     }
 }
 
-/// Current time, ms since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
-}
+pub use meter_runtime::now_ms;

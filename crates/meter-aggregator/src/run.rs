@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use meter_kafka::{transactional_producer, KafkaConfig, TxProducer};
 use meter_proto::state_to_wire;
@@ -23,12 +23,9 @@ use crate::metrics as m;
 use crate::process::{apply, Outcome, Pending, Record};
 use crate::state::States;
 use crate::AggregatorConfig;
+use meter_runtime::now_ms;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Runs the aggregator role until `shutdown`. The loop runs on a blocking
 /// thread (librdkafka's transactional calls block); ClickHouse writes are

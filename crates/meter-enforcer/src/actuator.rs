@@ -15,10 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics as m;
 use crate::outbox::next_json;
 use crate::EnforcerConfig;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+use meter_runtime::now_ms;
 
 /// Latency of suspensions, microseconds, from 1 us to 1 h.
 static LATENCY: Mutex<Option<Histogram<u64>>> = Mutex::new(None);

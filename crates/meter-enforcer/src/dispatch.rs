@@ -17,10 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics as m;
 use crate::outbox::next_json;
 use crate::{sign, DeadLetter, EnforcerConfig, WebhookJob, WebhookPayload};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+use meter_runtime::now_ms;
 
 pub(crate) fn run(
     cfg: &EnforcerConfig,

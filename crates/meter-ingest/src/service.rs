@@ -1,6 +1,6 @@
 //! The gRPC service and the role's `run`.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use meter_core::{Batch, BatchError, Limits, SourceId};
 use meter_kafka::{EventProducer, KafkaConfig};
@@ -14,10 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::metrics as m;
 use crate::{IngestConfig, IngestError};
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+use meter_runtime::now_ms;
 
 /// Validates batches and writes them to Kafka.
 #[derive(Debug, Clone)]

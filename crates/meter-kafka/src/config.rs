@@ -6,7 +6,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 /// Where Kafka is and how the pipeline's topics are named and laid out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated.
@@ -57,6 +57,36 @@ impl Default for KafkaConfig {
     }
 }
 
+impl std::fmt::Debug for KafkaConfig {
+    /// Every field, with the values of secret-looking client properties
+    /// (`*password*`, `*secret*`, `*key*`) redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client: BTreeMap<&str, &str> = self
+            .client
+            .iter()
+            .map(|(k, v)| {
+                let secret = ["password", "secret", "key"].iter().any(|w| k.to_ascii_lowercase().contains(w));
+                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("events_topic", &self.events_topic)
+            .field("totals_topic", &self.totals_topic)
+            .field("config_topic", &self.config_topic)
+            .field("enforcement_topic", &self.enforcement_topic)
+            .field("actions_topic", &self.actions_topic)
+            .field("webhooks_topic", &self.webhooks_topic)
+            .field("dead_letters_topic", &self.dead_letters_topic)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("events_retention_hours", &self.events_retention_hours)
+            .field("produce_timeout_ms", &self.produce_timeout_ms)
+            .field("client", &client)
+            .finish()
+    }
+}
+
 impl KafkaConfig {
     /// Every topic named `<prefix>.<role>`: isolated pipelines side by side
     /// on one broker (tests, tenants).
@@ -92,5 +122,19 @@ impl KafkaConfig {
             c.set(k, v);
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let mut c = KafkaConfig::default();
+        c.client.insert("sasl.password".into(), "hunter2".into());
+        c.client.insert("security.protocol".into(), "SASL_SSL".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("SASL_SSL"), "{shown}");
     }
 }

@@ -8,6 +8,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_ms(&self) -> i64;
 }
 
+/// Now, from the system clock, in ms since the epoch.
+pub fn now_ms() -> i64 {
+    SystemClock.now_ms()
+}
+
 /// The system clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -10,7 +10,7 @@ mod shutdown;
 mod telemetry;
 
 pub use admin::{serve_admin, AdminConfig};
-pub use clock::{Clock, ShiftedClock, SystemClock};
+pub use clock::{now_ms, Clock, ShiftedClock, SystemClock};
 pub use config::load_config;
 pub use health::Health;
 pub use shutdown::cancel_on_signal;

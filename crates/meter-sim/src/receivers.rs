@@ -13,12 +13,9 @@ use axum::routing::post;
 use axum::Router;
 use meter_core::enforce::Action;
 use meter_enforcer::{sign, WebhookPayload};
+use meter_runtime::now_ms;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 /// One call the control plane received.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Running a simulated fleet against a live ingest endpoint.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use meter_core::Event;
 use tokio::sync::mpsc;
@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sender::Delivery;
 use crate::{Fleet, FleetConfig, NodeSender, SendStats, Truth};
+use meter_runtime::now_ms;
 
 /// A run: which fleet, against which ingest, for how long.
 #[derive(Debug, Clone)]
@@ -30,10 +31,6 @@ pub struct RunSummary {
     pub truth: Truth,
     pub elapsed: Duration,
     pub project_ids: Vec<String>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Runs the fleet until `duration` has passed or `finish` is cancelled, then
