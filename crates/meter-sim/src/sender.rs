@@ -23,8 +23,22 @@ pub struct SendStats {
     pub retries: AtomicU64,
     /// Batches refused as invalid (a simulator bug if ever non-zero).
     pub rejected: AtomicU64,
-    /// Acknowledged batches deliberately sent a second time.
+    /// Acknowledged batches deliberately sent again (1 to 5 times each).
     pub duplicates_sent: AtomicU64,
+    /// Every event sent at least once, acknowledged or not: an upper bound
+    /// of what the pipeline may have counted at any moment.
+    pub attempted: std::sync::Mutex<crate::Truth>,
+    /// Every acknowledged batch: `(source_id, batch_seq, project ids)`.
+    pub acked_batches: std::sync::Mutex<Vec<AckedBatch>>,
+}
+
+/// An acknowledged batch, for checking that each one was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckedBatch {
+    pub source_id: String,
+    pub batch_seq: u64,
+    /// Events per project in the batch.
+    pub projects: Vec<(String, usize)>,
 }
 
 /// What became of a batch.
@@ -81,6 +95,7 @@ impl NodeSender {
             events: events.iter().map(|e| event_to_wire(e, true)).collect(),
         };
         self.next_seq += 1;
+        stats.attempted.lock().expect("attempted").record(events);
         let mut backoff = Duration::from_millis(50);
         loop {
             let mut call = tonic::Request::new(req.clone());
@@ -105,10 +120,25 @@ impl NodeSender {
         }
         stats.batches_acked.fetch_add(1, Ordering::Relaxed);
         stats.events_acked.fetch_add(events.len() as u64, Ordering::Relaxed);
+        let mut projects: Vec<(String, usize)> = Vec::new();
+        for e in events {
+            match projects.iter_mut().find(|(p, _)| p == e.project_id.as_str()) {
+                Some((_, n)) => *n += 1,
+                None => projects.push((e.project_id.to_string(), 1)),
+            }
+        }
+        stats.acked_batches.lock().expect("acked").push(AckedBatch {
+            source_id: self.source_id.clone(),
+            batch_seq: req.batch_seq,
+            projects,
+        });
         if self.duplicate_rate > 0.0 && self.rng.random_bool(self.duplicate_rate) {
-            // Whatever this answers, the batch is already counted once.
-            let _ = self.client.report(req).await;
-            stats.duplicates_sent.fetch_add(1, Ordering::Relaxed);
+            // A client retry whose first answer was lost, 1 to 5 times:
+            // whatever these answer, the batch is already counted once.
+            for _ in 0..self.rng.random_range(1..=5) {
+                let _ = self.client.report(req.clone()).await;
+                stats.duplicates_sent.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Delivery::Acked
     }

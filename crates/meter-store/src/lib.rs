@@ -12,7 +12,7 @@ mod writer;
 
 pub use config::StoreConfig;
 pub use migrate::{migrate, MIGRATIONS};
-pub use query::{ProjectUsage, Store};
+pub use query::{ProjectUsage, Store, StoredBatch};
 pub use writer::{metric_code, UsageRow};
 
 /// Errors of this crate.

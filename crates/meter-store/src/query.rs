@@ -30,6 +30,14 @@ pub struct ProjectUsage {
     pub logical_size_bytes: u64,
 }
 
+/// A batch as stored: which source, which sequence number, which project.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Row, Deserialize)]
+pub struct StoredBatch {
+    pub source_id: String,
+    pub batch_seq: u64,
+    pub project_id: String,
+}
+
 impl ProjectUsage {
     /// The value of one metric.
     pub fn get(&self, m: Metric) -> u64 {
@@ -41,6 +49,11 @@ impl ProjectUsage {
             Metric::LogicalSizeBytes => self.logical_size_bytes,
         }
     }
+}
+
+/// A LIKE pattern matching ids that start with `prefix`, taken literally.
+fn like_prefix(prefix: &str) -> String {
+    format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
 
 impl Store {
@@ -58,8 +71,20 @@ impl Store {
 
     /// All-time usage of the projects whose id starts with `prefix`.
     pub async fn usage_with_prefix(&self, prefix: &str) -> Result<Vec<ProjectUsage>> {
-        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = like_prefix(prefix);
         self.usage_where("project_id LIKE ?", |q| q.bind(pattern.as_str())).await
+    }
+
+    /// The `(source_id, batch_seq, project_id)` of every batch stored for
+    /// the projects whose id starts with `prefix`.
+    pub async fn stored_batches(&self, prefix: &str) -> Result<Vec<StoredBatch>> {
+        let pattern = like_prefix(prefix);
+        Ok(self
+            .client
+            .query("SELECT DISTINCT source_id, batch_seq, project_id FROM usage_hourly WHERE project_id LIKE ?")
+            .bind(pattern.as_str())
+            .fetch_all()
+            .await?)
     }
 
     async fn usage_where(

@@ -1,0 +1,133 @@
+//! Checks: samples while the faults run, and the exact comparison at the end.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meter_core::Metric;
+use meter_kafka::KafkaConfig;
+use meter_sim::{compare, SendStats, Truth};
+use meter_store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::ChaosReport;
+
+/// Samples ClickHouse every second: no counter may go down, or above what
+/// was sent so far (acknowledged or not).
+pub(crate) struct Sampler {
+    stop: CancellationToken,
+    task: JoinHandle<(Vec<String>, usize)>,
+}
+
+impl Sampler {
+    pub(crate) fn start(store: Store, prefix: String, stats: Arc<SendStats>) -> Sampler {
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut last: BTreeMap<(String, Metric), u64> = BTreeMap::new();
+            let (mut violations, mut samples) = (Vec::new(), 0);
+            while !s.is_cancelled() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Read the upper bound first: anything stored was sent before.
+                let sent = stats.attempted.lock().expect("attempted").clone();
+                let Ok(usage) = store.usage_with_prefix(&prefix).await else { continue }; // ClickHouse down
+                samples += 1;
+                for u in &usage {
+                    let bound = sent.projects.get(&u.project_id).copied().unwrap_or_default();
+                    for m in Metric::COUNTERS {
+                        let v = u.get(m);
+                        let prev = last.insert((u.project_id.clone(), m), v).unwrap_or(0);
+                        if v < prev {
+                            violations.push(format!("{} {m} went down: {prev} -> {v}", u.project_id));
+                        }
+                        if v > bound.get(m) {
+                            violations.push(format!(
+                                "{} {m} = {v} exceeds what was sent ({})",
+                                u.project_id,
+                                bound.get(m)
+                            ));
+                        }
+                    }
+                }
+            }
+            (violations, samples)
+        });
+        Sampler { stop, task }
+    }
+
+    pub(crate) async fn stop(self) -> (Vec<String>, usize) {
+        self.stop.cancel();
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// Waits for ClickHouse and the totals topic to equal the ledger, then
+/// fills in the report.
+pub(crate) async fn final_check(
+    report: &mut ChaosReport,
+    store: &Store,
+    kafka: &KafkaConfig,
+    prefix: &str,
+    truth: &Truth,
+    stats: &SendStats,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut diff = Vec::new();
+    while started.elapsed() < Duration::from_secs(180) {
+        match store.usage_with_prefix(prefix).await {
+            Ok(usage) => {
+                diff = compare(truth, &usage);
+                if diff.is_empty() {
+                    report.converged_after = Some(started.elapsed());
+                    break;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "chaos.clickhouse_query_failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for m in &diff {
+        if m.stored > m.truth {
+            report.over_counted_value += m.stored - m.truth;
+        } else {
+            report.under_counted_value += m.truth - m.stored;
+        }
+    }
+    let stored: HashSet<(String, u64, String)> =
+        store.stored_batches(prefix).await?.into_iter().map(|b| (b.source_id, b.batch_seq, b.project_id)).collect();
+    for b in stats.acked_batches.lock().expect("acked").iter() {
+        for (project, events) in &b.projects {
+            if !stored.contains(&(b.source_id.clone(), b.batch_seq, project.clone())) {
+                report.lost_batches += 1;
+                report.lost_events += *events as u64;
+            }
+        }
+    }
+    report.totals_topic_exact = totals_match(kafka, truth).await?;
+    Ok(())
+}
+
+async fn totals_match(kafka: &KafkaConfig, truth: &Truth) -> anyhow::Result<bool> {
+    let kafka = kafka.clone();
+    let states = tokio::task::spawn_blocking(move || {
+        let all: Vec<i32> = (0..kafka.partitions).collect();
+        meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(60))
+    })
+    .await??;
+    let mut latest: BTreeMap<String, meter_core::ProjectState> = BTreeMap::new();
+    for (_, v) in states.into_values().flatten() {
+        use prost::Message;
+        let s = meter_proto::state_from_wire(meter_proto::v1::ProjectTotals::decode(v.as_slice())?)?;
+        latest.insert(s.project_id.to_string(), s);
+    }
+    for (id, t) in &truth.projects {
+        let Some(s) = latest.get(id) else { return Ok(false) };
+        for (i, want) in t.counters.iter().enumerate() {
+            if s.cycles.values().map(|c| c.values[i]).sum::<u64>() != *want {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,255 @@
+//! The run: cluster set-up, load, faults, sampling, final check.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meter_kafka::KafkaConfig;
+use meter_sim::{FleetConfig, RunConfig, SendStats};
+use meter_store::{Store, StoreConfig};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use crate::check::{final_check, Sampler};
+use crate::faults::{inject, FaultKind};
+use crate::procs::{ready, Launcher, Proc};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    /// The `meterd` binary.
+    pub meterd: PathBuf,
+    /// The repository (for `deploy/local/stack`).
+    pub repo: PathBuf,
+    /// The local stack's directory (pid files).
+    pub stack_dir: PathBuf,
+    pub brokers: String,
+    pub clickhouse_url: String,
+    /// How long the load runs.
+    pub duration: Duration,
+    /// Pause between faults, drawn from this range (seconds).
+    pub fault_gap_s: (u64, u64),
+    pub kinds: Vec<FaultKind>,
+    pub projects: usize,
+    pub seed: u64,
+}
+
+/// What happened.
+#[derive(Debug, Default)]
+pub struct ChaosReport {
+    pub faults: BTreeMap<FaultKind, usize>,
+    pub crashes_restarted: usize,
+    pub events_acked: u64,
+    pub batches_acked: u64,
+    pub duplicates_sent: u64,
+    pub lost_batches: usize,
+    pub lost_events: u64,
+    /// Sum over projects and metrics of stored minus truth, where positive.
+    pub over_counted_value: u64,
+    /// Sum over projects and metrics of truth minus stored, where positive.
+    pub under_counted_value: u64,
+    /// Sampling violations: a counter went down, or above what was sent.
+    pub violations: Vec<String>,
+    pub samples: usize,
+    pub converged_after: Option<Duration>,
+    pub totals_topic_exact: bool,
+}
+
+impl ChaosReport {
+    /// True when nothing was lost or double-counted and no sample misbehaved.
+    pub fn exact(&self) -> bool {
+        self.lost_batches == 0
+            && self.over_counted_value == 0
+            && self.under_counted_value == 0
+            && self.violations.is_empty()
+            && self.converged_after.is_some()
+            && self.totals_topic_exact
+    }
+}
+
+/// The processes under test and how to restart them.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    launcher: Launcher,
+    pub(crate) ingest: Proc,
+    pub(crate) aggregators: Vec<Proc>,
+    pub(crate) kafka: KafkaConfig,
+    pub(crate) group_id: String,
+    pub(crate) stack_dir: PathBuf,
+    pub(crate) produce_timeout_ms: u64,
+    repo: PathBuf,
+    ingest_admin: String,
+    started: usize,
+    pub(crate) crashes: usize,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Cluster {
+    pub(crate) async fn start_ingest(&mut self) -> anyhow::Result<()> {
+        self.started += 1;
+        self.ingest = self.launcher.start("ingest", &self.ingest_admin, self.started)?;
+        self.wait_ready(&self.ingest_admin.clone()).await
+    }
+
+    pub(crate) async fn start_aggregator(&mut self) -> anyhow::Result<()> {
+        self.started += 1;
+        let admin = format!("127.0.0.1:{}", free_port()?);
+        self.aggregators.push(self.launcher.start("aggregate", &admin, self.started)?);
+        self.wait_ready(&admin).await
+    }
+
+    async fn wait_ready(&self, admin: &str) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        while !ready(admin).await {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "a role on {admin} not ready in 90 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn stack_up(&self) -> anyhow::Result<()> {
+        let mut cmd = std::process::Command::new(self.repo.join("deploy/local/stack"));
+        cmd.arg("up").env("METER_STACK_DIR", &self.stack_dir);
+        let status = tokio::task::spawn_blocking(move || cmd.status()).await??;
+        anyhow::ensure!(status.success(), "deploy/local/stack up failed");
+        Ok(())
+    }
+
+    /// Restarts what died on its own, and makes sure one aggregator runs.
+    pub(crate) async fn heal(&mut self) -> anyhow::Result<()> {
+        if !self.ingest.alive() {
+            self.crashes += 1;
+            tracing::warn!("chaos.ingest_died");
+            self.start_ingest().await?;
+        }
+        let before = self.aggregators.len();
+        self.aggregators.retain_mut(|a| a.alive());
+        self.crashes += before - self.aggregators.len();
+        if self.aggregators.is_empty() {
+            self.start_aggregator().await?;
+        }
+        for a in &self.aggregators {
+            self.wait_ready(a.admin()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the whole harness.
+pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let prefix = format!("chaos{:x}", t % 0xff_ffff);
+    let dir = cfg.stack_dir.join("chaos").join(&prefix);
+    std::fs::create_dir_all(&dir)?;
+    let ingest_port = free_port()?;
+    let produce_timeout_ms = 3000;
+    let kafka =
+        KafkaConfig { brokers: cfg.brokers.clone(), partitions: 4, produce_timeout_ms, ..KafkaConfig::default() }
+            .with_topic_prefix(&prefix);
+    let group_id = format!("{prefix}.agg");
+    let database = format!("chaos_{prefix}");
+    let config = dir.join("meterd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\npartitions = 4\nproduce_timeout_ms = {produce_timeout_ms}\n\
+             events_topic = \"{}\"\ntotals_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
+             actions_topic = \"{}\"\nwebhooks_topic = \"{}\"\ndead_letters_topic = \"{}\"\n\
+             [clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n\
+             [ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\n\
+             [aggregator]\ngroup_id = \"{group_id}\"\nlinger_ms = 50\n",
+            kafka.brokers,
+            kafka.events_topic,
+            kafka.totals_topic,
+            kafka.config_topic,
+            kafka.enforcement_topic,
+            kafka.actions_topic,
+            kafka.webhooks_topic,
+            kafka.dead_letters_topic,
+            cfg.clickhouse_url,
+        ),
+    )?;
+    let launcher = Launcher { meterd: cfg.meterd.clone(), config: config.clone(), log_dir: dir.clone() };
+    let migrate = std::process::Command::new(&cfg.meterd).arg("--config").arg(&config).arg("migrate").status()?;
+    anyhow::ensure!(migrate.success(), "meterd migrate failed");
+    let ingest_admin = format!("127.0.0.1:{}", free_port()?);
+    let ingest = launcher.start("ingest", &ingest_admin, 0)?;
+    let mut cluster = Cluster {
+        launcher,
+        ingest,
+        aggregators: Vec::new(),
+        kafka: kafka.clone(),
+        group_id,
+        stack_dir: cfg.stack_dir.clone(),
+        produce_timeout_ms,
+        repo: cfg.repo.clone(),
+        ingest_admin,
+        started: 0,
+        crashes: 0,
+    };
+    cluster.wait_ready(&cluster.ingest_admin.clone()).await?;
+    cluster.start_aggregator().await?;
+    println!("chaos: prefix {prefix}, logs in {}", dir.display());
+
+    let store = Store::new(&StoreConfig { url: cfg.clickhouse_url.clone(), database, ..StoreConfig::default() });
+    let stats = Arc::new(SendStats::default());
+    let run_cfg = RunConfig {
+        ingest_url: format!("http://127.0.0.1:{ingest_port}"),
+        fleet: FleetConfig {
+            prefix: prefix.clone(),
+            projects: cfg.projects,
+            computes_per_project: 2,
+            nodes: 4,
+            span_seconds: 120,
+            backfill_seconds: 3 * 24 * 3600,
+            seed: cfg.seed,
+        },
+        duration: cfg.duration,
+        tick: Duration::from_millis(100),
+        max_batch_events: 500,
+        duplicate_rate: 0.05,
+    };
+    let (finish, stop) = (CancellationToken::new(), CancellationToken::new());
+    let load = tokio::spawn(meter_sim::run(run_cfg, stats.clone(), finish.clone(), stop.clone()));
+    let sampler = Sampler::start(store.clone(), prefix.clone(), stats.clone());
+
+    let mut report = ChaosReport::default();
+    let mut rng = SmallRng::seed_from_u64(cfg.seed);
+    let mut queue: Vec<FaultKind> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() + Duration::from_secs(cfg.fault_gap_s.1) < cfg.duration && !cfg.kinds.is_empty() {
+        tokio::time::sleep(Duration::from_secs(rng.random_range(cfg.fault_gap_s.0..=cfg.fault_gap_s.1))).await;
+        if queue.is_empty() {
+            queue = cfg.kinds.clone();
+            queue.shuffle(&mut rng);
+        }
+        let kind = queue.pop().expect("refilled");
+        let t0 = Instant::now();
+        inject(&mut cluster, kind).await.map_err(|e| e.context(format!("injecting {}", kind.name())))?;
+        *report.faults.entry(kind).or_default() += 1;
+        println!(
+            "chaos: [{:>4}s] {} (healed in {:.1} s)",
+            started.elapsed().as_secs(),
+            kind.name(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let summary = load.await??;
+    cluster.heal().await?;
+    let (violations, samples) = sampler.stop().await;
+    report.violations = violations;
+    report.samples = samples;
+    report.crashes_restarted = cluster.crashes;
+    report.events_acked = summary.truth.events;
+    report.batches_acked = stats.batches_acked.load(std::sync::atomic::Ordering::Relaxed);
+    report.duplicates_sent = stats.duplicates_sent.load(std::sync::atomic::Ordering::Relaxed);
+    final_check(&mut report, &store, &kafka, &prefix, &summary.truth, &stats).await?;
+    drop(cluster);
+    Ok(report)
+}

@@ -1,0 +1,14 @@
+//! The fault-injection harness. It runs `meterd` roles as processes against
+//! the real local stack, drives them with the simulator (which keeps a
+//! ledger of every acknowledged event), injects faults at random moments,
+//! samples the stored counters while it runs (never down, never above what
+//! was sent), and at the end checks ClickHouse and the totals topic against
+//! the ledger exactly.
+
+mod check;
+mod faults;
+mod harness;
+mod procs;
+
+pub use faults::FaultKind;
+pub use harness::{run, ChaosConfig, ChaosReport};

@@ -1,0 +1,80 @@
+//! `meter-chaos`: runs the fault-injection harness against the local stack.
+//!
+//! ```text
+//! meter-chaos --duration 600            # the long run (RELIABILITY.md)
+//! meter-chaos --duration 150 --gap 4-8  # the short run (the test suite)
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use meter_chaos::{run, ChaosConfig, FaultKind};
+
+#[derive(Debug, Parser)]
+#[command(name = "meter-chaos", about = "Fault injection against the real local stack")]
+struct Cli {
+    /// Seconds of load.
+    #[arg(long, default_value_t = 150)]
+    duration: u64,
+    /// Seconds between faults, `MIN-MAX`.
+    #[arg(long, default_value = "3-6")]
+    gap: String,
+    #[arg(long, default_value_t = 30)]
+    projects: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// The meterd binary.
+    #[arg(long, default_value = "target/release/meterd")]
+    meterd: PathBuf,
+    /// The local stack's directory.
+    #[arg(long, env = "METER_STACK_DIR", default_value = ".stack")]
+    stack_dir: PathBuf,
+    #[arg(long, env = "METER_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(long, env = "METER_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    clickhouse_url: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let cli = Cli::parse();
+    let (lo, hi) = cli.gap.split_once('-').ok_or_else(|| anyhow::anyhow!("--gap: expected MIN-MAX, e.g. 3-6"))?;
+    let repo = std::env::current_dir()?;
+    let cfg = ChaosConfig {
+        meterd: cli.meterd,
+        stack_dir: std::fs::canonicalize(&cli.stack_dir)?,
+        repo,
+        brokers: cli.brokers,
+        clickhouse_url: cli.clickhouse_url,
+        duration: Duration::from_secs(cli.duration),
+        fault_gap_s: (lo.parse()?, hi.parse()?),
+        kinds: FaultKind::ALL.to_vec(),
+        projects: cli.projects,
+        seed: cli.seed,
+    };
+    let r = run(cfg).await?;
+    println!("\nfaults injected:");
+    for (k, n) in &r.faults {
+        println!("  {:<28} {n}", k.name());
+    }
+    println!("  {:<28} {}", "client resends (1-5 each)", r.duplicates_sent);
+    println!("  {:<28} {}", "roles that died on their own", r.crashes_restarted);
+    println!(
+        "events acked {} in {} batches; lost batches {} ({} events); over-counted value {}; under-counted value {}",
+        r.events_acked, r.batches_acked, r.lost_batches, r.lost_events, r.over_counted_value, r.under_counted_value
+    );
+    println!(
+        "samples {} with {} violations{}; converged {}; totals topic exact: {}",
+        r.samples,
+        r.violations.len(),
+        r.violations.first().map_or(String::new(), |v| format!(" (first: {v})")),
+        r.converged_after.map_or("NEVER".into(), |d| format!("{:.1} s after the load stopped", d.as_secs_f64())),
+        r.totals_topic_exact
+    );
+    println!("{}", if r.exact() { "RESULT: exact" } else { "RESULT: NOT EXACT" });
+    Ok(if r.exact() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
