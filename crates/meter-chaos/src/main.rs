@@ -75,6 +75,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         r.converged_after.map_or("NEVER".into(), |d| format!("{:.1} s after the load stopped", d.as_secs_f64())),
         r.totals_topic_exact
     );
-    println!("{}", if r.exact() { "RESULT: exact" } else { "RESULT: NOT EXACT" });
-    Ok(if r.exact() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let missing: Vec<&str> = FaultKind::ALL.iter().filter(|k| !r.faults.contains_key(k)).map(|k| k.name()).collect();
+    if !missing.is_empty() {
+        println!("not every fault kind was injected (missing: {}): run longer", missing.join(", "));
+    }
+    let ok = r.exact() && missing.is_empty();
+    println!("{}", if ok { "RESULT: exact" } else { "RESULT: NOT EXACT" });
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
