@@ -104,7 +104,19 @@ pub(crate) async fn final_check(
             }
         }
     }
-    report.totals_topic_exact = totals_match(kafka, truth).await?;
+    // The totals topic is committed after ClickHouse is written: give it
+    // its own time to converge.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        report.totals_topic_exact = totals_match(kafka, truth).await?;
+        if report.totals_topic_exact || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if report.totals_topic_exact {
+        report.converged_after = report.converged_after.map(|_| started.elapsed());
+    }
     Ok(())
 }
 
