@@ -17,11 +17,9 @@ use meter_enforcer::EnforcerConfig;
 use meter_ingest::IngestConfig;
 use meter_kafka::KafkaConfig;
 use meter_proto::v1::ingest_client::IngestClient;
-use meter_proto::v1::ProjectTotals;
 use meter_runtime::Health;
 use meter_runtime::ShiftedClock;
 use meter_store::{Store, StoreConfig};
-use prost::Message;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -199,8 +197,7 @@ impl Pipeline {
             let parts = meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(60))
                 .expect("reading totals");
             for (_, v) in parts.into_values().flatten() {
-                let s =
-                    meter_proto::state_from_wire(ProjectTotals::decode(v.as_slice()).expect("decode")).expect("state");
+                let s = meter_proto::decode_state(&v).expect("totals record");
                 out.insert(s.project_id.to_string(), s);
             }
             out

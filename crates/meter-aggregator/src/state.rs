@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use meter_core::ProjectState;
 use meter_kafka::{read_partitions_to_end, KafkaConfig};
-use meter_proto::{state_from_wire, v1::ProjectTotals};
-use prost::Message;
+use meter_proto::decode_state;
 
 use crate::metrics as m;
 
@@ -49,10 +48,9 @@ impl States {
             let n = records.len();
             let mut state = PartitionState::new();
             for (key, value) in records {
-                let wire = ProjectTotals::decode(value.as_slice()).map_err(|e| {
-                    anyhow::anyhow!("undecodable usage.totals record (key {:?}): {e}", String::from_utf8_lossy(&key))
+                let s = decode_state(&value).map_err(|e| {
+                    anyhow::anyhow!("usage.totals record (key {:?}): {e}", String::from_utf8_lossy(&key))
                 })?;
-                let s = state_from_wire(wire)?;
                 state.insert(s.project_id.to_string(), s);
             }
             metrics::counter!(m::RESTORES).increment(1);

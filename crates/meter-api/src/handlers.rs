@@ -110,16 +110,18 @@ pub(crate) async fn get_quota(State(app): State<App>, Path(id): Path<String>) ->
     Ok(Json(quota_view(&g, &id)))
 }
 
-fn usage_json(state: &crate::views::State, id: &str, now: i64) -> (Value, [u64; 5]) {
+/// A project's usage at `now`, in `Metric::ALL` order: the current cycle's
+/// counters and the latest storage reading.
+fn usage_values(state: &crate::views::State, id: &str, now: i64) -> [u64; 5] {
     let t = state.totals.get(id);
     let counters = t.map_or([0; 4], |t| t.counters_at(now).values);
     let size = t.and_then(|t| t.logical_size).map_or(0, |r| r.value);
-    let values = [counters[0], counters[1], counters[2], counters[3], size];
-    let mut obj = serde_json::Map::new();
-    for (m, v) in Metric::ALL.into_iter().zip(values) {
-        obj.insert(m.name().into(), json!(v));
-    }
-    (Value::Object(obj), values)
+    [counters[0], counters[1], counters[2], counters[3], size]
+}
+
+/// The same, as an object with Neon's field names.
+fn usage_json(values: [u64; 5]) -> Value {
+    Value::Object(Metric::ALL.into_iter().zip(values).map(|(m, v)| (m.name().to_owned(), json!(v))).collect())
 }
 
 pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> Answer {
@@ -130,7 +132,7 @@ pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> An
         return Err(ApiError::not_found(format!("unknown project {id:?}")));
     }
     let cycle = Cycle::containing(now);
-    let (usage, _) = usage_json(&g, &id, now);
+    let usage = usage_json(usage_values(&g, &id, now));
     let (quota, _, plan) = g.config.effective(&id);
     let enf = g.enforcement.get(&id);
     let suspension = enf.and_then(|e| e.suspended.as_ref()).map(|s| {
@@ -181,7 +183,7 @@ pub(crate) fn check_quota(app: &App, id: &str) -> Result<CheckOutcome, ApiError>
         return Ok(CheckOutcome { allowed: false, reason: Some("suspended"), metric: Some(s.metric) });
     }
     let (quota, _, _) = g.config.effective(id);
-    let (_, values) = usage_json(&g, id, now);
+    let values = usage_values(&g, id, now);
     let over = Metric::ALL.into_iter().zip(values).find(|(m, v)| quota.limit(*m).is_some_and(|q| *v >= q));
     Ok(match over {
         Some((m, _)) => CheckOutcome { allowed: false, reason: Some("quota_exceeded"), metric: Some(m) },

@@ -8,8 +8,7 @@ use meter_core::enforce::EnforcementState;
 use meter_core::ProjectState;
 use meter_enforcer::DeadLetter;
 use meter_kafka::{Follower, KafkaConfig};
-use meter_proto::{state_from_wire, v1::ProjectTotals};
-use prost::Message;
+use meter_proto::decode_state;
 
 /// Everything the API reads.
 #[derive(Debug, Default)]
@@ -37,10 +36,7 @@ impl Views {
         let v = views.clone();
         let totals = Follower::start(kafka, &kafka.totals_topic, move |(_, _, _, val)| {
             let Some(bytes) = val else { return };
-            match ProjectTotals::decode(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|w| state_from_wire(w).map_err(|e| e.to_string()))
-            {
+            match decode_state(bytes) {
                 Ok(s) => {
                     let mut g = v.0.write().expect("views");
                     let newer = g.totals.get(s.project_id.as_str()).is_none_or(|cur| cur.version < s.version);

@@ -129,8 +129,7 @@ async fn totals_match(kafka: &KafkaConfig, truth: &Truth) -> anyhow::Result<bool
     .await??;
     let mut latest: BTreeMap<String, meter_core::ProjectState> = BTreeMap::new();
     for (_, v) in states.into_values().flatten() {
-        use prost::Message;
-        let s = meter_proto::state_from_wire(meter_proto::v1::ProjectTotals::decode(v.as_slice())?)?;
+        let s = meter_proto::decode_state(&v)?;
         latest.insert(s.project_id.to_string(), s);
     }
     for (id, t) in &truth.projects {

@@ -12,9 +12,8 @@ use meter_core::config_view::{ConfigKey, ConfigView};
 use meter_core::enforce::{evaluate, ActionKind, Decision, EnforcementState, Usage};
 use meter_core::ProjectState;
 use meter_kafka::{read_partitions_to_end, transactional_producer, KafkaConfig, RebalanceWatch, TxProducer};
-use meter_proto::{state_from_wire, v1::ProjectTotals};
+use meter_proto::decode_state;
 use meter_runtime::Clock;
-use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -149,10 +148,7 @@ impl Enforcer {
 
     fn on_totals(&mut self, partition: i32, payload: Option<&[u8]>) {
         let Some(bytes) = payload else { return };
-        let state = match ProjectTotals::decode(bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|w| state_from_wire(w).map_err(|e| e.to_string()))
-        {
+        let state = match decode_state(bytes) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, partition, "enforcer.undecodable_totals");

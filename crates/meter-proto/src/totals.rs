@@ -41,6 +41,32 @@ pub fn state_to_wire(s: &ProjectState, now_ms: i64) -> v1::ProjectTotals {
     }
 }
 
+/// Why a `usage.totals` record could not be read.
+#[derive(Debug)]
+pub enum TotalsDecodeError {
+    /// Not a `ProjectTotals` message.
+    Protobuf(prost::DecodeError),
+    /// Decoded, but the project id is not valid.
+    Invalid(IdError),
+}
+
+impl std::fmt::Display for TotalsDecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TotalsDecodeError::Protobuf(e) => write!(f, "undecodable totals record: {e}"),
+            TotalsDecodeError::Invalid(e) => write!(f, "invalid totals record: project_id {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TotalsDecodeError {}
+
+/// Decodes the value of a `usage.totals` record into the project's state.
+pub fn decode_state(bytes: &[u8]) -> Result<ProjectState, TotalsDecodeError> {
+    let wire = <v1::ProjectTotals as prost::Message>::decode(bytes).map_err(TotalsDecodeError::Protobuf)?;
+    state_from_wire(wire).map_err(TotalsDecodeError::Invalid)
+}
+
 /// Restores a project's state from its `usage.totals` record.
 pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
     let cycles: BTreeMap<i64, CycleCounters> = w

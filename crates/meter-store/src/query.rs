@@ -62,13 +62,6 @@ impl Store {
         Store { client: cfg.client() }
     }
 
-    /// Per-project usage with `hour` in `[from_s, to_s)`, exact: FINAL
-    /// collapses replayed rows before the sums.
-    pub async fn usage_between(&self, from_s: u32, to_s: u32) -> Result<Vec<ProjectUsage>> {
-        self.usage_where("hour >= toDateTime(?, 'UTC') AND hour < toDateTime(?, 'UTC')", |q| q.bind(from_s).bind(to_s))
-            .await
-    }
-
     /// All-time usage of the projects whose id starts with `prefix`.
     pub async fn usage_with_prefix(&self, prefix: &str) -> Result<Vec<ProjectUsage>> {
         let pattern = like_prefix(prefix);
