@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use meter_core::aggregate::Retention;
 use meter_core::{ProjectState, ProjectUpdate};
-use meter_kafka::KafkaConfig;
+use meter_kafka::{read_range, KafkaConfig};
 use meter_proto::decode_batch;
 use meter_store::UsageRow;
 
@@ -58,6 +58,13 @@ pub(crate) struct Outcome {
 }
 
 /// Applies every record of `pending` to `states`, in order.
+///
+/// A restored partition state knows the `usage.events` offset it covers.
+/// Records before it (a replay from older offsets: a reset group) are
+/// skipped. When the batch starts after it (the group's committed offsets
+/// are ahead of the state: the last transaction of a killed owner was
+/// still open when the state was read, and committed since), the missing
+/// records are read again and applied first.
 pub(crate) fn apply(
     pending: &Pending,
     states: &mut States,
@@ -68,7 +75,25 @@ pub(crate) fn apply(
     let mut out = Outcome::default();
     let partitions: Vec<i32> = pending.next.keys().copied().collect();
     states.restore_missing(kafka, &partitions, restore_timeout)?;
-    for rec in &pending.records {
+    let mut missed = Vec::new();
+    for (&p, &first) in &pending.first {
+        if let Some(from) = states.resume_offset(p).filter(|&r| r < first) {
+            tracing::warn!(partition = p, from, to = first, "aggregator.state_behind_committed_offsets");
+            let range = read_range(kafka, &kafka.events_topic, p, from, first, restore_timeout)?;
+            metrics::counter!(m::REREAD).increment(range.len() as u64);
+            missed.extend(range.into_iter().map(|(offset, payload)| Record { partition: p, offset, payload }));
+        }
+    }
+    let mut too_old = 0u64;
+    for rec in missed.iter().chain(&pending.records) {
+        if states.resume_offset(rec.partition).is_some_and(|r| rec.offset < r) {
+            metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
+            continue;
+        }
+        if states.resume_offset(rec.partition).is_some_and(|r| rec.offset < r) {
+            metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
+            continue;
+        }
         let batch = match decode_batch(&rec.payload) {
             Ok(b) => b,
             Err(e) => {
@@ -100,10 +125,17 @@ pub(crate) fn apply(
                 metrics::counter!(m::DISCARDED, "reason" => "duplicate").increment(1);
             }
             ProjectUpdate::TooOld => {
-                tracing::warn!(source = %batch.source_id, seq = batch.batch_seq, project, "aggregator.batch_outside_dedup_window");
+                too_old += 1;
                 metrics::counter!(m::DISCARDED, "reason" => "stale_seq").increment(1);
             }
         }
+    }
+    if too_old > 0 {
+        tracing::warn!(records = too_old, "aggregator.batches_outside_dedup_window");
+    }
+    // The state now covers the whole batch.
+    for (&p, &next) in &pending.next {
+        states.set_resume_offset(p, next);
     }
     Ok(out)
 }

@@ -208,7 +208,9 @@ impl Worker {
         let now = now_ms();
         for (partition, project) in &outcome.touched {
             let state = self.states.get(*partition).and_then(|p| p.get(project)).expect("touched project has state");
-            let bytes = state_to_wire(state, now).encode_to_vec();
+            let mut wire = state_to_wire(state, now);
+            wire.events_next_offset = pending.next.get(partition).copied().unwrap_or_default();
+            let bytes = wire.encode_to_vec();
             let mut record =
                 BaseRecord::to(&self.kafka.totals_topic).partition(*partition).key(project.as_str()).payload(&bytes);
             loop {

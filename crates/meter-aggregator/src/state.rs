@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use meter_core::ProjectState;
 use meter_kafka::{read_partitions_to_end, KafkaConfig};
-use meter_proto::decode_state;
+use meter_proto::decode_totals;
 
 use crate::metrics as m;
 
@@ -18,17 +18,32 @@ pub(crate) type PartitionState = HashMap<String, ProjectState>;
 #[derive(Debug, Default)]
 pub(crate) struct States {
     partitions: HashMap<i32, PartitionState>,
+    /// Per restored partition, the `usage.events` offset its state covers
+    /// (everything before it is counted); absent when no record says.
+    resume: HashMap<i32, i64>,
 }
 
 impl States {
     /// Forgets every partition (after a rebalance).
     pub(crate) fn clear(&mut self) {
         self.partitions.clear();
+        self.resume.clear();
     }
 
     /// Forgets one partition (after an aborted transaction touched it).
     pub(crate) fn forget(&mut self, partition: i32) {
         self.partitions.remove(&partition);
+        self.resume.remove(&partition);
+    }
+
+    /// Records that the state of `partition` now covers every record before `offset`.
+    pub(crate) fn set_resume_offset(&mut self, partition: i32, offset: i64) {
+        self.resume.insert(partition, offset);
+    }
+
+    /// The offset the state of `partition` covers, if known.
+    pub(crate) fn resume_offset(&self, partition: i32) -> Option<i64> {
+        self.resume.get(&partition).copied()
     }
 
     /// Rebuilds, from `usage.totals`, the state of each of `partitions`
@@ -47,15 +62,26 @@ impl States {
         for (partition, records) in read_partitions_to_end(kafka, &kafka.totals_topic, &missing, timeout)? {
             let n = records.len();
             let mut state = PartitionState::new();
+            let mut resume = 0;
             for (key, value) in records {
-                let s = decode_state(&value).map_err(|e| {
+                let (s, offset) = decode_totals(&value).map_err(|e| {
                     anyhow::anyhow!("usage.totals record (key {:?}): {e}", String::from_utf8_lossy(&key))
                 })?;
+                resume = resume.max(offset);
                 state.insert(s.project_id.to_string(), s);
             }
             metrics::counter!(m::RESTORES).increment(1);
-            tracing::info!(partition, records = n, projects = state.len(), "aggregator.partition_restored");
+            tracing::info!(
+                partition,
+                records = n,
+                projects = state.len(),
+                resume_offset = resume,
+                "aggregator.partition_restored"
+            );
             self.partitions.insert(partition, state);
+            if resume > 0 {
+                self.resume.insert(partition, resume);
+            }
         }
         tracing::info!(partitions = ?missing, took_ms = started.elapsed().as_millis() as u64, "aggregator.restore_done");
         Ok(())

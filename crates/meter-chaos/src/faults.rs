@@ -15,22 +15,28 @@ pub enum FaultKind {
     KillIngest,
     /// `kill -9` of an aggregator, then a restart.
     KillAggregator,
+    /// `kill -9` of the enforcer (evaluation, actuator, webhooks), then a restart.
+    KillEnforcer,
+    /// `kill -9` of the API, then a restart.
+    KillApi,
     /// A second aggregator joins the group, then leaves (rebalances).
     AggregatorJoinLeave,
     /// The broker is stopped (SIGSTOP) past the producer's timeout, then resumed.
     BrokerPause,
-    /// ClickHouse is stopped, then started again.
+    /// ClickHouse is stopped (SIGTERM and SIGKILL in turn), then started again.
     ClickHouseRestart,
-    /// Every aggregator stops, the consumer group is deleted (full replay
+    /// Every aggregator stops (SIGTERM), the consumer group is deleted (full replay
     /// from the earliest offset), and an aggregator starts again.
     GroupReset,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::KillIngest,
         FaultKind::KillAggregator,
+        FaultKind::KillEnforcer,
+        FaultKind::KillApi,
         FaultKind::AggregatorJoinLeave,
         FaultKind::BrokerPause,
         FaultKind::ClickHouseRestart,
@@ -42,6 +48,8 @@ impl FaultKind {
         match self {
             FaultKind::KillIngest => "kill -9 ingest",
             FaultKind::KillAggregator => "kill -9 aggregator",
+            FaultKind::KillEnforcer => "kill -9 enforcer",
+            FaultKind::KillApi => "kill -9 api",
             FaultKind::AggregatorJoinLeave => "aggregator join+leave",
             FaultKind::BrokerPause => "broker SIGSTOP",
             FaultKind::ClickHouseRestart => "clickhouse restart",
@@ -50,25 +58,28 @@ impl FaultKind {
     }
 }
 
+/// True while `pid` runs. A zombie (exited, not yet reaped: the stack's
+/// servers are not our children) counts as gone.
 fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
 }
 
 /// Injects `kind` and heals it; returns when the cluster is whole again.
 pub(crate) async fn inject(c: &mut Cluster, kind: FaultKind) -> anyhow::Result<()> {
     match kind {
-        FaultKind::KillIngest => {
-            c.ingest.kill9();
-            c.start_ingest().await?;
-        }
-        FaultKind::KillAggregator => {
-            if let Some(mut a) = c.aggregators.pop() {
+        FaultKind::KillIngest => c.kill_and_restart("ingest").await?,
+        FaultKind::KillEnforcer => c.kill_and_restart("enforce").await?,
+        FaultKind::KillApi => c.kill_and_restart("api").await?,
+        FaultKind::KillAggregator => match c.aggregators.pop() {
+            Some(mut a) => {
                 a.kill9();
+                c.start_as("aggregate", a.instance()).await?;
             }
-            c.start_aggregator().await?;
-        }
+            None => c.start("aggregate").await?,
+        },
         FaultKind::AggregatorJoinLeave => {
-            c.start_aggregator().await?;
+            c.start("aggregate").await?;
             tokio::time::sleep(Duration::from_secs(3)).await;
             let first = c.aggregators.remove(0);
             drop(first); // SIGKILL: the group notices at the session timeout
@@ -81,21 +92,30 @@ pub(crate) async fn inject(c: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
         }
         FaultKind::ClickHouseRestart => {
             let pid = pid_file(&c.stack_dir.join("clickhouse/clickhouse.pid"))?;
-            signal(pid, "TERM")?;
-            for _ in 0..120 {
+            c.clickhouse_restarts += 1;
+            let sig = if c.clickhouse_restarts.is_multiple_of(2) { "KILL" } else { "TERM" };
+            let t0 = std::time::Instant::now();
+            signal(pid, sig)?;
+            for _ in 0..240 {
                 if !alive(pid) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
+            anyhow::ensure!(!alive(pid), "clickhouse (pid {pid}) still running 60 s after SIG{sig}");
+            println!("chaos: clickhouse stopped by SIG{sig} in {:.1} s", t0.elapsed().as_secs_f64());
             tokio::time::sleep(Duration::from_secs(2)).await;
             c.stack_up().await?;
         }
         FaultKind::GroupReset => {
-            c.aggregators.clear(); // SIGKILL each
+            // Stopped gracefully (kill -9 of an aggregator is a fault of its
+            // own); static members stay in the group until their session
+            // times out, so the deletion is retried until then.
+            for mut a in c.aggregators.drain(..) {
+                tokio::task::spawn_blocking(move || a.terminate()).await?;
+            }
             let admin: AdminClient<DefaultClientContext> = c.kafka.client_config().create()?;
             let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-            // The group empties once the killed members' sessions expire.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             loop {
                 let r = admin.delete_groups(&[c.group_id.as_str()], &opts).await?;
@@ -108,7 +128,7 @@ pub(crate) async fn inject(c: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
                     other => anyhow::bail!("deleting consumer group {}: {other:?}", c.group_id),
                 }
             }
-            c.start_aggregator().await?;
+            c.start("aggregate").await?;
         }
     }
     c.heal().await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meter_kafka::KafkaConfig;
-use meter_sim::{FleetConfig, RunConfig, SendStats};
+use meter_sim::{Fleet, FleetConfig, RunConfig, SendStats};
 use meter_store::{Store, StoreConfig};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::check::{final_check, Sampler};
 use crate::faults::{inject, FaultKind};
 use crate::procs::{ready, Launcher, Proc};
+use crate::quotas::{EnforcementReport, Quotas};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -33,6 +34,9 @@ pub struct ChaosConfig {
     /// Pause between faults, drawn from this range (seconds).
     pub fault_gap_s: (u64, u64),
     pub kinds: Vec<FaultKind>,
+    /// Keep injecting (and the load running) past `duration` until every
+    /// kind was injected at least this often.
+    pub faults_each: usize,
     pub projects: usize,
     pub seed: u64,
 }
@@ -56,6 +60,7 @@ pub struct ChaosReport {
     pub samples: usize,
     pub converged_after: Option<Duration>,
     pub totals_topic_exact: bool,
+    pub enforcement: EnforcementReport,
 }
 
 impl ChaosReport {
@@ -67,6 +72,7 @@ impl ChaosReport {
             && self.violations.is_empty()
             && self.converged_after.is_some()
             && self.totals_topic_exact
+            && self.enforcement.mismatches.is_empty()
     }
 }
 
@@ -74,16 +80,18 @@ impl ChaosReport {
 #[derive(Debug)]
 pub(crate) struct Cluster {
     launcher: Launcher,
-    pub(crate) ingest: Proc,
+    /// `ingest`, `enforce` and `api`: one process each.
+    singles: Vec<Proc>,
     pub(crate) aggregators: Vec<Proc>,
     pub(crate) kafka: KafkaConfig,
     pub(crate) group_id: String,
     pub(crate) stack_dir: PathBuf,
     pub(crate) produce_timeout_ms: u64,
     repo: PathBuf,
-    ingest_admin: String,
     started: usize,
     pub(crate) crashes: usize,
+    /// ClickHouse restarts so far (they alternate SIGTERM and SIGKILL).
+    pub(crate) clickhouse_restarts: usize,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -91,17 +99,30 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Cluster {
-    pub(crate) async fn start_ingest(&mut self) -> anyhow::Result<()> {
-        self.started += 1;
-        self.ingest = self.launcher.start("ingest", &self.ingest_admin, self.started)?;
-        self.wait_ready(&self.ingest_admin.clone()).await
+    /// Starts one more `meterd <role>` (a new instance) and waits until it is ready.
+    pub(crate) async fn start(&mut self, role: &'static str) -> anyhow::Result<()> {
+        let instance = format!("{role}-{}", self.started + 1);
+        self.start_as(role, &instance).await
     }
 
-    pub(crate) async fn start_aggregator(&mut self) -> anyhow::Result<()> {
+    /// Starts `meterd <role>` as `instance` (the name a restarted instance
+    /// keeps) and waits until it is ready.
+    pub(crate) async fn start_as(&mut self, role: &'static str, instance: &str) -> anyhow::Result<()> {
         self.started += 1;
         let admin = format!("127.0.0.1:{}", free_port()?);
-        self.aggregators.push(self.launcher.start("aggregate", &admin, self.started)?);
+        let p = self.launcher.start(role, instance, &admin, self.started)?;
+        if role == "aggregate" {
+            self.aggregators.push(p);
+        } else {
+            self.singles.push(p);
+        }
         self.wait_ready(&admin).await
+    }
+
+    /// `kill -9` of the single-instance `role`, then a restart as the same instance.
+    pub(crate) async fn kill_and_restart(&mut self, role: &'static str) -> anyhow::Result<()> {
+        self.singles.retain(|p| p.role() != role); // dropping a Proc SIGKILLs it
+        self.start_as(role, role).await
     }
 
     async fn wait_ready(&self, admin: &str) -> anyhow::Result<()> {
@@ -123,22 +144,70 @@ impl Cluster {
 
     /// Restarts what died on its own, and makes sure one aggregator runs.
     pub(crate) async fn heal(&mut self) -> anyhow::Result<()> {
-        if !self.ingest.alive() {
+        let dead: Vec<&'static str> = self.singles.iter_mut().filter_map(|p| (!p.alive()).then(|| p.role())).collect();
+        for role in dead {
             self.crashes += 1;
-            tracing::warn!("chaos.ingest_died");
-            self.start_ingest().await?;
+            tracing::warn!(role, "chaos.role_died");
+            self.kill_and_restart(role).await?;
         }
-        let before = self.aggregators.len();
-        self.aggregators.retain_mut(|a| a.alive());
-        self.crashes += before - self.aggregators.len();
+        let mut died = Vec::new();
+        self.aggregators.retain_mut(|a| {
+            let alive = a.alive();
+            if !alive {
+                died.push(a.instance().to_owned());
+            }
+            alive
+        });
+        self.crashes += died.len();
+        for instance in died {
+            self.start_as("aggregate", &instance).await?;
+        }
         if self.aggregators.is_empty() {
-            self.start_aggregator().await?;
+            self.start("aggregate").await?;
         }
-        for a in &self.aggregators {
+        for a in self.singles.iter().chain(&self.aggregators) {
             self.wait_ready(a.admin()).await?;
         }
         Ok(())
     }
+}
+
+/// The `meterd` configuration of a run: its own topics, group and database.
+fn meterd_config(kafka: &KafkaConfig, clickhouse_url: &str, database: &str, ports: &Ports, group_id: &str) -> String {
+    format!(
+        "[kafka]\nbrokers = \"{}\"\npartitions = {}\nproduce_timeout_ms = {}\n\
+         events_topic = \"{}\"\ntotals_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
+         actions_topic = \"{}\"\nwebhooks_topic = \"{}\"\ndead_letters_topic = \"{}\"\n\
+         [clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{database}\"\n\
+         [ingest]\nlisten = \"127.0.0.1:{}\"\n\
+         [aggregator]\ngroup_id = \"{group_id}\"\ntransactional_id_prefix = \"{group_id}\"\nlinger_ms = 50\n\
+         [enforcer]\ngroup_id = \"{group_id}.enf\"\ntransactional_id_prefix = \"{group_id}.enf\"\n\
+         actuator_group_id = \"{group_id}.act\"\nwebhook_group_id = \"{group_id}.hooks\"\n\
+         control_plane_url = \"http://127.0.0.1:{}\"\n\
+         [api]\nlisten = \"127.0.0.1:{}\"\ngrpc_listen = \"127.0.0.1:{}\"\n",
+        kafka.brokers,
+        kafka.partitions,
+        kafka.produce_timeout_ms,
+        kafka.events_topic,
+        kafka.totals_topic,
+        kafka.config_topic,
+        kafka.enforcement_topic,
+        kafka.actions_topic,
+        kafka.webhooks_topic,
+        kafka.dead_letters_topic,
+        ports.ingest,
+        ports.control_plane,
+        ports.api,
+        ports.api_grpc,
+    )
+}
+
+/// Loopback ports of one run.
+struct Ports {
+    ingest: u16,
+    control_plane: u16,
+    api: u16,
+    api_grpc: u16,
 }
 
 /// Runs the whole harness.
@@ -147,7 +216,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let prefix = format!("chaos{:x}", t % 0xff_ffff);
     let dir = cfg.stack_dir.join("chaos").join(&prefix);
     std::fs::create_dir_all(&dir)?;
-    let ingest_port = free_port()?;
+    let ports = Ports { ingest: free_port()?, control_plane: free_port()?, api: free_port()?, api_grpc: free_port()? };
     let produce_timeout_ms = 3000;
     let kafka =
         KafkaConfig { brokers: cfg.brokers.clone(), partitions: 4, produce_timeout_ms, ..KafkaConfig::default() }
@@ -155,67 +224,54 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let group_id = format!("{prefix}.agg");
     let database = format!("chaos_{prefix}");
     let config = dir.join("meterd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"{}\"\npartitions = 4\nproduce_timeout_ms = {produce_timeout_ms}\n\
-             events_topic = \"{}\"\ntotals_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
-             actions_topic = \"{}\"\nwebhooks_topic = \"{}\"\ndead_letters_topic = \"{}\"\n\
-             [clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n\
-             [ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\n\
-             [aggregator]\ngroup_id = \"{group_id}\"\nlinger_ms = 50\n",
-            kafka.brokers,
-            kafka.events_topic,
-            kafka.totals_topic,
-            kafka.config_topic,
-            kafka.enforcement_topic,
-            kafka.actions_topic,
-            kafka.webhooks_topic,
-            kafka.dead_letters_topic,
-            cfg.clickhouse_url,
-        ),
-    )?;
+    std::fs::write(&config, meterd_config(&kafka, &cfg.clickhouse_url, &database, &ports, &group_id))?;
     let launcher = Launcher { meterd: cfg.meterd.clone(), config: config.clone(), log_dir: dir.clone() };
     let migrate = std::process::Command::new(&cfg.meterd).arg("--config").arg(&config).arg("migrate").status()?;
     anyhow::ensure!(migrate.success(), "meterd migrate failed");
-    let ingest_admin = format!("127.0.0.1:{}", free_port()?);
-    let ingest = launcher.start("ingest", &ingest_admin, 0)?;
+
     let mut cluster = Cluster {
         launcher,
-        ingest,
+        singles: Vec::new(),
         aggregators: Vec::new(),
         kafka: kafka.clone(),
-        group_id,
+        group_id: group_id.clone(),
         stack_dir: cfg.stack_dir.clone(),
         produce_timeout_ms,
         repo: cfg.repo.clone(),
-        ingest_admin,
         started: 0,
         crashes: 0,
+        clickhouse_restarts: 0,
     };
-    cluster.wait_ready(&cluster.ingest_admin.clone()).await?;
-    cluster.start_aggregator().await?;
+    for role in ["ingest", "enforce", "api"] {
+        cluster.start_as(role, role).await?;
+    }
+    cluster.start("aggregate").await?;
+    let stop = CancellationToken::new();
+    let mut quotas = Quotas::start(format!("http://127.0.0.1:{}", ports.api), ports.control_plane, &stop).await?;
     println!("chaos: prefix {prefix}, logs in {}", dir.display());
 
     let store = Store::new(&StoreConfig { url: cfg.clickhouse_url.clone(), database, ..StoreConfig::default() });
     let stats = Arc::new(SendStats::default());
+    let fleet = FleetConfig {
+        prefix: prefix.clone(),
+        projects: cfg.projects,
+        computes_per_project: 2,
+        nodes: 4,
+        span_seconds: 120,
+        backfill_seconds: 3 * 24 * 3600,
+        seed: cfg.seed,
+    };
+    let project_ids: Vec<String> = Fleet::new(fleet.clone(), 0).project_ids().map(ToString::to_string).collect();
     let run_cfg = RunConfig {
-        ingest_url: format!("http://127.0.0.1:{ingest_port}"),
-        fleet: FleetConfig {
-            prefix: prefix.clone(),
-            projects: cfg.projects,
-            computes_per_project: 2,
-            nodes: 4,
-            span_seconds: 120,
-            backfill_seconds: 3 * 24 * 3600,
-            seed: cfg.seed,
-        },
-        duration: cfg.duration,
+        ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
+        fleet,
+        // The load ends when the faults do (`finish`), at `duration` or later.
+        duration: Duration::from_secs(30 * 24 * 3600),
         tick: Duration::from_millis(100),
         max_batch_events: 500,
         duplicate_rate: 0.05,
     };
-    let (finish, stop) = (CancellationToken::new(), CancellationToken::new());
+    let finish = CancellationToken::new();
     let load = tokio::spawn(meter_sim::run(run_cfg, stats.clone(), finish.clone(), stop.clone()));
     let sampler = Sampler::start(store.clone(), prefix.clone(), stats.clone());
 
@@ -223,8 +279,12 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut rng = SmallRng::seed_from_u64(cfg.seed);
     let mut queue: Vec<FaultKind> = Vec::new();
     let started = Instant::now();
-    while started.elapsed() + Duration::from_secs(cfg.fault_gap_s.1) < cfg.duration && !cfg.kinds.is_empty() {
+    let enough = |r: &ChaosReport| cfg.kinds.iter().all(|k| r.faults.get(k).copied().unwrap_or(0) >= cfg.faults_each);
+    while !cfg.kinds.is_empty()
+        && (started.elapsed() + Duration::from_secs(cfg.fault_gap_s.1) < cfg.duration || !enough(&report))
+    {
         tokio::time::sleep(Duration::from_secs(rng.random_range(cfg.fault_gap_s.0..=cfg.fault_gap_s.1))).await;
+        quotas.step(&mut rng, &project_ids).await;
         if queue.is_empty() {
             queue = cfg.kinds.clone();
             queue.shuffle(&mut rng);
@@ -240,6 +300,8 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
             t0.elapsed().as_secs_f64()
         );
     }
+    tokio::time::sleep(cfg.duration.saturating_sub(started.elapsed())).await;
+    finish.cancel();
     let summary = load.await??;
     cluster.heal().await?;
     let (violations, samples) = sampler.stop().await;
@@ -250,6 +312,8 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     report.batches_acked = stats.batches_acked.load(std::sync::atomic::Ordering::Relaxed);
     report.duplicates_sent = stats.duplicates_sent.load(std::sync::atomic::Ordering::Relaxed);
     final_check(&mut report, &store, &kafka, &prefix, &summary.truth, &stats).await?;
+    report.enforcement = quotas.check(&project_ids, Duration::from_secs(60)).await;
     drop(cluster);
+    stop.cancel();
     Ok(report)
 }

@@ -3,12 +3,14 @@
 //! ledger of every acknowledged event), injects faults at random moments,
 //! samples the stored counters while it runs (never down, never above what
 //! was sent), and at the end checks ClickHouse and the totals topic against
-//! the ledger exactly.
+//! the ledger exactly, and the enforcer's suspensions against the exact usage.
 
 mod check;
 mod faults;
 mod harness;
 mod procs;
+mod quotas;
 
 pub use faults::FaultKind;
 pub use harness::{run, ChaosConfig, ChaosReport};
+pub use quotas::EnforcementReport;

@@ -1,8 +1,8 @@
 //! `meter-chaos`: runs the fault-injection harness against the local stack.
 //!
 //! ```text
-//! meter-chaos --duration 600            # the long run (RELIABILITY.md)
-//! meter-chaos --duration 150 --gap 4-8  # the short run (the test suite)
+//! meter-chaos --duration 600 --gap 1-3 --faults-each 50   # the long run (RELIABILITY.md)
+//! meter-chaos --duration 120 --gap 2-4 --faults-each 1    # the short run (the test suite)
 //! ```
 
 use std::path::PathBuf;
@@ -21,6 +21,9 @@ struct Cli {
     /// Seconds between faults, `MIN-MAX`.
     #[arg(long, default_value = "3-6")]
     gap: String,
+    /// Keep going past --duration until every fault kind was injected this often.
+    #[arg(long, default_value_t = 1)]
+    faults_each: usize,
     #[arg(long, default_value_t = 30)]
     projects: usize,
     #[arg(long, default_value_t = 7)]
@@ -53,6 +56,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         duration: Duration::from_secs(cli.duration),
         fault_gap_s: (lo.parse()?, hi.parse()?),
         kinds: FaultKind::ALL.to_vec(),
+        faults_each: cli.faults_each,
         projects: cli.projects,
         seed: cli.seed,
     };
@@ -75,9 +79,33 @@ async fn main() -> anyhow::Result<ExitCode> {
         r.converged_after.map_or("NEVER".into(), |d| format!("{:.1} s after the load stopped", d.as_secs_f64())),
         r.totals_topic_exact
     );
-    let missing: Vec<&str> = FaultKind::ALL.iter().filter(|k| !r.faults.contains_key(k)).map(|k| k.name()).collect();
+    let e = &r.enforcement;
+    let q = |p: f64| {
+        let l = &e.suspend_latency_s;
+        l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1)).map_or("-".into(), |v| format!("{v:.2} s"))
+    };
+    println!(
+        "enforcement: {} quotas set ({} changes), {} projects over quota at the end; control plane: {} suspend and {} resume calls ({} repeated an idempotency key); {} alerts delivered; crossing-to-suspend p50 {} p99 {} max {}; {} mismatches{}",
+        e.quotas_set,
+        e.quota_changes,
+        e.over_quota,
+        e.suspend_calls,
+        e.resume_calls,
+        e.repeated_keys,
+        e.alerts_delivered,
+        q(0.5),
+        q(0.99),
+        q(1.0),
+        e.mismatches.len(),
+        e.mismatches.first().map_or(String::new(), |m| format!(" (first: {m})")),
+    );
+    let missing: Vec<&str> = FaultKind::ALL
+        .iter()
+        .filter(|k| r.faults.get(k).copied().unwrap_or(0) < cli.faults_each)
+        .map(|k| k.name())
+        .collect();
     if !missing.is_empty() {
-        println!("not every fault kind was injected (missing: {}): run longer", missing.join(", "));
+        println!("fault kinds injected fewer than {} times: {}", cli.faults_each, missing.join(", "));
     }
     let ok = r.exact() && missing.is_empty();
     println!("{}", if ok { "RESULT: exact" } else { "RESULT: NOT EXACT" });

@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 /// One running `meterd <role>` process.
 #[derive(Debug)]
 pub(crate) struct Proc {
+    role: &'static str,
+    /// Its static group membership name (kept across restarts).
+    instance: String,
     admin: String,
     child: Child,
 }
@@ -20,20 +23,22 @@ pub(crate) struct Launcher {
 }
 
 impl Launcher {
-    /// Starts `meterd <role>` with its admin server on `admin`.
-    pub(crate) fn start(&self, role: &'static str, admin: &str, n: usize) -> anyhow::Result<Proc> {
+    /// Starts `meterd <role>` with its admin server on `admin` and the
+    /// static group membership name `instance`.
+    pub(crate) fn start(&self, role: &'static str, instance: &str, admin: &str, n: usize) -> anyhow::Result<Proc> {
         let log = std::fs::File::create(self.log_dir.join(format!("{role}-{n}.log")))?;
         let child = Command::new(&self.meterd)
             .arg("--config")
             .arg(&self.config)
             .arg(role)
             .env("METER__ADMIN__LISTEN", admin)
+            .env("METER__KAFKA__INSTANCE_ID", instance)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting {} {role}: {e}", self.meterd.display()))?;
-        Ok(Proc { admin: admin.to_owned(), child })
+        Ok(Proc { role, instance: instance.to_owned(), admin: admin.to_owned(), child })
     }
 }
 
@@ -44,9 +49,33 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM (a graceful drain: leaves its consumer group), then SIGKILL
+    /// if it still runs after 30 s.
+    pub(crate) fn terminate(&mut self) {
+        if signal(self.child.id(), "TERM").is_ok() {
+            for _ in 0..300 {
+                if !self.alive() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        self.kill9();
+    }
+
     /// True while the process runs.
     pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its static group membership name.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The role it runs.
+    pub(crate) fn role(&self) -> &'static str {
+        self.role
     }
 
     /// The admin address (for readiness).

@@ -33,6 +33,15 @@ pub struct KafkaConfig {
     pub events_retention_hours: u64,
     /// How long a produce may take before the ingest call fails.
     pub produce_timeout_ms: u64,
+    /// How long a consumer-group member may be silent before the group
+    /// gives its partitions to another (a crashed aggregator or enforcer
+    /// holds its work this long). librdkafka's own default is 45 s.
+    pub session_timeout_ms: u64,
+    /// Static group membership (KIP-345): a stable name per instance (the
+    /// pod or host name). A restarted instance with the same name takes its
+    /// partitions back at once instead of waiting for a rebalance. Must be
+    /// unique among the instances of one role; empty = dynamic membership.
+    pub instance_id: String,
     /// Extra librdkafka properties applied to every client (e.g. security).
     pub client: BTreeMap<String, String>,
 }
@@ -52,6 +61,8 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             events_retention_hours: 24 * 30,
             produce_timeout_ms: 10_000,
+            session_timeout_ms: 10_000,
+            instance_id: String::new(),
             client: BTreeMap::new(),
         }
     }
@@ -82,6 +93,8 @@ impl std::fmt::Debug for KafkaConfig {
             .field("replication_factor", &self.replication_factor)
             .field("events_retention_hours", &self.events_retention_hours)
             .field("produce_timeout_ms", &self.produce_timeout_ms)
+            .field("session_timeout_ms", &self.session_timeout_ms)
+            .field("instance_id", &self.instance_id)
             .field("client", &client)
             .finish()
     }
@@ -110,7 +123,12 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed");
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set("heartbeat.interval.ms", (self.session_timeout_ms / 4).max(500).to_string());
+        if !self.instance_id.is_empty() {
+            c.set("group.instance.id", &self.instance_id);
+        }
         c
     }
 

@@ -15,7 +15,7 @@ pub use config::KafkaConfig;
 pub use follow::{Follower, Seen};
 pub use producer::{EventProducer, ProduceError};
 pub use rebalance::RebalanceWatch;
-pub use restore::{read_partitions_to_end, KeyValue};
+pub use restore::{read_partitions_to_end, read_range, KeyValue};
 pub use transactional::{transactional_producer, TxProducer};
 
 /// Errors of this crate.

@@ -84,3 +84,45 @@ pub fn read_partitions_to_end(
     }
     Ok(out)
 }
+
+/// The committed records of `partition` of `topic` with offsets in
+/// `from..to`, as `(offset, value)`, in order: a range the caller's group
+/// consumer has already passed (its committed offsets are ahead of its
+/// state) and must apply again. Gives up after `timeout`.
+pub fn read_range(
+    cfg: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+    timeout: Duration,
+) -> Result<Vec<(i64, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if from >= to {
+        return Ok(out);
+    }
+    let consumer: BaseConsumer<QuietEof> = cfg
+        .client_config()
+        .set("group.id", "meter-restore")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "20")
+        .create_with_context(QuietEof)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if Instant::now() > deadline {
+            return Err(Error::RestoreTimeout(timeout, format!("{topic} partition {partition} offsets {from}..{to}")));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) if m.offset() >= to => return Ok(out),
+            Some(Ok(m)) => out.push((m.offset(), m.payload().unwrap_or_default().to_vec())),
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
+            Some(Err(e)) => tracing::warn!(error = %e, topic, "kafka.read_range_poll_error"),
+        }
+    }
+}

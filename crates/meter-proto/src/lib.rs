@@ -13,4 +13,4 @@ mod batch;
 mod totals;
 
 pub use batch::{decode_batch, encode_batch, event_from_wire, event_to_wire, metric_to_wire, DecodeError};
-pub use totals::{decode_state, state_from_wire, state_to_wire, TotalsDecodeError};
+pub use totals::{decode_state, decode_totals, state_from_wire, state_to_wire, TotalsDecodeError};

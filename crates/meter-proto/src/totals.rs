@@ -38,6 +38,7 @@ pub fn state_to_wire(s: &ProjectState, now_ms: i64) -> v1::ProjectTotals {
         version: s.version,
         updated_unix_ms: now_ms,
         last_ingested_unix_ms: s.last_ingested_ms,
+        events_next_offset: 0,
     }
 }
 
@@ -63,8 +64,15 @@ impl std::error::Error for TotalsDecodeError {}
 
 /// Decodes the value of a `usage.totals` record into the project's state.
 pub fn decode_state(bytes: &[u8]) -> Result<ProjectState, TotalsDecodeError> {
+    decode_totals(bytes).map(|(s, _)| s)
+}
+
+/// Decodes a `usage.totals` record into the project's state and the
+/// `usage.events` offset its transaction committed (0 when unknown).
+pub fn decode_totals(bytes: &[u8]) -> Result<(ProjectState, i64), TotalsDecodeError> {
     let wire = <v1::ProjectTotals as prost::Message>::decode(bytes).map_err(TotalsDecodeError::Protobuf)?;
-    state_from_wire(wire).map_err(TotalsDecodeError::Invalid)
+    let offset = wire.events_next_offset;
+    Ok((state_from_wire(wire).map_err(TotalsDecodeError::Invalid)?, offset))
 }
 
 /// Restores a project's state from its `usage.totals` record.

@@ -22,13 +22,6 @@ pub(crate) struct Enforcement {
     quota_projects: Vec<String>,
 }
 
-fn secret() -> String {
-    use base64::Engine;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos());
-    let bytes: Vec<u8> = (0..24).map(|i| (seed >> (i % 16 * 8)) as u8 ^ (i as u8).wrapping_mul(37)).collect();
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
-}
-
 async fn put(api: &str, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
     let r = reqwest::Client::new().put(format!("{api}{path}")).json(&body).send().await?;
     if !r.status().is_success() {
@@ -50,7 +43,7 @@ impl Enforcement {
         let control_plane = ControlPlane::default();
         let l = TcpListener::bind(control_plane_listen).await?;
         tokio::spawn(control_plane.clone().serve(l, stop.clone()));
-        let secret = secret();
+        let secret = meter_sim::receivers::new_secret();
         let hooks = WebhookReceiver::new(&secret, FailMode::Never);
         let l = TcpListener::bind(webhook_listen).await?;
         tokio::spawn(hooks.clone().serve(l, stop.clone()));

@@ -65,6 +65,15 @@ async fn control_plane_call(
     StatusCode::OK
 }
 
+/// A fresh `whsec_...` signing secret for a test endpoint (not for
+/// production: derived from the clock).
+pub fn new_secret() -> String {
+    use base64::Engine;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos());
+    let bytes: Vec<u8> = (0..24).map(|i| (seed >> (i % 16 * 8)) as u8 ^ (i as u8).wrapping_mul(37)).collect();
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
 /// How a webhook receiver answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailMode {
