@@ -71,3 +71,22 @@ pub(crate) fn fast_enforcer(control_plane_url: &str) -> meter_enforcer::Enforcer
         ..Default::default()
     }
 }
+
+/// Serves `receiver` on a fresh loopback port until `stop`; returns its URL.
+pub(crate) async fn receiver_on_loopback(
+    receiver: &meter_sim::receivers::WebhookReceiver,
+    stop: &tokio_util::sync::CancellationToken,
+) -> String {
+    let (r, s) = (receiver.clone(), stop.clone());
+    on_loopback(move |l| r.serve(l, s)).await
+}
+
+/// Serves a control-plane double on a fresh loopback port until `stop`;
+/// returns it and its URL.
+pub(crate) async fn control_plane_on_loopback(
+    stop: &tokio_util::sync::CancellationToken,
+) -> (meter_sim::receivers::ControlPlane, String) {
+    let cp = meter_sim::receivers::ControlPlane::default();
+    let (c, s) = (cp.clone(), stop.clone());
+    (cp, on_loopback(move |l| c.serve(l, s)).await)
+}

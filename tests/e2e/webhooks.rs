@@ -7,33 +7,23 @@ use std::time::Duration;
 
 use meter_e2e::{eventually, Pipeline};
 use meter_proto::v1::Metric;
-use meter_sim::receivers::{ControlPlane, FailMode, WebhookReceiver};
+use meter_sim::receivers::{FailMode, WebhookReceiver};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{api_get, api_post, api_put, fast_enforcer, inc, on_loopback, report, SECRET};
+use crate::helpers::{
+    api_get, api_post, api_put, control_plane_on_loopback, fast_enforcer, inc, receiver_on_loopback, report, SECRET,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flaky_receivers_get_everything_and_dead_letters_replay() {
     let mut p = Pipeline::start("hooks").await;
     let stop = CancellationToken::new();
-    let cp_url = on_loopback({
-        let s = stop.clone();
-        move |l| ControlPlane::default().serve(l, s)
-    })
-    .await;
+    let (_, cp_url) = control_plane_on_loopback(&stop).await;
     let flaky = WebhookReceiver::new(SECRET, FailMode::FirstAttempt);
     let dead = WebhookReceiver::new(SECRET, FailMode::Always);
-    let flaky_url = on_loopback({
-        let (r, s) = (flaky.clone(), stop.clone());
-        move |l| r.serve(l, s)
-    })
-    .await;
-    let dead_url = on_loopback({
-        let (r, s) = (dead.clone(), stop.clone());
-        move |l| r.serve(l, s)
-    })
-    .await;
+    let flaky_url = receiver_on_loopback(&flaky, &stop).await;
+    let dead_url = receiver_on_loopback(&dead, &stop).await;
     p.start_api().await;
     p.start_enforcer(fast_enforcer(&cp_url)).await;
     let api = p.api_url.clone();

@@ -155,10 +155,12 @@ impl Pipeline {
         self.api_url = format!("http://{}", listener.local_addr().expect("addr"));
         self.api_grpc_url = format!("http://{}", grpc.local_addr().expect("addr"));
         let token = CancellationToken::new();
-        let (k, t, clock) = (self.kafka.clone(), token.clone(), self.clock.clone());
+        let (k, ch, t, clock) = (self.kafka.clone(), self.store_cfg.clone(), token.clone(), self.clock.clone());
         let cfg = meter_api::ApiConfig::default();
         let handle =
-            tokio::spawn(async move { meter_api::run(&cfg, &k, clock, listener, grpc, Health::default(), t).await });
+            tokio::spawn(
+                async move { meter_api::run(&cfg, &k, &ch, clock, listener, grpc, Health::default(), t).await },
+            );
         self.api = Some((token, handle));
         let url = format!("{}/v1/webhooks", self.api_url);
         eventually(Duration::from_secs(60), "the api answers", || async {

@@ -2,6 +2,9 @@
 
 /// Transactions by outcome (`committed`, `aborted`).
 pub(crate) const BATCHES: &str = "meter_aggregator_batches_total";
+/// Usage counted, per counter metric (`metric`: seconds or bytes): the
+/// fleet's consumption rate.
+pub(crate) const USAGE: &str = "meter_aggregator_usage_total";
 /// Usage events counted into totals.
 pub(crate) const EVENTS: &str = "meter_aggregator_events_total";
 /// Kafka records not counted, by reason (`duplicate`, `stale_seq`,
@@ -21,3 +24,41 @@ pub(crate) const RESTORES: &str = "meter_aggregator_restores_total";
 pub(crate) const LAG: &str = "meter_aggregator_consumer_lag_records";
 /// From ingest's acceptance of a batch to the commit of its totals.
 pub(crate) const INGEST_TO_COMMIT_SECONDS: &str = "meter_aggregator_ingest_to_commit_seconds";
+
+/// Registers the help text of every metric above (Prometheus `# HELP`) and
+/// starts the counters of every known label set at zero, so dashboards and
+/// alerts see a series before the first event.
+pub(crate) fn describe() {
+    metrics::describe_counter!(BATCHES, "Transactions by outcome (`committed`, `aborted`).");
+    metrics::describe_counter!(
+        USAGE,
+        "Usage counted, per counter metric (`metric`: seconds or bytes): the fleet's consumption rate."
+    );
+    metrics::describe_counter!(EVENTS, "Usage events counted into totals.");
+    metrics::describe_counter!(DISCARDED, "Kafka records not counted, by reason (`duplicate`, `stale_seq`, `undecodable`, `covered_by_state`: a replay of records already counted).");
+    metrics::describe_histogram!(FLUSH_SECONDS, "Duration of each flush stage (`clickhouse`, `kafka`).");
+    metrics::describe_histogram!(FLUSH_ROWS, "Rows per ClickHouse insert.");
+    metrics::describe_counter!(CLICKHOUSE_ERRORS, "Failed ClickHouse inserts (each is retried).");
+    metrics::describe_counter!(
+        REREAD,
+        "Records read again because the group's offsets were ahead of the restored state."
+    );
+    metrics::describe_counter!(RESTORES, "Partition states rebuilt from `usage.totals`.");
+    metrics::describe_gauge!(LAG, "Records in `usage.events` not yet committed by this instance.");
+    metrics::describe_histogram!(
+        INGEST_TO_COMMIT_SECONDS,
+        "From ingest's acceptance of a batch to the commit of its totals."
+    );
+    for c in [CLICKHOUSE_ERRORS, RESTORES, REREAD, EVENTS] {
+        metrics::counter!(c).increment(0);
+    }
+    for outcome in ["committed", "aborted"] {
+        metrics::counter!(BATCHES, "outcome" => outcome).increment(0);
+    }
+    for reason in ["duplicate", "stale_seq", "undecodable", "covered_by_state"] {
+        metrics::counter!(DISCARDED, "reason" => reason).increment(0);
+    }
+    for m in meter_core::Metric::COUNTERS {
+        metrics::counter!(USAGE, "metric" => m.name()).increment(0);
+    }
+}

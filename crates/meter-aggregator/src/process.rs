@@ -90,10 +90,6 @@ pub(crate) fn apply(
             metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
             continue;
         }
-        if states.resume_offset(rec.partition).is_some_and(|r| rec.offset < r) {
-            metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
-            continue;
-        }
         let batch = match decode_batch(&rec.payload) {
             Ok(b) => b,
             Err(e) => {
@@ -111,6 +107,9 @@ pub(crate) fn apply(
         };
         match state.apply(&batch, retention) {
             ProjectUpdate::Counted(hourly) => {
+                for h in hourly.iter().filter(|h| h.metric.counter_index().is_some()) {
+                    metrics::counter!(m::USAGE, "metric" => h.metric.name()).increment(h.value);
+                }
                 out.rows.extend(
                     hourly.iter().map(|h| {
                         UsageRow::new(project, batch.source_id.as_str(), batch.batch_seq, rec.offset as u64, h)

@@ -37,6 +37,7 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    crate::metrics::describe();
     let ready = health.part("aggregator");
     let worker = Worker {
         cfg: cfg.clone(),

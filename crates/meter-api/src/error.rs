@@ -12,19 +12,33 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// The query parameter at fault, when one is.
+    param: Option<&'static str>,
 }
 
 impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), param: None }
+    }
+
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_argument", message: message.into() }
+        Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
+    }
+
+    /// A 400 naming the query parameter at fault: `{"error": {..., "param": "to"}}`,
+    /// the message starting with the parameter's name.
+    pub(crate) fn bad_param(param: &'static str, message: impl Into<String>) -> Self {
+        let mut e = Self::bad_request(format!("{param}: {}", message.into()));
+        e.param = Some(param);
+        e
     }
 
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into() }
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "unavailable", message: message.into() }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 }
 
@@ -40,12 +54,16 @@ impl From<ApiError> for tonic::Status {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_json", message: r.body_text() }
+        Self::new(StatusCode::BAD_REQUEST, "invalid_json", r.body_text())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(p) = self.param {
+            error["param"] = json!(p);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
     }
 }

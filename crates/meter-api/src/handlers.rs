@@ -110,6 +110,62 @@ pub(crate) async fn get_quota(State(app): State<App>, Path(id): Path<String>) ->
     Ok(Json(quota_view(&g, &id)))
 }
 
+/// `GET /v1/projects?min_percent=80&state=suspended&limit=100`: known
+/// projects with the use of their most used quota, most used first.
+pub(crate) async fn list_projects(
+    State(app): State<App>,
+    axum::extract::Query(p): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Answer {
+    let min_percent: u64 = match p.get("min_percent") {
+        None => 0,
+        Some(v) => v.parse().map_err(|_| ApiError::bad_param("min_percent", format!("{v:?} is not a whole number")))?,
+    };
+    let state_filter = match p.get("state").map(String::as_str) {
+        None => None,
+        Some(s @ ("active" | "suspended")) => Some(s == "suspended"),
+        Some(s) => return Err(ApiError::bad_param("state", format!("{s:?} is not one of active, suspended"))),
+    };
+    let limit: usize = match p.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_param("limit", format!("{v:?} is not a number from 1 to 1000")))?,
+    };
+    let now = app.clock.now_ms();
+    let g = app.views.0.read().expect("views");
+    let mut ids: Vec<&String> = g.config.projects.keys().chain(g.totals.keys()).chain(g.enforcement.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut rows: Vec<(u128, Value)> = Vec::new();
+    for id in ids {
+        let suspended = g.enforcement.get(id).is_some_and(|e| e.suspended.is_some());
+        if state_filter.is_some_and(|want| want != suspended) {
+            continue;
+        }
+        let (quota, _, plan) = g.config.effective(id);
+        let top = quota.highest_use(usage_values(&g, id, now));
+        let pct = top.map_or(0, |t| t.3);
+        if pct < min_percent {
+            continue;
+        }
+        // Sort by the exact ratio, scaled: usage * 10^6 / quota.
+        let rank = top.map_or(0, |(_, u, q, _)| u128::from(u) * 1_000_000 / u128::from(q));
+        rows.push((
+            rank,
+            json!({
+                "project_id": id, "plan": plan, "state": if suspended { "suspended" } else { "active" },
+                "metric": top.map(|t| t.0), "usage": top.map(|t| t.1), "quota": top.map(|t| t.2), "percent": top.map(|t| t.3),
+            }),
+        ));
+    }
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1["project_id"].as_str().cmp(&b.1["project_id"].as_str())));
+    let total = rows.len();
+    let projects: Vec<Value> = rows.into_iter().take(limit).map(|(_, v)| v).collect();
+    Ok(Json(json!({"projects": projects, "total": total})))
+}
+
 /// A project's usage at `now`, in `Metric::ALL` order: the current cycle's
 /// counters and the latest storage reading.
 fn usage_values(state: &crate::views::State, id: &str, now: i64) -> [u64; 5] {

@@ -1,13 +1,16 @@
 //! The api role (HTTP/JSON): plans and project quotas with Neon's field
 //! names, project status, `CheckQuota` for the control plane, webhook
-//! endpoints and their dead letters. Reads come from in-memory views of the
-//! state topics; writes go to the compacted config topic (acks=all) before
-//! they are answered.
+//! endpoints and their dead letters, consumption history. Reads come from
+//! in-memory views of the state topics (history: from ClickHouse); writes go
+//! to the compacted config topic (acks=all) before they are answered. The
+//! OpenAPI document of all of it is served at `/v1/openapi.json`.
 
 mod config;
 mod error;
 mod grpc;
 mod handlers;
+mod history;
+mod openapi;
 mod views;
 
 pub use config::ApiConfig;
@@ -28,13 +31,33 @@ pub(crate) struct App {
     views: views::Views,
     producer: FutureProducer,
     kafka: KafkaConfig,
+    store: meter_store::Store,
     clock: Arc<dyn Clock>,
 }
+
+/// Every path the router serves (the OpenAPI document must list each).
+#[cfg(test)]
+const ROUTES: [&str; 13] = [
+    "/v1/projects",
+    "/v1/plans/{name}",
+    "/v1/projects/{id}/quota",
+    "/v1/projects/{id}/status",
+    "/v1/projects/{id}/check",
+    "/v1/webhooks",
+    "/v1/webhooks/{id}",
+    "/v1/webhooks/dead-letters",
+    "/v1/webhooks/dead-letters/replay",
+    "/v1/projects/{id}/consumption_history",
+    "/v1/consumption_history/projects",
+    "/v1/consumption_history/fleet",
+    "/v1/openapi.json",
+];
 
 /// The API's routes over `app` (exposed for the role and for tests).
 fn router(app: App) -> Router {
     Router::new()
         .route("/v1/plans/{name}", put(handlers::put_plan).get(handlers::get_plan))
+        .route("/v1/projects", get(handlers::list_projects))
         .route("/v1/projects/{id}/quota", put(handlers::put_quota).get(handlers::get_quota))
         .route("/v1/projects/{id}/status", get(handlers::status))
         .route("/v1/projects/{id}/check", get(handlers::check))
@@ -42,15 +65,21 @@ fn router(app: App) -> Router {
         .route("/v1/webhooks/{id}", put(handlers::put_webhook))
         .route("/v1/webhooks/dead-letters", get(handlers::list_dead_letters))
         .route("/v1/webhooks/dead-letters/replay", post(handlers::replay_dead_letters))
+        .route("/v1/projects/{id}/consumption_history", get(history::project))
+        .route("/v1/consumption_history/projects", get(history::projects))
+        .route("/v1/consumption_history/fleet", get(history::fleet))
+        .route("/v1/openapi.json", get(openapi::document))
         .fallback(handlers::not_found)
         .with_state(app)
 }
 
 /// Runs the api role until `shutdown`: HTTP on `listener`, gRPC
 /// (CheckQuota) on `grpc_listener`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     _cfg: &ApiConfig,
     kafka: &KafkaConfig,
+    clickhouse: &meter_store::StoreConfig,
     clock: Arc<dyn Clock>,
     listener: TcpListener,
     grpc_listener: TcpListener,
@@ -66,7 +95,8 @@ pub async fn run(
     }
     let producer: FutureProducer =
         kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
-    let app = App { views, producer, kafka: kafka.clone(), clock };
+    let store = meter_store::Store::new(clickhouse);
+    let app = App { views, producer, kafka: kafka.clone(), store, clock };
     tracing::info!(http = %listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "api.listening");
     let grpc = tonic::transport::Server::builder().serve_with_incoming_shutdown(
         meter_proto::v1::quota_server::QuotaServer::new(grpc::QuotaService(app.clone())),

@@ -58,10 +58,75 @@ pub fn rfc3339(ms: UnixMs) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
 }
 
+/// Parses an RFC 3339 timestamp (`2026-11-25T19:38:00Z`, fractional seconds
+/// and a `+hh:mm` offset allowed) into Unix milliseconds.
+pub fn parse_rfc3339(s: &str) -> Option<UnixMs> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut milli = 0;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = s.get(start..i)?;
+        if frac.is_empty() {
+            return None;
+        }
+        milli = format!("{frac:0<3}")[..3].parse().ok()?;
+    }
+    let offset_min = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && matches!(&tz[..1], "+" | "-") && &tz[3..4] == ":" => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            let sign = if &tz[..1] == "-" { -1 } else { 1 };
+            sign * (oh * 60 + om)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    if civil_from_days(days) != (y, mo as u32, d as u32) {
+        return None; // e.g. February 30
+    }
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60) * 1000) + milli)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(parse_rfc3339("2026-11-25T19:38:00Z"), Some(1_795_635_480_000));
+        assert_eq!(parse_rfc3339("2026-11-25T19:38:00.123Z"), Some(1_795_635_480_123));
+        assert_eq!(parse_rfc3339("2026-11-25T20:38:00+01:00"), Some(1_795_635_480_000));
+        assert_eq!(parse_rfc3339("2026-11-25T19:38:00.5Z"), Some(1_795_635_480_500));
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-11-25T19:38:00",
+            "2026-02-30T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "x026-11-25T19:38:00Z",
+            "2026-11-25T19:38:00.Z",
+            "2026-11-25T19:38:00+0100",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339_formats_utc() {
@@ -84,6 +149,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn rfc3339_round_trips(t in 0i64..10_000_000_000_000) {
+            prop_assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+
         #[test]
         fn civil_round_trips(z in -1_000_000i64..1_000_000) {
             let (y, m, d) = civil_from_days(z);

@@ -9,6 +9,7 @@ pub mod cycle;
 pub mod dedup;
 pub mod enforce;
 pub mod event;
+pub mod history;
 pub mod ids;
 pub mod metric;
 pub mod quota;

@@ -32,6 +32,21 @@ impl Quota {
         };
         (v > 0).then_some(v)
     }
+
+    /// The limited metric with the highest use of its quota, given usage
+    /// in `Metric::ALL` order: `(metric, usage, quota, percent)`, percent
+    /// rounded down. `None` when nothing is limited.
+    pub fn highest_use(&self, usage: [u64; 5]) -> Option<(Metric, u64, u64, u64)> {
+        Metric::ALL
+            .into_iter()
+            .zip(usage)
+            .filter_map(|(m, u)| {
+                let q = self.limit(m)?;
+                let pct = (u128::from(u) * 100 / u128::from(q)).min(u128::from(u64::MAX)) as u64;
+                Some((m, u, q, pct))
+            })
+            .max_by(|a, b| (u128::from(a.1) * u128::from(b.2)).cmp(&(u128::from(b.1) * u128::from(a.2))))
+    }
 }
 
 /// Per-project overrides of a plan's limits: an absent field inherits the
@@ -113,6 +128,15 @@ impl ProjectQuotaConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn highest_use_compares_exact_ratios() {
+        let q = Quota { active_time_seconds: 300, written_data_bytes: 1000, ..Quota::default() };
+        assert_eq!(Quota::default().highest_use([5, 5, 5, 5, 5]), None);
+        // 200/300 = 66.7 % beats 660/1000 = 66 %.
+        assert_eq!(q.highest_use([200, 9, 660, 9, 9]), Some((Metric::ActiveTimeSeconds, 200, 300, 66)));
+        assert_eq!(q.highest_use([0, 0, 2500, 0, 0]), Some((Metric::WrittenDataBytes, 2500, 1000, 250)));
+    }
 
     #[test]
     fn zero_or_absent_is_no_limit() {

@@ -25,8 +25,8 @@ fn record_latency(seconds: f64) {
     let mut guard = LATENCY.lock().expect("latency lock");
     let h = guard.get_or_insert_with(|| Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"));
     let _ = h.record((seconds * 1e6).max(1.0) as u64);
-    for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999)] {
-        metrics::gauge!(m::CROSSING_TO_SUSPEND_Q, "quantile" => label).set(h.value_at_quantile(q) as f64 / 1e6);
+    for (label, q) in [("50", 0.5), ("99", 0.99), ("99.9", 0.999)] {
+        metrics::gauge!(m::CROSSING_TO_SUSPEND_Q, "percentile" => label).set(h.value_at_quantile(q) as f64 / 1e6);
     }
 }
 

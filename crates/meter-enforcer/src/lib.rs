@@ -59,6 +59,7 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    crate::metrics::describe();
     let (follower, view, changes) = follow_config(kafka)?;
     if !follower.wait_caught_up(std::time::Duration::from_secs(60)).await {
         anyhow::bail!("could not read the config topic {} to its end within 60 s", kafka.config_topic);

@@ -11,8 +11,38 @@ pub(crate) const CALLS: &str = "meter_enforcer_control_plane_calls_total";
 /// From the ingest of the batch that crossed the quota to the suspend call.
 pub(crate) const CROSSING_TO_SUSPEND: &str = "meter_enforcer_crossing_to_suspend_seconds";
 /// Percentiles of the same, from an HDR histogram (`quantile` label).
-pub(crate) const CROSSING_TO_SUSPEND_Q: &str = "meter_enforcer_crossing_to_suspend_quantile_seconds";
+pub(crate) const CROSSING_TO_SUSPEND_Q: &str = "meter_enforcer_crossing_to_suspend_percentile_seconds";
 /// Webhook delivery attempts by `outcome` (delivered, retry, dead_letter).
 pub(crate) const WEBHOOKS: &str = "meter_webhook_deliveries_total";
 /// Deliveries that failed every attempt.
 pub(crate) const DEAD_LETTERS: &str = "meter_webhook_dead_letters_total";
+
+/// Registers the help text of every metric above (Prometheus `# HELP`) and
+/// starts the counters of every known label set at zero, so dashboards and
+/// alerts see a series before the first event.
+pub(crate) fn describe() {
+    metrics::describe_counter!(DECISIONS, "Suspend/resume decisions, by `kind`.");
+    metrics::describe_counter!(ALERTS, "Alerts decided, by `type`.");
+    metrics::describe_counter!(COMMITS, "Evaluation transactions by outcome.");
+    metrics::describe_counter!(CALLS, "Control-plane calls by `kind` and `outcome` (ok, retry).");
+    metrics::describe_histogram!(
+        CROSSING_TO_SUSPEND,
+        "From the ingest of the batch that crossed the quota to the suspend call."
+    );
+    metrics::describe_gauge!(CROSSING_TO_SUSPEND_Q, "Crossing-to-suspend latency percentiles since start, from an HDR histogram (`percentile` label: 50, 99, 99.9).");
+    metrics::describe_counter!(WEBHOOKS, "Webhook delivery attempts by `outcome` (delivered, retry, dead_letter).");
+    metrics::describe_counter!(DEAD_LETTERS, "Deliveries that failed every attempt.");
+    for kind in ["suspend", "resume"] {
+        metrics::counter!(DECISIONS, "kind" => kind).increment(0);
+        for outcome in ["ok", "retry"] {
+            metrics::counter!(CALLS, "kind" => kind, "outcome" => outcome).increment(0);
+        }
+    }
+    for outcome in ["committed", "aborted"] {
+        metrics::counter!(COMMITS, "outcome" => outcome).increment(0);
+    }
+    for outcome in ["delivered", "retry", "dead_letter"] {
+        metrics::counter!(WEBHOOKS, "outcome" => outcome).increment(0);
+    }
+    metrics::counter!(DEAD_LETTERS).increment(0);
+}

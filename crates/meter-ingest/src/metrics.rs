@@ -10,3 +10,18 @@ pub(crate) const REJECTED: &str = "meter_ingest_rejected_batches_total";
 pub(crate) const BATCH_EVENTS: &str = "meter_ingest_batch_events";
 /// Time from receiving a batch to Kafka's acknowledgement.
 pub(crate) const PRODUCE_SECONDS: &str = "meter_ingest_produce_duration_seconds";
+
+/// Registers the help text of every metric above (Prometheus `# HELP`) and
+/// starts the counters of every known label set at zero, so dashboards and
+/// alerts see a series before the first event.
+pub(crate) fn describe() {
+    metrics::describe_counter!(REQUESTS, "Report calls by outcome (`ok`, `invalid`, `unavailable`).");
+    metrics::describe_counter!(EVENTS, "Events by outcome.");
+    metrics::describe_counter!(REJECTED, "Refused batches by offending field (a fixed set of field names).");
+    metrics::describe_histogram!(BATCH_EVENTS, "Events per accepted batch.");
+    metrics::describe_histogram!(PRODUCE_SECONDS, "Time from receiving a batch to Kafka's acknowledgement.");
+    for outcome in ["ok", "invalid", "unavailable"] {
+        metrics::counter!(REQUESTS, "outcome" => outcome).increment(0);
+        metrics::counter!(EVENTS, "outcome" => outcome).increment(0);
+    }
+}

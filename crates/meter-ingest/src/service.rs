@@ -87,6 +87,7 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    crate::metrics::describe();
     let producer = EventProducer::new(kafka)?;
     let service = IngestService::new(producer.clone(), cfg.limits());
     let ready = health.part("ingest");

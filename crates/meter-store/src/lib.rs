@@ -6,11 +6,13 @@
 //! exactness never depends on ClickHouse's insert deduplication.
 
 mod config;
+mod history;
 mod migrate;
 mod query;
 mod writer;
 
 pub use config::StoreConfig;
+pub use history::PeriodUsage;
 pub use migrate::{migrate, MIGRATIONS};
 pub use query::{ProjectUsage, Store, StoredBatch};
 pub use writer::{metric_code, UsageRow};

@@ -30,3 +30,53 @@ impl Config {
         meter_runtime::load_config(path, "METER")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+    /// `(section, key)` of every `key = value` line of a TOML text.
+    fn keys(toml: &str) -> Vec<(String, String)> {
+        let mut section = String::new();
+        let mut out = Vec::new();
+        for line in toml.lines().map(str::trim) {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s.to_owned();
+            } else if let Some((k, _)) = line.split_once(" = ").filter(|_| !line.starts_with('#')) {
+                out.push((section.clone(), k.trim().to_owned()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_example_config_loads_and_every_key_is_in_the_reference() {
+        let example = format!("{REPO}/deploy/local/meterd.toml");
+        Config::load(Some(Path::new(&example))).expect("deploy/local/meterd.toml loads");
+        let reference = std::fs::read_to_string(format!("{REPO}/docs/configuration.md")).expect("reference");
+        let keys = keys(&std::fs::read_to_string(&example).expect("example"));
+        assert!(keys.len() > 40, "{keys:?}");
+        for (section, key) in keys {
+            let documented = reference
+                .split(&format!("## `[{section}]`"))
+                .nth(1)
+                .is_some_and(|s| s.split("\n## ").next().unwrap_or_default().contains(&format!("| `{key}` |")));
+            assert!(documented, "[{section}] {key} is not in docs/configuration.md");
+        }
+    }
+
+    #[test]
+    fn the_kubernetes_configmap_holds_a_valid_config() {
+        let map = std::fs::read_to_string(format!("{REPO}/deploy/kubernetes/configmap.yaml")).expect("configmap");
+        let body = map.split("meterd.toml: |\n").nth(1).expect("meterd.toml key");
+        let toml: String = body.lines().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect::<Vec<_>>().join("\n");
+        let dir = std::env::temp_dir().join(format!("meterd-cm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("meterd.toml"), toml).expect("write");
+        let cfg = Config::load(Some(&dir.join("meterd.toml"))).expect("the ConfigMap's meterd.toml loads");
+        assert_eq!(cfg.kafka.replication_factor, 3);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -78,8 +78,15 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         let grpc = TcpListener::bind(&cfg.api.grpc_listen)
             .await
             .with_context(|| format!("binding api grpc {}", cfg.api.grpc_listen))?;
-        let (c, k, h, s, cl) = (cfg.api.clone(), cfg.kafka.clone(), health.clone(), shutdown.clone(), clock.clone());
-        tasks.spawn(async move { ("api", meter_api::run(&c, &k, cl, listener, grpc, h, s).await) });
+        let (c, k, ch, h, s, cl) = (
+            cfg.api.clone(),
+            cfg.kafka.clone(),
+            cfg.clickhouse.clone(),
+            health.clone(),
+            shutdown.clone(),
+            clock.clone(),
+        );
+        tasks.spawn(async move { ("api", meter_api::run(&c, &k, &ch, cl, listener, grpc, h, s).await) });
     }
 
     let mut failure = None;

@@ -1,0 +1,43 @@
+//! The api role's HTTP API, as the CLI uses it.
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+/// A client of one api role.
+pub(crate) struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub(crate) fn new(base: &str) -> anyhow::Result<Api> {
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        Ok(Api { base: base.trim_end_matches('/').to_owned(), http })
+    }
+
+    /// Sends the request; a non-2xx answer becomes an error carrying the
+    /// API's own message.
+    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+        let r = req.send().await.with_context(|| format!("{what}: the api at {} did not answer", self.base))?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let msg = body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.to_string());
+            bail!("{what}: {} {msg}", status.as_u16());
+        }
+        Ok(body)
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)), &format!("GET {path}")).await
+    }
+
+    pub(crate) async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body), &format!("PUT {path}")).await
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body), &format!("POST {path}")).await
+    }
+}

@@ -1,0 +1,361 @@
+//! `meterctl`, the operator CLI of the metering pipeline: quotas and plans,
+//! a project's usage and status, the projects over or near quota, webhook
+//! dead letters, and a ClickHouse backfill from Kafka. Human tables by
+//! default, `--json` for scripts; errors name the problem and exit non-zero.
+
+mod api;
+mod backfill;
+mod table;
+
+pub use backfill::{backfill, BackfillReport};
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use meter_core::cycle::parse_rfc3339;
+use meter_core::Metric;
+use serde_json::{json, Map, Value};
+
+use crate::api::Api;
+
+#[derive(Debug, Parser)]
+#[command(name = "meterctl", about = "Operate the usage-metering pipeline", version)]
+struct Cli {
+    /// The api role's HTTP address.
+    #[arg(long, env = "METER_API", default_value = "http://127.0.0.1:8080", global = true)]
+    api: String,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Plans: named quota templates.
+    Plan {
+        #[command(subcommand)]
+        cmd: PlanCmd,
+    },
+    /// A project's plan and quota overrides.
+    Quota {
+        #[command(subcommand)]
+        cmd: QuotaCmd,
+    },
+    /// A project's usage this cycle, its quota and whether it is suspended.
+    Status { project: String },
+    /// A project's usage per hour, day or month.
+    Usage {
+        project: String,
+        /// RFC 3339, e.g. 2026-11-01T00:00:00Z.
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "daily")]
+        granularity: String,
+        /// Comma-separated metric names (all when absent).
+        #[arg(long)]
+        metrics: Option<String>,
+    },
+    /// Projects using at least --min-percent of some quota, most used first.
+    OverQuota {
+        #[arg(long, default_value_t = 100)]
+        min_percent: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Webhook deliveries that failed every attempt.
+    DeadLetters {
+        #[command(subcommand)]
+        cmd: DeadCmd,
+    },
+    /// Rebuild ClickHouse usage rows from Kafka for records ingested in [--from, --to).
+    Backfill {
+        /// meterd's configuration (for [kafka] and [clickhouse]); METER__* variables apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PlanCmd {
+    Get {
+        name: String,
+    },
+    /// Create or replace a plan.
+    Set {
+        name: String,
+        /// METRIC=LIMIT, repeated (0: no limit).
+        #[arg(long = "quota", value_name = "METRIC=LIMIT")]
+        quota: Vec<String>,
+        /// Alert thresholds in percent, comma-separated (default 50,80,90,100).
+        #[arg(long)]
+        thresholds: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QuotaCmd {
+    Get {
+        project: String,
+    },
+    /// Set a project's plan and/or per-metric overrides (raising a quota above usage resumes it).
+    Set {
+        project: String,
+        #[arg(long)]
+        plan: Option<String>,
+        /// METRIC=LIMIT, repeated (0: no limit).
+        #[arg(long = "quota", value_name = "METRIC=LIMIT")]
+        quota: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadCmd {
+    List,
+    /// Deliver again (all when no key is given), with the same webhook-id.
+    Replay {
+        keys: Vec<String>,
+    },
+}
+
+/// `METRIC=LIMIT` pairs as a quota object.
+fn quota_object(pairs: &[String]) -> anyhow::Result<Value> {
+    let mut q = Map::new();
+    for p in pairs {
+        let (m, v) = p.split_once('=').with_context(|| format!("--quota {p:?}: expected METRIC=LIMIT"))?;
+        let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        anyhow::ensure!(known.contains(&m), "--quota {p:?}: unknown metric {m:?}; known: {}", known.join(", "));
+        let v: u64 = v.parse().with_context(|| format!("--quota {p:?}: {v:?} is not a whole number"))?;
+        q.insert(m.to_owned(), json!(v));
+    }
+    Ok(Value::Object(q))
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Metric, usage, quota rows of a status or quota answer.
+fn metric_rows(usage: Option<&Value>, quota: &Value) -> Vec<Vec<String>> {
+    Metric::ALL
+        .iter()
+        .map(|m| {
+            let q = quota[m.name()].as_u64().filter(|q| *q > 0);
+            let mut row = vec![m.name().to_owned()];
+            if let Some(u) = usage {
+                let u = u[m.name()].as_u64().unwrap_or(0);
+                row.push(u.to_string());
+                row.push(q.map_or("-".into(), |q| format!("{:.1} %", u as f64 * 100.0 / q as f64)));
+            }
+            row.push(q.map_or("unlimited".into(), |q| q.to_string()));
+            row
+        })
+        .collect()
+}
+
+/// How a command's answer is shown as text.
+type Render = dyn Fn(&Value, &mut dyn Write) -> anyhow::Result<()>;
+
+/// Parses `args` (the first is the program name) and runs the command,
+/// writing its output to `out`.
+pub async fn run<I, T>(args: I, out: &mut dyn Write) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            write!(out, "{e}")?;
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("{}", e.render().to_string().trim_end()),
+    };
+    let api = Api::new(&cli.api)?;
+    let (body, render): (Value, Box<Render>) = match cli.cmd {
+        Cmd::Plan { cmd: PlanCmd::Get { name } } => {
+            (api.get(&format!("/v1/plans/{name}")).await?, Box::new(plan_table))
+        }
+        Cmd::Plan { cmd: PlanCmd::Set { name, quota, thresholds } } => {
+            let mut body = json!({"quota": quota_object(&quota)?});
+            if let Some(t) = thresholds {
+                let t: Result<Vec<u8>, _> = t.split(',').map(|x| x.trim().parse::<u8>()).collect();
+                body["thresholds"] = json!(t.context("--thresholds: expected percents like 50,80,90,100")?);
+            }
+            (api.put(&format!("/v1/plans/{name}"), &body).await?, Box::new(plan_table))
+        }
+        Cmd::Quota { cmd: QuotaCmd::Get { project } } => {
+            (api.get(&format!("/v1/projects/{project}/quota")).await?, Box::new(quota_table))
+        }
+        Cmd::Quota { cmd: QuotaCmd::Set { project, plan, quota } } => {
+            let mut body = json!({"quota": quota_object(&quota)?});
+            if let Some(p) = plan {
+                body["plan"] = json!(p);
+            }
+            (api.put(&format!("/v1/projects/{project}/quota"), &body).await?, Box::new(quota_table))
+        }
+        Cmd::Status { project } => (api.get(&format!("/v1/projects/{project}/status")).await?, Box::new(status_table)),
+        Cmd::Usage { project, from, to, granularity, metrics } => {
+            let mut path =
+                format!("/v1/projects/{project}/consumption_history?from={from}&to={to}&granularity={granularity}");
+            if let Some(m) = metrics {
+                path.push_str(&format!("&metrics={m}"));
+            }
+            (api.get(&path).await?, Box::new(usage_table))
+        }
+        Cmd::OverQuota { min_percent, limit } => (
+            api.get(&format!("/v1/projects?min_percent={min_percent}&limit={limit}")).await?,
+            Box::new(over_quota_table),
+        ),
+        Cmd::DeadLetters { cmd: DeadCmd::List } => (api.get("/v1/webhooks/dead-letters").await?, Box::new(dead_table)),
+        Cmd::DeadLetters { cmd: DeadCmd::Replay { keys } } => {
+            let body = if keys.is_empty() { json!({}) } else { json!({"keys": keys}) };
+            let r = api.post("/v1/webhooks/dead-letters/replay", &body).await?;
+            (r, Box::new(|b: &Value, out: &mut dyn Write| Ok(writeln!(out, "replayed {}", cell(&b["replayed"]))?)))
+        }
+        Cmd::Backfill { config, from, to } => {
+            let t = |name: &str, v: &str| {
+                parse_rfc3339(v)
+                    .with_context(|| format!("--{name} {v:?}: expected RFC 3339, e.g. 2026-11-01T00:00:00Z"))
+            };
+            let (from, to) = (t("from", &from)?, t("to", &to)?);
+            let cfg: Sections = meter_runtime::load_config(config.as_deref(), "METER")?;
+            let r = backfill(&cfg.kafka, &cfg.clickhouse, from, to, &mut std::io::stderr()).await?;
+            let body = json!({"records": r.records, "rows_written": r.rows, "undecodable": r.undecodable});
+            (
+                body,
+                Box::new(|b: &Value, out: &mut dyn Write| {
+                    Ok(writeln!(
+                        out,
+                        "backfill: {} records read, {} rows written ({} undecodable)",
+                        b["records"], b["rows_written"], b["undecodable"]
+                    )?)
+                }),
+            )
+        }
+    };
+    if cli.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        Ok(())
+    } else {
+        render(&body, out)
+    }
+}
+
+/// The sections of meterd's configuration the backfill needs (others ignored).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Sections {
+    kafka: meter_kafka::KafkaConfig,
+    clickhouse: meter_store::StoreConfig,
+}
+
+fn plan_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    writeln!(out, "plan {}  thresholds {}", cell(&b["name"]), cell(&b["thresholds"]))?;
+    Ok(table::write(out, &["METRIC", "QUOTA"], &metric_rows(None, &b["quota"]))?)
+}
+
+fn quota_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "project {}  plan {}  thresholds {}",
+        cell(&b["project_id"]),
+        cell(&b["plan"]),
+        cell(&b["thresholds"])
+    )?;
+    Ok(table::write(out, &["METRIC", "QUOTA"], &metric_rows(None, &b["quota"]))?)
+}
+
+fn status_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "project {}  state {}  plan {}  cycle {} .. {}",
+        cell(&b["project_id"]),
+        cell(&b["state"]),
+        cell(&b["plan"]),
+        cell(&b["consumption_period_start"]),
+        cell(&b["consumption_period_end"])
+    )?;
+    if let Some(s) = b["suspension"].as_object() {
+        writeln!(
+            out,
+            "suspended since {} ({} {} >= {})",
+            cell(&s["since"]),
+            cell(&s["metric"]),
+            cell(&s["usage"]),
+            cell(&s["quota"])
+        )?;
+    }
+    Ok(table::write(out, &["METRIC", "USAGE", "USED", "QUOTA"], &metric_rows(Some(&b["usage"]), &b["quota"]))?)
+}
+
+fn usage_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    let metrics: Vec<String> = b["metrics"].as_array().map(|a| a.iter().map(cell).collect()).unwrap_or_default();
+    let mut headers = vec!["TIMEFRAME_START"];
+    headers.extend(metrics.iter().map(String::as_str));
+    let rows: Vec<Vec<String>> = b["consumption"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    std::iter::once(cell(&f["timeframe_start"]))
+                        .chain(metrics.iter().map(|m| cell(&f[m.as_str()])))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(table::write(out, &headers, &rows)?)
+}
+
+/// The `keys` of each object of the array `list`, as table cells.
+fn rows_of(list: &Value, keys: &[&str]) -> Vec<Vec<String>> {
+    list.as_array().map(|a| a.iter().map(|o| keys.iter().map(|k| cell(&o[*k])).collect()).collect()).unwrap_or_default()
+}
+
+fn over_quota_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    let rows = rows_of(&b["projects"], &["project_id", "state", "metric", "usage", "quota", "percent"]);
+    table::write(out, &["PROJECT", "STATE", "METRIC", "USAGE", "QUOTA", "PERCENT"], &rows)?;
+    Ok(writeln!(out, "{} of {} matching projects shown", rows.len(), cell(&b["total"]))?)
+}
+
+fn dead_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    let rows = rows_of(&b["dead_letters"], &["key", "type", "project_id", "attempts", "failed_at", "last_error"]);
+    Ok(table::write(out, &["KEY", "TYPE", "PROJECT", "ATTEMPTS", "FAILED_AT", "LAST_ERROR"], &rows)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_pairs_are_checked() {
+        assert_eq!(quota_object(&["active_time_seconds=10".into()]).unwrap(), json!({"active_time_seconds": 10}));
+        assert!(quota_object(&["cpu=1".into()]).unwrap_err().to_string().contains("unknown metric \"cpu\""));
+        assert!(quota_object(&["active_time_seconds".into()]).unwrap_err().to_string().contains("METRIC=LIMIT"));
+        assert!(quota_object(&["active_time_seconds=-1".into()]).unwrap_err().to_string().contains("whole number"));
+    }
+
+    #[tokio::test]
+    async fn usage_errors_are_clear() {
+        let mut out = Vec::new();
+        let e = run(["meterctl", "status"], &mut out).await.unwrap_err().to_string();
+        assert!(e.contains("<PROJECT>"), "{e}");
+        let e = run(["meterctl", "--api", "http://127.0.0.1:1", "status", "p"], &mut out).await.unwrap_err();
+        assert!(format!("{e:#}").contains("did not answer"), "{e:#}");
+    }
+}

@@ -1,0 +1,156 @@
+//! Consumption history over HTTP: every timeframe of every project equals
+//! the simulator's ground truth (hourly, daily, monthly, per project, by
+//! page and fleet-wide), and bad parameters get a 400 naming them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meter_core::cycle::{parse_rfc3339, rfc3339};
+use meter_core::Metric;
+use meter_e2e::{eventually, Pipeline};
+use meter_sim::{run, SendStats, Truth};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::fleet::{assert_exact, fleet_run};
+use crate::helpers::api_get;
+
+/// Checks every timeframe of one project's `consumption` against the truth.
+fn check_project(truth: &Truth, project: &str, consumption: &Value, metrics: &[Metric]) -> Result<(), String> {
+    let frames = consumption.as_array().ok_or("consumption is not an array")?;
+    for f in frames {
+        let start = parse_rfc3339(f["timeframe_start"].as_str().ok_or("no timeframe_start")?).ok_or("bad start")?;
+        let end = parse_rfc3339(f["timeframe_end"].as_str().ok_or("no timeframe_end")?).ok_or("bad end")?;
+        for m in Metric::ALL {
+            let got = f.get(m.name()).and_then(Value::as_u64);
+            if !metrics.contains(&m) {
+                if got.is_some() {
+                    return Err(format!("{m} returned but not asked for"));
+                }
+                continue;
+            }
+            let want = truth.in_timeframe(project, m, start, end);
+            if got != Some(want) {
+                return Err(format!("{project} {m} [{}, {}): got {got:?}, truth {want}", rfc3339(start), rfc3339(end)));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_exact_for_every_timeframe_and_paginates() {
+    let mut p = Pipeline::start("history").await;
+    p.start_api().await;
+    let prefix = "hist";
+    let stats = Arc::new(SendStats::default());
+    let summary = run(fleet_run(&p.ingest_url, prefix, 6), stats, CancellationToken::new(), CancellationToken::new())
+        .await
+        .expect("simulation");
+    let truth = summary.truth;
+    assert_exact(&p, prefix, &truth).await;
+    let now = meter_runtime::now_ms();
+    let (from, to) = (rfc3339(now - 4 * 86_400_000), rfc3339(now + 3_600_000));
+    let api = p.api_url.clone();
+
+    // Per project, every granularity, all metrics: exact in every timeframe.
+    let first = truth.projects.keys().next().expect("a project").clone();
+    for g in ["hourly", "daily", "monthly"] {
+        let (status, body) =
+            api_get(&format!("{api}/v1/projects/{first}/consumption_history?from={from}&to={to}&granularity={g}"))
+                .await;
+        assert_eq!(status, 200, "{body}");
+        check_project(&truth, &first, &body["consumption"], &Metric::ALL).unwrap_or_else(|e| panic!("{g}: {e}"));
+        let frames = body["consumption"].as_array().expect("frames");
+        let sum: u64 = frames.iter().map(|f| f["active_time_seconds"].as_u64().unwrap_or(0)).sum();
+        assert_eq!(sum, truth.projects[&first].counters[0], "{g}: timeframes sum to the total");
+    }
+
+    // A chosen set of metrics, every project by pages of 7.
+    let metrics = [Metric::WrittenDataBytes, Metric::LogicalSizeBytes];
+    let mut cursor = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let url = format!(
+            "{api}/v1/consumption_history/projects?from={from}&to={to}&granularity=daily&limit=7&metrics=written_data_bytes,logical_size_bytes{cursor}"
+        );
+        let (status, body) = api_get(&url).await;
+        assert_eq!(status, 200, "{body}");
+        let page = body["projects"].as_array().expect("projects");
+        assert!(page.len() <= 7);
+        for proj in page {
+            let id = proj["project_id"].as_str().expect("id").to_owned();
+            check_project(&truth, &id, &proj["consumption"], &metrics).unwrap_or_else(|e| panic!("page: {e}"));
+            seen.push(id);
+        }
+        match body["pagination"]["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let mine: Vec<&String> = seen.iter().filter(|id| id.starts_with(prefix)).collect();
+    assert_eq!(mine.len(), truth.projects.len(), "every project exactly once across the pages");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "pages in id order, no repeats");
+
+    // Fleet-wide: the sum over projects, timeframe by timeframe.
+    eventually(Duration::from_secs(10), "fleet history equals the sum of the truth", || async {
+        let (status, body) =
+            api_get(&format!("{api}/v1/consumption_history/fleet?from={from}&to={to}&granularity=hourly")).await;
+        if status != 200 {
+            return Err(format!("{status} {body}"));
+        }
+        for f in body["consumption"].as_array().ok_or("frames")? {
+            let start = parse_rfc3339(f["timeframe_start"].as_str().unwrap_or_default()).ok_or("start")?;
+            for m in Metric::ALL {
+                let want: u64 =
+                    truth.projects.keys().map(|id| truth.in_timeframe(id, m, start, start + 3_600_000)).sum();
+                if f[m.name()].as_u64() != Some(want) {
+                    return Err(format!("fleet {m} at {}: got {}, truth {want}", rfc3339(start), f[m.name()]));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_history_parameters_get_a_400_naming_them() {
+    let mut p = Pipeline::start("history_bad").await;
+    p.start_api().await;
+    let api = p.api_url.clone();
+    let ok = "from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z";
+    let cases = [
+        (format!("/v1/projects/x/consumption_history?{ok}&granularity=weekly"), "granularity"),
+        (format!("/v1/projects/x/consumption_history?{ok}"), "granularity"),
+        ("/v1/projects/x/consumption_history?from=yesterday&to=2026-11-02T00:00:00Z&granularity=daily".into(), "from"),
+        (
+            "/v1/projects/x/consumption_history?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z&granularity=daily"
+                .into(),
+            "to",
+        ),
+        (
+            "/v1/projects/x/consumption_history?from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z&granularity=hourly"
+                .into(),
+            "to",
+        ),
+        (format!("/v1/projects/x/consumption_history?{ok}&granularity=daily&metrics=cpu"), "metrics"),
+        (format!("/v1/projects/bad%20id/consumption_history?{ok}&granularity=daily"), "project_id"),
+        (format!("/v1/consumption_history/projects?{ok}&granularity=daily&limit=0"), "limit"),
+        (format!("/v1/consumption_history/projects?{ok}&granularity=daily&limit=101"), "limit"),
+        (format!("/v1/consumption_history/projects?{ok}&granularity=daily&cursor=zz"), "cursor"),
+        (format!("/v1/consumption_history/fleet?{ok}&granularity=yearly"), "granularity"),
+    ];
+    for (path, param) in cases {
+        let (status, body) = api_get(&format!("{api}{path}")).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["param"], param, "{path}: {body}");
+        let msg = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with(param), "{path}: the message names {param}: {msg}");
+    }
+    let (status, doc) = api_get(&format!("{api}/v1/openapi.json")).await;
+    assert_eq!(status, 200);
+    assert!(doc["paths"]["/v1/consumption_history/projects"]["get"].is_object(), "the OpenAPI document is served");
+    p.shutdown().await;
+}
