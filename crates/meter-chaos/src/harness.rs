@@ -94,7 +94,8 @@ pub(crate) struct Cluster {
     pub(crate) clickhouse_restarts: usize,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A free loopback port.
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -173,7 +174,13 @@ impl Cluster {
 }
 
 /// The `meterd` configuration of a run: its own topics, group and database.
-fn meterd_config(kafka: &KafkaConfig, clickhouse_url: &str, database: &str, ports: &Ports, group_id: &str) -> String {
+pub fn meterd_config(
+    kafka: &KafkaConfig,
+    clickhouse_url: &str,
+    database: &str,
+    ports: &Ports,
+    group_id: &str,
+) -> String {
     format!(
         "[kafka]\nbrokers = \"{}\"\npartitions = {}\nproduce_timeout_ms = {}\n\
          events_topic = \"{}\"\ntotals_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
@@ -203,11 +210,12 @@ fn meterd_config(kafka: &KafkaConfig, clickhouse_url: &str, database: &str, port
 }
 
 /// Loopback ports of one run.
-struct Ports {
-    ingest: u16,
-    control_plane: u16,
-    api: u16,
-    api_grpc: u16,
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub ingest: u16,
+    pub control_plane: u16,
+    pub api: u16,
+    pub api_grpc: u16,
 }
 
 /// Runs the whole harness.

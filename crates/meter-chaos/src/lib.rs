@@ -8,9 +8,9 @@
 mod check;
 mod faults;
 mod harness;
-mod procs;
+pub mod procs;
 mod quotas;
 
 pub use faults::FaultKind;
-pub use harness::{run, ChaosConfig, ChaosReport};
+pub use harness::{free_port, meterd_config, run, ChaosConfig, ChaosReport, Ports};
 pub use quotas::EnforcementReport;

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 /// One running `meterd <role>` process.
 #[derive(Debug)]
-pub(crate) struct Proc {
+pub struct Proc {
     role: &'static str,
     /// Its static group membership name (kept across restarts).
     instance: String,
@@ -16,16 +16,16 @@ pub(crate) struct Proc {
 
 /// How to start roles.
 #[derive(Debug, Clone)]
-pub(crate) struct Launcher {
-    pub(crate) meterd: PathBuf,
-    pub(crate) config: PathBuf,
-    pub(crate) log_dir: PathBuf,
+pub struct Launcher {
+    pub meterd: PathBuf,
+    pub config: PathBuf,
+    pub log_dir: PathBuf,
 }
 
 impl Launcher {
     /// Starts `meterd <role>` with its admin server on `admin` and the
     /// static group membership name `instance`.
-    pub(crate) fn start(&self, role: &'static str, instance: &str, admin: &str, n: usize) -> anyhow::Result<Proc> {
+    pub fn start(&self, role: &'static str, instance: &str, admin: &str, n: usize) -> anyhow::Result<Proc> {
         let log = std::fs::File::create(self.log_dir.join(format!("{role}-{n}.log")))?;
         let child = Command::new(&self.meterd)
             .arg("--config")
@@ -44,14 +44,14 @@ impl Launcher {
 
 impl Proc {
     /// SIGKILL, and wait for the exit.
-    pub(crate) fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM (a graceful drain: leaves its consumer group), then SIGKILL
     /// if it still runs after 30 s.
-    pub(crate) fn terminate(&mut self) {
+    pub fn terminate(&mut self) {
         if signal(self.child.id(), "TERM").is_ok() {
             for _ in 0..300 {
                 if !self.alive() {
@@ -64,22 +64,27 @@ impl Proc {
     }
 
     /// True while the process runs.
-    pub(crate) fn alive(&mut self) -> bool {
+    pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its static group membership name.
-    pub(crate) fn instance(&self) -> &str {
+    pub fn instance(&self) -> &str {
         &self.instance
     }
 
     /// The role it runs.
-    pub(crate) fn role(&self) -> &'static str {
+    pub fn role(&self) -> &'static str {
         self.role
     }
 
     /// The admin address (for readiness).
-    pub(crate) fn admin(&self) -> &str {
+    pub fn admin(&self) -> &str {
         &self.admin
     }
 }
@@ -91,20 +96,20 @@ impl Drop for Proc {
 }
 
 /// Sends a signal by name (`STOP`, `CONT`, `TERM`) with kill(1).
-pub(crate) fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+pub fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
     let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?.success();
     anyhow::ensure!(ok, "kill -{sig} {pid} failed");
     Ok(())
 }
 
 /// The pid in a pid file of the local stack.
-pub(crate) fn pid_file(path: &Path) -> anyhow::Result<u32> {
+pub fn pid_file(path: &Path) -> anyhow::Result<u32> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(text.trim().parse()?)
 }
 
 /// True when `GET http://{admin}/readyz` answers 200.
-pub(crate) async fn ready(admin: &str) -> bool {
+pub async fn ready(admin: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(Ok(mut s)) =
         tokio::time::timeout(std::time::Duration::from_secs(1), tokio::net::TcpStream::connect(admin)).await

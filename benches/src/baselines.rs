@@ -1,0 +1,159 @@
+//! The engines' own limits, measured with the same load on the same broker
+//! and server: a tonic server that does nothing (transport), a plain rdkafka
+//! producer writing the records ingest would write (Kafka), and a direct
+//! RowBinary insert of the rows the aggregator would write (ClickHouse).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meter_core::aggregate::hourly_rows;
+use meter_core::{Batch, SourceId};
+use meter_kafka::KafkaConfig;
+use meter_proto::v1::ingest_client::IngestClient;
+use meter_proto::v1::ingest_server::{Ingest, IngestServer};
+use meter_proto::v1::{ReportRequest, ReportResponse};
+use meter_proto::{encode_batch, event_from_wire};
+use meter_store::{Store, UsageRow};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::load::{drive, Acked, LoadConfig};
+
+/// Events/s of one measurement.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rate {
+    pub(crate) events: u64,
+    pub(crate) seconds: f64,
+}
+
+impl Rate {
+    pub(crate) fn per_second(&self) -> f64 {
+        self.events as f64 / self.seconds.max(1e-9)
+    }
+}
+
+struct Nothing;
+
+#[tonic::async_trait]
+impl Ingest for Nothing {
+    async fn report(&self, r: tonic::Request<ReportRequest>) -> Result<tonic::Response<ReportResponse>, tonic::Status> {
+        let n = r.into_inner().events.len() as u32;
+        Ok(tonic::Response::new(ReportResponse { accepted_events: n, kafka_records: 0 }))
+    }
+}
+
+/// A gRPC client of `url` with large messages allowed.
+pub(crate) async fn client(url: &str) -> anyhow::Result<IngestClient<tonic::transport::Channel>> {
+    let ch = tonic::transport::Endpoint::from_shared(url.to_owned())?.connect().await?;
+    Ok(IngestClient::new(ch).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
+}
+
+/// The transport limit: the same requests to a tonic server that does nothing.
+pub(crate) async fn transport(cfg: &LoadConfig) -> anyhow::Result<Rate> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    let server = tonic::transport::Server::builder()
+        .add_service(IngestServer::new(Nothing).max_decoding_message_size(64 << 20))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            stop.clone().cancelled_owned(),
+        );
+    let handle = tokio::spawn(server);
+    let c = client(&url).await?;
+    let acked = Arc::new(Acked::default());
+    let took = drive(cfg, acked.clone(), move |req| {
+        let mut c = c.clone();
+        async move { c.report(req).await.is_ok() }
+    })
+    .await;
+    stop.cancel();
+    let _ = handle.await;
+    Ok(Rate { events: acked.events.load(std::sync::atomic::Ordering::Relaxed), seconds: took.as_secs_f64() })
+}
+
+/// The records ingest writes for a request: one per project, keyed by it.
+fn records(req: &ReportRequest, now_ms: i64) -> Vec<(String, Vec<u8>)> {
+    let Ok(source) = SourceId::new(req.source_id.clone()) else { return Vec::new() };
+    let events = req.events.iter().enumerate().filter_map(|(i, e)| event_from_wire(i, e, None).ok()).collect();
+    Batch::split_by_project(&source, req.batch_seq, events, now_ms)
+        .iter()
+        .map(|b| (b.project_id.to_string(), encode_batch(b)))
+        .collect()
+}
+
+/// The Kafka limit: a plain rdkafka producer (ingest's settings) writing the
+/// same records to a topic of the same partitions.
+pub(crate) async fn kafka(cfg: &LoadConfig, kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Rate> {
+    let producer: FutureProducer = kafka
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.kbytes", "262144")
+        .create()?;
+    let acked = Arc::new(Acked::default());
+    let topic = topic.to_owned();
+    let took = drive(cfg, acked.clone(), move |req| {
+        let (producer, topic) = (producer.clone(), topic.clone());
+        async move {
+            let recs = records(&req, meter_runtime::now_ms());
+            let sends = recs
+                .iter()
+                .map(|(k, v)| producer.send(FutureRecord::to(&topic).key(k).payload(v), Duration::from_secs(10)));
+            futures_all(sends).await
+        }
+    })
+    .await;
+    Ok(Rate { events: acked.events.load(std::sync::atomic::Ordering::Relaxed), seconds: took.as_secs_f64() })
+}
+
+async fn futures_all<F, T, E>(futs: impl Iterator<Item = F>) -> bool
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut ok = true;
+    for f in futs.collect::<Vec<_>>() {
+        ok &= f.await.is_ok();
+    }
+    ok
+}
+
+/// The ClickHouse limit: the rows the aggregator would write for `events`
+/// events of the same load, inserted directly (RowBinary, the same client
+/// and table), in inserts of `rows_per_insert` rows. Returns the events
+/// those rows carry per second, and the rows per second.
+pub(crate) async fn clickhouse(
+    cfg: &LoadConfig,
+    store: &Store,
+    events: u64,
+    rows_per_insert: usize,
+) -> anyhow::Result<(Rate, f64)> {
+    let now = meter_runtime::now_ms();
+    let mut rows: Vec<UsageRow> = Vec::new();
+    let (mut made, mut seq, mut offset) = (0u64, 0u64, 0u64);
+    while made < events {
+        for s in 0..cfg.sources {
+            let req = cfg.request(s, seq, now);
+            for (_, bytes) in records(&req, now) {
+                let b = meter_proto::decode_batch(&bytes)?;
+                offset += 1;
+                rows.extend(
+                    hourly_rows(&b)
+                        .iter()
+                        .map(|h| UsageRow::new(b.project_id.as_str(), b.source_id.as_str(), b.batch_seq, offset, h)),
+                );
+            }
+            made += req.events.len() as u64;
+        }
+        seq += 1;
+    }
+    let started = Instant::now();
+    for chunk in rows.chunks(rows_per_insert) {
+        store.write_usage(chunk).await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok((Rate { events: made, seconds: secs }, rows.len() as f64 / secs))
+}

@@ -1,0 +1,157 @@
+//! The load: many sources, each reporting batches of `batch` events for its
+//! own projects, as fast as `concurrency` in-flight requests allow (or at
+//! `rate` events/s). Every acknowledged event is added to the truth.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use meter_proto::v1::{Kind, ReportRequest, UsageEvent};
+
+/// The shape of the load.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadConfig {
+    pub(crate) prefix: String,
+    pub(crate) sources: usize,
+    pub(crate) projects_per_source: usize,
+    pub(crate) batch: usize,
+    pub(crate) concurrency: usize,
+    /// Target events/s over all sources; 0: as fast as possible.
+    pub(crate) rate: u64,
+    pub(crate) duration: Duration,
+}
+
+/// The four counters, in `Metric::COUNTERS` order.
+const METRICS: [i32; 4] = [1, 2, 3, 4];
+
+impl LoadConfig {
+    /// Project `p` of source `s`.
+    pub(crate) fn project(&self, s: usize, p: usize) -> String {
+        format!("{}-p{:05}", self.prefix, s * self.projects_per_source + p)
+    }
+
+    /// Every project id.
+    pub(crate) fn projects(&self) -> Vec<String> {
+        (0..self.sources)
+            .flat_map(|s| (0..self.projects_per_source).map(move |p| (s, p)))
+            .map(|(s, p)| self.project(s, p))
+            .collect()
+    }
+
+    /// Batch `seq` of source `s`: 1-second intervals ending at `now_ms`,
+    /// cycling over the source's projects and the four counters.
+    pub(crate) fn request(&self, s: usize, seq: u64, now_ms: i64) -> ReportRequest {
+        let events = (0..self.batch)
+            .map(|i| {
+                let k = seq as usize * self.batch + i;
+                UsageEvent {
+                    project_id: self.project(s, k % self.projects_per_source),
+                    metric: METRICS[(k / self.projects_per_source) % 4],
+                    kind: Kind::Incremental as i32,
+                    value: 1 + (k % 7) as u64,
+                    start_unix_ms: now_ms - 1000,
+                    end_unix_ms: now_ms,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        ReportRequest { source_id: format!("{}-src{s:04}", self.prefix), batch_seq: seq + 1, events }
+    }
+}
+
+/// What was acknowledged: per (project, metric index) sums.
+#[derive(Debug, Default)]
+pub(crate) struct Acked {
+    pub(crate) events: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) sums: Mutex<BTreeMap<(String, usize), u64>>,
+}
+
+impl Acked {
+    pub(crate) fn record(&self, req: &ReportRequest) {
+        self.events.fetch_add(req.events.len() as u64, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut local: BTreeMap<(String, usize), u64> = BTreeMap::new();
+        for e in &req.events {
+            *local.entry((e.project_id.clone(), (e.metric - 1) as usize)).or_default() += e.value;
+        }
+        let mut g = self.sums.lock().expect("sums");
+        for (k, v) in local {
+            *g.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// Runs `send` for every batch of every source until the duration is over;
+/// `send` returns true when the batch was acknowledged (else it is resent).
+pub(crate) async fn drive<F, Fut>(cfg: &LoadConfig, acked: Arc<Acked>, send: F) -> Duration
+where
+    F: Fn(ReportRequest) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + cfg.duration;
+    let per_task_rate = if cfg.rate == 0 { 0.0 } else { cfg.rate as f64 / cfg.concurrency as f64 };
+    let mut tasks = Vec::new();
+    for t in 0..cfg.concurrency {
+        let (cfg, acked, send) = (cfg.clone(), acked.clone(), send.clone());
+        tasks.push(tokio::spawn(async move {
+            // Task t drives sources t, t + concurrency, ...
+            let sources: Vec<usize> = (t..cfg.sources).step_by(cfg.concurrency).collect();
+            if sources.is_empty() {
+                return;
+            }
+            let mut seqs = vec![0u64; sources.len()];
+            let mut sent = 0u64;
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let s = sources[i % sources.len()];
+                let req = cfg.request(s, seqs[i % sources.len()], meter_runtime::now_ms());
+                if send(req.clone()).await {
+                    acked.record(&req);
+                    seqs[i % sources.len()] += 1;
+                    i += 1;
+                    sent += req.events.len() as u64;
+                } else {
+                    acked.failures.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                if per_task_rate > 0.0 {
+                    let due = started + Duration::from_secs_f64(sent as f64 / per_task_rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    started.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_the_sources_projects_and_counters() {
+        let cfg = LoadConfig {
+            prefix: "b".into(),
+            sources: 2,
+            projects_per_source: 3,
+            batch: 12,
+            concurrency: 1,
+            rate: 0,
+            duration: Duration::ZERO,
+        };
+        let r = cfg.request(1, 0, 10_000);
+        assert_eq!(r.source_id, "b-src0001");
+        assert_eq!(r.batch_seq, 1);
+        let projects: std::collections::BTreeSet<_> = r.events.iter().map(|e| e.project_id.as_str()).collect();
+        assert_eq!(projects.into_iter().collect::<Vec<_>>(), ["b-p00003", "b-p00004", "b-p00005"]);
+        let metrics: std::collections::BTreeSet<_> = r.events.iter().map(|e| e.metric).collect();
+        assert_eq!(metrics.len(), 4);
+    }
+}

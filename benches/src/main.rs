@@ -1,0 +1,163 @@
+//! `meter-bench`: the end-to-end benchmark (BENCHMARKS.md). Needs the local
+//! stack (`deploy/local/stack up`) and a release build of `meterd`.
+//!
+//! ```text
+//! meter-bench --duration 15 --sources 64 --batch 1000 --concurrency 32
+//! ```
+
+mod baselines;
+mod load;
+mod ours;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use meter_kafka::KafkaConfig;
+use meter_store::{Store, StoreConfig};
+
+use crate::baselines::Rate;
+use crate::load::LoadConfig;
+use crate::ours::{usage_of, Usage};
+
+#[derive(Debug, Parser)]
+#[command(name = "meter-bench", about = "End-to-end benchmark with same-run baselines")]
+struct Cli {
+    /// Seconds of load per measurement.
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// Reporting sources (compute nodes).
+    #[arg(long, default_value_t = 64)]
+    sources: usize,
+    #[arg(long, default_value_t = 16)]
+    projects_per_source: usize,
+    /// Events per Report call.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Target events/s (0: as fast as the pipeline acknowledges).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    #[arg(long, default_value = "target/release/meterd")]
+    meterd: PathBuf,
+    #[arg(long, env = "METER_STACK_DIR", default_value = ".stack")]
+    stack_dir: PathBuf,
+    #[arg(long, env = "METER_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(long, env = "METER_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    clickhouse_url: String,
+}
+
+fn stack_pid(dir: &std::path::Path, what: &str) -> Option<u32> {
+    std::fs::read_to_string(dir.join(format!("{what}/{what}.pid"))).ok()?.trim().parse().ok()
+}
+
+fn line(name: &str, r: &Rate, base: Option<(&str, f64)>) {
+    let ratio = base.map_or(String::new(), |(b, v)| format!("  = {:.2} x {b}", r.per_second() / v));
+    println!("  {name:<44} {:>12.0} events/s  ({} events in {:.1} s){ratio}", r.per_second(), r.events, r.seconds);
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .try_init();
+    let cli = Cli::parse();
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let prefix = format!("bench{:x}", t % 0xff_ffff);
+    let dir = std::fs::canonicalize(&cli.stack_dir)?.join("bench").join(&prefix);
+    std::fs::create_dir_all(&dir)?;
+    let load = LoadConfig {
+        prefix: prefix.clone(),
+        sources: cli.sources,
+        projects_per_source: cli.projects_per_source,
+        batch: cli.batch,
+        concurrency: cli.concurrency,
+        rate: cli.rate,
+        duration: Duration::from_secs(cli.duration),
+    };
+    println!(
+        "meter-bench {prefix}: {} sources x {} projects, {} events per batch, {} in flight, {} s per measurement, {} partitions",
+        cli.sources, cli.projects_per_source, cli.batch, cli.concurrency, cli.duration, cli.partitions
+    );
+    let base_kafka = KafkaConfig { brokers: cli.brokers.clone(), partitions: cli.partitions, ..KafkaConfig::default() };
+
+    let transport = baselines::transport(&load).await?;
+    let kcfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-kbase"));
+    meter_kafka::ensure_topics(&kcfg).await?;
+    let kafka = baselines::kafka(&load, &kcfg, &kcfg.events_topic).await?;
+
+    let ours_kafka = base_kafka.clone().with_topic_prefix(&prefix);
+    let (kpid, cpid) = (stack_pid(&cli.stack_dir, "kafka"), stack_pid(&cli.stack_dir, "clickhouse"));
+    let engines_before: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
+    let ours = ours::run(&load, &std::fs::canonicalize(&cli.meterd)?, &ours_kafka, &cli.clickhouse_url, &dir).await?;
+    let engines_after: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
+
+    let ch_cfg = StoreConfig {
+        url: cli.clickhouse_url.clone(),
+        database: format!("bench_{prefix}_chbase"),
+        ..StoreConfig::default()
+    };
+    meter_store::migrate(&ch_cfg).await?;
+    let events = ours.ingest.map_or(1_000_000, |r| r.events);
+    let (ch, ch_rows) = baselines::clickhouse(&load, &Store::new(&ch_cfg), events, 200_000).await?;
+
+    println!("\nthroughput (same load, same broker and server, this run):");
+    line("transport baseline (tonic, does nothing)", &transport, None);
+    line("Kafka baseline (rdkafka, ingest's records)", &kafka, None);
+    line("ClickHouse baseline (RowBinary, aggregator's rows)", &ch, None);
+    println!("  {:<44} {:>12.0} rows/s", "  (rows)", ch_rows);
+    let k = kafka.per_second();
+    if let Some(r) = &ours.ingest {
+        line("ingest: acknowledged", r, Some(("Kafka baseline", k)));
+        println!("  {:<44} {:>12}  = {:.2} x transport baseline", "", "", r.per_second() / transport.per_second());
+    }
+    let store_limit = k.min(ch.per_second());
+    match &ours.to_clickhouse {
+        Some(r) => {
+            line("end to end: ack -> ClickHouse (exact)", r, Some(("min(Kafka, ClickHouse) baseline", store_limit)))
+        }
+        None => println!("  end to end: ClickHouse never showed every acknowledged event (10 min)"),
+    }
+    match &ours.to_totals {
+        Some(r) => line("end to end: ack -> totals topic (exact)", r, Some(("Kafka baseline", k))),
+        None => println!("  end to end: the totals topic never showed every acknowledged event"),
+    }
+    println!(
+        "\naggregator lag (records) by second: {}",
+        ours.lag.iter().map(|(t, l)| format!("{t}:{l:.0}")).collect::<Vec<_>>().join(" ")
+    );
+    if let Some(h) = &ours.suspend_latency {
+        if !h.is_empty() {
+            println!(
+                "crossing-to-suspend under load: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms over {} suspensions",
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max(),
+                h.len()
+            );
+        } else {
+            println!("crossing-to-suspend: no suspension happened");
+        }
+    }
+    println!(
+        "\nCPU seconds and peak memory during the pipeline run ({:.1} s of load + catch-up):",
+        ours.to_totals.map_or(0.0, |r| r.seconds)
+    );
+    for (role, u) in &ours.roles {
+        println!("  meterd {role:<10} {:>7.1} CPU s  {:>7.1} MiB peak RSS", u.cpu_s, u.peak_rss_mib);
+    }
+    for (name, (b, a)) in ["kafka", "clickhouse"].iter().zip(engines_before.iter().zip(&engines_after)) {
+        println!("  {name:<17} {:>7.1} CPU s  {:>7.1} MiB peak RSS (since start)", a.cpu_s - b.cpu_s, a.peak_rss_mib);
+    }
+    println!(
+        "\nexact: {}",
+        if ours.exact { "yes (ClickHouse and the totals topic equal every acknowledged event)" } else { "NO" }
+    );
+    Ok(())
+}

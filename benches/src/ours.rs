@@ -1,0 +1,214 @@
+//! The pipeline itself: `meterd` ingest, aggregate, enforce and api as
+//! processes on the local stack, under the same load; quotas set just above
+//! projects' usage while it runs (crossing-to-suspend measured at a
+//! control-plane double); throughput to ClickHouse and the totals topic.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use meter_chaos::procs::{ready, Launcher, Proc};
+use meter_chaos::{free_port, meterd_config, Ports};
+use meter_kafka::KafkaConfig;
+use meter_sim::receivers::ControlPlane;
+use meter_store::{Store, StoreConfig};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::baselines::{client, Rate};
+use crate::load::{drive, Acked, LoadConfig};
+
+/// CPU seconds and peak resident memory of a process.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Usage {
+    pub(crate) cpu_s: f64,
+    pub(crate) peak_rss_mib: f64,
+}
+
+/// Reads `/proc/<pid>`: utime + stime, and VmHWM.
+pub(crate) fn usage_of(pid: u32) -> Usage {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    // Fields after the command: state is 0, utime 11, stime 12 (clock ticks of 1/100 s).
+    Usage { cpu_s: (ticks(11) + ticks(12)) / 100.0, peak_rss_mib: hwm_kb / 1024.0 }
+}
+
+/// What the pipeline did.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) ingest: Option<Rate>,
+    /// Events acked / time from the load's start until ClickHouse showed them all.
+    pub(crate) to_clickhouse: Option<Rate>,
+    /// The same, until the totals topic showed them all.
+    pub(crate) to_totals: Option<Rate>,
+    pub(crate) lag: Vec<(u64, f64)>,
+    pub(crate) suspend_latency: Option<Histogram<u64>>,
+    pub(crate) roles: BTreeMap<String, Usage>,
+    pub(crate) exact: bool,
+}
+
+async fn lag_of(admin: &str) -> Option<f64> {
+    let body = reqwest::get(format!("http://{admin}/metrics")).await.ok()?.text().await.ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("meter_aggregator_consumer_lag_records "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs the pipeline under `load`; `stack_dir` has the stack's pid files.
+pub(crate) async fn run(
+    load: &LoadConfig,
+    meterd: &Path,
+    kafka: &KafkaConfig,
+    clickhouse_url: &str,
+    dir: &Path,
+) -> anyhow::Result<Outcome> {
+    let ports = Ports { ingest: free_port()?, control_plane: free_port()?, api: free_port()?, api_grpc: free_port()? };
+    let database = format!("bench_{}", load.prefix);
+    let group = format!("{}.agg", load.prefix);
+    let config = dir.join("meterd.toml");
+    std::fs::write(&config, meterd_config(kafka, clickhouse_url, &database, &ports, &group))?;
+    let launcher = Launcher { meterd: meterd.to_owned(), config: config.clone(), log_dir: dir.to_owned() };
+    anyhow::ensure!(
+        std::process::Command::new(meterd).arg("--config").arg(&config).arg("migrate").status()?.success(),
+        "meterd migrate failed"
+    );
+    let stop = CancellationToken::new();
+    let cp = ControlPlane::default();
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", ports.control_plane)).await?;
+    tokio::spawn(cp.clone().serve(l, stop.clone()));
+    let mut procs: Vec<Proc> = Vec::new();
+    for (i, role) in ["ingest", "aggregate", "enforce", "api"].into_iter().enumerate() {
+        let admin = format!("127.0.0.1:{}", free_port()?);
+        procs.push(launcher.start(role, role, &admin, i)?);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !ready(&admin).await {
+            anyhow::ensure!(Instant::now() < deadline, "{role} not ready in 90 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let before: Vec<Usage> = procs.iter().map(|p| usage_of(p.pid())).collect();
+    let agg_admin = procs[1].admin().to_owned();
+    let api = format!("http://127.0.0.1:{}", ports.api);
+
+    // Lag sampler and quota setter, while the load runs.
+    let samples = tokio::spawn({
+        let (stop, agg_admin) = (stop.clone(), agg_admin.clone());
+        async move {
+            let (t0, mut out) = (Instant::now(), Vec::new());
+            while !stop.is_cancelled() {
+                if let Some(l) = lag_of(&agg_admin).await {
+                    out.push((t0.elapsed().as_secs(), l));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            out
+        }
+    });
+    let quotas = tokio::spawn({
+        let (stop, projects, api) = (stop.clone(), load.projects(), api.clone());
+        async move {
+            let http = reqwest::Client::new();
+            let mut n = 0;
+            for p in projects.iter().step_by((projects.len() / 200).max(1)) {
+                if stop.is_cancelled() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Ok(r) = http.get(format!("{api}/v1/projects/{p}/status")).send().await else { continue };
+                let Ok(v) = r.json::<serde_json::Value>().await else { continue };
+                let Some(u) = v["usage"]["active_time_seconds"].as_u64() else { continue };
+                let body = json!({"quota": {"active_time_seconds": u + 50}});
+                if http.put(format!("{api}/v1/projects/{p}/quota")).json(&body).send().await.is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        }
+    });
+
+    let c = client(&format!("http://127.0.0.1:{}", ports.ingest)).await?;
+    let acked = Arc::new(Acked::default());
+    let load_started = Instant::now();
+    let took = drive(load, acked.clone(), move |req| {
+        let mut c = c.clone();
+        async move { c.report(req).await.is_ok() }
+    })
+    .await;
+    let events = acked.events.load(std::sync::atomic::Ordering::Relaxed);
+    let mut out = Outcome { ingest: Some(Rate { events, seconds: took.as_secs_f64() }), ..Outcome::default() };
+
+    // Until ClickHouse and the totals topic show every acknowledged event.
+    let store = Store::new(&StoreConfig { url: clickhouse_url.to_owned(), database, ..StoreConfig::default() });
+    let want = acked.sums.lock().expect("sums").clone();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline && out.to_clickhouse.is_none() {
+        if let Ok(usage) = store.usage_with_prefix(&load.prefix).await {
+            let got: BTreeMap<(String, usize), u64> = usage
+                .iter()
+                .flat_map(|u| {
+                    meter_core::Metric::COUNTERS
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, m)| ((u.project_id.clone(), i), u.get(*m)))
+                })
+                .filter(|(_, v)| *v > 0)
+                .collect();
+            if got == want {
+                out.to_clickhouse = Some(Rate { events, seconds: load_started.elapsed().as_secs_f64() });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    while Instant::now() < deadline && out.to_totals.is_none() {
+        if totals_match(kafka, &want).await.unwrap_or(false) {
+            out.to_totals = Some(Rate { events, seconds: load_started.elapsed().as_secs_f64() });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    out.exact = out.to_clickhouse.is_some() && out.to_totals.is_some();
+    tokio::time::sleep(Duration::from_secs(2)).await; // the last suspensions
+    stop.cancel();
+    out.lag = samples.await.unwrap_or_default();
+    let _ = quotas.await;
+    for ((p, b), role) in procs.iter().zip(&before).zip(["ingest", "aggregate", "enforce", "api"]) {
+        let a = usage_of(p.pid());
+        out.roles.insert(role.to_owned(), Usage { cpu_s: a.cpu_s - b.cpu_s, peak_rss_mib: a.peak_rss_mib });
+    }
+    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
+    let mut seen = std::collections::HashSet::new();
+    for c in cp.calls_of("suspend") {
+        if let Some(a) = c.action.filter(|_| seen.insert(c.idempotency_key.clone())) {
+            h.record((c.received_ms - a.crossing_ingested_ms).max(1) as u64)?;
+        }
+    }
+    out.suspend_latency = Some(h);
+    drop(procs);
+    Ok(out)
+}
+
+async fn totals_match(kafka: &KafkaConfig, want: &BTreeMap<(String, usize), u64>) -> anyhow::Result<bool> {
+    let kafka = kafka.clone();
+    let states = tokio::task::spawn_blocking(move || {
+        let all: Vec<i32> = (0..kafka.partitions).collect();
+        meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(60))
+    })
+    .await??;
+    let mut got: BTreeMap<(String, usize), u64> = BTreeMap::new();
+    for (_, v) in states.into_values().flatten() {
+        let s = meter_proto::decode_state(&v)?;
+        for i in 0..4 {
+            got.insert((s.project_id.to_string(), i), s.cycles.values().map(|c| c.values[i]).sum());
+        }
+    }
+    got.retain(|_, v| *v > 0);
+    Ok(&got == want)
+}
