@@ -4,7 +4,7 @@
 //! RowBinary insert of the rows the aggregator would write (ClickHouse).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use meter_core::aggregate::hourly_rows;
 use meter_core::{Batch, SourceId};
@@ -44,7 +44,12 @@ impl Ingest for Nothing {
 
 /// A gRPC client of `url` with large messages allowed.
 pub(crate) async fn client(url: &str) -> anyhow::Result<IngestClient<tonic::transport::Channel>> {
-    let ch = tonic::transport::Endpoint::from_shared(url.to_owned())?.connect().await?;
+    let ch = tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .initial_stream_window_size(meter_proto::STREAM_WINDOW)
+        .initial_connection_window_size(meter_proto::CONNECTION_WINDOW)
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
     Ok(IngestClient::new(ch).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
 }
 
@@ -54,6 +59,9 @@ pub(crate) async fn transport(cfg: &LoadConfig) -> anyhow::Result<Rate> {
     let url = format!("http://{}", listener.local_addr()?);
     let stop = CancellationToken::new();
     let server = tonic::transport::Server::builder()
+        .initial_stream_window_size(meter_proto::STREAM_WINDOW)
+        .initial_connection_window_size(meter_proto::CONNECTION_WINDOW)
+        .tcp_nodelay(true)
         .add_service(IngestServer::new(Nothing).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
@@ -100,31 +108,30 @@ pub(crate) async fn kafka(cfg: &LoadConfig, kafka: &KafkaConfig, topic: &str) ->
         let (producer, topic) = (producer.clone(), topic.clone());
         async move {
             let recs = records(&req, meter_runtime::now_ms());
-            let sends = recs
-                .iter()
-                .map(|(k, v)| producer.send(FutureRecord::to(&topic).key(k).payload(v), Duration::from_secs(10)));
-            futures_all(sends).await
+            // Enqueue every record, then wait for every delivery (as ingest does).
+            let mut pending = Vec::with_capacity(recs.len());
+            for (k, v) in &recs {
+                match producer.send_result(FutureRecord::to(&topic).key(k).payload(v)) {
+                    Ok(f) => pending.push(f),
+                    Err(_) => return false,
+                }
+            }
+            let mut ok = true;
+            for f in pending {
+                ok &= matches!(f.await, Ok(Ok(_)));
+            }
+            ok
         }
     })
     .await;
     Ok(Rate { events: acked.events.load(std::sync::atomic::Ordering::Relaxed), seconds: took.as_secs_f64() })
 }
 
-async fn futures_all<F, T, E>(futs: impl Iterator<Item = F>) -> bool
-where
-    F: std::future::Future<Output = Result<T, E>>,
-{
-    let mut ok = true;
-    for f in futs.collect::<Vec<_>>() {
-        ok &= f.await.is_ok();
-    }
-    ok
-}
-
 /// The ClickHouse limit: the rows the aggregator would write for `events`
 /// events of the same load, inserted directly (RowBinary, the same client
-/// and table), in inserts of `rows_per_insert` rows. Returns the events
-/// those rows carry per second, and the rows per second.
+/// and table), in inserts of `rows_per_insert` rows, over and over for at
+/// least the load's duration (the same keys: ClickHouse does the same work).
+/// Returns the events those rows carry per second, and the rows per second.
 pub(crate) async fn clickhouse(
     cfg: &LoadConfig,
     store: &Store,
@@ -151,9 +158,13 @@ pub(crate) async fn clickhouse(
         seq += 1;
     }
     let started = Instant::now();
-    for chunk in rows.chunks(rows_per_insert) {
-        store.write_usage(chunk).await?;
+    let mut rounds = 0u64;
+    while rounds == 0 || started.elapsed() < cfg.duration {
+        for chunk in rows.chunks(rows_per_insert) {
+            store.write_usage(chunk).await?;
+        }
+        rounds += 1;
     }
     let secs = started.elapsed().as_secs_f64();
-    Ok((Rate { events: made, seconds: secs }, rows.len() as f64 / secs))
+    Ok((Rate { events: made * rounds, seconds: secs }, (rows.len() as u64 * rounds) as f64 / secs))
 }

@@ -42,6 +42,9 @@ struct Cli {
     rate: u64,
     #[arg(long, default_value_t = 8)]
     partitions: i32,
+    /// Measure only the pipeline (for profiling runs): no ratios.
+    #[arg(long)]
+    skip_baselines: bool,
     #[arg(long, default_value = "target/release/meterd")]
     meterd: PathBuf,
     #[arg(long, env = "METER_STACK_DIR", default_value = ".stack")]
@@ -86,10 +89,15 @@ async fn main() -> anyhow::Result<()> {
     );
     let base_kafka = KafkaConfig { brokers: cli.brokers.clone(), partitions: cli.partitions, ..KafkaConfig::default() };
 
-    let transport = baselines::transport(&load).await?;
-    let kcfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-kbase"));
-    meter_kafka::ensure_topics(&kcfg).await?;
-    let kafka = baselines::kafka(&load, &kcfg, &kcfg.events_topic).await?;
+    let none = Rate { events: 0, seconds: 1.0 };
+    let (transport, kafka) = if cli.skip_baselines {
+        (none, none)
+    } else {
+        let kcfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-kbase"));
+        meter_kafka::ensure_topics(&kcfg).await?;
+        (baselines::transport(&load).await?, baselines::kafka(&load, &kcfg, &kcfg.events_topic).await?)
+    };
+    println!("pipeline run starting");
 
     let ours_kafka = base_kafka.clone().with_topic_prefix(&prefix);
     let (kpid, cpid) = (stack_pid(&cli.stack_dir, "kafka"), stack_pid(&cli.stack_dir, "clickhouse"));
@@ -104,7 +112,11 @@ async fn main() -> anyhow::Result<()> {
     };
     meter_store::migrate(&ch_cfg).await?;
     let events = ours.ingest.map_or(1_000_000, |r| r.events);
-    let (ch, ch_rows) = baselines::clickhouse(&load, &Store::new(&ch_cfg), events, 200_000).await?;
+    let (ch, ch_rows) = if cli.skip_baselines {
+        (none, 0.0)
+    } else {
+        baselines::clickhouse(&load, &Store::new(&ch_cfg), events, 200_000).await?
+    };
 
     println!("\nthroughput (same load, same broker and server, this run):");
     line("transport baseline (tonic, does nothing)", &transport, None);

@@ -93,7 +93,12 @@ pub async fn run(
     let ready = health.part("ingest");
     tracing::info!(addr = %listener.local_addr()?, "ingest.listening");
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    // HTTP/2 windows sized for batches of thousands of events: with the
+    // 64 KiB defaults a large Report waits on flow-control round trips.
     tonic::transport::Server::builder()
+        .initial_stream_window_size(meter_proto::STREAM_WINDOW)
+        .initial_connection_window_size(meter_proto::CONNECTION_WINDOW)
+        .tcp_nodelay(true)
         .serve_with_incoming_shutdown(
             IngestServer::new(service).max_decoding_message_size(cfg.max_message_bytes),
             tonic::transport::server::TcpIncoming::from(listener),

@@ -47,6 +47,9 @@ pub async fn run(
     let project_ids = fleet.project_ids().map(ToString::to_string).collect();
     let channel = tonic::transport::Endpoint::from_shared(cfg.ingest_url.clone())?
         .connect_timeout(Duration::from_secs(5))
+        .initial_stream_window_size(meter_proto::STREAM_WINDOW)
+        .initial_connection_window_size(meter_proto::CONNECTION_WINDOW)
+        .tcp_nodelay(true)
         .connect_lazy();
     let truth = Arc::new(Mutex::new(Truth::default()));
     let mut queues = Vec::new();
