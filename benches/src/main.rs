@@ -60,7 +60,9 @@ fn stack_pid(dir: &std::path::Path, what: &str) -> Option<u32> {
 }
 
 fn line(name: &str, r: &Rate, base: Option<(&str, f64)>) {
-    let ratio = base.map_or(String::new(), |(b, v)| format!("  = {:.2} x {b}", r.per_second() / v));
+    let ratio = base
+        .filter(|(_, v)| v.is_finite() && *v > 0.0)
+        .map_or(String::new(), |(b, v)| format!("  = {:.2} x {b}", r.per_second() / v));
     println!("  {name:<44} {:>12.0} events/s  ({} events in {:.1} s){ratio}", r.per_second(), r.events, r.seconds);
 }
 
@@ -123,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
     line("Kafka baseline (rdkafka, ingest's records)", &kafka, None);
     line("ClickHouse baseline (RowBinary, aggregator's rows)", &ch, None);
     println!("  {:<44} {:>12.0} rows/s", "  (rows)", ch_rows);
-    let k = kafka.per_second();
+    let k = if cli.skip_baselines { f64::NAN } else { kafka.per_second() };
     if let Some(r) = &ours.ingest {
         line("ingest: acknowledged", r, Some(("Kafka baseline", k)));
         println!("  {:<44} {:>12}  = {:.2} x transport baseline", "", "", r.per_second() / transport.per_second());

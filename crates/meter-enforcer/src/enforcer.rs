@@ -24,6 +24,8 @@ use crate::metrics as m;
 use crate::{EnforcerConfig, WebhookJob};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Totals records read before an evaluation at most.
+const MAX_RECORDS_PER_EVALUATION: usize = 10_000;
 
 pub(crate) struct Enforcer {
     cfg: EnforcerConfig,
@@ -79,16 +81,23 @@ impl Enforcer {
         let mut last_sweep = Instant::now();
         let interval = Duration::from_millis(self.cfg.evaluate_interval_ms);
         while !self.shutdown.is_cancelled() {
-            let polled = consumer.poll(Duration::from_millis(50));
-            if consumer.context().generation() != generation {
-                generation = consumer.context().generation();
-                self.reassigned(&consumer)?;
-            }
-            match polled {
-                None => {}
-                Some(Ok(msg)) => self.on_totals(msg.partition(), msg.payload()),
-                Some(Err(KafkaError::PartitionEOF(p))) => self.partition_read(p),
-                Some(Err(e)) => tracing::warn!(error = %e, "enforcer.poll_error"),
+            // Everything already fetched (up to a bound), then one evaluation
+            // and one transaction for all of it: under load a transaction per
+            // totals record would fall behind.
+            let mut timeout = Duration::from_millis(50);
+            for _ in 0..MAX_RECORDS_PER_EVALUATION {
+                let polled = consumer.poll(timeout);
+                timeout = Duration::ZERO;
+                if consumer.context().generation() != generation {
+                    generation = consumer.context().generation();
+                    self.reassigned(&consumer)?;
+                }
+                match polled {
+                    None => break,
+                    Some(Ok(msg)) => self.on_totals(msg.partition(), msg.payload()),
+                    Some(Err(KafkaError::PartitionEOF(p))) => self.partition_read(p),
+                    Some(Err(e)) => tracing::warn!(error = %e, "enforcer.poll_error"),
+                }
             }
             while let Ok(k) = self.changes.try_recv() {
                 match k {

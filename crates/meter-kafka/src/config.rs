@@ -37,6 +37,12 @@ pub struct KafkaConfig {
     /// gives its partitions to another (a crashed aggregator or enforcer
     /// holds its work this long). librdkafka's own default is 45 s.
     pub session_timeout_ms: u64,
+    /// How long a consumer's fetch may wait at the broker for data. Every
+    /// hop after the aggregator reads transactional (read_committed) topics,
+    /// whose commit markers do not wake a waiting fetch: each hop can add up
+    /// to this much to the crossing-to-suspend latency (librdkafka's default
+    /// is 500 ms).
+    pub fetch_wait_max_ms: u64,
     /// Static group membership (KIP-345): a stable name per instance (the
     /// pod or host name). A restarted instance with the same name takes its
     /// partitions back at once instead of waiting for a rebalance. Must be
@@ -62,6 +68,7 @@ impl Default for KafkaConfig {
             events_retention_hours: 24 * 30,
             produce_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
+            fetch_wait_max_ms: 20,
             instance_id: String::new(),
             client: BTreeMap::new(),
         }
@@ -94,6 +101,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("events_retention_hours", &self.events_retention_hours)
             .field("produce_timeout_ms", &self.produce_timeout_ms)
             .field("session_timeout_ms", &self.session_timeout_ms)
+            .field("fetch_wait_max_ms", &self.fetch_wait_max_ms)
             .field("instance_id", &self.instance_id)
             .field("client", &client)
             .finish()
@@ -125,6 +133,7 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .set("heartbeat.interval.ms", (self.session_timeout_ms / 4).max(500).to_string());
         if !self.instance_id.is_empty() {
             c.set("group.instance.id", &self.instance_id);
