@@ -39,14 +39,25 @@ impl LoadConfig {
             .collect()
     }
 
+    /// The project ids of source `s`.
+    pub(crate) fn names(&self, s: usize) -> Vec<String> {
+        (0..self.projects_per_source).map(|p| self.project(s, p)).collect()
+    }
+
     /// Batch `seq` of source `s`: 1-second intervals ending at `now_ms`,
     /// cycling over the source's projects and the four counters.
     pub(crate) fn request(&self, s: usize, seq: u64, now_ms: i64) -> ReportRequest {
+        self.request_for(s, &self.names(s), seq, now_ms)
+    }
+
+    /// The same, with the source's project ids given (the generator's hot
+    /// path: no formatting per event).
+    pub(crate) fn request_for(&self, s: usize, names: &[String], seq: u64, now_ms: i64) -> ReportRequest {
         let events = (0..self.batch)
             .map(|i| {
                 let k = seq as usize * self.batch + i;
                 UsageEvent {
-                    project_id: self.project(s, k % self.projects_per_source),
+                    project_id: names[k % self.projects_per_source].clone(),
                     metric: METRICS[(k / self.projects_per_source) % 4],
                     kind: Kind::Incremental as i32,
                     value: 1 + (k % 7) as u64,
@@ -60,27 +71,44 @@ impl LoadConfig {
     }
 }
 
-/// What was acknowledged: per (project, metric index) sums.
+/// One request's sums per project, in `Metric::COUNTERS` order.
+pub(crate) type Summary = Vec<(String, [u64; 4])>;
+
+/// Sums `req` per project without copying a string per event.
+pub(crate) fn summarize(req: &ReportRequest) -> Summary {
+    let mut by: std::collections::HashMap<&str, [u64; 4]> = std::collections::HashMap::new();
+    for e in &req.events {
+        by.entry(e.project_id.as_str()).or_default()[(e.metric - 1) as usize] += e.value;
+    }
+    by.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// What was acknowledged: per-project sums.
 #[derive(Debug, Default)]
 pub(crate) struct Acked {
     pub(crate) events: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) failures: AtomicU64,
-    pub(crate) sums: Mutex<BTreeMap<(String, usize), u64>>,
+    sums: Mutex<std::collections::HashMap<String, [u64; 4]>>,
 }
 
 impl Acked {
-    pub(crate) fn record(&self, req: &ReportRequest) {
-        self.events.fetch_add(req.events.len() as u64, Ordering::Relaxed);
+    pub(crate) fn record(&self, events: usize, summary: Summary) {
+        self.events.fetch_add(events as u64, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut local: BTreeMap<(String, usize), u64> = BTreeMap::new();
-        for e in &req.events {
-            *local.entry((e.project_id.clone(), (e.metric - 1) as usize)).or_default() += e.value;
-        }
         let mut g = self.sums.lock().expect("sums");
-        for (k, v) in local {
-            *g.entry(k).or_default() += v;
+        for (k, v) in summary {
+            let e = g.entry(k).or_default();
+            for i in 0..4 {
+                e[i] += v[i];
+            }
         }
+    }
+
+    /// The sums per (project, counter index), non-zero ones only.
+    pub(crate) fn totals(&self) -> BTreeMap<(String, usize), u64> {
+        let g = self.sums.lock().expect("sums");
+        g.iter().flat_map(|(p, v)| (0..4).map(move |i| ((p.clone(), i), v[i]))).filter(|(_, v)| *v > 0).collect()
     }
 }
 
@@ -103,17 +131,19 @@ where
             if sources.is_empty() {
                 return;
             }
+            let names: Vec<Vec<String>> = sources.iter().map(|&s| cfg.names(s)).collect();
             let mut seqs = vec![0u64; sources.len()];
             let mut sent = 0u64;
             let mut i = 0;
             while Instant::now() < deadline {
-                let s = sources[i % sources.len()];
-                let req = cfg.request(s, seqs[i % sources.len()], meter_runtime::now_ms());
-                if send(req.clone()).await {
-                    acked.record(&req);
-                    seqs[i % sources.len()] += 1;
+                let j = i % sources.len();
+                let req = cfg.request_for(sources[j], &names[j], seqs[j], meter_runtime::now_ms());
+                let (n, summary) = (req.events.len(), summarize(&req));
+                if send(req).await {
+                    acked.record(n, summary);
+                    seqs[j] += 1;
                     i += 1;
-                    sent += req.events.len() as u64;
+                    sent += n as u64;
                 } else {
                     acked.failures.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(50)).await;

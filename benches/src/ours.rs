@@ -148,7 +148,7 @@ pub(crate) async fn run(
 
     // Until ClickHouse and the totals topic show every acknowledged event.
     let store = Store::new(&StoreConfig { url: clickhouse_url.to_owned(), database, ..StoreConfig::default() });
-    let want = acked.sums.lock().expect("sums").clone();
+    let want = acked.totals();
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline && out.to_clickhouse.is_none() {
         if let Ok(usage) = store.usage_with_prefix(&load.prefix).await {
