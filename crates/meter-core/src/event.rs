@@ -46,6 +46,9 @@ impl Batch {
         ingested_ms: UnixMs,
     ) -> Vec<Batch> {
         let mut out: Vec<Batch> = Vec::new();
+        // A linear search: for the tens of projects a compute node reports
+        // at once it beats hashing the id (measured: hashing was 9 % slower
+        // for 16 projects per batch, BENCHMARKS.md).
         for event in events {
             match out.iter_mut().find(|b| b.project_id == event.project_id) {
                 Some(b) => b.events.push(event),
@@ -87,5 +90,28 @@ mod tests {
         assert_eq!(out[0].events.iter().map(|e| e.value).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(out[1].events[0].value, 2);
         assert!(out.iter().all(|b| b.batch_seq == 7 && b.ingested_ms == 9));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_keeps_every_event_once_in_order(projects in proptest::collection::vec(0u8..20, 0..200)) {
+            let src = SourceId::new("s").unwrap();
+            let events: Vec<Event> = projects.iter().enumerate().map(|(i, p)| ev(&format!("p{p}"), i as u64)).collect();
+            let out = Batch::split_by_project(&src, 1, events, 0);
+            // Batches in order of first appearance, one per project.
+            let mut firsts: Vec<String> = Vec::new();
+            for p in &projects {
+                let id = format!("p{p}");
+                if !firsts.contains(&id) {
+                    firsts.push(id);
+                }
+            }
+            proptest::prop_assert_eq!(out.iter().map(|b| b.project_id.to_string()).collect::<Vec<_>>(), firsts);
+            // Each batch holds its project's events, in their original order.
+            for b in &out {
+                let want: Vec<u64> = projects.iter().enumerate().filter(|(_, p)| format!("p{p}") == b.project_id.as_str()).map(|(i, _)| i as u64).collect();
+                proptest::prop_assert_eq!(b.events.iter().map(|e| e.value).collect::<Vec<_>>(), want);
+            }
+        }
     }
 }
