@@ -145,18 +145,18 @@ async fn main() -> anyhow::Result<()> {
         "\naggregator lag (records) by second: {}",
         ours.lag.iter().map(|(t, l)| format!("{t}:{l:.0}")).collect::<Vec<_>>().join(" ")
     );
-    if let Some(h) = &ours.suspend_latency {
-        if !h.is_empty() {
-            println!(
-                "crossing-to-suspend under load: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms over {} suspensions",
+    let steady = format!("after the first {} s of load", ours::WARM_UP.as_secs());
+    for (what, h) in [("all", &ours.suspend_latency), (steady.as_str(), &ours.suspend_latency_steady)] {
+        match h {
+            Some(h) if !h.is_empty() => println!(
+                "crossing-to-suspend under load ({what}): p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms over {} suspensions",
                 h.value_at_quantile(0.5),
                 h.value_at_quantile(0.99),
                 h.value_at_quantile(0.999),
                 h.max(),
                 h.len()
-            );
-        } else {
-            println!("crossing-to-suspend: no suspension happened");
+            ),
+            _ => println!("crossing-to-suspend ({what}): no suspension happened"),
         }
     }
     println!(

@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::baselines::{client, Rate};
 use crate::load::{drive, Acked, LoadConfig};
 
+/// The start of the load left out of the steady-state suspend latency.
+pub(crate) const WARM_UP: Duration = Duration::from_secs(3);
+
 /// CPU seconds and peak resident memory of a process.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Usage {
@@ -52,6 +55,9 @@ pub(crate) struct Outcome {
     pub(crate) to_totals: Option<Rate>,
     pub(crate) lag: Vec<(u64, f64)>,
     pub(crate) suspend_latency: Option<Histogram<u64>>,
+    /// The same, for crossings ingested after the first `WARM_UP` of load
+    /// (the aggregator restoring and the first lag spike excluded).
+    pub(crate) suspend_latency_steady: Option<Histogram<u64>>,
     pub(crate) roles: BTreeMap<String, Usage>,
     pub(crate) exact: bool,
 }
@@ -138,6 +144,7 @@ pub(crate) async fn run(
     let c = client(&format!("http://127.0.0.1:{}", ports.ingest)).await?;
     let acked = Arc::new(Acked::default());
     let load_started = Instant::now();
+    let load_started_ms = meter_runtime::now_ms();
     let took = drive(load, acked.clone(), move |req| {
         let mut c = c.clone();
         async move { c.report(req).await.is_ok() }
@@ -184,13 +191,19 @@ pub(crate) async fn run(
         out.roles.insert(role.to_owned(), Usage { cpu_s: a.cpu_s - b.cpu_s, peak_rss_mib: a.peak_rss_mib });
     }
     let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
+    let mut steady = h.clone();
     let mut seen = std::collections::HashSet::new();
     for c in cp.calls_of("suspend") {
         if let Some(a) = c.action.filter(|_| seen.insert(c.idempotency_key.clone())) {
-            h.record((c.received_ms - a.crossing_ingested_ms).max(1) as u64)?;
+            let ms = (c.received_ms - a.crossing_ingested_ms).max(1) as u64;
+            h.record(ms)?;
+            if a.crossing_ingested_ms >= load_started_ms + WARM_UP.as_millis() as i64 {
+                steady.record(ms)?;
+            }
         }
     }
     out.suspend_latency = Some(h);
+    out.suspend_latency_steady = Some(steady);
     drop(procs);
     Ok(out)
 }
