@@ -6,57 +6,44 @@
 //! `cargo bench -p meter-bench --bench hot_paths`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use meter_bench::load::LoadConfig;
 use meter_core::aggregate::Retention;
 use meter_core::enforce::{evaluate, Usage};
-use meter_core::{Batch, Limits, ProjectId, ProjectState, Quota, SourceId, DEFAULT_THRESHOLDS};
-use meter_proto::v1::{Kind, ReportRequest, UsageEvent};
-use meter_proto::{decode_batch, encode_batch, event_from_wire};
+use meter_core::{Batch, Limits, ProjectId, ProjectState, Quota, DEFAULT_THRESHOLDS};
+use meter_proto::v1::ReportRequest;
+use meter_proto::{decode_batch, encode_batch};
 use prost::Message;
 
 const EVENTS: usize = 1000;
 
-fn request(now: i64, projects: usize) -> ReportRequest {
-    let events = (0..EVENTS)
-        .map(|k| UsageEvent {
-            project_id: format!("bench-p{:05}", k % projects),
-            metric: 1 + ((k / projects) % 4) as i32,
-            kind: Kind::Incremental as i32,
-            value: 1 + (k % 7) as u64,
-            start_unix_ms: now - 1000,
-            end_unix_ms: now,
-            ..Default::default()
-        })
-        .collect();
-    ReportRequest { source_id: "bench-src".into(), batch_seq: 1, events }
+/// One source's 1,000-event Report over 16 projects, as `meter-bench` sends.
+fn request(now: i64) -> ReportRequest {
+    let load = LoadConfig {
+        prefix: "bench".into(),
+        sources: 1,
+        projects_per_source: 16,
+        batch: EVENTS,
+        concurrency: 1,
+        rate: 0,
+        duration: std::time::Duration::ZERO,
+    };
+    load.request(0, 0, now)
 }
 
-fn validate(req: &ReportRequest, now: i64) -> Vec<Batch> {
-    let limits = Limits::default();
-    let source = SourceId::new(req.source_id.clone()).expect("id");
-    limits.check_batch_len(req.events.len()).expect("len");
-    let events = req
-        .events
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            let e = event_from_wire(i, w, None).expect("valid");
-            limits.check_event(i, &e, now).expect("valid");
-            e
-        })
-        .collect();
-    Batch::split_by_project(&source, req.batch_seq, events, now)
+fn validate(req: ReportRequest, now: i64) -> Vec<Batch> {
+    meter_ingest::validate(&Limits::default(), req, now).expect("valid")
 }
 
 fn hot_paths(c: &mut Criterion) {
     let now = meter_runtime::now_ms();
-    let req = request(now, 16);
+    let req = request(now);
     let bytes = req.encode_to_vec();
     let mut g = c.benchmark_group("per 1000-event batch");
     g.throughput(Throughput::Elements(EVENTS as u64));
     g.bench_function("ingest: decode + validate + split (16 projects)", |b| {
-        b.iter(|| validate(&ReportRequest::decode(bytes.as_slice()).expect("decode"), now))
+        b.iter(|| validate(ReportRequest::decode(bytes.as_slice()).expect("decode"), now))
     });
-    let batches = validate(&req, now);
+    let batches = validate(req, now);
     g.bench_function("ingest: encode the per-project records", |b| {
         b.iter(|| batches.iter().map(encode_batch).map(|v| v.len()).sum::<usize>())
     });

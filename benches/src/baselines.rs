@@ -7,17 +7,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use meter_core::aggregate::hourly_rows;
-use meter_core::{Batch, SourceId};
 use meter_kafka::KafkaConfig;
 use meter_proto::v1::ingest_client::IngestClient;
 use meter_proto::v1::ingest_server::{Ingest, IngestServer};
 use meter_proto::v1::{ReportRequest, ReportResponse};
-use meter_proto::{encode_batch, event_from_wire};
 use meter_store::{Store, UsageRow};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-use crate::load::{drive, Acked, LoadConfig};
+use meter_bench::load::{drive, Acked, LoadConfig};
 
 /// Events/s of one measurement.
 #[derive(Debug, Clone, Copy)]
@@ -80,34 +78,24 @@ pub(crate) async fn transport(cfg: &LoadConfig) -> anyhow::Result<Rate> {
     Ok(Rate { events: acked.events.load(std::sync::atomic::Ordering::Relaxed), seconds: took.as_secs_f64() })
 }
 
-/// The records ingest writes for a request: one per project, keyed by it.
-fn records(req: &ReportRequest, now_ms: i64) -> Vec<(String, Vec<u8>)> {
-    let Ok(source) = SourceId::new(req.source_id.clone()) else { return Vec::new() };
-    let events = req.events.iter().enumerate().filter_map(|(i, e)| event_from_wire(i, e, None).ok()).collect();
-    Batch::split_by_project(&source, req.batch_seq, events, now_ms)
-        .iter()
-        .map(|b| (b.project_id.to_string(), encode_batch(b)))
-        .collect()
+/// The records ingest writes for a request: one per project, keyed by it
+/// (ingest's own validation and encoding).
+fn records(req: ReportRequest, now_ms: i64) -> Vec<(String, Vec<u8>)> {
+    meter_ingest::validate(&meter_core::Limits::default(), req, now_ms)
+        .map(|b| meter_ingest::kafka_records(&b))
+        .unwrap_or_default()
 }
 
 /// The Kafka limit: a plain rdkafka producer (ingest's settings) writing the
 /// same records to a topic of the same partitions.
 pub(crate) async fn kafka(cfg: &LoadConfig, kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Rate> {
-    let producer: FutureProducer = kafka
-        .client_config()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.kbytes", "262144")
-        .create()?;
+    let producer: FutureProducer = kafka.events_producer_config().create()?;
     let acked = Arc::new(Acked::default());
     let topic = topic.to_owned();
     let took = drive(cfg, acked.clone(), move |req| {
         let (producer, topic) = (producer.clone(), topic.clone());
         async move {
-            let recs = records(&req, meter_runtime::now_ms());
+            let recs = records(req, meter_runtime::now_ms());
             // Enqueue every record, then wait for every delivery (as ingest does).
             let mut pending = Vec::with_capacity(recs.len());
             for (k, v) in &recs {
@@ -144,7 +132,8 @@ pub(crate) async fn clickhouse(
     while made < events {
         for s in 0..cfg.sources {
             let req = cfg.request(s, seq, now);
-            for (_, bytes) in records(&req, now) {
+            made += req.events.len() as u64;
+            for (_, bytes) in records(req, now) {
                 let b = meter_proto::decode_batch(&bytes)?;
                 offset += 1;
                 rows.extend(
@@ -153,7 +142,6 @@ pub(crate) async fn clickhouse(
                         .map(|h| UsageRow::new(b.project_id.as_str(), b.source_id.as_str(), b.batch_seq, offset, h)),
                 );
             }
-            made += req.events.len() as u64;
         }
         seq += 1;
     }

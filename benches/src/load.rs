@@ -11,15 +11,15 @@ use meter_proto::v1::{Kind, ReportRequest, UsageEvent};
 
 /// The shape of the load.
 #[derive(Debug, Clone)]
-pub(crate) struct LoadConfig {
-    pub(crate) prefix: String,
-    pub(crate) sources: usize,
-    pub(crate) projects_per_source: usize,
-    pub(crate) batch: usize,
-    pub(crate) concurrency: usize,
+pub struct LoadConfig {
+    pub prefix: String,
+    pub sources: usize,
+    pub projects_per_source: usize,
+    pub batch: usize,
+    pub concurrency: usize,
     /// Target events/s over all sources; 0: as fast as possible.
-    pub(crate) rate: u64,
-    pub(crate) duration: Duration,
+    pub rate: u64,
+    pub duration: Duration,
 }
 
 /// The four counters, in `Metric::COUNTERS` order.
@@ -27,12 +27,12 @@ const METRICS: [i32; 4] = [1, 2, 3, 4];
 
 impl LoadConfig {
     /// Project `p` of source `s`.
-    pub(crate) fn project(&self, s: usize, p: usize) -> String {
+    pub fn project(&self, s: usize, p: usize) -> String {
         format!("{}-p{:05}", self.prefix, s * self.projects_per_source + p)
     }
 
     /// Every project id.
-    pub(crate) fn projects(&self) -> Vec<String> {
+    pub fn projects(&self) -> Vec<String> {
         (0..self.sources)
             .flat_map(|s| (0..self.projects_per_source).map(move |p| (s, p)))
             .map(|(s, p)| self.project(s, p))
@@ -40,19 +40,19 @@ impl LoadConfig {
     }
 
     /// The project ids of source `s`.
-    pub(crate) fn names(&self, s: usize) -> Vec<String> {
+    pub fn names(&self, s: usize) -> Vec<String> {
         (0..self.projects_per_source).map(|p| self.project(s, p)).collect()
     }
 
     /// Batch `seq` of source `s`: 1-second intervals ending at `now_ms`,
     /// cycling over the source's projects and the four counters.
-    pub(crate) fn request(&self, s: usize, seq: u64, now_ms: i64) -> ReportRequest {
+    pub fn request(&self, s: usize, seq: u64, now_ms: i64) -> ReportRequest {
         self.request_for(s, &self.names(s), seq, now_ms)
     }
 
     /// The same, with the source's project ids given (the generator's hot
     /// path: no formatting per event).
-    pub(crate) fn request_for(&self, s: usize, names: &[String], seq: u64, now_ms: i64) -> ReportRequest {
+    pub fn request_for(&self, s: usize, names: &[String], seq: u64, now_ms: i64) -> ReportRequest {
         let events = (0..self.batch)
             .map(|i| {
                 let k = seq as usize * self.batch + i;
@@ -72,10 +72,10 @@ impl LoadConfig {
 }
 
 /// One request's sums per project, in `Metric::COUNTERS` order.
-pub(crate) type Summary = Vec<(String, [u64; 4])>;
+pub type Summary = Vec<(String, [u64; 4])>;
 
 /// Sums `req` per project without copying a string per event.
-pub(crate) fn summarize(req: &ReportRequest) -> Summary {
+pub fn summarize(req: &ReportRequest) -> Summary {
     let mut by: std::collections::HashMap<&str, [u64; 4]> = std::collections::HashMap::new();
     for e in &req.events {
         by.entry(e.project_id.as_str()).or_default()[(e.metric - 1) as usize] += e.value;
@@ -85,15 +85,15 @@ pub(crate) fn summarize(req: &ReportRequest) -> Summary {
 
 /// What was acknowledged: per-project sums.
 #[derive(Debug, Default)]
-pub(crate) struct Acked {
-    pub(crate) events: AtomicU64,
-    pub(crate) requests: AtomicU64,
-    pub(crate) failures: AtomicU64,
+pub struct Acked {
+    pub events: AtomicU64,
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
     sums: Mutex<std::collections::HashMap<String, [u64; 4]>>,
 }
 
 impl Acked {
-    pub(crate) fn record(&self, events: usize, summary: Summary) {
+    pub fn record(&self, events: usize, summary: Summary) {
         self.events.fetch_add(events as u64, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut g = self.sums.lock().expect("sums");
@@ -106,7 +106,7 @@ impl Acked {
     }
 
     /// The sums per (project, counter index), non-zero ones only.
-    pub(crate) fn totals(&self) -> BTreeMap<(String, usize), u64> {
+    pub fn totals(&self) -> BTreeMap<(String, usize), u64> {
         let g = self.sums.lock().expect("sums");
         g.iter().flat_map(|(p, v)| (0..4).map(move |i| ((p.clone(), i), v[i]))).filter(|(_, v)| *v > 0).collect()
     }
@@ -114,7 +114,7 @@ impl Acked {
 
 /// Runs `send` for every batch of every source until the duration is over;
 /// `send` returns true when the batch was acknowledged (else it is resent).
-pub(crate) async fn drive<F, Fut>(cfg: &LoadConfig, acked: Arc<Acked>, send: F) -> Duration
+pub async fn drive<F, Fut>(cfg: &LoadConfig, acked: Arc<Acked>, send: F) -> Duration
 where
     F: Fn(ReportRequest) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,

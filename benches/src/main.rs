@@ -6,19 +6,19 @@
 //! ```
 
 mod baselines;
-mod load;
+
 mod ours;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use meter_chaos::StackArgs;
 use meter_kafka::KafkaConfig;
 use meter_store::{Store, StoreConfig};
 
 use crate::baselines::Rate;
-use crate::load::LoadConfig;
 use crate::ours::{usage_of, Usage};
+use meter_bench::load::LoadConfig;
 
 #[derive(Debug, Parser)]
 #[command(name = "meter-bench", about = "End-to-end benchmark with same-run baselines")]
@@ -45,14 +45,8 @@ struct Cli {
     /// Measure only the pipeline (for profiling runs): no ratios.
     #[arg(long)]
     skip_baselines: bool,
-    #[arg(long, default_value = "target/release/meterd")]
-    meterd: PathBuf,
-    #[arg(long, env = "METER_STACK_DIR", default_value = ".stack")]
-    stack_dir: PathBuf,
-    #[arg(long, env = "METER_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    brokers: String,
-    #[arg(long, env = "METER_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
-    clickhouse_url: String,
+    #[command(flatten)]
+    stack: StackArgs,
 }
 
 fn stack_pid(dir: &std::path::Path, what: &str) -> Option<u32> {
@@ -74,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let prefix = format!("bench{:x}", t % 0xff_ffff);
-    let dir = std::fs::canonicalize(&cli.stack_dir)?.join("bench").join(&prefix);
+    let dir = std::fs::canonicalize(&cli.stack.stack_dir)?.join("bench").join(&prefix);
     std::fs::create_dir_all(&dir)?;
     let load = LoadConfig {
         prefix: prefix.clone(),
@@ -89,7 +83,8 @@ async fn main() -> anyhow::Result<()> {
         "meter-bench {prefix}: {} sources x {} projects, {} events per batch, {} in flight, {} s per measurement, {} partitions",
         cli.sources, cli.projects_per_source, cli.batch, cli.concurrency, cli.duration, cli.partitions
     );
-    let base_kafka = KafkaConfig { brokers: cli.brokers.clone(), partitions: cli.partitions, ..KafkaConfig::default() };
+    let base_kafka =
+        KafkaConfig { brokers: cli.stack.brokers.clone(), partitions: cli.partitions, ..KafkaConfig::default() };
 
     let none = Rate { events: 0, seconds: 1.0 };
     let (transport, kafka) = if cli.skip_baselines {
@@ -102,13 +97,15 @@ async fn main() -> anyhow::Result<()> {
     println!("pipeline run starting");
 
     let ours_kafka = base_kafka.clone().with_topic_prefix(&prefix);
-    let (kpid, cpid) = (stack_pid(&cli.stack_dir, "kafka"), stack_pid(&cli.stack_dir, "clickhouse"));
+    let (kpid, cpid) = (stack_pid(&cli.stack.stack_dir, "kafka"), stack_pid(&cli.stack.stack_dir, "clickhouse"));
     let engines_before: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
-    let ours = ours::run(&load, &std::fs::canonicalize(&cli.meterd)?, &ours_kafka, &cli.clickhouse_url, &dir).await?;
+    let ours =
+        ours::run(&load, &std::fs::canonicalize(&cli.stack.meterd)?, &ours_kafka, &cli.stack.clickhouse_url, &dir)
+            .await?;
     let engines_after: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
 
     let ch_cfg = StoreConfig {
-        url: cli.clickhouse_url.clone(),
+        url: cli.stack.clickhouse_url.clone(),
         database: format!("bench_{prefix}_chbase"),
         ..StoreConfig::default()
     };

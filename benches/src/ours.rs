@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::baselines::{client, Rate};
-use crate::load::{drive, Acked, LoadConfig};
+use meter_bench::load::{drive, Acked, LoadConfig};
 
 /// The start of the load left out of the steady-state suspend latency.
 pub(crate) const WARM_UP: Duration = Duration::from_secs(3);

@@ -84,7 +84,7 @@ pub(crate) fn apply(
             missed.extend(range.into_iter().map(|(offset, payload)| Record { partition: p, offset, payload }));
         }
     }
-    let mut too_old = 0u64;
+    let (mut too_old, mut usage) = (0u64, [0u64; 4]);
     for rec in missed.iter().chain(&pending.records) {
         if states.resume_offset(rec.partition).is_some_and(|r| rec.offset < r) {
             metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
@@ -107,8 +107,10 @@ pub(crate) fn apply(
         };
         match state.apply(&batch, retention) {
             ProjectUpdate::Counted(hourly) => {
-                for h in hourly.iter().filter(|h| h.metric.counter_index().is_some()) {
-                    metrics::counter!(m::USAGE, "metric" => h.metric.name()).increment(h.value);
+                for h in &hourly {
+                    if let Some(i) = h.metric.counter_index() {
+                        usage[i] = usage[i].saturating_add(h.value);
+                    }
                 }
                 out.rows.extend(
                     hourly.iter().map(|h| {
@@ -128,6 +130,10 @@ pub(crate) fn apply(
                 metrics::counter!(m::DISCARDED, "reason" => "stale_seq").increment(1);
             }
         }
+    }
+    // Once per batch, not per row: the recorder looks labels up on each call.
+    for (metric, v) in meter_core::Metric::COUNTERS.iter().zip(usage) {
+        metrics::counter!(m::USAGE, "metric" => metric.name()).increment(v);
     }
     if too_old > 0 {
         tracing::warn!(records = too_old, "aggregator.batches_outside_dedup_window");

@@ -42,6 +42,22 @@ impl ApiError {
     }
 }
 
+/// The `limit` query parameter: `default` when absent, else 1 to `max`.
+pub(crate) fn limit_param(
+    params: &std::collections::HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match params.get("limit") {
+        None => Ok(default),
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::bad_param("limit", format!("{l:?} is not a number from 1 to {max}"))),
+    }
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
         match e.status {

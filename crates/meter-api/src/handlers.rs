@@ -125,14 +125,7 @@ pub(crate) async fn list_projects(
         Some(s @ ("active" | "suspended")) => Some(s == "suspended"),
         Some(s) => return Err(ApiError::bad_param("state", format!("{s:?} is not one of active, suspended"))),
     };
-    let limit: usize = match p.get("limit") {
-        None => 100,
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::bad_param("limit", format!("{v:?} is not a number from 1 to 1000")))?,
-    };
+    let limit = crate::error::limit_param(&p, 100, 1000)?;
     let now = app.clock.now_ms();
     let g = app.views.0.read().expect("views");
     let mut ids: Vec<&String> = g.config.projects.keys().chain(g.totals.keys()).chain(g.enforcement.keys()).collect();

@@ -12,7 +12,7 @@ use meter_core::ProjectId;
 use meter_store::PeriodUsage;
 use serde_json::{json, Map, Value};
 
-use crate::error::ApiError;
+use crate::error::{limit_param, ApiError};
 use crate::App;
 
 type Answer = Result<Json<Value>, ApiError>;
@@ -80,14 +80,7 @@ pub(crate) async fn project(State(app): State<App>, Path(id): Path<String>, Quer
 /// usage in the range, in id order), each with its timeframes.
 pub(crate) async fn projects(State(app): State<App>, Query(p): Params) -> Answer {
     let range = range(&p)?;
-    let limit = match p.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad_param("limit", format!("{l:?} is not a number from 1 to {MAX_LIMIT}")))?,
-    };
+    let limit = limit_param(&p, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = match p.get("cursor") {
         None => String::new(),
         Some(c) => decode_cursor(c).ok_or_else(|| ApiError::bad_param("cursor", "not a cursor this API returned"))?,

@@ -10,7 +10,9 @@ mod faults;
 mod harness;
 pub mod procs;
 mod quotas;
+mod stack_args;
 
 pub use faults::FaultKind;
 pub use harness::{free_port, meterd_config, run, ChaosConfig, ChaosReport, Ports};
 pub use quotas::EnforcementReport;
+pub use stack_args::StackArgs;

@@ -5,12 +5,11 @@
 //! meter-chaos --duration 120 --gap 2-4 --faults-each 1    # the short run (the test suite)
 //! ```
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use meter_chaos::{run, ChaosConfig, FaultKind};
+use meter_chaos::{run, ChaosConfig, FaultKind, StackArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "meter-chaos", about = "Fault injection against the real local stack")]
@@ -28,16 +27,8 @@ struct Cli {
     projects: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// The meterd binary.
-    #[arg(long, default_value = "target/release/meterd")]
-    meterd: PathBuf,
-    /// The local stack's directory.
-    #[arg(long, env = "METER_STACK_DIR", default_value = ".stack")]
-    stack_dir: PathBuf,
-    #[arg(long, env = "METER_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    brokers: String,
-    #[arg(long, env = "METER_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
-    clickhouse_url: String,
+    #[command(flatten)]
+    stack: StackArgs,
 }
 
 #[tokio::main]
@@ -48,11 +39,11 @@ async fn main() -> anyhow::Result<ExitCode> {
     let (lo, hi) = cli.gap.split_once('-').ok_or_else(|| anyhow::anyhow!("--gap: expected MIN-MAX, e.g. 3-6"))?;
     let repo = std::env::current_dir()?;
     let cfg = ChaosConfig {
-        meterd: cli.meterd,
-        stack_dir: std::fs::canonicalize(&cli.stack_dir)?,
+        meterd: cli.stack.meterd,
+        stack_dir: std::fs::canonicalize(&cli.stack.stack_dir)?,
         repo,
-        brokers: cli.brokers,
-        clickhouse_url: cli.clickhouse_url,
+        brokers: cli.stack.brokers,
+        clickhouse_url: cli.stack.clickhouse_url,
         duration: Duration::from_secs(cli.duration),
         fault_gap_s: (lo.parse()?, hi.parse()?),
         kinds: FaultKind::ALL.to_vec(),

@@ -10,4 +10,4 @@ mod service;
 
 pub use config::IngestConfig;
 pub use error::IngestError;
-pub use service::{run, IngestService};
+pub use service::{kafka_records, run, validate, IngestService};

@@ -16,6 +16,25 @@ use crate::metrics as m;
 use crate::{IngestConfig, IngestError};
 use meter_runtime::now_ms;
 
+/// Validates a Report into per-project batches, all-or-nothing: what
+/// ingest writes to Kafka, one record per batch (`encode_batch`).
+pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<Batch>, BatchError> {
+    let source = SourceId::new(req.source_id).map_err(|e| BatchError::batch("source_id", e.to_string()))?;
+    limits.check_batch_len(req.events.len())?;
+    let mut events = Vec::with_capacity(req.events.len());
+    for (i, w) in req.events.iter().enumerate() {
+        let e = event_from_wire(i, w, None)?;
+        limits.check_event(i, &e, now)?;
+        events.push(e);
+    }
+    Ok(Batch::split_by_project(&source, req.batch_seq, events, now))
+}
+
+/// The Kafka records of validated batches: one per project, keyed by it.
+pub fn kafka_records(batches: &[Batch]) -> Vec<(String, Vec<u8>)> {
+    batches.iter().map(|b| (b.project_id.to_string(), encode_batch(b))).collect()
+}
+
 /// Validates batches and writes them to Kafka.
 #[derive(Debug, Clone)]
 pub struct IngestService {
@@ -29,27 +48,13 @@ impl IngestService {
         IngestService { producer, limits }
     }
 
-    /// Validates a request into per-project batches; all-or-nothing.
-    fn validate(&self, req: ReportRequest, now: i64) -> Result<Vec<Batch>, BatchError> {
-        let source = SourceId::new(req.source_id).map_err(|e| BatchError::batch("source_id", e.to_string()))?;
-        self.limits.check_batch_len(req.events.len())?;
-        let mut events = Vec::with_capacity(req.events.len());
-        for (i, w) in req.events.iter().enumerate() {
-            let e = event_from_wire(i, w, None)?;
-            self.limits.check_event(i, &e, now)?;
-            events.push(e);
-        }
-        Ok(Batch::split_by_project(&source, req.batch_seq, events, now))
-    }
-
     async fn handle(&self, req: ReportRequest) -> Result<ReportResponse, IngestError> {
         let started = Instant::now();
         let n_events = req.events.len();
-        let batches = self.validate(req, now_ms()).inspect_err(|e| {
+        let batches = validate(&self.limits, req, now_ms()).inspect_err(|e| {
             metrics::counter!(m::REJECTED, "field" => e.field).increment(1);
         })?;
-        let records: Vec<(String, Vec<u8>)> =
-            batches.iter().map(|b| (b.project_id.to_string(), encode_batch(b))).collect();
+        let records = kafka_records(&batches);
         self.producer.send_all(&records).await?;
         metrics::histogram!(m::PRODUCE_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(m::BATCH_EVENTS).record(n_events as f64);

@@ -141,6 +141,21 @@ impl KafkaConfig {
         c
     }
 
+    /// The producer settings of ingest's writes to `events_topic`:
+    /// idempotent, acks=all, lz4, batched (the benchmark's Kafka baseline
+    /// uses the same).
+    pub fn events_producer_config(&self) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", self.produce_timeout_ms.to_string())
+            .set("queue.buffering.max.kbytes", "262144");
+        c
+    }
+
     /// A librdkafka configuration with the brokers and the extra properties.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();

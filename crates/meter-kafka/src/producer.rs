@@ -35,16 +35,7 @@ impl std::fmt::Debug for EventProducer {
 impl EventProducer {
     /// A producer for the configured events topic.
     pub fn new(cfg: &KafkaConfig) -> Result<Self> {
-        let producer: FutureProducer = cfg
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("batch.size", "1000000")
-            .set("compression.type", "lz4")
-            .set("message.timeout.ms", cfg.produce_timeout_ms.to_string())
-            .set("queue.buffering.max.kbytes", "262144")
-            .create()?;
+        let producer: FutureProducer = cfg.events_producer_config().create()?;
         Ok(EventProducer { producer, topic: cfg.events_topic.clone() })
     }
 

@@ -28,6 +28,20 @@ impl ClientContext for QuietEof {
 
 impl ConsumerContext for QuietEof {}
 
+/// A consumer outside any group's membership that reads committed records
+/// of the partitions it is assigned, reporting their ends.
+fn reader(cfg: &KafkaConfig) -> Result<BaseConsumer<QuietEof>> {
+    Ok(cfg
+        .client_config()
+        .set("group.id", "meter-restore")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "20")
+        .create_with_context(QuietEof)?)
+}
+
 /// A record's key and value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -46,15 +60,7 @@ pub fn read_partitions_to_end(
     if partitions.is_empty() {
         return Ok(out);
     }
-    let consumer: BaseConsumer<QuietEof> = cfg
-        .client_config()
-        .set("group.id", "meter-restore")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "20")
-        .create_with_context(QuietEof)?;
+    let consumer = reader(cfg)?;
     let mut tpl = TopicPartitionList::new();
     for &p in partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
@@ -101,14 +107,7 @@ pub fn read_range(
     if from >= to {
         return Ok(out);
     }
-    let consumer: BaseConsumer<QuietEof> = cfg
-        .client_config()
-        .set("group.id", "meter-restore")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "20")
-        .create_with_context(QuietEof)?;
+    let consumer = reader(cfg)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
     consumer.assign(&tpl)?;

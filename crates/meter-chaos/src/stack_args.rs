@@ -1,0 +1,19 @@
+//! Command-line options naming the local stack and the `meterd` binary,
+//! shared by the harnesses that drive them (`meter-chaos`, `meter-bench`).
+
+use std::path::PathBuf;
+
+/// Where the stack and `meterd` are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackArgs {
+    /// The meterd binary.
+    #[arg(long, default_value = "target/release/meterd")]
+    pub meterd: PathBuf,
+    /// The local stack's directory (pid files).
+    #[arg(long, env = "METER_STACK_DIR", default_value = ".stack")]
+    pub stack_dir: PathBuf,
+    #[arg(long, env = "METER_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    #[arg(long, env = "METER_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    pub clickhouse_url: String,
+}
