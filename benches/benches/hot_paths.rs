@@ -9,9 +9,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meter_bench::load::LoadConfig;
 use meter_core::aggregate::Retention;
 use meter_core::enforce::{evaluate, Usage};
-use meter_core::{Batch, Limits, ProjectId, ProjectState, Quota, DEFAULT_THRESHOLDS};
-use meter_proto::v1::ReportRequest;
-use meter_proto::{decode_batch, encode_batch};
+use meter_core::{Limits, ProjectId, ProjectState, Quota, DEFAULT_THRESHOLDS};
+use meter_proto::decode_batch;
+use meter_proto::v1::{ProjectBatch, ReportRequest};
 use prost::Message;
 
 const EVENTS: usize = 1000;
@@ -30,7 +30,7 @@ fn request(now: i64) -> ReportRequest {
     load.request(0, 0, now)
 }
 
-fn validate(req: ReportRequest, now: i64) -> Vec<Batch> {
+fn validate(req: ReportRequest, now: i64) -> Vec<ProjectBatch> {
     meter_ingest::validate(&Limits::default(), req, now).expect("valid")
 }
 
@@ -40,14 +40,17 @@ fn hot_paths(c: &mut Criterion) {
     let bytes = req.encode_to_vec();
     let mut g = c.benchmark_group("per 1000-event batch");
     g.throughput(Throughput::Elements(EVENTS as u64));
+    g.bench_function("ingest: decode a Report (prost), no validation", |b| {
+        b.iter(|| ReportRequest::decode(bytes.as_slice()).expect("decode").events.len())
+    });
     g.bench_function("ingest: decode + validate + split (16 projects)", |b| {
         b.iter(|| validate(ReportRequest::decode(bytes.as_slice()).expect("decode"), now))
     });
     let batches = validate(req, now);
     g.bench_function("ingest: encode the per-project records", |b| {
-        b.iter(|| batches.iter().map(encode_batch).map(|v| v.len()).sum::<usize>())
+        b.iter(|| meter_ingest::kafka_records(&batches).iter().map(|(_, v)| v.len()).sum::<usize>())
     });
-    let records: Vec<Vec<u8>> = batches.iter().map(encode_batch).collect();
+    let records: Vec<Vec<u8>> = meter_ingest::kafka_records(&batches).into_iter().map(|(_, v)| v).collect();
     let retention = Retention::default();
     g.bench_function("aggregator: decode + dedup + hour split + apply", |b| {
         b.iter_batched(

@@ -57,7 +57,7 @@ fn line(name: &str, r: &Rate, base: Option<(&str, f64)>) {
     let ratio = base
         .filter(|(_, v)| v.is_finite() && *v > 0.0)
         .map_or(String::new(), |(b, v)| format!("  = {:.2} x {b}", r.per_second() / v));
-    println!("  {name:<44} {:>12.0} events/s  ({} events in {:.1} s){ratio}", r.per_second(), r.events, r.seconds);
+    println!("  {name:<46} {:>12.0} events/s  ({} events in {:.1} s){ratio}", r.per_second(), r.events, r.seconds);
 }
 
 #[tokio::main]
@@ -87,21 +87,24 @@ async fn main() -> anyhow::Result<()> {
         KafkaConfig { brokers: cli.stack.brokers.clone(), partitions: cli.partitions, ..KafkaConfig::default() };
 
     let none = Rate { events: 0, seconds: 1.0 };
-    let (transport, kafka) = if cli.skip_baselines {
-        (none, none)
+    let meterd = std::fs::canonicalize(&cli.stack.meterd)?;
+    let (transport, kafka, alone) = if cli.skip_baselines {
+        (none, none, None)
     } else {
         let kcfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-kbase"));
         meter_kafka::ensure_topics(&kcfg).await?;
-        (baselines::transport(&load).await?, baselines::kafka(&load, &kcfg, &kcfg.events_topic).await?)
+        let transport = baselines::transport(&load).await?;
+        let kafka = baselines::kafka(&load, &kcfg, &kcfg.events_topic).await?;
+        let icfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-ingest"));
+        let alone = ours::ingest_alone(&load, &meterd, &icfg, &cli.stack.clickhouse_url, &dir).await?;
+        (transport, kafka, Some(alone))
     };
     println!("pipeline run starting");
 
     let ours_kafka = base_kafka.clone().with_topic_prefix(&prefix);
     let (kpid, cpid) = (stack_pid(&cli.stack.stack_dir, "kafka"), stack_pid(&cli.stack.stack_dir, "clickhouse"));
     let engines_before: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
-    let ours =
-        ours::run(&load, &std::fs::canonicalize(&cli.stack.meterd)?, &ours_kafka, &cli.stack.clickhouse_url, &dir)
-            .await?;
+    let ours = ours::run(&load, &meterd, &ours_kafka, &cli.stack.clickhouse_url, &dir).await?;
     let engines_after: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
 
     let ch_cfg = StoreConfig {
@@ -121,11 +124,22 @@ async fn main() -> anyhow::Result<()> {
     line("transport baseline (tonic, does nothing)", &transport, None);
     line("Kafka baseline (rdkafka, ingest's records)", &kafka, None);
     line("ClickHouse baseline (RowBinary, aggregator's rows)", &ch, None);
-    println!("  {:<44} {:>12.0} rows/s", "  (rows)", ch_rows);
+    println!("  {:<46} {:>12.0} rows/s", "  (rows)", ch_rows);
     let k = if cli.skip_baselines { f64::NAN } else { kafka.per_second() };
+    if let Some((r, u)) = &alone {
+        line("ingest alone (no other role running)", r, Some(("Kafka baseline", k)));
+        println!(
+            "  {:<46} {:>12}  = {:.2} x transport baseline; {:.2} us CPU per event, {:.1} MiB peak RSS",
+            "",
+            "",
+            r.per_second() / transport.per_second(),
+            u.cpu_s * 1e6 / r.events.max(1) as f64,
+            u.peak_rss_mib
+        );
+    }
     if let Some(r) = &ours.ingest {
-        line("ingest: acknowledged", r, Some(("Kafka baseline", k)));
-        println!("  {:<44} {:>12}  = {:.2} x transport baseline", "", "", r.per_second() / transport.per_second());
+        line("ingest in the pipeline: acknowledged", r, Some(("Kafka baseline", k)));
+        println!("  {:<46} {:>12}  = {:.2} x transport baseline", "", "", r.per_second() / transport.per_second());
     }
     let store_limit = k.min(ch.per_second());
     match &ours.to_clickhouse {

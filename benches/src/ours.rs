@@ -69,30 +69,31 @@ async fn lag_of(admin: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Runs the pipeline under `load`; `stack_dir` has the stack's pid files.
-pub(crate) async fn run(
-    load: &LoadConfig,
+/// The roles of the pipeline run, in start order.
+const ROLES: &[&str] = &["ingest", "aggregate", "enforce", "api"];
+
+/// Writes a meterd config for `database` and `group` and starts `roles`
+/// (each ready before the next starts); the control plane's port is left
+/// free for the caller.
+async fn start(
+    roles: &[&'static str],
     meterd: &Path,
     kafka: &KafkaConfig,
     clickhouse_url: &str,
     dir: &Path,
-) -> anyhow::Result<Outcome> {
+    database: &str,
+    group: &str,
+) -> anyhow::Result<(Ports, Vec<Proc>)> {
     let ports = Ports { ingest: free_port()?, control_plane: free_port()?, api: free_port()?, api_grpc: free_port()? };
-    let database = format!("bench_{}", load.prefix);
-    let group = format!("{}.agg", load.prefix);
-    let config = dir.join("meterd.toml");
-    std::fs::write(&config, meterd_config(kafka, clickhouse_url, &database, &ports, &group))?;
+    let config = dir.join(format!("meterd-{database}.toml"));
+    std::fs::write(&config, meterd_config(kafka, clickhouse_url, database, &ports, group))?;
     let launcher = Launcher { meterd: meterd.to_owned(), config: config.clone(), log_dir: dir.to_owned() };
     anyhow::ensure!(
         std::process::Command::new(meterd).arg("--config").arg(&config).arg("migrate").status()?.success(),
         "meterd migrate failed"
     );
-    let stop = CancellationToken::new();
-    let cp = ControlPlane::default();
-    let l = tokio::net::TcpListener::bind(("127.0.0.1", ports.control_plane)).await?;
-    tokio::spawn(cp.clone().serve(l, stop.clone()));
     let mut procs: Vec<Proc> = Vec::new();
-    for (i, role) in ["ingest", "aggregate", "enforce", "api"].into_iter().enumerate() {
+    for (i, role) in roles.iter().enumerate() {
         let admin = format!("127.0.0.1:{}", free_port()?);
         procs.push(launcher.start(role, role, &admin, i)?);
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -101,6 +102,54 @@ pub(crate) async fn run(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    Ok((ports, procs))
+}
+
+/// `meterd ingest` alone (no aggregator, enforcer or api running), the same
+/// load, into topics of its own: the like-for-like comparison with the Kafka
+/// baseline, which also has the machine to itself.
+pub(crate) async fn ingest_alone(
+    load: &LoadConfig,
+    meterd: &Path,
+    kafka: &KafkaConfig,
+    clickhouse_url: &str,
+    dir: &Path,
+) -> anyhow::Result<(Rate, Usage)> {
+    let database = format!("bench_{}_ingest", load.prefix);
+    let dir = dir.join("ingest-alone");
+    std::fs::create_dir_all(&dir)?;
+    let (ports, procs) = start(&["ingest"], meterd, kafka, clickhouse_url, &dir, &database, "unused").await?;
+    let before = usage_of(procs[0].pid());
+    let c = client(&format!("http://127.0.0.1:{}", ports.ingest)).await?;
+    let acked = Arc::new(Acked::default());
+    let took = drive(load, acked.clone(), move |req| {
+        let mut c = c.clone();
+        async move { c.report(req).await.is_ok() }
+    })
+    .await;
+    let after = usage_of(procs[0].pid());
+    let events = acked.events.load(std::sync::atomic::Ordering::Relaxed);
+    Ok((
+        Rate { events, seconds: took.as_secs_f64() },
+        Usage { cpu_s: after.cpu_s - before.cpu_s, peak_rss_mib: after.peak_rss_mib },
+    ))
+}
+
+/// Runs the pipeline under `load`; `stack_dir` has the stack's pid files.
+pub(crate) async fn run(
+    load: &LoadConfig,
+    meterd: &Path,
+    kafka: &KafkaConfig,
+    clickhouse_url: &str,
+    dir: &Path,
+) -> anyhow::Result<Outcome> {
+    let database = format!("bench_{}", load.prefix);
+    let group = format!("{}.agg", load.prefix);
+    let (ports, procs) = start(ROLES, meterd, kafka, clickhouse_url, dir, &database, &group).await?;
+    let stop = CancellationToken::new();
+    let cp = ControlPlane::default();
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", ports.control_plane)).await?;
+    tokio::spawn(cp.clone().serve(l, stop.clone()));
     let before: Vec<Usage> = procs.iter().map(|p| usage_of(p.pid())).collect();
     let agg_admin = procs[1].admin().to_owned();
     let api = format!("http://127.0.0.1:{}", ports.api);
@@ -186,9 +235,9 @@ pub(crate) async fn run(
     stop.cancel();
     out.lag = samples.await.unwrap_or_default();
     let _ = quotas.await;
-    for ((p, b), role) in procs.iter().zip(&before).zip(["ingest", "aggregate", "enforce", "api"]) {
+    for ((p, b), role) in procs.iter().zip(&before).zip(ROLES) {
         let a = usage_of(p.pid());
-        out.roles.insert(role.to_owned(), Usage { cpu_s: a.cpu_s - b.cpu_s, peak_rss_mib: a.peak_rss_mib });
+        out.roles.insert((*role).to_owned(), Usage { cpu_s: a.cpu_s - b.cpu_s, peak_rss_mib: a.peak_rss_mib });
     }
     let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
     let mut steady = h.clone();

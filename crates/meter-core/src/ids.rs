@@ -43,6 +43,11 @@ macro_rules! id_type {
                 Ok(Self(s))
             }
 
+            /// Checks `s` as `new` would, without taking it.
+            pub fn check(s: &str) -> Result<(), IdError> {
+                check(s)
+            }
+
             /// The id as text.
             pub fn as_str(&self) -> &str {
                 &self.0

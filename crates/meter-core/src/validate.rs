@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{Event, Span, UnixMs};
+use crate::{Event, Metric, Span, UnixMs};
 
 /// Bounds on what ingest accepts.
 #[derive(Debug, Clone)]
@@ -74,8 +74,21 @@ impl Limits {
 
     /// Checks one decoded event against the limits at time `now_ms`.
     pub fn check_event(&self, index: usize, e: &Event, now_ms: UnixMs) -> Result<(), BatchError> {
-        if e.value > self.max_value {
-            return Err(BatchError::event(index, "value", format!("{} exceeds the limit {}", e.value, self.max_value)));
+        self.check_usage(index, e.metric, e.value, e.span, now_ms)
+    }
+
+    /// Checks what an event measures (metric, value and span) at time
+    /// `now_ms`; `check_event` without the event (ingest checks wire events).
+    pub fn check_usage(
+        &self,
+        index: usize,
+        metric: Metric,
+        value: u64,
+        span: Span,
+        now_ms: UnixMs,
+    ) -> Result<(), BatchError> {
+        if value > self.max_value {
+            return Err(BatchError::event(index, "value", format!("{value} exceeds the limit {}", self.max_value)));
         }
         let check_time = |field: &'static str, t: UnixMs| {
             if t < now_ms.saturating_sub(self.max_past_ms) {
@@ -90,7 +103,7 @@ impl Limits {
                 Ok(())
             }
         };
-        match (e.span, e.metric.is_gauge()) {
+        match (span, metric.is_gauge()) {
             (Span::Interval { start_ms, end_ms }, false) => {
                 if end_ms < start_ms {
                     return Err(BatchError::event(
@@ -104,10 +117,10 @@ impl Limits {
             }
             (Span::Instant { time_ms }, true) => check_time("time_unix_ms", time_ms),
             (Span::Interval { .. }, true) => {
-                Err(BatchError::event(index, "kind", format!("{} is a gauge and must be ABSOLUTE", e.metric)))
+                Err(BatchError::event(index, "kind", format!("{metric} is a gauge and must be ABSOLUTE")))
             }
             (Span::Instant { .. }, false) => {
-                Err(BatchError::event(index, "kind", format!("{} is a counter and must be INCREMENTAL", e.metric)))
+                Err(BatchError::event(index, "kind", format!("{metric} is a counter and must be INCREMENTAL")))
             }
         }
     }
@@ -116,7 +129,7 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Metric, ProjectId};
+    use crate::ProjectId;
 
     const NOW: i64 = 1_760_000_000_000;
 

@@ -51,13 +51,8 @@ fn optional(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-/// Decodes one wire event; `project` overrides an empty `project_id` (the
-/// events inside a `ProjectBatch` carry theirs once, above them).
-pub fn event_from_wire(index: usize, e: &v1::UsageEvent, project: Option<&ProjectId>) -> Result<Event, BatchError> {
-    let project_id = match (project, e.project_id.as_str()) {
-        (Some(p), "") => p.clone(),
-        (_, s) => ProjectId::new(s).map_err(|err| BatchError::event(index, "project_id", err.to_string()))?,
-    };
+/// What a wire event measures, checked: its metric and span.
+pub fn wire_measure(index: usize, e: &v1::UsageEvent) -> Result<(Metric, Span), BatchError> {
     let metric = metric_from_wire(e.metric)
         .ok_or_else(|| BatchError::event(index, "metric", format!("unknown metric code {}", e.metric)))?;
     let span = match v1::Kind::try_from(e.kind) {
@@ -71,6 +66,28 @@ pub fn event_from_wire(index: usize, e: &v1::UsageEvent, project: Option<&Projec
             ))
         }
     };
+    Ok((metric, span))
+}
+
+/// Keeps only the time fields of `span` in a wire event (the others read 0),
+/// as `event_to_wire` writes them.
+pub fn set_wire_span(w: &mut v1::UsageEvent, span: Span) {
+    let (kind, start, end, time) = match span {
+        Span::Interval { start_ms, end_ms } => (v1::Kind::Incremental, start_ms, end_ms, 0),
+        Span::Instant { time_ms } => (v1::Kind::Absolute, 0, 0, time_ms),
+    };
+    w.kind = kind as i32;
+    (w.start_unix_ms, w.end_unix_ms, w.time_unix_ms) = (start, end, time);
+}
+
+/// Decodes one wire event; `project` overrides an empty `project_id` (the
+/// events inside a `ProjectBatch` carry theirs once, above them).
+pub fn event_from_wire(index: usize, e: &v1::UsageEvent, project: Option<&ProjectId>) -> Result<Event, BatchError> {
+    let project_id = match (project, e.project_id.as_str()) {
+        (Some(p), "") => p.clone(),
+        (_, s) => ProjectId::new(s).map_err(|err| BatchError::event(index, "project_id", err.to_string()))?,
+    };
+    let (metric, span) = wire_measure(index, e)?;
     Ok(Event {
         project_id,
         endpoint_id: optional(&e.endpoint_id),
@@ -85,22 +102,17 @@ pub fn event_from_wire(index: usize, e: &v1::UsageEvent, project: Option<&Projec
 /// The wire form of a domain event; `with_project` false leaves the project
 /// id out (inside a `ProjectBatch`).
 pub fn event_to_wire(e: &Event, with_project: bool) -> v1::UsageEvent {
-    let (kind, start, end, time) = match e.span {
-        Span::Interval { start_ms, end_ms } => (v1::Kind::Incremental, start_ms, end_ms, 0),
-        Span::Instant { time_ms } => (v1::Kind::Absolute, 0, 0, time_ms),
-    };
-    v1::UsageEvent {
+    let mut w = v1::UsageEvent {
         project_id: if with_project { e.project_id.to_string() } else { String::new() },
         endpoint_id: e.endpoint_id.clone().unwrap_or_default(),
         branch_id: e.branch_id.clone().unwrap_or_default(),
         metric: metric_to_wire(e.metric) as i32,
-        kind: kind as i32,
         value: e.value,
-        start_unix_ms: start,
-        end_unix_ms: end,
-        time_unix_ms: time,
         idempotency_key: e.idempotency_key.clone().unwrap_or_default(),
-    }
+        ..Default::default()
+    };
+    set_wire_span(&mut w, e.span);
+    w
 }
 
 /// Encodes a project batch as the Kafka record value.

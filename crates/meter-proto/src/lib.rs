@@ -20,5 +20,8 @@ mod totals;
 pub const STREAM_WINDOW: u32 = 4 << 20;
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
 
-pub use batch::{decode_batch, encode_batch, event_from_wire, event_to_wire, metric_to_wire, DecodeError};
+pub use batch::{
+    decode_batch, encode_batch, event_from_wire, event_to_wire, metric_to_wire, set_wire_span, wire_measure,
+    DecodeError,
+};
 pub use totals::{decode_state, decode_totals, state_from_wire, state_to_wire, TotalsDecodeError};
