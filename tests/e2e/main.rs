@@ -13,4 +13,5 @@ mod meterctl;
 mod prometheus;
 mod retries;
 mod schema_sql;
+mod security;
 mod webhooks;

@@ -113,14 +113,21 @@ impl Pipeline {
         p
     }
 
-    /// (Re)starts ingest with `cfg` on a fresh loopback port.
+    /// (Re)starts ingest with `cfg` on a fresh loopback port, without
+    /// authentication.
     pub async fn start_ingest(&mut self, cfg: IngestConfig) {
+        self.start_ingest_with(cfg, meter_runtime::Auth::open()).await;
+    }
+
+    /// (Re)starts ingest with `cfg` and the credentials of `auth`.
+    pub async fn start_ingest_with(&mut self, cfg: IngestConfig, auth: meter_runtime::Auth) {
         self.stop_ingest().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         self.ingest_url = format!("http://{}", listener.local_addr().expect("addr"));
         let token = CancellationToken::new();
         let (k, t) = (self.kafka.clone(), token.clone());
-        let handle = tokio::spawn(async move { meter_ingest::run(&cfg, &k, listener, Health::default(), t).await });
+        let handle =
+            tokio::spawn(async move { meter_ingest::run(&cfg, &k, auth, listener, Health::default(), t).await });
         self.ingest = Some((token, handle));
     }
 

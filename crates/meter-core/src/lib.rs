@@ -4,6 +4,7 @@
 //! project's totals advance.
 
 pub mod aggregate;
+pub mod auth;
 pub mod config_view;
 pub mod cycle;
 pub mod dedup;
@@ -13,7 +14,9 @@ pub mod history;
 pub mod ids;
 pub mod metric;
 pub mod quota;
+pub mod rate;
 pub mod split;
+pub mod target;
 pub mod validate;
 
 pub use aggregate::{HourlyRow, ProjectState, ProjectUpdate};

@@ -18,6 +18,16 @@ pub struct IngestConfig {
     pub max_future_seconds: i64,
     /// Largest accepted value of one event.
     pub max_event_value: u64,
+    /// Events per second each source may report; 0: no limit.
+    pub rate_limit_events_per_second: u64,
+    /// Events a source may send at once above its rate; 0: one second's worth.
+    pub rate_limit_burst_events: u64,
+    /// Reports being handled at once (waiting for Kafka included); beyond it
+    /// a Report is answered UNAVAILABLE at once, so memory stays bounded
+    /// when Kafka is slow or down.
+    pub max_in_flight_requests: usize,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for IngestConfig {
@@ -30,6 +40,10 @@ impl Default for IngestConfig {
             max_past_seconds: l.max_past_ms / 1000,
             max_future_seconds: l.max_future_ms / 1000,
             max_event_value: l.max_value,
+            rate_limit_events_per_second: 0,
+            rate_limit_burst_events: 0,
+            max_in_flight_requests: 256,
+            max_concurrent_streams: 64,
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Ingest's errors and their one mapping to gRPC status codes.
 
+use meter_core::auth::AuthError;
 use meter_core::BatchError;
 use meter_kafka::ProduceError;
+
+/// The response metadata key of a rate-limited call: milliseconds to wait.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 /// Why a `Report` failed.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +16,18 @@ pub enum IngestError {
     /// Kafka did not confirm the write: retry the same batch.
     #[error("{0}; retry the batch")]
     Unavailable(#[from] ProduceError),
+    /// No token, or one that is unknown or revoked.
+    #[error("{0}")]
+    Unauthenticated(#[from] AuthError),
+    /// The credential may not report as this source or for this project.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The source exceeds its rate: retry after `retry_after_ms`.
+    #[error("source {source_id:?} exceeds {rate} events/s; retry after {retry_after_ms} ms")]
+    RateLimited { source_id: String, rate: u64, retry_after_ms: u64 },
+    /// Too many requests in flight (Kafka slow or down): retry with backoff.
+    #[error("ingest has {0} requests in flight, its limit (ingest.max_in_flight_requests); retry with backoff")]
+    Overloaded(usize),
 }
 
 impl IngestError {
@@ -19,7 +35,10 @@ impl IngestError {
     pub fn outcome(&self) -> &'static str {
         match self {
             IngestError::Invalid(_) => "invalid",
-            IngestError::Unavailable(_) => "unavailable",
+            IngestError::Unavailable(_) | IngestError::Overloaded(_) => "unavailable",
+            IngestError::Unauthenticated(_) => "unauthenticated",
+            IngestError::PermissionDenied(_) => "permission_denied",
+            IngestError::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -29,7 +48,14 @@ impl From<IngestError> for tonic::Status {
         match &e {
             IngestError::Invalid(_) => tonic::Status::invalid_argument(e.to_string()),
             IngestError::Unavailable(ProduceError::QueueFull) => tonic::Status::resource_exhausted(e.to_string()),
-            IngestError::Unavailable(_) => tonic::Status::unavailable(e.to_string()),
+            IngestError::Unavailable(_) | IngestError::Overloaded(_) => tonic::Status::unavailable(e.to_string()),
+            IngestError::Unauthenticated(_) => tonic::Status::unauthenticated(e.to_string()),
+            IngestError::PermissionDenied(_) => tonic::Status::permission_denied(e.to_string()),
+            IngestError::RateLimited { retry_after_ms, .. } => {
+                let mut s = tonic::Status::resource_exhausted(e.to_string());
+                s.metadata_mut().insert(RETRY_AFTER_MS, (*retry_after_ms).into());
+                s
+            }
         }
     }
 }

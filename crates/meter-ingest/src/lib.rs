@@ -9,5 +9,5 @@ mod metrics;
 mod service;
 
 pub use config::IngestConfig;
-pub use error::IngestError;
+pub use error::{IngestError, RETRY_AFTER_MS};
 pub use service::{kafka_records, run, validate, IngestService};

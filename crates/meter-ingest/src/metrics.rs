@@ -1,6 +1,7 @@
 //! Ingest's metric names.
 
-/// Report calls by outcome (`ok`, `invalid`, `unavailable`).
+/// Report calls by outcome (`ok`, `invalid`, `unavailable`, `unauthenticated`,
+/// `permission_denied`, `rate_limited`).
 pub(crate) const REQUESTS: &str = "meter_ingest_requests_total";
 /// Events by outcome.
 pub(crate) const EVENTS: &str = "meter_ingest_events_total";
@@ -15,12 +16,15 @@ pub(crate) const PRODUCE_SECONDS: &str = "meter_ingest_produce_duration_seconds"
 /// starts the counters of every known label set at zero, so dashboards and
 /// alerts see a series before the first event.
 pub(crate) fn describe() {
-    metrics::describe_counter!(REQUESTS, "Report calls by outcome (`ok`, `invalid`, `unavailable`).");
+    metrics::describe_counter!(
+        REQUESTS,
+        "Report calls by outcome (`ok`, `invalid`, `unavailable`, `unauthenticated`, `permission_denied`, `rate_limited`)."
+    );
     metrics::describe_counter!(EVENTS, "Events by outcome.");
     metrics::describe_counter!(REJECTED, "Refused batches by offending field (a fixed set of field names).");
     metrics::describe_histogram!(BATCH_EVENTS, "Events per accepted batch.");
     metrics::describe_histogram!(PRODUCE_SECONDS, "Time from receiving a batch to Kafka's acknowledgement.");
-    for outcome in ["ok", "invalid", "unavailable"] {
+    for outcome in ["ok", "invalid", "unavailable", "unauthenticated", "permission_denied", "rate_limited"] {
         metrics::counter!(REQUESTS, "outcome" => outcome).increment(0);
         metrics::counter!(EVENTS, "outcome" => outcome).increment(0);
     }

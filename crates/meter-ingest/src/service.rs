@@ -1,15 +1,19 @@
 //! The gRPC service and the role's `run`.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use meter_core::auth::{bearer, AuthError, IngestCredential};
+use meter_core::rate::RateLimiter;
 use meter_core::{BatchError, Limits, ProjectId, SourceId};
 use meter_kafka::{EventProducer, KafkaConfig};
 use meter_proto::v1::ingest_server::{Ingest, IngestServer};
 use meter_proto::v1::{self, ReportRequest, ReportResponse};
 use meter_proto::{set_wire_span, wire_measure};
-use meter_runtime::Health;
+use meter_runtime::{Auth, Health};
 use prost::Message;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -59,25 +63,78 @@ pub fn kafka_records(batches: &[v1::ProjectBatch]) -> Vec<(String, Vec<u8>)> {
     batches.iter().map(|b| (b.project_id.clone(), b.encode_to_vec())).collect()
 }
 
-/// Validates batches and writes them to Kafka.
+/// Authenticates, validates and rate-limits Reports and writes them to Kafka.
 #[derive(Debug, Clone)]
 pub struct IngestService {
     producer: EventProducer,
     limits: Limits,
+    auth: Auth,
+    rate: Option<(u64, Arc<Mutex<RateLimiter>>)>,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
 }
 
+/// Sources whose rate is tracked at once (idle ones are forgotten first).
+const RATE_KEYS: usize = 100_000;
+
 impl IngestService {
-    /// A service writing through `producer`.
-    pub fn new(producer: EventProducer, limits: Limits) -> Self {
-        IngestService { producer, limits }
+    /// A service writing through `producer`, authenticating with `auth`.
+    pub fn new(producer: EventProducer, cfg: &IngestConfig, auth: Auth) -> Self {
+        let rate = (cfg.rate_limit_events_per_second > 0).then(|| {
+            let r = cfg.rate_limit_events_per_second;
+            let burst = if cfg.rate_limit_burst_events > 0 { cfg.rate_limit_burst_events } else { r };
+            (r, Arc::new(Mutex::new(RateLimiter::new(r, burst, RATE_KEYS))))
+        });
+        let max_in_flight = cfg.max_in_flight_requests.max(1);
+        IngestService {
+            producer,
+            limits: cfg.limits(),
+            auth,
+            rate,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+        }
     }
 
-    async fn handle(&self, req: ReportRequest) -> Result<ReportResponse, IngestError> {
+    /// The credential of a call, `None` when authentication is off.
+    fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Option<IngestCredential>, IngestError> {
+        let Some(table) = self.auth.current() else { return Ok(None) };
+        let token = bearer(metadata.get("authorization").and_then(|v| v.to_str().ok()))?;
+        Ok(Some(table.ingest(token).cloned().ok_or(AuthError::Unknown)?))
+    }
+
+    async fn handle(
+        &self,
+        credential: Option<IngestCredential>,
+        req: ReportRequest,
+    ) -> Result<ReportResponse, IngestError> {
         let started = Instant::now();
+        let _permit = self.in_flight.try_acquire().map_err(|_| IngestError::Overloaded(self.max_in_flight))?;
         let n_events = req.events.len();
+        if let Some(c) = credential.as_ref().filter(|c| !c.may_use_source(&req.source_id)) {
+            return Err(IngestError::PermissionDenied(format!(
+                "source_id: credential {:?} may not report as source {:?}",
+                c.name, req.source_id
+            )));
+        }
+        let source_id = req.source_id.clone();
         let batches = validate(&self.limits, req, now_ms()).inspect_err(|e| {
             metrics::counter!(m::REJECTED, "field" => e.field).increment(1);
         })?;
+        if let Some(c) = &credential {
+            if let Some(b) = batches.iter().find(|b| !c.may_report_for(&b.project_id)) {
+                return Err(IngestError::PermissionDenied(format!(
+                    "project_id: credential {:?} may not report for project {:?}",
+                    c.name, b.project_id
+                )));
+            }
+        }
+        if let Some((rate, limiter)) = &self.rate {
+            let taken = limiter.lock().expect("rate lock").take(&source_id, n_events as u64, now_ms());
+            if let Err(retry_after_ms) = taken {
+                return Err(IngestError::RateLimited { source_id, rate: *rate, retry_after_ms });
+            }
+        }
         let records = kafka_records(&batches);
         self.producer.send_all(&records).await?;
         metrics::histogram!(m::PRODUCE_SECONDS).record(started.elapsed().as_secs_f64());
@@ -89,9 +146,14 @@ impl IngestService {
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportResponse>, Status> {
+        let credential = self.authenticate(request.metadata());
         let req = request.into_inner();
         let n = req.events.len() as u64;
-        match self.handle(req).await {
+        let result = match credential {
+            Ok(c) => self.handle(c, req).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(resp) => {
                 metrics::counter!(m::REQUESTS, "outcome" => "ok").increment(1);
                 metrics::counter!(m::EVENTS, "outcome" => "ok").increment(n);
@@ -112,13 +174,14 @@ impl Ingest for IngestService {
 pub async fn run(
     cfg: &IngestConfig,
     kafka: &KafkaConfig,
+    auth: Auth,
     listener: TcpListener,
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     crate::metrics::describe();
     let producer = EventProducer::new(kafka)?;
-    let service = IngestService::new(producer.clone(), cfg.limits());
+    let service = IngestService::new(producer.clone(), cfg, auth);
     let ready = health.part("ingest");
     tracing::info!(addr = %listener.local_addr()?, "ingest.listening");
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -128,6 +191,7 @@ pub async fn run(
         .initial_stream_window_size(meter_proto::STREAM_WINDOW)
         .initial_connection_window_size(meter_proto::CONNECTION_WINDOW)
         .tcp_nodelay(true)
+        .max_concurrent_streams(cfg.max_concurrent_streams)
         .serve_with_incoming_shutdown(
             IngestServer::new(service).max_decoding_message_size(cfg.max_message_bytes),
             tonic::transport::server::TcpIncoming::from(listener),

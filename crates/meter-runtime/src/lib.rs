@@ -6,6 +6,7 @@ mod admin;
 mod clock;
 mod config;
 mod health;
+mod security;
 mod shutdown;
 mod telemetry;
 
@@ -13,5 +14,6 @@ pub use admin::{serve_admin, AdminConfig};
 pub use clock::{now_ms, Clock, ShiftedClock, SystemClock};
 pub use config::load_config;
 pub use health::Health;
+pub use security::{Auth, SecurityConfig};
 pub use shutdown::cancel_on_signal;
 pub use telemetry::{init_logging, metrics_handle};

@@ -7,7 +7,7 @@ use meter_api::ApiConfig;
 use meter_enforcer::EnforcerConfig;
 use meter_ingest::IngestConfig;
 use meter_kafka::KafkaConfig;
-use meter_runtime::AdminConfig;
+use meter_runtime::{AdminConfig, SecurityConfig};
 use meter_store::StoreConfig;
 use serde::Deserialize;
 
@@ -22,6 +22,7 @@ pub(crate) struct Config {
     pub(crate) enforcer: EnforcerConfig,
     pub(crate) api: ApiConfig,
     pub(crate) admin: AdminConfig,
+    pub(crate) security: SecurityConfig,
 }
 
 impl Config {

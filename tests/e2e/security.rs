@@ -1,0 +1,156 @@
+//! Ingest security: tokens, their bindings, revocation without a restart,
+//! per-source rate limits, size limits, and bounded work when Kafka is down.
+
+use std::time::Duration;
+
+use meter_core::auth::TokenHash;
+use meter_e2e::{eventually, Pipeline};
+use meter_ingest::IngestConfig;
+use meter_proto::v1::ingest_client::IngestClient;
+use meter_proto::v1::{Metric, ReportRequest};
+use meter_runtime::{Auth, SecurityConfig};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::helpers::{inc, report, usage_of};
+
+/// A tokens file with an ingest credential `eu` (sources `sec-eu-*`,
+/// projects `sec-acme-*`) and an api credential.
+fn tokens_file(dir: &std::path::Path, eu_token: &str) -> std::path::PathBuf {
+    let path = dir.join("tokens.toml");
+    let text = format!(
+        "[[ingest]]\nname = \"eu\"\nsha256 = \"{}\"\nsources = [\"sec-eu-*\"]\nprojects = [\"sec-acme-*\"]\n\n\
+         [[api]]\nname = \"billing\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
+        TokenHash::of(eu_token).to_hex(),
+        TokenHash::of("api-token").to_hex()
+    );
+    std::fs::write(&path, text).expect("write tokens");
+    path
+}
+
+async fn call(
+    client: &mut IngestClient<Channel>,
+    token: Option<&str>,
+    req: ReportRequest,
+) -> Result<tonic::Response<meter_proto::v1::ReportResponse>, tonic::Status> {
+    let mut r = tonic::Request::new(req);
+    if let Some(t) = token {
+        r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().expect("header"));
+    }
+    client.report(r).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_bind_sources_to_projects_and_can_be_revoked_live() {
+    let dir = std::env::temp_dir().join(format!("meter-sec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = tokens_file(&dir, "eu-token-1");
+    let cfg = SecurityConfig { tokens_file: Some(path.clone()), tokens_reload_ms: 200, ..SecurityConfig::default() };
+    let stop = CancellationToken::new();
+    let auth = Auth::start(&cfg, "ingest", "127.0.0.1:0", stop.clone()).expect("tokens load");
+    let mut p = Pipeline::start("sec").await;
+    p.start_ingest_with(IngestConfig::default(), auth).await;
+    let mut c = p.client().await;
+    let ok = |seq| report("sec-eu-1", seq, vec![inc("sec-acme-1", Metric::ActiveTimeSeconds, 10)]);
+
+    // Who is refused, and with what.
+    let cases: Vec<(&str, Option<&str>, ReportRequest, Code, &str)> = vec![
+        ("no token", None, ok(1), Code::Unauthenticated, "authorization: Bearer"),
+        ("wrong token", Some("eu-token-2"), ok(1), Code::Unauthenticated, "unknown or revoked token"),
+        ("an api token", Some("api-token"), ok(1), Code::Unauthenticated, "unknown or revoked token"),
+        (
+            "foreign project, with an allowed one",
+            Some("eu-token-1"),
+            report(
+                "sec-eu-1",
+                1,
+                vec![
+                    inc("sec-acme-1", Metric::ActiveTimeSeconds, 1000),
+                    inc("sec-other", Metric::ActiveTimeSeconds, 1),
+                ],
+            ),
+            Code::PermissionDenied,
+            "may not report for project \"sec-other\"",
+        ),
+        ("foreign source", Some("eu-token-1"), report("sec-us-1", 1, ok(1).events), Code::PermissionDenied, "source"),
+    ];
+    for (what, token, req, code, text) in cases {
+        let err = call(&mut c, token, req).await.expect_err(what);
+        assert_eq!(err.code(), code, "{what}: {err:?}");
+        assert!(err.message().contains(text), "{what}: {:?} lacks {text:?}", err.message());
+    }
+    call(&mut c, Some("eu-token-1"), ok(2)).await.expect("the bound token reports for its project");
+    eventually(Duration::from_secs(60), "only the accepted batch is counted", || async {
+        match usage_of(&p.store, "sec-acme-1").await.map(|u| u.active_time_seconds) {
+            Some(10) => Ok(()),
+            got => Err(format!("{got:?} != Some(10)")),
+        }
+    })
+    .await;
+    assert_eq!(usage_of(&p.store, "sec-other").await, None, "an event of a refused batch was counted");
+
+    // Rotate: the new token works and the old one stops, without a restart.
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .expect("read")
+            .replace(&TokenHash::of("eu-token-1").to_hex(), &TokenHash::of("eu-token-2").to_hex()),
+    )
+    .expect("rotate");
+    eventually(Duration::from_secs(10), "the revoked token is refused", || {
+        let mut c = c.clone();
+        async move {
+            match call(&mut c, Some("eu-token-1"), ok(3)).await {
+                Err(e) if e.code() == Code::Unauthenticated => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    call(&mut c, Some("eu-token-2"), ok(3)).await.expect("the added token is accepted");
+    stop.cancel();
+    p.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_source_is_throttled_and_others_still_report() {
+    let mut p = Pipeline::start("rate").await;
+    let cfg = IngestConfig {
+        rate_limit_events_per_second: 100,
+        rate_limit_burst_events: 1000,
+        max_message_bytes: 64 << 10,
+        ..IngestConfig::default()
+    };
+    p.start_ingest(cfg).await;
+    let mut c = p.client().await;
+    let batch = |source: &str, seq| {
+        report(source, seq, (0..1000).map(|_| inc("rate-p", Metric::WrittenDataBytes, 1)).collect())
+    };
+    c.report(batch("rate-noisy", 1)).await.expect("within the burst");
+    c.report(batch("rate-noisy", 2)).await.expect("the bucket was not in debt yet");
+    let err = c.report(batch("rate-noisy", 3)).await.expect_err("over the rate");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("exceeds 100 events/s"), "{}", err.message());
+    let retry: u64 = err
+        .metadata()
+        .get(meter_ingest::RETRY_AFTER_MS)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .expect("a retry-after-ms hint");
+    assert!((9_000..=10_000).contains(&retry), "1,000 events of debt at 100/s: about 10 s, got {retry} ms");
+    c.report(batch("rate-quiet", 1)).await.expect("another source is not throttled");
+
+    // A request above max_message_bytes is refused before it is decoded.
+    let big = report("rate-big", 1, (0..3000).map(|_| inc("rate-p", Metric::WrittenDataBytes, 1)).collect());
+    let err = c.report(big).await.expect_err("64 KiB limit");
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    eventually(Duration::from_secs(60), "the two noisy and one quiet batch are counted", || async {
+        match usage_of(&p.store, "rate-p").await.map(|u| u.written_data_bytes) {
+            Some(3000) => Ok(()),
+            got => Err(format!("{got:?} != Some(3000)")),
+        }
+    })
+    .await;
+    p.shutdown().await;
+}
