@@ -73,7 +73,7 @@ async fn kafka_down_bounds_the_work_in_flight() {
             waited += 1;
         }
     }
-    assert!(waited >= 1 && waited <= 20, "{waited} Reports waited for Kafka; the limit is 4 at a time");
+    assert!((1..=20).contains(&waited), "{waited} Reports waited for Kafka; the limit is 4 at a time");
     assert_eq!(shed + waited, 100);
     token.cancel();
     server.await.expect("join").expect("ingest stops cleanly");
