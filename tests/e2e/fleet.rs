@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) fn fleet_run(url: &str, prefix: &str, secs: u64) -> RunConfig {
     RunConfig {
         ingest_url: url.to_string(),
+        token: None,
         fleet: FleetConfig {
             prefix: prefix.into(),
             projects: 30,

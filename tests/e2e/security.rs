@@ -154,3 +154,90 @@ async fn a_noisy_source_is_throttled_and_others_still_report() {
     .await;
     p.shutdown().await;
 }
+
+/// An API credential table: `reader` (read) and `ops` (manage).
+fn api_credentials() -> meter_core::auth::Credentials {
+    serde_json::from_value(serde_json::json!({"api": [
+        {"name": "reader", "sha256": TokenHash::of("r-tok").to_hex(), "scopes": ["read"]},
+        {"name": "ops", "sha256": TokenHash::of("m-tok").to_hex(), "scopes": ["manage"]},
+    ]}))
+    .expect("credentials")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_need_the_scope_of_the_call() {
+    let mut p = Pipeline::start("apisec").await;
+    p.start_api_with(Auth::fixed(api_credentials())).await;
+    let api = p.api_url.clone();
+    let http = reqwest::Client::new();
+    let quota_url = format!("{api}/v1/projects/apisec-p/quota");
+    let body = serde_json::json!({"quota": {"active_time_seconds": 100}});
+    let cases = [
+        ("GET, no token", http.get(format!("{api}/v1/projects")), 401, "authorization: Bearer"),
+        ("GET, unknown token", http.get(format!("{api}/v1/projects")).bearer_auth("x-tok"), 401, "unknown or revoked"),
+        ("GET, read", http.get(format!("{api}/v1/projects")).bearer_auth("r-tok"), 200, ""),
+        ("PUT, read only", http.put(&quota_url).json(&body).bearer_auth("r-tok"), 403, "lacks the manage scope"),
+        ("PUT, no token", http.put(&quota_url).json(&body), 401, "authorization: Bearer"),
+        ("PUT, manage", http.put(&quota_url).json(&body).bearer_auth("m-tok"), 200, ""),
+        ("GET, manage includes read", http.get(&quota_url).bearer_auth("m-tok"), 200, ""),
+        ("the OpenAPI document is public", http.get(format!("{api}/v1/openapi.json")), 200, ""),
+    ];
+    for (what, req, status, text) in cases {
+        let r = req.send().await.expect("api reachable");
+        assert_eq!(r.status().as_u16(), status, "{what}");
+        if status == 401 {
+            assert_eq!(r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"), "{what}");
+        }
+        let v: serde_json::Value = r.json().await.expect("a JSON body");
+        if status >= 400 {
+            let msg = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(msg.contains(text), "{what}: {v}");
+            assert_eq!(v["error"]["code"], if status == 401 { "unauthenticated" } else { "permission_denied" });
+        }
+    }
+    let mut grpc = meter_proto::v1::quota_client::QuotaClient::new(
+        tonic::transport::Endpoint::from_shared(p.api_grpc_url.clone()).expect("url").connect_lazy(),
+    );
+    let ask = |token: Option<&str>| {
+        let mut r = tonic::Request::new(meter_proto::v1::CheckQuotaRequest { project_id: "apisec-p".into() });
+        if let Some(t) = token {
+            r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().expect("header"));
+        }
+        r
+    };
+    let err = grpc.check_quota(ask(None)).await.expect_err("no token");
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    grpc.check_quota(ask(Some("r-tok"))).await.expect("a read token may check quotas");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_internal_addresses_are_refused() {
+    // The test pipeline allows loopback (its receivers), nothing else.
+    let mut p = Pipeline::start("ssrf").await;
+    p.start_api().await;
+    let secret = crate::helpers::SECRET;
+    for (url, class) in [
+        ("http://10.1.2.3/hook", "private"),
+        ("http://192.168.0.10:8080/hook", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "metadata"),
+        ("http://[fe80::1]/hook", "link-local"),
+        ("http://0.0.0.0:9/hook", "unroutable"),
+    ] {
+        let (s, v) = crate::helpers::api_put(
+            &format!("{}/v1/webhooks/ssrf-1", p.api_url),
+            serde_json::json!({"url": url, "secret": secret}),
+        )
+        .await;
+        assert_eq!(s, 400, "{url}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with("url: ") && msg.contains(class), "{url}: {msg}");
+    }
+    let (s, v) = crate::helpers::api_put(
+        &format!("{}/v1/webhooks/ssrf-1", p.api_url),
+        serde_json::json!({"url": "http://127.0.0.1:9/hook", "secret": secret}),
+    )
+    .await;
+    assert_eq!(s, 200, "loopback is allowed in this configuration: {v}");
+    p.shutdown().await;
+}

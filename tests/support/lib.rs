@@ -12,6 +12,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use meter_aggregator::AggregatorConfig;
+use meter_core::target::AddressClass;
 use meter_core::ProjectState;
 use meter_enforcer::EnforcerConfig;
 use meter_ingest::IngestConfig;
@@ -143,7 +144,9 @@ impl Pipeline {
         self.stop_enforcer().await;
         let token = CancellationToken::new();
         let (k, t, clock) = (self.kafka.clone(), token.clone(), self.clock.clone());
-        let handle = tokio::spawn(async move { meter_enforcer::run(&cfg, &k, clock, Health::default(), t).await });
+        let handle = tokio::spawn(async move {
+            meter_enforcer::run(&cfg, &k, &[AddressClass::Loopback], clock, Health::default(), t).await
+        });
         self.enforcer = Some((token, handle));
     }
 
@@ -155,8 +158,16 @@ impl Pipeline {
         }
     }
 
-    /// Starts the api role on fresh loopback ports and waits until it answers.
+    /// Starts the api role on fresh loopback ports, without authentication,
+    /// and waits until it answers. Webhooks may go to loopback (the tests'
+    /// receivers).
     pub async fn start_api(&mut self) {
+        self.start_api_with(meter_runtime::Auth::open()).await;
+    }
+
+    /// Starts the api role with the credentials of `auth`.
+    pub async fn start_api_with(&mut self, auth: meter_runtime::Auth) {
+        let open = auth.current().is_none();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         self.api_url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -164,12 +175,12 @@ impl Pipeline {
         let token = CancellationToken::new();
         let (k, ch, t, clock) = (self.kafka.clone(), self.store_cfg.clone(), token.clone(), self.clock.clone());
         let cfg = meter_api::ApiConfig::default();
-        let handle =
-            tokio::spawn(
-                async move { meter_api::run(&cfg, &k, &ch, clock, listener, grpc, Health::default(), t).await },
-            );
+        let handle = tokio::spawn(async move {
+            let security = (auth, vec![AddressClass::Loopback]);
+            meter_api::run(&cfg, &k, &ch, security, clock, listener, grpc, Health::default(), t).await
+        });
         self.api = Some((token, handle));
-        let url = format!("{}/v1/webhooks", self.api_url);
+        let url = format!("{}/v1/{}", self.api_url, if open { "webhooks" } else { "openapi.json" });
         eventually(Duration::from_secs(60), "the api answers", || async {
             reqwest::get(&url).await.map(|_| ()).map_err(|e| e.to_string())
         })

@@ -37,6 +37,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 401: no usable token.
+    pub(crate) fn unauthenticated(e: meter_core::auth::AuthError) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+    }
+
+    /// 403: a token without the scope the call needs.
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_denied", message)
+    }
+
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
@@ -63,6 +73,8 @@ impl From<ApiError> for tonic::Status {
         match e.status {
             StatusCode::NOT_FOUND => tonic::Status::not_found(e.message),
             StatusCode::BAD_REQUEST => tonic::Status::invalid_argument(e.message),
+            StatusCode::UNAUTHORIZED => tonic::Status::unauthenticated(e.message),
+            StatusCode::FORBIDDEN => tonic::Status::permission_denied(e.message),
             _ => tonic::Status::unavailable(e.message),
         }
     }
@@ -80,6 +92,11 @@ impl IntoResponse for ApiError {
         if let Some(p) = self.param {
             error["param"] = json!(p);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut r = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        r
     }
 }

@@ -266,9 +266,9 @@ fn redacted(w: &WebhookEndpoint) -> Value {
 pub(crate) async fn put_webhook(State(app): State<App>, Path(id): Path<String>, body: Body<WebhookBody>) -> Answer {
     let Json(b) = body?;
     ProjectId::new(&id).map_err(|e| ApiError::bad_request(format!("webhook id: {e}")))?;
-    if !(b.url.starts_with("http://") || b.url.starts_with("https://")) {
-        return Err(ApiError::bad_request("url: must start with http:// or https://"));
-    }
+    meter_runtime::check_webhook_url(&b.url, &app.webhook_targets)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
     sign::check_secret(&b.secret).map_err(|e| ApiError::bad_request(format!("secret: {e}")))?;
     let w = WebhookEndpoint { id: id.clone(), url: b.url, secret: b.secret, event_types: b.event_types };
     write_config(&app, ConfigKey::Webhook(id), &w).await?;

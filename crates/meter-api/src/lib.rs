@@ -5,6 +5,7 @@
 //! to the compacted config topic (acks=all) before they are answered. The
 //! OpenAPI document of all of it is served at `/v1/openapi.json`.
 
+mod auth;
 mod config;
 mod error;
 mod grpc;
@@ -19,8 +20,9 @@ use std::sync::Arc;
 
 use axum::routing::{get, post, put};
 use axum::Router;
+use meter_core::target::AddressClass;
 use meter_kafka::KafkaConfig;
-use meter_runtime::{Clock, Health};
+use meter_runtime::{Auth, Clock, Health};
 use rdkafka::producer::FutureProducer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +35,8 @@ pub(crate) struct App {
     kafka: KafkaConfig,
     store: meter_store::Store,
     clock: Arc<dyn Clock>,
+    /// Address classes webhook URLs may point at besides public ones.
+    webhook_targets: Vec<AddressClass>,
 }
 
 /// Every path the router serves (the OpenAPI document must list each).
@@ -54,7 +58,7 @@ const ROUTES: [&str; 13] = [
 ];
 
 /// The API's routes over `app` (exposed for the role and for tests).
-fn router(app: App) -> Router {
+fn router(app: App, auth: Auth) -> Router {
     Router::new()
         .route("/v1/plans/{name}", put(handlers::put_plan).get(handlers::get_plan))
         .route("/v1/projects", get(handlers::list_projects))
@@ -70,6 +74,7 @@ fn router(app: App) -> Router {
         .route("/v1/consumption_history/fleet", get(history::fleet))
         .route("/v1/openapi.json", get(openapi::document))
         .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(auth, auth::require))
         .with_state(app)
 }
 
@@ -80,6 +85,7 @@ pub async fn run(
     _cfg: &ApiConfig,
     kafka: &KafkaConfig,
     clickhouse: &meter_store::StoreConfig,
+    security: (Auth, Vec<AddressClass>),
     clock: Arc<dyn Clock>,
     listener: TcpListener,
     grpc_listener: TcpListener,
@@ -96,15 +102,23 @@ pub async fn run(
     let producer: FutureProducer =
         kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
     let store = meter_store::Store::new(clickhouse);
-    let app = App { views, producer, kafka: kafka.clone(), store, clock };
+    let (auth, webhook_targets) = security;
+    let app = App { views, producer, kafka: kafka.clone(), store, clock, webhook_targets };
     tracing::info!(http = %listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "api.listening");
     let grpc = tonic::transport::Server::builder().serve_with_incoming_shutdown(
-        meter_proto::v1::quota_server::QuotaServer::new(grpc::QuotaService(app.clone())),
+        meter_proto::v1::quota_server::QuotaServer::with_interceptor(grpc::QuotaService(app.clone()), {
+            let auth = auth.clone();
+            move |req: tonic::Request<()>| {
+                let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+                auth::check(&auth, header, meter_core::auth::Scope::Read)?;
+                Ok(req)
+            }
+        }),
         tonic::transport::server::TcpIncoming::from(grpc_listener),
         shutdown.clone().cancelled_owned(),
     );
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    let http = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown.cancelled_owned());
+    let http = axum::serve(listener, router(app, auth)).with_graceful_shutdown(shutdown.cancelled_owned());
     let (h, g) = tokio::join!(http, grpc);
     h?;
     g?;

@@ -191,7 +191,8 @@ pub fn meterd_config(
          [enforcer]\ngroup_id = \"{group_id}.enf\"\ntransactional_id_prefix = \"{group_id}.enf\"\n\
          actuator_group_id = \"{group_id}.act\"\nwebhook_group_id = \"{group_id}.hooks\"\n\
          control_plane_url = \"http://127.0.0.1:{}\"\n\
-         [api]\nlisten = \"127.0.0.1:{}\"\ngrpc_listen = \"127.0.0.1:{}\"\n",
+         [api]\nlisten = \"127.0.0.1:{}\"\ngrpc_listen = \"127.0.0.1:{}\"\n\
+         [security]\nwebhook_allowed_targets = [\"loopback\"]\n",
         kafka.brokers,
         kafka.partitions,
         kafka.produce_timeout_ms,
@@ -271,6 +272,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     };
     let project_ids: Vec<String> = Fleet::new(fleet.clone(), 0).project_ids().map(ToString::to_string).collect();
     let run_cfg = RunConfig {
+        token: None,
         ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
         fleet,
         // The load ends when the faults do (`finish`), at `duration` or later.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use meter_core::config_view::{ConfigView, WebhookEndpoint};
+use meter_core::target::AddressClass;
 use meter_kafka::KafkaConfig;
+use meter_runtime::{check_webhook_url, GuardedResolver};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::runtime::Handle;
@@ -22,6 +24,7 @@ use meter_runtime::now_ms;
 pub(crate) fn run(
     cfg: &EnforcerConfig,
     kafka: &KafkaConfig,
+    targets: &[AddressClass],
     view: Arc<RwLock<ConfigView>>,
     rt: &Handle,
     shutdown: &CancellationToken,
@@ -33,6 +36,7 @@ pub(crate) fn run(
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(GuardedResolver::new(targets)))
         .build()?;
     while !shutdown.is_cancelled() {
         let Some((msg, job)) = next_json::<WebhookJob>(&consumer, "webhooks")? else { continue };
@@ -45,7 +49,8 @@ pub(crate) fn run(
             .cloned()
             .collect();
         let body = serde_json::to_vec(&WebhookPayload::of(&job.alert))?;
-        let outcomes = rt.block_on(join_all(endpoints.iter().map(|w| deliver(cfg, &client, w, &job, &body, shutdown))));
+        let outcomes =
+            rt.block_on(join_all(endpoints.iter().map(|w| deliver(cfg, &client, targets, w, &job, &body, shutdown))));
         for (w, outcome) in endpoints.iter().zip(outcomes) {
             match outcome {
                 Delivery::Delivered | Delivery::Stopped => {}
@@ -82,14 +87,23 @@ enum Delivery {
     Stopped,
 }
 
+/// Delivers to one endpoint; a target that is not allowed (an internal
+/// address, see `security.webhook_allowed_targets`) is dead-lettered at once.
 async fn deliver(
     cfg: &EnforcerConfig,
     client: &reqwest::Client,
+    targets: &[AddressClass],
     endpoint: &WebhookEndpoint,
     job: &WebhookJob,
     body: &[u8],
     shutdown: &CancellationToken,
 ) -> Delivery {
+    if let Err(e) = check_webhook_url(&endpoint.url, targets).await {
+        tracing::warn!(endpoint = %endpoint.id, error = %e, "webhook.target_refused");
+        metrics::counter!(m::WEBHOOKS, "outcome" => "refused").increment(1);
+        metrics::counter!(m::WEBHOOKS, "outcome" => "dead_letter").increment(1);
+        return Delivery::Failed { attempts: 0, last_error: format!("target refused: {e}") };
+    }
     let mut backoff = Duration::from_millis(cfg.webhook_backoff_ms);
     let mut last_error = String::new();
     for attempt in 1..=cfg.webhook_max_attempts {

@@ -27,6 +27,7 @@ pub use records::{DeadLetter, WebhookJob, WebhookPayload};
 use std::sync::{Arc, RwLock};
 
 use meter_core::config_view::ConfigView;
+use meter_core::target::AddressClass;
 use meter_kafka::{Follower, KafkaConfig};
 use meter_runtime::{Clock, Health};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +56,7 @@ pub fn follow_config(
 pub async fn run(
     cfg: &EnforcerConfig,
     kafka: &KafkaConfig,
+    webhook_targets: &[AddressClass],
     clock: Arc<dyn Clock>,
     health: Health,
     shutdown: CancellationToken,
@@ -73,8 +75,8 @@ pub async fn run(
         tokio::task::spawn_blocking(move || actuator::run(&c, &k, &rt, &s))
     };
     let d = {
-        let (c, k, s, v) = (cfg.clone(), kafka.clone(), shutdown.clone(), view.clone());
-        tokio::task::spawn_blocking(move || dispatch::run(&c, &k, v, &rt, &s))
+        let (c, k, s, v, t) = (cfg.clone(), kafka.clone(), shutdown.clone(), view.clone(), webhook_targets.to_vec());
+        tokio::task::spawn_blocking(move || dispatch::run(&c, &k, &t, v, &rt, &s))
     };
     let results = [("enforcer", e.await?), ("actuator", a.await?), ("dispatcher", d.await?)];
     drop(follower);

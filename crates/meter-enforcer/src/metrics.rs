@@ -12,7 +12,8 @@ pub(crate) const CALLS: &str = "meter_enforcer_control_plane_calls_total";
 pub(crate) const CROSSING_TO_SUSPEND: &str = "meter_enforcer_crossing_to_suspend_seconds";
 /// Percentiles of the same, from an HDR histogram (`quantile` label).
 pub(crate) const CROSSING_TO_SUSPEND_Q: &str = "meter_enforcer_crossing_to_suspend_percentile_seconds";
-/// Webhook delivery attempts by `outcome` (delivered, retry, dead_letter).
+/// Webhook delivery attempts by `outcome` (delivered, retry, dead_letter,
+/// refused: the target address is not allowed).
 pub(crate) const WEBHOOKS: &str = "meter_webhook_deliveries_total";
 /// Deliveries that failed every attempt.
 pub(crate) const DEAD_LETTERS: &str = "meter_webhook_dead_letters_total";
@@ -30,7 +31,7 @@ pub(crate) fn describe() {
         "From the ingest of the batch that crossed the quota to the suspend call."
     );
     metrics::describe_gauge!(CROSSING_TO_SUSPEND_Q, "Crossing-to-suspend latency percentiles since start, from an HDR histogram (`percentile` label: 50, 99, 99.9).");
-    metrics::describe_counter!(WEBHOOKS, "Webhook delivery attempts by `outcome` (delivered, retry, dead_letter).");
+    metrics::describe_counter!(WEBHOOKS, "Webhook delivery attempts by `outcome` (delivered, retry, dead_letter, refused: the target address is not allowed).");
     metrics::describe_counter!(DEAD_LETTERS, "Deliveries that failed every attempt.");
     for kind in ["suspend", "resume"] {
         metrics::counter!(DECISIONS, "kind" => kind).increment(0);
@@ -41,7 +42,7 @@ pub(crate) fn describe() {
     for outcome in ["committed", "aborted"] {
         metrics::counter!(COMMITS, "outcome" => outcome).increment(0);
     }
-    for outcome in ["delivered", "retry", "dead_letter"] {
+    for outcome in ["delivered", "retry", "dead_letter", "refused"] {
         metrics::counter!(WEBHOOKS, "outcome" => outcome).increment(0);
     }
     metrics::counter!(DEAD_LETTERS).increment(0);

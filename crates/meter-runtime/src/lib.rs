@@ -8,6 +8,7 @@ mod config;
 mod health;
 mod security;
 mod shutdown;
+mod targets;
 mod telemetry;
 
 pub use admin::{serve_admin, AdminConfig};
@@ -16,4 +17,5 @@ pub use config::load_config;
 pub use health::Health;
 pub use security::{Auth, SecurityConfig};
 pub use shutdown::cancel_on_signal;
+pub use targets::{check_webhook_url, GuardedResolver};
 pub use telemetry::{init_logging, metrics_handle};

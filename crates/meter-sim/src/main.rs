@@ -30,6 +30,9 @@ struct RunArgs {
     /// Ingest gRPC endpoint.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     ingest: String,
+    /// Bearer token for ingest (when `security.tokens_file` is set).
+    #[arg(long, env = "METER_INGEST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Number of projects.
     #[arg(long, default_value_t = 200)]
     projects: usize,
@@ -103,6 +106,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     });
     let cfg = RunConfig {
         ingest_url: a.ingest.clone(),
+        token: a.token.clone(),
         fleet: FleetConfig {
             prefix: prefix.clone(),
             projects: a.projects,

@@ -23,6 +23,8 @@ pub struct RunConfig {
     pub max_batch_events: usize,
     /// Share of acknowledged batches resent once (retries to deduplicate).
     pub duplicate_rate: f64,
+    /// Bearer token for ingest, when it authenticates.
+    pub token: Option<String>,
 }
 
 /// What a run sent.
@@ -58,7 +60,8 @@ pub async fn run(
         let (tx, mut rx) = mpsc::channel::<Vec<Event>>(2);
         queues.push(tx);
         let source = format!("{}-node{i:03}", cfg.fleet.prefix);
-        let mut sender = NodeSender::new(channel.clone(), source, cfg.duplicate_rate, cfg.fleet.seed ^ i as u64);
+        let mut sender = NodeSender::new(channel.clone(), source, cfg.duplicate_rate, cfg.fleet.seed ^ i as u64)
+            .with_token(cfg.token.as_deref());
         let (stats, truth, stop, max) = (stats.clone(), truth.clone(), stop.clone(), cfg.max_batch_events.max(1));
         nodes.push(tokio::spawn(async move {
             while let Some(events) = rx.recv().await {

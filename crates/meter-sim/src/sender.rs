@@ -11,6 +11,7 @@ use meter_proto::v1::ReportRequest;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -58,6 +59,8 @@ pub struct NodeSender {
     next_seq: u64,
     duplicate_rate: f64,
     rng: SmallRng,
+    /// `Bearer <token>`, when ingest authenticates.
+    authorization: Option<MetadataValue<Ascii>>,
 }
 
 fn retryable(code: Code) -> bool {
@@ -83,7 +86,14 @@ impl NodeSender {
             next_seq: 1,
             duplicate_rate,
             rng: SmallRng::seed_from_u64(seed),
+            authorization: None,
         }
+    }
+
+    /// Sends `token` as a bearer token with every Report.
+    pub fn with_token(mut self, token: Option<&str>) -> Self {
+        self.authorization = token.and_then(|t| format!("Bearer {t}").parse().ok());
+        self
     }
 
     /// Sends `events` as the next batch, retrying with backoff until it is
@@ -100,14 +110,20 @@ impl NodeSender {
         loop {
             let mut call = tonic::Request::new(req.clone());
             call.set_timeout(Duration::from_secs(15));
+            if let Some(a) = &self.authorization {
+                call.metadata_mut().insert("authorization", a.clone());
+            }
             match self.client.report(call).await {
                 Ok(_) => break,
                 Err(s) if retryable(s.code()) => {
                     stats.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(source = %self.source_id, seq = req.batch_seq, status = %s, "sim.retry");
+                    // A rate-limited source waits as long as ingest says.
+                    let hint = s.metadata().get("retry-after-ms").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                    let wait = hint.map_or(backoff, |ms| Duration::from_millis(ms.min(60_000)));
                     tokio::select! {
                         _ = stop.cancelled() => return Delivery::Stopped,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }

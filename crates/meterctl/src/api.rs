@@ -10,8 +10,17 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    pub(crate) fn new(base: &str) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+    /// A client of the api at `base`, sending `token` as a bearer token.
+    pub(crate) fn new(base: &str, token: Option<&str>) -> anyhow::Result<Api> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            let mut v: reqwest::header::HeaderValue =
+                format!("Bearer {t}").parse().context("--token is not a valid header value")?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        let http =
+            reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).default_headers(headers).build()?;
         Ok(Api { base: base.trim_end_matches('/').to_owned(), http })
     }
 

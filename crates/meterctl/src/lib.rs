@@ -27,6 +27,9 @@ struct Cli {
     /// The api role's HTTP address.
     #[arg(long, env = "METER_API", default_value = "http://127.0.0.1:8080", global = true)]
     api: String,
+    /// Bearer token for the api (when `security.tokens_file` is set).
+    #[arg(long, env = "METER_API_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -185,7 +188,7 @@ where
         }
         Err(e) => anyhow::bail!("{}", e.render().to_string().trim_end()),
     };
-    let api = Api::new(&cli.api)?;
+    let api = Api::new(&cli.api, cli.token.as_deref())?;
     let (body, render): (Value, Box<Render>) = match cli.cmd {
         Cmd::Plan { cmd: PlanCmd::Get { name } } => {
             (api.get(&format!("/v1/plans/{name}")).await?, Box::new(plan_table))

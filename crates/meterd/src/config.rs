@@ -69,6 +69,25 @@ mod tests {
     }
 
     #[test]
+    fn the_config_dump_holds_no_secret() {
+        let dir = std::env::temp_dir().join(format!("meterd-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("meterd.toml");
+        std::fs::write(
+            &path,
+            "[clickhouse]\npassword = \"ch-Secret-1\"\n[kafka.client]\n\"sasl.password\" = \"kafka-Secret-2\"\n\
+             [security]\ntokens_file = \"/etc/meter/tokens.toml\"\n",
+        )
+        .expect("write");
+        let dump = format!("{:#?}", Config::load(Some(&path)).expect("loads"));
+        for secret in ["ch-Secret-1", "kafka-Secret-2"] {
+            assert!(!dump.contains(secret), "{secret} in `meterd config`:\n{dump}");
+        }
+        assert!(dump.contains("<redacted>") && dump.contains("/etc/meter/tokens.toml"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn the_kubernetes_configmap_holds_a_valid_config() {
         let map = std::fs::read_to_string(format!("{REPO}/deploy/kubernetes/configmap.yaml")).expect("configmap");
         let body = map.split("meterd.toml: |\n").nth(1).expect("meterd.toml key");

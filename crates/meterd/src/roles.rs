@@ -71,7 +71,8 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     if matches!(role, Role::Enforce | Role::All) {
         let (c, k, h, s, cl) =
             (cfg.enforcer.clone(), cfg.kafka.clone(), health.clone(), shutdown.clone(), clock.clone());
-        tasks.spawn(async move { ("enforcer", meter_enforcer::run(&c, &k, cl, h, s).await) });
+        let targets = cfg.security.webhook_allowed_targets.clone();
+        tasks.spawn(async move { ("enforcer", meter_enforcer::run(&c, &k, &targets, cl, h, s).await) });
     }
     if matches!(role, Role::Api | Role::All) {
         let listener =
@@ -87,7 +88,9 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             shutdown.clone(),
             clock.clone(),
         );
-        tasks.spawn(async move { ("api", meter_api::run(&c, &k, &ch, cl, listener, grpc, h, s).await) });
+        let auth = meter_runtime::Auth::start(&cfg.security, "api", &cfg.api.listen, shutdown.clone())?;
+        let security = (auth, cfg.security.webhook_allowed_targets.clone());
+        tasks.spawn(async move { ("api", meter_api::run(&c, &k, &ch, security, cl, listener, grpc, h, s).await) });
     }
 
     let mut failure = None;

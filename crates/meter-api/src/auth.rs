@@ -1,0 +1,45 @@
+//! Who may call the API: a bearer token whose credential holds the scope the
+//! call needs (GET: `read`; every other method: `manage`). Answers 401 for a
+//! missing, malformed, unknown or revoked token and 403 for a missing scope,
+//! with a JSON body. The OpenAPI document is public.
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use meter_core::auth::{bearer, AuthError, Scope};
+use meter_runtime::Auth;
+
+use crate::error::ApiError;
+
+/// The scope a request needs.
+fn scope_of(method: &Method) -> Scope {
+    if matches!(*method, Method::GET | Method::HEAD) {
+        Scope::Read
+    } else {
+        Scope::Manage
+    }
+}
+
+/// Checks the `authorization` value for `scope` against `auth`.
+pub(crate) fn check(auth: &Auth, header: Option<&str>, scope: Scope) -> Result<(), ApiError> {
+    let Some(table) = auth.current() else { return Ok(()) };
+    let token = bearer(header).map_err(ApiError::unauthenticated)?;
+    let credential = table.api(token).ok_or(ApiError::unauthenticated(AuthError::Unknown))?;
+    if !credential.allows(scope) {
+        return Err(ApiError::forbidden(format!("credential {:?} lacks the {scope} scope", credential.name)));
+    }
+    Ok(())
+}
+
+/// The HTTP middleware.
+pub(crate) async fn require(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/v1/openapi.json" {
+        return next.run(req).await;
+    }
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match check(&auth, header, scope_of(req.method())) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
