@@ -26,7 +26,7 @@ pub use event::{Batch, Event, Span};
 pub use ids::{IdError, ProjectId, SourceId};
 pub use metric::Metric;
 pub use quota::{Plan, ProjectQuotaConfig, Quota, QuotaOverrides, DEFAULT_THRESHOLDS};
-pub use validate::{BatchError, Limits};
+pub use validate::{check_measure, BatchError, Limits, MAX_INTERVAL_MS, MAX_TIME_MS};
 
 /// Milliseconds since the Unix epoch, UTC. All times in the domain are this.
 pub type UnixMs = i64;

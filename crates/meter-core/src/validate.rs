@@ -5,6 +5,61 @@ use std::fmt;
 
 use crate::{Event, Metric, Span, UnixMs};
 
+/// Latest time an event may carry (9999-12-31T23:59:59.999Z); with times
+/// from 0, hour arithmetic stays far from overflow.
+pub const MAX_TIME_MS: UnixMs = 253_402_300_799_999;
+
+/// Longest interval one event may cover, 400 days: its value is split over at
+/// most 9,600 hours (an unbounded interval would keep the aggregator busy
+/// splitting it for ever; found by fuzzing).
+pub const MAX_INTERVAL_MS: i64 = 400 * 24 * crate::HOUR_MS;
+
+/// Checks what any event must satisfy, whatever the configured limits: a
+/// counter is INCREMENTAL and a gauge ABSOLUTE; times in `0..=MAX_TIME_MS`;
+/// an interval's end not before its start and at most `MAX_INTERVAL_MS`
+/// after it. Ingest checks it, and the aggregator checks every record it
+/// reads (both found by fuzzing the aggregator's decoder).
+pub fn check_measure(index: usize, metric: Metric, span: Span) -> Result<(), BatchError> {
+    match (span, metric.is_gauge()) {
+        (Span::Interval { .. }, true) => {
+            return Err(BatchError::event(index, "kind", format!("{metric} is a gauge and must be ABSOLUTE")))
+        }
+        (Span::Instant { .. }, false) => {
+            return Err(BatchError::event(index, "kind", format!("{metric} is a counter and must be INCREMENTAL")))
+        }
+        _ => {}
+    }
+    let in_range = |field: &'static str, t: UnixMs| {
+        if (0..=MAX_TIME_MS).contains(&t) {
+            Ok(())
+        } else {
+            Err(BatchError::event(index, field, format!("{t} is outside 0..={MAX_TIME_MS} (Unix ms)")))
+        }
+    };
+    match span {
+        Span::Interval { start_ms, end_ms } => {
+            in_range("start_unix_ms", start_ms)?;
+            in_range("end_unix_ms", end_ms)?;
+            if end_ms < start_ms {
+                return Err(BatchError::event(
+                    index,
+                    "end_unix_ms",
+                    format!("{end_ms} is before start_unix_ms {start_ms}"),
+                ));
+            }
+            if end_ms - start_ms > MAX_INTERVAL_MS {
+                return Err(BatchError::event(
+                    index,
+                    "end_unix_ms",
+                    format!("the interval is longer than {MAX_INTERVAL_MS} ms (400 days)"),
+                ));
+            }
+            Ok(())
+        }
+        Span::Instant { time_ms } => in_range("time_unix_ms", time_ms),
+    }
+}
+
 /// Bounds on what ingest accepts.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -103,26 +158,14 @@ impl Limits {
                 Ok(())
             }
         };
-        match (span, metric.is_gauge()) {
-            (Span::Interval { start_ms, end_ms }, false) => {
-                if end_ms < start_ms {
-                    return Err(BatchError::event(
-                        index,
-                        "end_unix_ms",
-                        format!("{end_ms} is before start_unix_ms {start_ms}"),
-                    ));
-                }
+        match span {
+            Span::Interval { start_ms, end_ms } => {
                 check_time("start_unix_ms", start_ms)?;
-                check_time("end_unix_ms", end_ms)
+                check_time("end_unix_ms", end_ms)?;
             }
-            (Span::Instant { time_ms }, true) => check_time("time_unix_ms", time_ms),
-            (Span::Interval { .. }, true) => {
-                Err(BatchError::event(index, "kind", format!("{metric} is a gauge and must be ABSOLUTE")))
-            }
-            (Span::Instant { .. }, false) => {
-                Err(BatchError::event(index, "kind", format!("{metric} is a counter and must be INCREMENTAL")))
-            }
+            Span::Instant { time_ms } => check_time("time_unix_ms", time_ms)?,
         }
+        check_measure(index, metric, span)
     }
 }
 
@@ -173,6 +216,35 @@ mod tests {
             assert_eq!((err.index, err.field), (Some(3), field), "{err}");
             assert!(err.to_string().starts_with(&format!("events[3].{field}: ")));
         }
+    }
+
+    #[test]
+    fn spans_are_bounded_whatever_the_limits() {
+        let day = 24 * crate::HOUR_MS;
+        let ok = Span::Interval { start_ms: NOW - 400 * day, end_ms: NOW };
+        assert_eq!(check_measure(0, Metric::ActiveTimeSeconds, ok), Ok(()));
+        for (span, field) in [
+            (Span::Interval { start_ms: NOW - 400 * day - 1, end_ms: NOW }, "end_unix_ms"),
+            (Span::Interval { start_ms: i64::MIN, end_ms: i64::MAX }, "start_unix_ms"),
+            (Span::Interval { start_ms: 0, end_ms: i64::MAX }, "end_unix_ms"),
+            (Span::Interval { start_ms: 5, end_ms: 4 }, "end_unix_ms"),
+            (Span::Instant { time_ms: 5 }, "kind"),
+        ] {
+            assert_eq!(check_measure(2, Metric::ActiveTimeSeconds, span).unwrap_err().field, field, "{span:?}");
+        }
+        for (span, field) in
+            [(Span::Instant { time_ms: -1 }, "time_unix_ms"), (Span::Interval { start_ms: 0, end_ms: 1 }, "kind")]
+        {
+            assert_eq!(check_measure(0, Metric::LogicalSizeBytes, span).unwrap_err().field, field, "{span:?}");
+        }
+        assert_eq!(
+            check_measure(0, Metric::LogicalSizeBytes, Span::Instant { time_ms: MAX_TIME_MS + 1 }).unwrap_err().field,
+            "time_unix_ms"
+        );
+        // Limits configured wider than the bound still refuse a longer interval.
+        let wide = Limits { max_past_ms: 1000 * day, ..Limits::default() };
+        let e = ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: NOW - 500 * day, end_ms: NOW }, 1);
+        assert_eq!(wide.check_event(0, &e, NOW).unwrap_err().field, "end_unix_ms");
     }
 
     #[test]

@@ -10,4 +10,5 @@ mod service;
 
 pub use config::IngestConfig;
 pub use error::{IngestError, RETRY_AFTER_MS};
-pub use service::{kafka_records, run, validate, IngestService};
+pub use meter_proto::report::{kafka_records, validate};
+pub use service::{run, IngestService};

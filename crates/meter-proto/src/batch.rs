@@ -51,7 +51,8 @@ fn optional(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-/// What a wire event measures, checked: its metric and span.
+/// What a wire event measures, checked: its metric and span (see
+/// `meter_core::check_measure`).
 pub fn wire_measure(index: usize, e: &v1::UsageEvent) -> Result<(Metric, Span), BatchError> {
     let metric = metric_from_wire(e.metric)
         .ok_or_else(|| BatchError::event(index, "metric", format!("unknown metric code {}", e.metric)))?;
@@ -66,6 +67,7 @@ pub fn wire_measure(index: usize, e: &v1::UsageEvent) -> Result<(Metric, Span), 
             ))
         }
     };
+    meter_core::check_measure(index, metric, span)?;
     Ok((metric, span))
 }
 
@@ -187,6 +189,46 @@ mod tests {
         assert_eq!(event_from_wire(0, &e, None).unwrap_err().field, "kind");
         let e = v1::UsageEvent { project_id: "".into(), metric: 1, kind: 1, ..Default::default() };
         assert_eq!(event_from_wire(0, &e, None).unwrap_err().to_string(), "events[0].project_id: is empty");
+    }
+
+    #[test]
+    fn unbounded_intervals_are_refused_not_split() {
+        // Found by fuzzing the aggregator's decoder: an interval from i64::MIN
+        // to i64::MAX would be split hour by hour for ever.
+        let w = v1::ProjectBatch {
+            source_id: "s".into(),
+            batch_seq: 1,
+            project_id: "p".into(),
+            events: vec![v1::UsageEvent {
+                metric: v1::Metric::ActiveTimeSeconds as i32,
+                kind: v1::Kind::Incremental as i32,
+                value: 1,
+                start_unix_ms: i64::MIN,
+                end_unix_ms: i64::MAX,
+                ..Default::default()
+            }],
+            ingested_unix_ms: 0,
+        };
+        match decode_batch(&w.encode_to_vec()) {
+            Err(DecodeError::Invalid(e)) => assert_eq!(e.field, "start_unix_ms", "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_counter_sent_as_absolute_is_refused() {
+        // Found by fuzzing: the aggregator took the larger of two ABSOLUTE
+        // counter readings in an hour instead of their sum. Ingest never
+        // writes one; a record that does is now undecodable (skipped, loudly).
+        let e = v1::UsageEvent {
+            metric: v1::Metric::ActiveTimeSeconds as i32,
+            kind: v1::Kind::Absolute as i32,
+            value: 5,
+            time_unix_ms: 1_760_000_000_000,
+            ..Default::default()
+        };
+        let p = ProjectId::new("p").unwrap();
+        assert_eq!(event_from_wire(0, &e, Some(&p)).unwrap_err().field, "kind");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod v1 {
 }
 
 mod batch;
+pub mod report;
 mod totals;
 
 /// HTTP/2 flow-control windows for the Ingest service, on the server and

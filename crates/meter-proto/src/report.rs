@@ -1,0 +1,159 @@
+//! What ingest makes of a Report: validated per-project batches and their
+//! Kafka records. Pure (no I/O), so it is unit-tested, fuzzed
+//! (`fuzz/`, target `report`) and shared with the benchmark's baseline.
+
+use meter_core::{BatchError, Limits, ProjectId, SourceId};
+use prost::Message;
+
+use crate::v1::{self, ReportRequest};
+use crate::{set_wire_span, wire_measure};
+
+/// Validates a Report into per-project batches, all-or-nothing: what
+/// ingest writes to Kafka, one record per project (`kafka_records`).
+///
+/// Works on the wire events themselves, moving each into its project's
+/// batch, without building domain events: the records are the bytes
+/// `encode_batch` writes for `Batch::split_by_project` of the decoded events
+/// (a test holds the two equal), at half the cost (BENCHMARKS.md).
+pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1::ProjectBatch>, BatchError> {
+    SourceId::check(&req.source_id).map_err(|e| BatchError::batch("source_id", e.to_string()))?;
+    limits.check_batch_len(req.events.len())?;
+    let mut out: Vec<v1::ProjectBatch> = Vec::new();
+    for (i, mut w) in req.events.into_iter().enumerate() {
+        // A linear search: for the tens of projects a compute node reports
+        // at once it beats hashing the id (BENCHMARKS.md). An id is checked
+        // when first seen; the events after it compare equal to a good one.
+        let known = out.iter().position(|b| b.project_id == w.project_id);
+        if known.is_none() {
+            ProjectId::check(&w.project_id).map_err(|e| BatchError::event(i, "project_id", e.to_string()))?;
+        }
+        let (metric, span) = wire_measure(i, &w)?;
+        limits.check_usage(i, metric, w.value, span, now)?;
+        set_wire_span(&mut w, span);
+        let project_id = std::mem::take(&mut w.project_id);
+        match known {
+            Some(k) => out[k].events.push(w),
+            None => out.push(v1::ProjectBatch {
+                source_id: req.source_id.clone(),
+                batch_seq: req.batch_seq,
+                project_id,
+                events: vec![w],
+                ingested_unix_ms: now,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// The Kafka records of validated batches: one per project, keyed by it.
+pub fn kafka_records(batches: &[v1::ProjectBatch]) -> Vec<(String, Vec<u8>)> {
+    batches.iter().map(|b| (b.project_id.clone(), b.encode_to_vec())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{encode_batch, event_from_wire};
+    use meter_core::Batch;
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_760_000_000_000;
+
+    /// The records through domain events: decode every event, split by
+    /// project, encode each batch. `validate` must write the same bytes.
+    fn via_domain(req: &ReportRequest) -> Result<Vec<(String, Vec<u8>)>, BatchError> {
+        let limits = Limits::default();
+        let source = SourceId::new(req.source_id.clone()).map_err(|e| BatchError::batch("source_id", e.to_string()))?;
+        limits.check_batch_len(req.events.len())?;
+        let mut events = Vec::new();
+        for (i, w) in req.events.iter().enumerate() {
+            let e = event_from_wire(i, w, None)?;
+            limits.check_event(i, &e, NOW)?;
+            events.push(e);
+        }
+        let batches = Batch::split_by_project(&source, req.batch_seq, events, NOW);
+        Ok(batches.iter().map(|b| (b.project_id.to_string(), encode_batch(b))).collect())
+    }
+
+    fn direct(req: &ReportRequest) -> Result<Vec<(String, Vec<u8>)>, BatchError> {
+        validate(&Limits::default(), req.clone(), NOW).map(|b| kafka_records(&b))
+    }
+
+    fn event(project: &str, metric: i32, kind: i32, value: u64, times: (i64, i64, i64)) -> v1::UsageEvent {
+        v1::UsageEvent {
+            project_id: project.into(),
+            metric,
+            kind,
+            value,
+            start_unix_ms: times.0,
+            end_unix_ms: times.1,
+            time_unix_ms: times.2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn writes_the_bytes_of_the_domain_path() {
+        let mut with_ids = event("b", 4, 1, 5, (NOW - 10, NOW, 0));
+        (with_ids.endpoint_id, with_ids.branch_id, with_ids.idempotency_key) = ("ep".into(), "br".into(), "k".into());
+        let req = ReportRequest {
+            source_id: "src-1".into(),
+            batch_seq: 9,
+            events: vec![
+                // stray time fields of the other kind are dropped on both paths
+                event("a", 1, 1, 3, (NOW - 1000, NOW, 77)),
+                with_ids,
+                event("a", 5, 2, 1 << 40, (5, 6, NOW)),
+                event("c", 2, 1, 0, (NOW, NOW, 0)),
+                event("b", 3, 1, 8, (NOW - 5, NOW - 1, 0)),
+            ],
+        };
+        let got = direct(&req).unwrap();
+        assert_eq!(got.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(got, via_domain(&req).unwrap());
+    }
+
+    #[test]
+    fn refuses_as_the_domain_path_does() {
+        let good = event("a", 1, 1, 3, (NOW - 1000, NOW, 0));
+        let cases = [
+            ("", vec![good.clone()]),
+            ("src", vec![good.clone(), event("", 1, 1, 3, (NOW - 1000, NOW, 0))]),
+            ("src", vec![good.clone(), event("a b", 9, 1, 3, (NOW - 1000, NOW, 0))]),
+            ("src", vec![good.clone(), event("a", 9, 1, 3, (NOW - 1000, NOW, 0))]),
+            ("src", vec![event("a", 1, 7, 3, (NOW - 1000, NOW, 0))]),
+            ("src", vec![good.clone(), event("a", 1, 2, 3, (0, 0, NOW))]),
+            ("src", vec![good.clone(), event("a", 1, 1, u64::MAX, (NOW - 1000, NOW, 0))]),
+            ("src", vec![good, event("z", 1, 1, 3, (NOW - 1000, NOW + 3_600_000, 0))]),
+        ];
+        for (source, events) in cases {
+            let req = ReportRequest { source_id: source.into(), batch_seq: 1, events };
+            let err = direct(&req).unwrap_err();
+            assert_eq!(err, via_domain(&req).unwrap_err(), "{err}");
+        }
+        let l = Limits { max_events_per_batch: 1, ..Limits::default() };
+        let req =
+            ReportRequest { source_id: "s".into(), batch_seq: 1, events: vec![event("a", 1, 1, 1, (NOW, NOW, 0)); 2] };
+        assert_eq!(validate(&l, req, NOW).unwrap_err().field, "events");
+    }
+
+    proptest! {
+        /// Any mix of projects, metrics, kinds and times: the same records
+        /// or the same error as the domain path.
+        #[test]
+        fn agrees_with_the_domain_path(
+            events in proptest::collection::vec(
+                (0..6usize, 0..7i32, 0..4i32, 0..(1u64 << 51), -3_000i64..3_000, -3_000i64..3_000, -3_000i64..3_000),
+                0..40,
+            ),
+        ) {
+            let projects = ["p0", "p1", "p2", "p3", "", "bad id"];
+            let events = events
+                .into_iter()
+                .map(|(p, m, k, v, a, b, c)| event(projects[p], m, k, v, (NOW + a, NOW + b, NOW + c * 1000)))
+                .collect();
+            let req = ReportRequest { source_id: "s".into(), batch_seq: 3, events };
+            prop_assert_eq!(direct(&req), via_domain(&req));
+        }
+    }
+}
