@@ -241,3 +241,95 @@ async fn webhooks_to_internal_addresses_are_refused() {
     assert_eq!(s, 200, "loopback is allowed in this configuration: {v}");
     p.shutdown().await;
 }
+
+/// Runs openssl (the test fails loudly without it).
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is needed for the mTLS test (deploy/local/prereqs installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, a server certificate for localhost, and client certificates
+/// `good` and `other`, all made by openssl in `dir`.
+fn make_certs(dir: &std::path::Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ca: Vec<&str> = ["req", "-x509"]
+        .into_iter()
+        .chain(ec)
+        .chain(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=meter-test-ca"])
+        .chain(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+        .collect();
+    openssl(dir, &ca);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        .expect("ext");
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    for (name, ext) in [("server", "server.ext"), ("good", "client.ext"), ("other", "client.ext")] {
+        let (key, csr, pem, der) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.der"));
+        let req: Vec<&str> =
+            ["req"].into_iter().chain(ec).chain(["-keyout", &key, "-out", &csr, "-subj", "/CN=meter-test"]).collect();
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
+                .into_iter()
+                .chain(["-out", &pem, "-days", "2", "-extfile", ext])
+                .collect::<Vec<_>>(),
+        );
+        openssl(dir, &["x509", "-in", &pem, "-outform", "der", "-out", &der]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_identify_sources() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let dir = std::env::temp_dir().join(format!("meter-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    make_certs(&dir);
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("cert file");
+    // The `good` certificate is a credential bound to sec-tls-* projects.
+    let creds: meter_core::auth::Credentials = serde_json::from_value(serde_json::json!({"ingest": [{
+        "name": "tls-node", "sha256": TokenHash::of_bytes(&read("good.der")).to_hex(),
+        "sources": ["tls-*"], "projects": ["tls-p*"],
+    }]}))
+    .expect("credentials");
+    let cfg = IngestConfig {
+        tls_cert_file: Some(dir.join("server.pem")),
+        tls_key_file: Some(dir.join("server.key")),
+        tls_client_ca_file: Some(dir.join("ca.pem")),
+        ..IngestConfig::default()
+    };
+    let mut p = Pipeline::start("tls").await;
+    p.start_ingest_with(cfg, Auth::fixed(creds)).await;
+    let url = p.ingest_url.replace("http://127.0.0.1", "https://localhost");
+    let client = |identity: Option<&str>| {
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem"))).domain_name("localhost");
+        if let Some(name) = identity {
+            tls = tls.identity(Identity::from_pem(read(&format!("{name}.pem")), read(&format!("{name}.key"))));
+        }
+        let channel = Endpoint::from_shared(url.clone()).expect("url").tls_config(tls).expect("tls").connect_lazy();
+        IngestClient::new(channel)
+    };
+    let batch = |project: &str| report("tls-node-1", 1, vec![inc(project, Metric::ActiveTimeSeconds, 7)]);
+
+    client(Some("good")).report(batch("tls-p1")).await.expect("the bound certificate reports without a token");
+    let err = client(Some("good")).report(batch("tls-other")).await.expect_err("foreign project");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = client(Some("other")).report(batch("tls-p1")).await.expect_err("a certificate of no credential");
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let err = client(None).report(batch("tls-p1")).await.expect_err("no client certificate: no connection");
+    assert_ne!(err.code(), Code::Ok);
+    eventually(Duration::from_secs(60), "the certificate's batch is counted", || async {
+        match usage_of(&p.store, "tls-p1").await.map(|u| u.active_time_seconds) {
+            Some(7) => Ok(()),
+            got => Err(format!("{got:?} != Some(7)")),
+        }
+    })
+    .await;
+    p.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}

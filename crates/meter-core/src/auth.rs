@@ -69,7 +69,13 @@ pub struct TokenHash([u8; 32]);
 impl TokenHash {
     /// The hash of a token.
     pub fn of(token: &str) -> Self {
-        TokenHash(Sha256::digest(token.as_bytes()).into())
+        Self::of_bytes(token.as_bytes())
+    }
+
+    /// The SHA-256 of bytes: a client certificate's fingerprint is that of
+    /// its DER encoding (`openssl x509 -in c.pem -outform der | sha256sum`).
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        TokenHash(Sha256::digest(bytes).into())
     }
 
     /// Parses 64 hex digits (what `sha256sum` prints).
@@ -206,18 +212,23 @@ impl Credentials {
 
     /// The ingest credential of `token`, if any.
     pub fn ingest(&self, token: &str) -> Option<&IngestCredential> {
-        find(&self.ingest, |c| &c.hash, token)
+        find(&self.ingest, |c| &c.hash, TokenHash::of(token))
+    }
+
+    /// The ingest credential whose `sha256` is the fingerprint of a client
+    /// certificate (DER), if any (mTLS).
+    pub fn ingest_by_certificate(&self, der: &[u8]) -> Option<&IngestCredential> {
+        find(&self.ingest, |c| &c.hash, TokenHash::of_bytes(der))
     }
 
     /// The API credential of `token`, if any.
     pub fn api(&self, token: &str) -> Option<&ApiCredential> {
-        find(&self.api, |c| &c.hash, token)
+        find(&self.api, |c| &c.hash, TokenHash::of(token))
     }
 }
 
-/// Compares the token's hash with every entry (no early exit).
-fn find<'a, T>(entries: &'a [T], hash_of: impl Fn(&T) -> &TokenHash, token: &str) -> Option<&'a T> {
-    let presented = TokenHash::of(token);
+/// Compares the presented hash with every entry (no early exit).
+fn find<T>(entries: &[T], hash_of: impl Fn(&T) -> &TokenHash, presented: TokenHash) -> Option<&T> {
     let mut found = None;
     for e in entries {
         if hash_of(e).ct_eq(&presented) {

@@ -1,5 +1,7 @@
 //! The `[ingest]` section of the configuration.
 
+use std::path::PathBuf;
+
 use meter_core::Limits;
 use serde::Deserialize;
 
@@ -28,6 +30,13 @@ pub struct IngestConfig {
     pub max_in_flight_requests: usize,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
+    /// TLS: the server's certificate chain and key (PEM). Both or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// mTLS: CA (PEM) that client certificates must chain to; with it, a
+    /// client without a valid certificate cannot connect, and a credential
+    /// whose `sha256` is the certificate's fingerprint needs no token.
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 impl Default for IngestConfig {
@@ -44,11 +53,40 @@ impl Default for IngestConfig {
             rate_limit_burst_events: 0,
             max_in_flight_requests: 256,
             max_concurrent_streams: 64,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
 
 impl IngestConfig {
+    /// The TLS settings, `None` for plaintext; the error names the file.
+    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        use anyhow::Context;
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let read = |p: &PathBuf, what: &str| {
+            std::fs::read(p).with_context(|| format!("ingest.{what}: reading {}", p.display()))
+        };
+        let (cert, key) = match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => {
+                anyhow::ensure!(
+                    self.tls_client_ca_file.is_none(),
+                    "ingest.tls_client_ca_file needs ingest.tls_cert_file and ingest.tls_key_file"
+                );
+                return Ok(None);
+            }
+            (Some(c), Some(k)) => (read(c, "tls_cert_file")?, read(k, "tls_key_file")?),
+            _ => anyhow::bail!("ingest.tls_cert_file and ingest.tls_key_file go together"),
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &self.tls_client_ca_file {
+            tls =
+                tls.client_ca_root(Certificate::from_pem(read(ca, "tls_client_ca_file")?)).client_auth_optional(false);
+        }
+        Ok(Some(tls))
+    }
+
     /// The validation limits.
     pub fn limits(&self) -> Limits {
         Limits {

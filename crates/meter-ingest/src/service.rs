@@ -52,10 +52,14 @@ impl IngestService {
         }
     }
 
-    /// The credential of a call, `None` when authentication is off.
-    fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Option<IngestCredential>, IngestError> {
+    /// The credential of a call, `None` when authentication is off: the
+    /// client certificate's (mTLS), else the bearer token's.
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<Option<IngestCredential>, IngestError> {
         let Some(table) = self.auth.current() else { return Ok(None) };
-        let token = bearer(metadata.get("authorization").and_then(|v| v.to_str().ok()))?;
+        if let Some(c) = request.peer_certs().and_then(|certs| table.ingest_by_certificate(certs.first()?).cloned()) {
+            return Ok(Some(c));
+        }
+        let token = bearer(request.metadata().get("authorization").and_then(|v| v.to_str().ok()))?;
         Ok(Some(table.ingest(token).cloned().ok_or(AuthError::Unknown)?))
     }
 
@@ -102,7 +106,7 @@ impl IngestService {
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportResponse>, Status> {
-        let credential = self.authenticate(request.metadata());
+        let credential = self.authenticate(&request);
         let req = request.into_inner();
         let n = req.events.len() as u64;
         let result = match credential {
@@ -143,7 +147,12 @@ pub async fn run(
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     // HTTP/2 windows sized for batches of thousands of events: with the
     // 64 KiB defaults a large Report waits on flow-control round trips.
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = cfg.tls()? {
+        server = server.tls_config(tls)?;
+        tracing::info!(mtls = cfg.tls_client_ca_file.is_some(), "ingest.tls");
+    }
+    server
         .initial_stream_window_size(meter_proto::STREAM_WINDOW)
         .initial_connection_window_size(meter_proto::CONNECTION_WINDOW)
         .tcp_nodelay(true)
