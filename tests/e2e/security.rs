@@ -333,3 +333,61 @@ async fn client_certificates_identify_sources() {
     p.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_tls() {
+    let dir = std::env::temp_dir().join(format!("meter-apitls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    make_certs(&dir);
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("cert file");
+    let cfg = meter_api::ApiConfig {
+        tls_cert_file: Some(dir.join("server.pem")),
+        tls_key_file: Some(dir.join("server.key")),
+        ..meter_api::ApiConfig::default()
+    };
+    let mut p = Pipeline::start("apitls").await;
+    p.start_api_config(cfg, Auth::fixed(api_credentials())).await;
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&read("ca.pem")).expect("ca"))
+        .build()
+        .expect("client");
+    let url = format!("{}/v1/projects", p.api_url);
+    let status = eventually(Duration::from_secs(60), "the api answers over TLS", || async {
+        https.get(&url).bearer_auth("r-tok").send().await.map(|r| r.status().as_u16()).map_err(|e| format!("{e:?}"))
+    })
+    .await;
+    assert_eq!(status, 200);
+    // The operator CLI over TLS with the private CA and a manage token.
+    let ca = dir.join("ca.pem");
+    let mut out = Vec::new();
+    let args = ["meterctl", "--api", &p.api_url, "--ca-cert", ca.to_str().expect("path"), "--token", "m-tok"];
+    meterctl::run(args.into_iter().chain(["quota", "set", "apitls-p", "--quota", "active_time_seconds=100"]), &mut out)
+        .await
+        .expect("meterctl over TLS");
+    let plain = url.replace("https://localhost", "http://127.0.0.1");
+    assert!(reqwest::Client::new().get(&plain).send().await.is_err(), "plain HTTP must not be answered");
+    let untrusting = reqwest::Client::new().get(&url).send().await;
+    assert!(untrusting.is_err(), "a client that does not trust the CA must fail the handshake");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read("ca.pem")))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(p.api_grpc_url.clone())
+        .expect("url")
+        .tls_config(tls)
+        .expect("tls")
+        .connect_lazy();
+    let req = tonic::Request::new(meter_proto::v1::CheckQuotaRequest { project_id: "apitls-p".into() });
+    // Through TLS and the token check, for the project meterctl configured over TLS.
+    let answer = eventually(Duration::from_secs(30), "CheckQuota over TLS knows the project", || {
+        let (channel, mut req) = (channel.clone(), tonic::Request::new(req.get_ref().clone()));
+        req.metadata_mut().insert("authorization", "Bearer r-tok".parse().expect("header"));
+        async move {
+            let mut c = meter_proto::v1::quota_client::QuotaClient::new(channel);
+            c.check_quota(req).await.map(|r| r.into_inner()).map_err(|e| format!("{e:?}"))
+        }
+    })
+    .await;
+    assert!(answer.allowed, "{answer:?}");
+    p.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -168,23 +168,32 @@ impl Pipeline {
     /// Starts the api role with the credentials of `auth`.
     pub async fn start_api_with(&mut self, auth: meter_runtime::Auth) {
         let open = auth.current().is_none();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        self.api_url = format!("http://{}", listener.local_addr().expect("addr"));
-        self.api_grpc_url = format!("http://{}", grpc.local_addr().expect("addr"));
-        let token = CancellationToken::new();
-        let (k, ch, t, clock) = (self.kafka.clone(), self.store_cfg.clone(), token.clone(), self.clock.clone());
-        let cfg = meter_api::ApiConfig::default();
-        let handle = tokio::spawn(async move {
-            let security = (auth, vec![AddressClass::Loopback]);
-            meter_api::run(&cfg, &k, &ch, security, clock, listener, grpc, Health::default(), t).await
-        });
-        self.api = Some((token, handle));
+        self.start_api_config(meter_api::ApiConfig::default(), auth).await;
         let url = format!("{}/v1/{}", self.api_url, if open { "webhooks" } else { "openapi.json" });
         eventually(Duration::from_secs(60), "the api answers", || async {
             reqwest::get(&url).await.map(|_| ()).map_err(|e| e.to_string())
         })
         .await;
+    }
+
+    /// Starts the api role with `cfg` (listen addresses replaced by fresh
+    /// loopback ports; `https://localhost` URLs when it has TLS) without
+    /// waiting for it.
+    pub async fn start_api_config(&mut self, cfg: meter_api::ApiConfig, auth: meter_runtime::Auth) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (http_port, grpc_port) =
+            (listener.local_addr().expect("addr").port(), grpc.local_addr().expect("addr").port());
+        let (scheme, host) = if cfg.tls_cert_file.is_some() { ("https", "localhost") } else { ("http", "127.0.0.1") };
+        self.api_url = format!("{scheme}://{host}:{http_port}");
+        self.api_grpc_url = format!("{scheme}://{host}:{grpc_port}");
+        let token = CancellationToken::new();
+        let (k, ch, t, clock) = (self.kafka.clone(), self.store_cfg.clone(), token.clone(), self.clock.clone());
+        let handle = tokio::spawn(async move {
+            let security = (auth, vec![AddressClass::Loopback]);
+            meter_api::run(&cfg, &k, &ch, security, clock, listener, grpc, Health::default(), t).await
+        });
+        self.api = Some((token, handle));
     }
 
     /// Starts one more aggregator instance in the same consumer group.

@@ -18,6 +18,8 @@ pub use config::ApiConfig;
 
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use axum::routing::{get, post, put};
 use axum::Router;
 use meter_core::target::AddressClass;
@@ -82,7 +84,7 @@ fn router(app: App, auth: Auth) -> Router {
 /// (CheckQuota) on `grpc_listener`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
-    _cfg: &ApiConfig,
+    cfg: &ApiConfig,
     kafka: &KafkaConfig,
     clickhouse: &meter_store::StoreConfig,
     security: (Auth, Vec<AddressClass>),
@@ -105,7 +107,15 @@ pub async fn run(
     let (auth, webhook_targets) = security;
     let app = App { views, producer, kafka: kafka.clone(), store, clock, webhook_targets };
     tracing::info!(http = %listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "api.listening");
-    let grpc = tonic::transport::Server::builder().serve_with_incoming_shutdown(
+    let tls = cfg.tls_files()?;
+    let http_tls = tls.map(|(cert, key)| meter_runtime::server_config("api", cert, key)).transpose()?;
+    let mut grpc = tonic::transport::Server::builder();
+    if let Some((cert, key)) = tls {
+        let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("api TLS: reading {}", p.display()));
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        grpc = grpc.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    let grpc = grpc.serve_with_incoming_shutdown(
         meter_proto::v1::quota_server::QuotaServer::with_interceptor(grpc::QuotaService(app.clone()), {
             let auth = auth.clone();
             move |req: tonic::Request<()>| {
@@ -118,9 +128,19 @@ pub async fn run(
         shutdown.clone().cancelled_owned(),
     );
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    let http = axum::serve(listener, router(app, auth)).with_graceful_shutdown(shutdown.cancelled_owned());
+    let routes = router(app, auth);
+    let stop = shutdown.clone();
+    let http = async move {
+        match http_tls {
+            None => axum::serve(listener, routes).with_graceful_shutdown(stop.cancelled_owned()).await,
+            Some(config) => {
+                let tls = meter_runtime::TlsListener::new(listener, config)?;
+                axum::serve(tls, routes).with_graceful_shutdown(stop.cancelled_owned()).await
+            }
+        }
+    };
     let (h, g) = tokio::join!(http, grpc);
-    h?;
+    h.context("api http")?;
     g?;
     drop(followers);
     tracing::info!("api.stopped");

@@ -10,6 +10,7 @@ mod security;
 mod shutdown;
 mod targets;
 mod telemetry;
+mod tls;
 
 pub use admin::{serve_admin, AdminConfig};
 pub use clock::{now_ms, Clock, ShiftedClock, SystemClock};
@@ -19,3 +20,4 @@ pub use security::{Auth, SecurityConfig};
 pub use shutdown::cancel_on_signal;
 pub use targets::{check_webhook_url, GuardedResolver};
 pub use telemetry::{init_logging, metrics_handle};
+pub use tls::{server_config, TlsListener};

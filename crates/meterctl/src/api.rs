@@ -10,8 +10,9 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    /// A client of the api at `base`, sending `token` as a bearer token.
-    pub(crate) fn new(base: &str, token: Option<&str>) -> anyhow::Result<Api> {
+    /// A client of the api at `base`, sending `token` as a bearer token and
+    /// trusting `ca_cert` (PEM) besides the bundled roots.
+    pub(crate) fn new(base: &str, token: Option<&str>, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Api> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {
             let mut v: reqwest::header::HeaderValue =
@@ -19,8 +20,15 @@ impl Api {
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        let http =
-            reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).default_headers(headers).build()?;
+        let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).default_headers(headers);
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).with_context(|| format!("--ca-cert: reading {}", path.display()))?;
+            http = http.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem)
+                    .with_context(|| format!("--ca-cert: {} is not PEM", path.display()))?,
+            );
+        }
+        let http = http.build()?;
         Ok(Api { base: base.trim_end_matches('/').to_owned(), http })
     }
 

@@ -30,6 +30,9 @@ struct Cli {
     /// Bearer token for the api (when `security.tokens_file` is set).
     #[arg(long, env = "METER_API_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// A CA certificate (PEM) to trust for an https api with a private CA.
+    #[arg(long, env = "METER_API_CA", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -188,7 +191,7 @@ where
         }
         Err(e) => anyhow::bail!("{}", e.render().to_string().trim_end()),
     };
-    let api = Api::new(&cli.api, cli.token.as_deref())?;
+    let api = Api::new(&cli.api, cli.token.as_deref(), cli.ca_cert.as_deref())?;
     let (body, render): (Value, Box<Render>) = match cli.cmd {
         Cmd::Plan { cmd: PlanCmd::Get { name } } => {
             (api.get(&format!("/v1/plans/{name}")).await?, Box::new(plan_table))
