@@ -97,6 +97,7 @@ mod tests {
         std::fs::write(dir.join("meterd.toml"), toml).expect("write");
         let cfg = Config::load(Some(&dir.join("meterd.toml"))).expect("the ConfigMap's meterd.toml loads");
         assert_eq!(cfg.kafka.replication_factor, 3);
+        assert!(cfg.security.tokens_file.is_some(), "the cluster config listens on 0.0.0.0: it must authenticate");
         std::fs::remove_dir_all(&dir).ok();
     }
 }
