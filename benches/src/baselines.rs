@@ -51,6 +51,19 @@ pub(crate) async fn client(url: &str) -> anyhow::Result<IngestClient<tonic::tran
     Ok(IngestClient::new(ch).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
 }
 
+/// Drives `cfg`'s load through `c` (a Report per call, as fast as acked):
+/// what was acknowledged, and its rate over the load's duration.
+pub(crate) async fn drive_client(cfg: &LoadConfig, c: IngestClient<tonic::transport::Channel>) -> (Arc<Acked>, Rate) {
+    let acked = Arc::new(Acked::default());
+    let took = drive(cfg, acked.clone(), move |req| {
+        let mut c = c.clone();
+        async move { c.report(req).await.is_ok() }
+    })
+    .await;
+    let events = acked.events.load(std::sync::atomic::Ordering::Relaxed);
+    (acked, Rate { events, seconds: took.as_secs_f64() })
+}
+
 /// The transport limit: the same requests to a tonic server that does nothing.
 pub(crate) async fn transport(cfg: &LoadConfig) -> anyhow::Result<Rate> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -66,16 +79,10 @@ pub(crate) async fn transport(cfg: &LoadConfig) -> anyhow::Result<Rate> {
             stop.clone().cancelled_owned(),
         );
     let handle = tokio::spawn(server);
-    let c = client(&url).await?;
-    let acked = Arc::new(Acked::default());
-    let took = drive(cfg, acked.clone(), move |req| {
-        let mut c = c.clone();
-        async move { c.report(req).await.is_ok() }
-    })
-    .await;
+    let (_, rate) = drive_client(cfg, client(&url).await?).await;
     stop.cancel();
     let _ = handle.await;
-    Ok(Rate { events: acked.events.load(std::sync::atomic::Ordering::Relaxed), seconds: took.as_secs_f64() })
+    Ok(rate)
 }
 
 /// The records ingest writes for a request: one per project, keyed by it

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -17,8 +16,8 @@ use meter_store::{Store, StoreConfig};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::baselines::{client, Rate};
-use meter_bench::load::{drive, Acked, LoadConfig};
+use crate::baselines::{client, drive_client, Rate};
+use meter_bench::load::LoadConfig;
 
 /// The start of the load left out of the steady-state suspend latency.
 pub(crate) const WARM_UP: Duration = Duration::from_secs(3);
@@ -120,19 +119,9 @@ pub(crate) async fn ingest_alone(
     std::fs::create_dir_all(&dir)?;
     let (ports, procs) = start(&["ingest"], meterd, kafka, clickhouse_url, &dir, &database, "unused").await?;
     let before = usage_of(procs[0].pid());
-    let c = client(&format!("http://127.0.0.1:{}", ports.ingest)).await?;
-    let acked = Arc::new(Acked::default());
-    let took = drive(load, acked.clone(), move |req| {
-        let mut c = c.clone();
-        async move { c.report(req).await.is_ok() }
-    })
-    .await;
+    let (_, rate) = drive_client(load, client(&format!("http://127.0.0.1:{}", ports.ingest)).await?).await;
     let after = usage_of(procs[0].pid());
-    let events = acked.events.load(std::sync::atomic::Ordering::Relaxed);
-    Ok((
-        Rate { events, seconds: took.as_secs_f64() },
-        Usage { cpu_s: after.cpu_s - before.cpu_s, peak_rss_mib: after.peak_rss_mib },
-    ))
+    Ok((rate, Usage { cpu_s: after.cpu_s - before.cpu_s, peak_rss_mib: after.peak_rss_mib }))
 }
 
 /// Runs the pipeline under `load`; `stack_dir` has the stack's pid files.
@@ -191,16 +180,11 @@ pub(crate) async fn run(
     });
 
     let c = client(&format!("http://127.0.0.1:{}", ports.ingest)).await?;
-    let acked = Arc::new(Acked::default());
     let load_started = Instant::now();
     let load_started_ms = meter_runtime::now_ms();
-    let took = drive(load, acked.clone(), move |req| {
-        let mut c = c.clone();
-        async move { c.report(req).await.is_ok() }
-    })
-    .await;
-    let events = acked.events.load(std::sync::atomic::Ordering::Relaxed);
-    let mut out = Outcome { ingest: Some(Rate { events, seconds: took.as_secs_f64() }), ..Outcome::default() };
+    let (acked, ingest) = drive_client(load, c).await;
+    let events = ingest.events;
+    let mut out = Outcome { ingest: Some(ingest), ..Outcome::default() };
 
     // Until ClickHouse and the totals topic show every acknowledged event.
     let store = Store::new(&StoreConfig { url: clickhouse_url.to_owned(), database, ..StoreConfig::default() });

@@ -27,6 +27,18 @@ pub(crate) async fn usage_of(store: &Store, project: &str) -> Option<ProjectUsag
     store.usage_with_prefix(project).await.expect("query").into_iter().find(|u| u.project_id == project)
 }
 
+/// Waits up to 60 s until ClickHouse shows `want` for `project` in the
+/// value `pick` reads (`what` names the wait in the failure).
+pub(crate) async fn await_usage(store: &Store, project: &str, pick: fn(&ProjectUsage) -> u64, want: u64, what: &str) {
+    meter_e2e::eventually(std::time::Duration::from_secs(60), what, || async {
+        match usage_of(store, project).await.as_ref().map(pick) {
+            Some(got) if got == want => Ok(()),
+            got => Err(format!("{got:?} != Some({want})")),
+        }
+    })
+    .await;
+}
+
 /// PUTs JSON to the api and returns the answer's status and body.
 pub(crate) async fn api_put(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let r = reqwest::Client::new().put(url).json(&body).send().await.expect("api reachable");

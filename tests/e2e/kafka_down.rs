@@ -5,27 +5,39 @@ use meter_kafka::KafkaConfig;
 use meter_proto::v1::ingest_client::IngestClient;
 use meter_proto::v1::Metric;
 use meter_runtime::{Auth, Health};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::helpers::{inc, report};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_unreachable_is_unavailable() {
-    // A port where no broker listens.
+/// Ingest with `cfg` whose broker address has no broker (a port nobody
+/// listens on), producing with `produce_timeout_ms`; a client, the stop
+/// token and the server task.
+async fn ingest_without_kafka(
+    cfg: IngestConfig,
+    produce_timeout_ms: u64,
+) -> (IngestClient<Channel>, CancellationToken, JoinHandle<anyhow::Result<()>>) {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = dead.local_addr().expect("addr").port();
     drop(dead);
-    let kafka =
-        KafkaConfig { brokers: format!("127.0.0.1:{port}"), produce_timeout_ms: 1500, ..KafkaConfig::default() };
+    let kafka = KafkaConfig { brokers: format!("127.0.0.1:{port}"), produce_timeout_ms, ..KafkaConfig::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let token = CancellationToken::new();
     let t = token.clone();
-    let server = tokio::spawn(async move {
-        meter_ingest::run(&IngestConfig::default(), &kafka, Auth::open(), listener, Health::default(), t).await
-    });
-    let mut client = IngestClient::new(tonic::transport::Endpoint::from_shared(url).expect("url").connect_lazy());
+    let server =
+        tokio::spawn(
+            async move { meter_ingest::run(&cfg, &kafka, Auth::open(), listener, Health::default(), t).await },
+        );
+    let client = IngestClient::new(tonic::transport::Endpoint::from_shared(url).expect("url").connect_lazy());
+    (client, token, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_unreachable_is_unavailable() {
+    let (mut client, token, server) = ingest_without_kafka(IngestConfig::default(), 1500).await;
     let started = std::time::Instant::now();
     let err = client
         .report(report("down-src", 1, vec![inc("down-p", Metric::ActiveTimeSeconds, 1)]))
@@ -43,21 +55,8 @@ async fn kafka_unreachable_is_unavailable() {
 /// every other one is answered UNAVAILABLE at once instead of queueing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_bounds_the_work_in_flight() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = dead.local_addr().expect("addr").port();
-    drop(dead);
-    let kafka =
-        KafkaConfig { brokers: format!("127.0.0.1:{port}"), produce_timeout_ms: 4000, ..KafkaConfig::default() };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let token = CancellationToken::new();
-    let t = token.clone();
     let cfg = IngestConfig { max_in_flight_requests: 4, ..IngestConfig::default() };
-    let server =
-        tokio::spawn(
-            async move { meter_ingest::run(&cfg, &kafka, Auth::open(), listener, Health::default(), t).await },
-        );
-    let client = IngestClient::new(tonic::transport::Endpoint::from_shared(url).expect("url").connect_lazy());
+    let (client, token, server) = ingest_without_kafka(cfg, 4000).await;
     let calls = (0..100u64).map(|i| {
         let mut c = client.clone();
         let events = (0..1000).map(|_| inc("down-p", Metric::ActiveTimeSeconds, 1)).collect();

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::helpers::{inc, report, usage_of};
+use crate::helpers::{await_usage, inc, report, usage_of};
 
 /// A tokens file with an ingest credential `eu` (sources `sec-eu-*`,
 /// projects `sec-acme-*`) and an api credential.
@@ -81,13 +81,7 @@ async fn tokens_bind_sources_to_projects_and_can_be_revoked_live() {
         assert!(err.message().contains(text), "{what}: {:?} lacks {text:?}", err.message());
     }
     call(&mut c, Some("eu-token-1"), ok(2)).await.expect("the bound token reports for its project");
-    eventually(Duration::from_secs(60), "only the accepted batch is counted", || async {
-        match usage_of(&p.store, "sec-acme-1").await.map(|u| u.active_time_seconds) {
-            Some(10) => Ok(()),
-            got => Err(format!("{got:?} != Some(10)")),
-        }
-    })
-    .await;
+    await_usage(&p.store, "sec-acme-1", |u| u.active_time_seconds, 10, "only the accepted batch is counted").await;
     assert_eq!(usage_of(&p.store, "sec-other").await, None, "an event of a refused batch was counted");
 
     // Rotate: the new token works and the old one stops, without a restart.
@@ -145,13 +139,8 @@ async fn a_noisy_source_is_throttled_and_others_still_report() {
     let big = report("rate-big", 1, (0..3000).map(|_| inc("rate-p", Metric::WrittenDataBytes, 1)).collect());
     let err = c.report(big).await.expect_err("64 KiB limit");
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
-    eventually(Duration::from_secs(60), "the two noisy and one quiet batch are counted", || async {
-        match usage_of(&p.store, "rate-p").await.map(|u| u.written_data_bytes) {
-            Some(3000) => Ok(()),
-            got => Err(format!("{got:?} != Some(3000)")),
-        }
-    })
-    .await;
+    await_usage(&p.store, "rate-p", |u| u.written_data_bytes, 3000, "the two noisy and one quiet batch are counted")
+        .await;
     p.shutdown().await;
 }
 
@@ -323,13 +312,7 @@ async fn client_certificates_identify_sources() {
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     let err = client(None).report(batch("tls-p1")).await.expect_err("no client certificate: no connection");
     assert_ne!(err.code(), Code::Ok);
-    eventually(Duration::from_secs(60), "the certificate's batch is counted", || async {
-        match usage_of(&p.store, "tls-p1").await.map(|u| u.active_time_seconds) {
-            Some(7) => Ok(()),
-            got => Err(format!("{got:?} != Some(7)")),
-        }
-    })
-    .await;
+    await_usage(&p.store, "tls-p1", |u| u.active_time_seconds, 7, "the certificate's batch is counted").await;
     p.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
 }

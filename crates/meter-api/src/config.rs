@@ -1,6 +1,8 @@
 //! The `[api]` section of the configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use meter_runtime::TlsFiles;
 
 use serde::Deserialize;
 
@@ -30,12 +32,9 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
-    /// The TLS certificate and key files, `None` for plaintext.
-    pub fn tls_files(&self) -> anyhow::Result<Option<(&Path, &Path)>> {
-        match (&self.tls_cert_file, &self.tls_key_file) {
-            (None, None) => Ok(None),
-            (Some(c), Some(k)) => Ok(Some((c, k))),
-            _ => anyhow::bail!("api.tls_cert_file and api.tls_key_file go together"),
-        }
+    /// The TLS certificate and key, `None` for plaintext; the error names
+    /// the key.
+    pub fn tls(&self) -> anyhow::Result<Option<TlsFiles>> {
+        TlsFiles::load("api", self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())
     }
 }

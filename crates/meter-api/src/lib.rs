@@ -107,12 +107,11 @@ pub async fn run(
     let (auth, webhook_targets) = security;
     let app = App { views, producer, kafka: kafka.clone(), store, clock, webhook_targets };
     tracing::info!(http = %listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "api.listening");
-    let tls = cfg.tls_files()?;
-    let http_tls = tls.map(|(cert, key)| meter_runtime::server_config("api", cert, key)).transpose()?;
+    let tls = cfg.tls()?;
+    let http_tls = tls.as_ref().map(|f| f.server_config()).transpose()?;
     let mut grpc = tonic::transport::Server::builder();
-    if let Some((cert, key)) = tls {
-        let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("api TLS: reading {}", p.display()));
-        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+    if let Some(f) = tls {
+        let identity = tonic::transport::Identity::from_pem(f.cert, f.key);
         grpc = grpc.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     let grpc = grpc.serve_with_incoming_shutdown(

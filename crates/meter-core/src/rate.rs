@@ -12,6 +12,13 @@ struct Bucket {
     at_ms: UnixMs,
 }
 
+impl Bucket {
+    /// The tokens at `now_ms`: refilled at `rate_per_ms`, at most `burst`.
+    fn level(&self, rate_per_ms: f64, burst: f64, now_ms: UnixMs) -> f64 {
+        (self.tokens + (now_ms - self.at_ms).max(0) as f64 * rate_per_ms).min(burst)
+    }
+}
+
 /// Buckets of `rate_per_second` events, holding at most `burst` events.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -40,9 +47,9 @@ impl RateLimiter {
         if !self.buckets.contains_key(key) && self.buckets.len() >= self.max_keys {
             self.forget_full(now_ms);
         }
-        let b = self.buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, at_ms: now_ms });
-        let elapsed = (now_ms - b.at_ms).max(0) as f64;
-        b.tokens = (b.tokens + elapsed * self.rate_per_ms).min(self.burst);
+        let (rate, burst) = (self.rate_per_ms, self.burst);
+        let b = self.buckets.entry(key.to_owned()).or_insert(Bucket { tokens: burst, at_ms: now_ms });
+        b.tokens = b.level(rate, burst, now_ms);
         b.at_ms = now_ms.max(b.at_ms);
         if b.tokens < 0.0 {
             let wait = (-b.tokens / self.rate_per_ms).ceil();
@@ -59,7 +66,7 @@ impl RateLimiter {
 
     fn forget_full(&mut self, now_ms: UnixMs) {
         let (rate, burst) = (self.rate_per_ms, self.burst);
-        self.buckets.retain(|_, b| b.tokens + (now_ms - b.at_ms).max(0) as f64 * rate < burst);
+        self.buckets.retain(|_, b| b.level(rate, burst, now_ms) < burst);
         if self.buckets.len() >= self.max_keys {
             // Every key is active: forget the one with the most tokens (the
             // least in debt), so a flood of new keys cannot grow the map.

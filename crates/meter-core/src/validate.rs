@@ -127,21 +127,17 @@ impl Limits {
         Ok(())
     }
 
-    /// Checks one decoded event against the limits at time `now_ms`.
+    /// Checks one decoded event against the limits at time `now_ms`, then
+    /// against `check_measure`.
     pub fn check_event(&self, index: usize, e: &Event, now_ms: UnixMs) -> Result<(), BatchError> {
-        self.check_usage(index, e.metric, e.value, e.span, now_ms)
+        self.check_usage(index, e.value, e.span, now_ms)?;
+        check_measure(index, e.metric, e.span)
     }
 
-    /// Checks what an event measures (metric, value and span) at time
-    /// `now_ms`; `check_event` without the event (ingest checks wire events).
-    pub fn check_usage(
-        &self,
-        index: usize,
-        metric: Metric,
-        value: u64,
-        span: Span,
-        now_ms: UnixMs,
-    ) -> Result<(), BatchError> {
+    /// Checks an event's value and times against the configured limits at
+    /// time `now_ms`. Ingest calls it on wire events that already passed
+    /// `check_measure` (in `meter_proto::wire_measure`).
+    pub fn check_usage(&self, index: usize, value: u64, span: Span, now_ms: UnixMs) -> Result<(), BatchError> {
         if value > self.max_value {
             return Err(BatchError::event(index, "value", format!("{value} exceeds the limit {}", self.max_value)));
         }
@@ -161,11 +157,10 @@ impl Limits {
         match span {
             Span::Interval { start_ms, end_ms } => {
                 check_time("start_unix_ms", start_ms)?;
-                check_time("end_unix_ms", end_ms)?;
+                check_time("end_unix_ms", end_ms)
             }
-            Span::Instant { time_ms } => check_time("time_unix_ms", time_ms)?,
+            Span::Instant { time_ms } => check_time("time_unix_ms", time_ms),
         }
-        check_measure(index, metric, span)
     }
 }
 

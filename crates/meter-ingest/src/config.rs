@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use meter_core::Limits;
+use meter_runtime::TlsFiles;
 use serde::Deserialize;
 
 /// Where ingest listens and what it accepts.
@@ -61,28 +62,22 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
-    /// The TLS settings, `None` for plaintext; the error names the file.
+    /// The TLS settings, `None` for plaintext; the error names the key.
     pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
         use anyhow::Context;
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let read = |p: &PathBuf, what: &str| {
-            std::fs::read(p).with_context(|| format!("ingest.{what}: reading {}", p.display()))
+        let Some(files) = TlsFiles::load("ingest", self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())? else {
+            anyhow::ensure!(
+                self.tls_client_ca_file.is_none(),
+                "ingest.tls_client_ca_file needs ingest.tls_cert_file and ingest.tls_key_file"
+            );
+            return Ok(None);
         };
-        let (cert, key) = match (&self.tls_cert_file, &self.tls_key_file) {
-            (None, None) => {
-                anyhow::ensure!(
-                    self.tls_client_ca_file.is_none(),
-                    "ingest.tls_client_ca_file needs ingest.tls_cert_file and ingest.tls_key_file"
-                );
-                return Ok(None);
-            }
-            (Some(c), Some(k)) => (read(c, "tls_cert_file")?, read(k, "tls_key_file")?),
-            _ => anyhow::bail!("ingest.tls_cert_file and ingest.tls_key_file go together"),
-        };
-        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(files.cert, files.key));
         if let Some(ca) = &self.tls_client_ca_file {
-            tls =
-                tls.client_ca_root(Certificate::from_pem(read(ca, "tls_client_ca_file")?)).client_auth_optional(false);
+            let pem =
+                std::fs::read(ca).with_context(|| format!("ingest.tls_client_ca_file: reading {}", ca.display()))?;
+            tls = tls.client_ca_root(Certificate::from_pem(pem)).client_auth_optional(false);
         }
         Ok(Some(tls))
     }

@@ -3,9 +3,7 @@
 use meter_core::auth::AuthError;
 use meter_core::BatchError;
 use meter_kafka::ProduceError;
-
-/// The response metadata key of a rate-limited call: milliseconds to wait.
-pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+use meter_proto::RETRY_AFTER_MS;
 
 /// Why a `Report` failed.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ mod metrics;
 mod service;
 
 pub use config::IngestConfig;
-pub use error::{IngestError, RETRY_AFTER_MS};
+pub use error::IngestError;
 pub use meter_proto::report::{kafka_records, validate};
+pub use meter_proto::RETRY_AFTER_MS;
 pub use service::{run, IngestService};

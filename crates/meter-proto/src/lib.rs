@@ -9,6 +9,10 @@ pub mod v1 {
     tonic::include_proto!("meter.v1");
 }
 
+/// The response metadata key of a rate-limited `Report`
+/// (`RESOURCE_EXHAUSTED`): milliseconds to wait before retrying.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+
 mod batch;
 pub mod report;
 mod totals;

@@ -27,8 +27,8 @@ pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1:
         if known.is_none() {
             ProjectId::check(&w.project_id).map_err(|e| BatchError::event(i, "project_id", e.to_string()))?;
         }
-        let (metric, span) = wire_measure(i, &w)?;
-        limits.check_usage(i, metric, w.value, span, now)?;
+        let (_, span) = wire_measure(i, &w)?;
+        limits.check_usage(i, w.value, span, now)?;
         set_wire_span(&mut w, span);
         let project_id = std::mem::take(&mut w.project_id);
         match known {

@@ -20,4 +20,4 @@ pub use security::{Auth, SecurityConfig};
 pub use shutdown::cancel_on_signal;
 pub use targets::{check_webhook_url, GuardedResolver};
 pub use telemetry::{init_logging, metrics_handle};
-pub use tls::{server_config, TlsListener};
+pub use tls::{TlsFiles, TlsListener};

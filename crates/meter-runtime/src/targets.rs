@@ -55,9 +55,13 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let allowed = self.allowed.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let refused = addrs.iter().find_map(|a| check_target(a.ip(), &allowed).err());
-            let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| check_target(a.ip(), &allowed).is_ok()).collect();
+            let (mut kept, mut refused) = (Vec::new(), None);
+            for a in tokio::net::lookup_host((host.as_str(), 0)).await? {
+                match check_target(a.ip(), &allowed) {
+                    Ok(()) => kept.push(a),
+                    Err(e) => refused = refused.or(Some(e)),
+                }
+            }
             match (kept.is_empty(), refused) {
                 (true, Some(e)) => Err(format!("{host} resolves to {e}").into()),
                 (true, None) => Err(format!("{host} resolves to no address").into()),

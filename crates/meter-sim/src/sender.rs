@@ -119,7 +119,10 @@ impl NodeSender {
                     stats.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(source = %self.source_id, seq = req.batch_seq, status = %s, "sim.retry");
                     // A rate-limited source waits as long as ingest says.
-                    let hint = s.metadata().get("retry-after-ms").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                    let hint = s
+                        .metadata()
+                        .get(meter_proto::RETRY_AFTER_MS)
+                        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
                     let wait = hint.map_or(backoff, |ms| Duration::from_millis(ms.min(60_000)));
                     tokio::select! {
                         _ = stop.cancelled() => return Delivery::Stopped,
