@@ -143,11 +143,7 @@ pub(crate) async fn clickhouse(
             for (_, bytes) in records(req, now) {
                 let b = meter_proto::decode_batch(&bytes)?;
                 offset += 1;
-                rows.extend(
-                    hourly_rows(&b)
-                        .iter()
-                        .map(|h| UsageRow::new(b.project_id.as_str(), b.source_id.as_str(), b.batch_seq, offset, h)),
-                );
+                rows.extend(hourly_rows(&b).iter().map(|h| UsageRow::new(&b, offset, h)));
             }
         }
         seq += 1;

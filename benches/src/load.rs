@@ -67,7 +67,8 @@ impl LoadConfig {
                 }
             })
             .collect();
-        ReportRequest { source_id: format!("{}-src{s:04}", self.prefix), batch_seq: seq + 1, events }
+        // One session per run: every run's sources have ids of their own.
+        ReportRequest { source_id: format!("{}-src{s:04}", self.prefix), source_session: 1, batch_seq: seq + 1, events }
     }
 }
 

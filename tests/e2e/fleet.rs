@@ -26,6 +26,8 @@ pub(crate) fn fleet_run(url: &str, prefix: &str, secs: u64) -> RunConfig {
         tick: Duration::from_millis(50),
         max_batch_events: 300,
         duplicate_rate: 0.1,
+        restart_rate: 0.0,
+        key_twin_rate: 0.0,
     }
 }
 

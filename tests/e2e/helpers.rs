@@ -17,9 +17,14 @@ pub(crate) fn inc(project: &str, metric: Metric, value: u64) -> UsageEvent {
     }
 }
 
-/// A request from `source`.
+/// A request from `source`, in its session 1.
 pub(crate) fn report(source: &str, seq: u64, events: Vec<UsageEvent>) -> ReportRequest {
-    ReportRequest { source_id: source.into(), batch_seq: seq, events }
+    report_in(source, 1, seq, events)
+}
+
+/// A request from `source` in `session`.
+pub(crate) fn report_in(source: &str, session: u64, seq: u64, events: Vec<UsageEvent>) -> ReportRequest {
+    ReportRequest { source_id: source.into(), source_session: session, batch_seq: seq, events }
 }
 
 /// All-time usage of one project, `None` if ClickHouse has nothing of it.

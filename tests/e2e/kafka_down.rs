@@ -27,10 +27,9 @@ async fn ingest_without_kafka(
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let token = CancellationToken::new();
     let t = token.clone();
-    let server =
-        tokio::spawn(
-            async move { meter_ingest::run(&cfg, &kafka, Auth::open(), listener, Health::default(), t).await },
-        );
+    let server = tokio::spawn(async move {
+        meter_ingest::run(&cfg, &kafka, Auth::open(), listener, None, Health::default(), t).await
+    });
     let client = IngestClient::new(tonic::transport::Endpoint::from_shared(url).expect("url").connect_lazy());
     (client, token, server)
 }

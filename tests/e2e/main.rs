@@ -14,4 +14,5 @@ mod prometheus;
 mod retries;
 mod schema_sql;
 mod security;
+mod sources;
 mod webhooks;

@@ -67,6 +67,8 @@ pub struct Pipeline {
     pub store: Store,
     pub aggregator: AggregatorConfig,
     pub ingest_url: String,
+    /// Ingest's HTTP endpoint (Neon JSON, `POST /v1/events`).
+    pub ingest_http_url: String,
     pub api_url: String,
     pub api_grpc_url: String,
     /// The clock of the enforcer and the api (moved by tests).
@@ -101,6 +103,7 @@ impl Pipeline {
             store_cfg,
             aggregator,
             ingest_url: String::new(),
+            ingest_http_url: String::new(),
             api_url: String::new(),
             api_grpc_url: String::new(),
             clock: Arc::new(ShiftedClock::default()),
@@ -124,15 +127,26 @@ impl Pipeline {
     pub async fn start_ingest_with(&mut self, cfg: IngestConfig, auth: meter_runtime::Auth) {
         self.stop_ingest().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.start_ingest_on(cfg, auth, listener).await;
+    }
+
+    /// (Re)starts ingest serving gRPC on `listener` (HTTP on a fresh port).
+    pub async fn start_ingest_on(&mut self, cfg: IngestConfig, auth: meter_runtime::Auth, listener: TcpListener) {
+        self.stop_ingest().await;
         self.ingest_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.ingest_http_url = format!("http://{}", http.local_addr().expect("addr"));
         let token = CancellationToken::new();
         let (k, t) = (self.kafka.clone(), token.clone());
         let handle =
-            tokio::spawn(async move { meter_ingest::run(&cfg, &k, auth, listener, Health::default(), t).await });
+            tokio::spawn(
+                async move { meter_ingest::run(&cfg, &k, auth, listener, Some(http), Health::default(), t).await },
+            );
         self.ingest = Some((token, handle));
     }
 
-    async fn stop_ingest(&mut self) {
+    /// Stops ingest (graceful).
+    pub async fn stop_ingest(&mut self) {
         if let Some((t, h)) = self.ingest.take() {
             t.cancel();
             h.await.expect("ingest task").expect("ingest stopped cleanly");
@@ -226,7 +240,7 @@ impl Pipeline {
             let parts = meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(60))
                 .expect("reading totals");
             for (_, v) in parts.into_values().flatten() {
-                let s = meter_proto::decode_state(&v).expect("totals record");
+                let Some(s) = meter_proto::decode_state(&v).expect("totals record") else { continue };
                 out.insert(s.project_id.to_string(), s);
             }
             out

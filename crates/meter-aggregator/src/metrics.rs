@@ -10,6 +10,9 @@ pub(crate) const EVENTS: &str = "meter_aggregator_events_total";
 /// Kafka records not counted, by reason (`duplicate`, `stale_seq`,
 /// `undecodable`, `covered_by_state`: a replay of records already counted).
 pub(crate) const DISCARDED: &str = "meter_aggregator_discarded_records_total";
+/// Events left out because their idempotency key was already counted for
+/// the project in that cycle.
+pub(crate) const DUPLICATE_KEY_EVENTS: &str = "meter_aggregator_duplicate_key_events_total";
 /// Duration of each flush stage (`clickhouse`, `kafka`).
 pub(crate) const FLUSH_SECONDS: &str = "meter_aggregator_flush_duration_seconds";
 /// Rows per ClickHouse insert.
@@ -36,6 +39,10 @@ pub(crate) fn describe() {
     );
     metrics::describe_counter!(EVENTS, "Usage events counted into totals.");
     metrics::describe_counter!(DISCARDED, "Kafka records not counted, by reason (`duplicate`, `stale_seq`, `undecodable`, `covered_by_state`: a replay of records already counted).");
+    metrics::describe_counter!(
+        DUPLICATE_KEY_EVENTS,
+        "Events left out because their idempotency key was already counted for the project in that cycle."
+    );
     metrics::describe_histogram!(FLUSH_SECONDS, "Duration of each flush stage (`clickhouse`, `kafka`).");
     metrics::describe_histogram!(FLUSH_ROWS, "Rows per ClickHouse insert.");
     metrics::describe_counter!(CLICKHOUSE_ERRORS, "Failed ClickHouse inserts (each is retried).");
@@ -49,7 +56,7 @@ pub(crate) fn describe() {
         INGEST_TO_COMMIT_SECONDS,
         "From ingest's acceptance of a batch to the commit of its totals."
     );
-    for c in [CLICKHOUSE_ERRORS, RESTORES, REREAD, EVENTS] {
+    for c in [CLICKHOUSE_ERRORS, RESTORES, REREAD, EVENTS, DUPLICATE_KEY_EVENTS] {
         metrics::counter!(c).increment(0);
     }
     for outcome in ["committed", "aborted"] {

@@ -84,7 +84,7 @@ pub(crate) fn apply(
             missed.extend(range.into_iter().map(|(offset, payload)| Record { partition: p, offset, payload }));
         }
     }
-    let (mut too_old, mut usage) = (0u64, [0u64; 4]);
+    let (mut too_old, mut usage, mut duplicate_keys) = (0u64, [0u64; 4], 0u64);
     for rec in missed.iter().chain(&pending.records) {
         if states.resume_offset(rec.partition).is_some_and(|r| rec.offset < r) {
             metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
@@ -106,17 +106,14 @@ pub(crate) fn apply(
             None => part.entry(project.to_owned()).or_insert_with(|| ProjectState::new(batch.project_id.clone())),
         };
         match state.apply(&batch, retention) {
-            ProjectUpdate::Counted(hourly) => {
+            ProjectUpdate::Counted { rows: hourly, duplicate_keys: dups } => {
+                duplicate_keys += dups;
                 for h in &hourly {
                     if let Some(i) = h.metric.counter_index() {
                         usage[i] = usage[i].saturating_add(h.value);
                     }
                 }
-                out.rows.extend(
-                    hourly.iter().map(|h| {
-                        UsageRow::new(project, batch.source_id.as_str(), batch.batch_seq, rec.offset as u64, h)
-                    }),
-                );
+                out.rows.extend(hourly.iter().map(|h| UsageRow::new(&batch, rec.offset as u64, h)));
                 out.touched.insert((rec.partition, project.to_owned()));
                 out.events += batch.events.len() as u64;
                 out.oldest_ingest_ms =
@@ -134,6 +131,9 @@ pub(crate) fn apply(
     // Once per batch, not per row: the recorder looks labels up on each call.
     for (metric, v) in meter_core::Metric::COUNTERS.iter().zip(usage) {
         metrics::counter!(m::USAGE, "metric" => metric.name()).increment(v);
+    }
+    if duplicate_keys > 0 {
+        metrics::counter!(m::DUPLICATE_KEY_EVENTS).increment(duplicate_keys);
     }
     if too_old > 0 {
         tracing::warn!(records = too_old, "aggregator.batches_outside_dedup_window");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meter_kafka::{transactional_producer, KafkaConfig, TxProducer};
-use meter_proto::state_to_wire;
+use meter_proto::{key_chunk_records, mark_keys_persisted, state_to_wire};
 use meter_runtime::Health;
 use meter_store::{Store, StoreConfig};
 use prost::Message as _;
@@ -144,6 +144,11 @@ impl Worker {
         let started = Instant::now();
         match self.commit(consumer, producer, pending, &outcome) {
             Ok(()) => {
+                for (partition, project) in &outcome.touched {
+                    if let Some(s) = self.states.get_mut(*partition).and_then(|p| p.get_mut(project)) {
+                        mark_keys_persisted(s);
+                    }
+                }
                 metrics::histogram!(m::FLUSH_SECONDS, "stage" => "kafka").record(started.elapsed().as_secs_f64());
                 metrics::counter!(m::BATCHES, "outcome" => "committed").increment(1);
                 metrics::counter!(m::EVENTS).increment(outcome.events);
@@ -197,7 +202,8 @@ impl Worker {
         true
     }
 
-    /// One transaction: the totals of every touched project, and the offsets.
+    /// One transaction: the totals of every touched project (and the
+    /// chunks of its idempotency keys that changed), and the offsets.
     fn commit(
         &self,
         consumer: &GroupConsumer,
@@ -209,20 +215,21 @@ impl Worker {
         let now = now_ms();
         for (partition, project) in &outcome.touched {
             let state = self.states.get(*partition).and_then(|p| p.get(project)).expect("touched project has state");
+            let next_offset = pending.next.get(partition).copied().unwrap_or_default();
             let mut wire = state_to_wire(state, now);
-            wire.events_next_offset = pending.next.get(partition).copied().unwrap_or_default();
+            wire.events_next_offset = next_offset;
             let bytes = wire.encode_to_vec();
-            let mut record =
-                BaseRecord::to(&self.kafka.totals_topic).partition(*partition).key(project.as_str()).payload(&bytes);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err((e, _)) => return Err(e),
-                }
+            let topic = &self.kafka.totals_topic;
+            send(producer, BaseRecord::to(topic).partition(*partition).key(project.as_str()).payload(&bytes))?;
+            for (key, value) in key_chunk_records(state, next_offset) {
+                let record = BaseRecord::<str, [u8]>::to(topic).partition(*partition).key(key.as_str());
+                send(
+                    producer,
+                    match &value {
+                        Some(v) => record.payload(v.as_slice()),
+                        None => record,
+                    },
+                )?;
             }
         }
         let mut offsets = TopicPartitionList::new();
@@ -243,6 +250,20 @@ impl Worker {
                 // Not ours any more (rebalance): the next owner starts from the committed offset.
                 tracing::info!(partition = p, error = %e, "aggregator.rewind_skipped");
             }
+        }
+    }
+}
+
+/// Sends one record, waiting while the producer's queue is full.
+fn send(producer: &TxProducer, mut record: BaseRecord<'_, str, [u8]>) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
         }
     }
 }

@@ -37,7 +37,8 @@ impl Views {
         let totals = Follower::start(kafka, &kafka.totals_topic, move |(_, _, _, val)| {
             let Some(bytes) = val else { return };
             match decode_state(bytes) {
-                Ok(s) => {
+                Ok(None) => {}
+                Ok(Some(s)) => {
                     let mut g = v.0.write().expect("views");
                     let newer = g.totals.get(s.project_id.as_str()).is_none_or(|cur| cur.version < s.version);
                     if newer {

@@ -98,7 +98,8 @@ pub(crate) async fn final_check(
         store.stored_batches(prefix).await?.into_iter().map(|b| (b.source_id, b.batch_seq, b.project_id)).collect();
     for b in stats.acked_batches.lock().expect("acked").iter() {
         for (project, events) in &b.projects {
-            if !stored.contains(&(b.source_id.clone(), b.batch_seq, project.clone())) {
+            let source = meter_core::event::row_source_id(&b.source_id, b.session);
+            if !stored.contains(&(source, b.batch_seq, project.clone())) {
                 report.lost_batches += 1;
                 report.lost_events += *events as u64;
             }
@@ -129,7 +130,7 @@ async fn totals_match(kafka: &KafkaConfig, truth: &Truth) -> anyhow::Result<bool
     .await??;
     let mut latest: BTreeMap<String, meter_core::ProjectState> = BTreeMap::new();
     for (_, v) in states.into_values().flatten() {
-        let s = meter_proto::decode_state(&v)?;
+        let Some(s) = meter_proto::decode_state(&v)? else { continue };
         latest.insert(s.project_id.to_string(), s);
     }
     for (id, t) in &truth.projects {

@@ -39,6 +39,12 @@ pub struct ChaosConfig {
     pub faults_each: usize,
     pub projects: usize,
     pub seed: u64,
+    /// Share of batches before which a compute node restarts and forgets
+    /// everything (new session, `batch_seq` from 1).
+    pub restart_rate: f64,
+    /// Share of acknowledged batches reported again by a second source with
+    /// the same idempotency keys.
+    pub key_twin_rate: f64,
 }
 
 /// What happened.
@@ -49,6 +55,8 @@ pub struct ChaosReport {
     pub events_acked: u64,
     pub batches_acked: u64,
     pub duplicates_sent: u64,
+    pub node_restarts: u64,
+    pub key_twins_sent: u64,
     pub lost_batches: usize,
     pub lost_events: u64,
     /// Sum over projects and metrics of stored minus truth, where positive.
@@ -280,6 +288,8 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         tick: Duration::from_millis(100),
         max_batch_events: 500,
         duplicate_rate: 0.05,
+        restart_rate: cfg.restart_rate,
+        key_twin_rate: cfg.key_twin_rate,
     };
     let finish = CancellationToken::new();
     let load = tokio::spawn(meter_sim::run(run_cfg, stats.clone(), finish.clone(), stop.clone()));
@@ -321,6 +331,8 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     report.events_acked = summary.truth.events;
     report.batches_acked = stats.batches_acked.load(std::sync::atomic::Ordering::Relaxed);
     report.duplicates_sent = stats.duplicates_sent.load(std::sync::atomic::Ordering::Relaxed);
+    report.node_restarts = stats.restarts.load(std::sync::atomic::Ordering::Relaxed);
+    report.key_twins_sent = stats.key_twins_sent.load(std::sync::atomic::Ordering::Relaxed);
     final_check(&mut report, &store, &kafka, &prefix, &summary.truth, &stats).await?;
     report.enforcement = quotas.check(&project_ids, Duration::from_secs(60)).await;
     drop(cluster);

@@ -27,6 +27,13 @@ struct Cli {
     projects: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Share of batches before which a compute node restarts without memory.
+    #[arg(long, default_value_t = 0.02)]
+    restart_rate: f64,
+    /// Share of acknowledged batches a second source reports again with the
+    /// same idempotency keys (every event then carries a key).
+    #[arg(long, default_value_t = 0.05)]
+    key_twin_rate: f64,
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -50,6 +57,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         faults_each: cli.faults_each,
         projects: cli.projects,
         seed: cli.seed,
+        restart_rate: cli.restart_rate,
+        key_twin_rate: cli.key_twin_rate,
     };
     let r = run(cfg).await?;
     println!("\nfaults injected:");
@@ -57,6 +66,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         println!("  {:<28} {n}", k.name());
     }
     println!("  {:<28} {}", "client resends (1-5 each)", r.duplicates_sent);
+    println!("  {:<28} {}", "compute node restarts", r.node_restarts);
+    println!("  {:<28} {}", "same keys from a 2nd source", r.key_twins_sent);
     println!("  {:<28} {}", "roles that died on their own", r.crashes_restarted);
     println!(
         "events acked {} in {} batches; lost batches {} ({} events); over-counted value {}; under-counted value {}",

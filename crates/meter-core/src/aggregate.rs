@@ -1,12 +1,14 @@
-//! A project's running state: per-cycle counters, the storage gauge, and the
-//! dedup windows of the sources reporting for it. Everything here is a pure
-//! function of the batches applied, in order, so that replaying the same
-//! Kafka records from the same checkpoint always gives the same state.
+//! A project's running state: per-cycle counters, the storage gauge, the
+//! dedup windows of the source sessions reporting for it, and the
+//! idempotency keys it counted. Everything here is a pure function of the
+//! batches applied, in order, so that replaying the same Kafka records from
+//! the same checkpoint always gives the same state.
 
 use std::collections::BTreeMap;
 
+use crate::keys::{key_hash, KeySet};
 use crate::split::{hour_floor, split_hours};
-use crate::{Batch, Cycle, Metric, ProjectId, SeqVerdict, SeqWindow, Span, UnixMs, HOUR_MS};
+use crate::{Batch, Cycle, Event, Metric, ProjectId, SeqVerdict, SeqWindow, Span, UnixMs, HOUR_MS};
 
 /// One project's usage of one metric in one hour, from one batch: the row
 /// written to ClickHouse. Its key `(project, metric, hour, source, batch_seq)`
@@ -43,7 +45,7 @@ impl Reading {
     }
 }
 
-/// The dedup memory of one source, for one project.
+/// The dedup memory of one source session, for one project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceEntry {
     pub window: SeqWindow,
@@ -55,21 +57,25 @@ pub struct SourceEntry {
 pub struct Retention {
     /// A cycle's counters are dropped this long after the cycle ended.
     pub cycle_grace_ms: i64,
-    /// A source's window is dropped after this long without a batch.
+    /// A source session's window is dropped after this long without a
+    /// batch. It must exceed how old an event ingest accepts (7 days by
+    /// default) plus how far in the future: a retry is refused by ingest
+    /// before its session could be forgotten.
     pub source_ttl_ms: i64,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { cycle_grace_ms: 10 * 24 * HOUR_MS, source_ttl_ms: 35 * 24 * HOUR_MS }
+        Retention { cycle_grace_ms: 10 * 24 * HOUR_MS, source_ttl_ms: 8 * 24 * HOUR_MS }
     }
 }
 
 /// What applying a batch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProjectUpdate {
-    /// Counted; these rows go to ClickHouse.
-    Counted(Vec<HourlyRow>),
+    /// Counted; these rows go to ClickHouse. `duplicate_keys` events were
+    /// left out because their idempotency key was counted before.
+    Counted { rows: Vec<HourlyRow>, duplicate_keys: u64 },
     /// A retry of a batch already counted.
     Duplicate,
     /// Older than the source's dedup window; not counted.
@@ -83,7 +89,13 @@ pub struct ProjectState {
     /// Keyed by cycle start.
     pub cycles: BTreeMap<UnixMs, CycleCounters>,
     pub logical_size: Option<Reading>,
-    pub sources: BTreeMap<String, SourceEntry>,
+    /// Source id -> session -> window.
+    pub sources: BTreeMap<String, BTreeMap<u64, SourceEntry>>,
+    /// Idempotency keys counted, by the start of the cycle of the event.
+    pub keys: BTreeMap<UnixMs, KeySet>,
+    /// Key sets forgotten (cycle start, chunk count) whose persisted chunks
+    /// are still to be removed: bookkeeping for the writer, not state.
+    pub expired_keys: Vec<(UnixMs, u32)>,
     /// Grows by one at each counted batch.
     pub version: u64,
     pub last_ingested_ms: UnixMs,
@@ -97,6 +109,8 @@ impl ProjectState {
             cycles: BTreeMap::new(),
             logical_size: None,
             sources: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            expired_keys: Vec::new(),
             version: 0,
             last_ingested_ms: 0,
         }
@@ -108,32 +122,24 @@ impl ProjectState {
         self.cycles.get(&cycle.start_ms).copied().unwrap_or(CycleCounters { cycle, values: [0; 4] })
     }
 
-    /// Applies one batch of this project: deduplicates it, adds it to the
-    /// cycle counters and the gauge, and returns its hourly rows.
+    /// Applies one batch of this project: deduplicates it (by its source
+    /// session's window, then each event by its idempotency key), adds it
+    /// to the cycle counters and the gauge, and returns its hourly rows.
     pub fn apply(&mut self, batch: &Batch, retention: &Retention) -> ProjectUpdate {
         debug_assert_eq!(batch.project_id, self.project_id);
-        let verdict = match self.sources.get_mut(batch.source_id.as_str()) {
-            Some(entry) => {
-                let v = entry.window.observe(batch.batch_seq);
-                if v == SeqVerdict::New {
-                    entry.last_seen_ms = entry.last_seen_ms.max(batch.ingested_ms);
-                }
-                v
+        if !batch.keyed_only {
+            match self.observe_seq(batch) {
+                SeqVerdict::Duplicate => return ProjectUpdate::Duplicate,
+                SeqVerdict::TooOld => return ProjectUpdate::TooOld,
+                SeqVerdict::New => {}
             }
-            None => {
-                self.sources.insert(
-                    batch.source_id.as_str().to_owned(),
-                    SourceEntry { window: SeqWindow::first(batch.batch_seq), last_seen_ms: batch.ingested_ms },
-                );
-                SeqVerdict::New
-            }
-        };
-        match verdict {
-            SeqVerdict::Duplicate => return ProjectUpdate::Duplicate,
-            SeqVerdict::TooOld => return ProjectUpdate::TooOld,
-            SeqVerdict::New => {}
         }
-        let rows = hourly_rows(batch);
+        let (rows, duplicate_keys) = if batch.events.iter().any(|e| e.idempotency_key.is_some()) {
+            let kept: Vec<&Event> = batch.events.iter().filter(|e| self.first_time(e)).collect();
+            (hourly_rows_of(kept.iter().copied()), (batch.events.len() - kept.len()) as u64)
+        } else {
+            (hourly_rows(batch), 0)
+        };
         for row in &rows {
             match row.metric.counter_index() {
                 Some(i) => {
@@ -152,13 +158,54 @@ impl ProjectState {
         self.version += 1;
         self.last_ingested_ms = self.last_ingested_ms.max(batch.ingested_ms);
         self.expire(retention);
-        ProjectUpdate::Counted(rows)
+        ProjectUpdate::Counted { rows, duplicate_keys }
+    }
+
+    /// Judges the batch by its source session's window, recording it when new.
+    fn observe_seq(&mut self, batch: &Batch) -> SeqVerdict {
+        let sessions = match self.sources.get_mut(batch.source_id.as_str()) {
+            Some(s) => s,
+            None => self.sources.entry(batch.source_id.as_str().to_owned()).or_default(),
+        };
+        match sessions.get_mut(&batch.session) {
+            Some(entry) => {
+                let v = entry.window.observe(batch.batch_seq);
+                if v == SeqVerdict::New {
+                    entry.last_seen_ms = entry.last_seen_ms.max(batch.ingested_ms);
+                }
+                v
+            }
+            None => {
+                let entry = SourceEntry { window: SeqWindow::first(batch.batch_seq), last_seen_ms: batch.ingested_ms };
+                sessions.insert(batch.session, entry);
+                SeqVerdict::New
+            }
+        }
+    }
+
+    /// True for an event without a key, or whose key this project has not
+    /// counted in the event's cycle (the key is recorded).
+    fn first_time(&mut self, e: &Event) -> bool {
+        let Some(key) = &e.idempotency_key else { return true };
+        let cycle = Cycle::containing(e.span.start_ms());
+        self.keys.entry(cycle.start_ms).or_default().insert(key_hash(key))
     }
 
     fn expire(&mut self, retention: &Retention) {
         let now = self.last_ingested_ms;
-        self.cycles.retain(|_, c| c.cycle.end_ms + retention.cycle_grace_ms > now);
-        self.sources.retain(|_, s| s.last_seen_ms + retention.source_ttl_ms > now);
+        let live = |cycle_start: UnixMs| Cycle::containing(cycle_start).end_ms + retention.cycle_grace_ms > now;
+        self.cycles.retain(|&start, _| live(start));
+        if self.keys.keys().any(|&start| !live(start)) {
+            let expired: Vec<UnixMs> = self.keys.keys().copied().filter(|&start| !live(start)).collect();
+            for start in expired {
+                let set = self.keys.remove(&start).expect("listed above");
+                self.expired_keys.push((start, set.chunk_count()));
+            }
+        }
+        self.sources.retain(|_, sessions| {
+            sessions.retain(|_, s| s.last_seen_ms + retention.source_ttl_ms > now);
+            !sessions.is_empty()
+        });
     }
 }
 
@@ -166,8 +213,13 @@ impl ProjectState {
 /// readings reduced to their maximum and latest per hour. Depends on the
 /// batch alone.
 pub fn hourly_rows(batch: &Batch) -> Vec<HourlyRow> {
+    hourly_rows_of(batch.events.iter())
+}
+
+/// The hourly rows of some events (see `hourly_rows`).
+pub fn hourly_rows_of<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<HourlyRow> {
     let mut acc: BTreeMap<(Metric, UnixMs), HourlyRow> = BTreeMap::new();
-    for e in &batch.events {
+    for e in events {
         match e.span {
             Span::Interval { start_ms, end_ms } => {
                 for (hour_ms, v) in split_hours(start_ms, end_ms, e.value) {

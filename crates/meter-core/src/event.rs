@@ -11,6 +11,17 @@ pub enum Span {
     Instant { time_ms: UnixMs },
 }
 
+impl Span {
+    /// When the usage began: the interval's start, or the reading's time.
+    /// An event's idempotency key belongs to the cycle containing it.
+    pub fn start_ms(&self) -> UnixMs {
+        match *self {
+            Span::Interval { start_ms, .. } => start_ms,
+            Span::Instant { time_ms } => time_ms,
+        }
+    }
+}
+
 /// One usage event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -29,11 +40,23 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub source_id: SourceId,
+    /// The source's session (drawn at each start; see the proto's contract).
+    pub session: u64,
     pub batch_seq: u64,
+    /// No batch identity: only the events' idempotency keys deduplicate
+    /// (Neon JSON over HTTP).
+    pub keyed_only: bool,
     pub project_id: ProjectId,
     pub events: Vec<Event>,
     /// When ingest accepted the batch; drives retention, never the counts.
     pub ingested_ms: UnixMs,
+}
+
+/// The `source_id` column of ClickHouse rows: the source and its session
+/// (`node-a/00000000075bcd15`), so that two sessions' batches with the same
+/// `batch_seq` are different rows. `/` never occurs in an id.
+pub fn row_source_id(source_id: &str, session: u64) -> String {
+    format!("{source_id}/{session:016x}")
 }
 
 impl Batch {
@@ -41,6 +64,7 @@ impl Batch {
     /// appearance, keeping each project's events in their original order.
     pub fn split_by_project(
         source_id: &SourceId,
+        session: u64,
         batch_seq: u64,
         events: Vec<Event>,
         ingested_ms: UnixMs,
@@ -54,7 +78,9 @@ impl Batch {
                 Some(b) => b.events.push(event),
                 None => out.push(Batch {
                     source_id: source_id.clone(),
+                    session,
                     batch_seq,
+                    keyed_only: false,
                     project_id: event.project_id.clone(),
                     events: vec![event],
                     ingested_ms,
@@ -84,7 +110,7 @@ mod tests {
     #[test]
     fn splits_by_project_keeping_order() {
         let src = SourceId::new("s").unwrap();
-        let out = Batch::split_by_project(&src, 7, vec![ev("a", 1), ev("b", 2), ev("a", 3)], 9);
+        let out = Batch::split_by_project(&src, 1, 7, vec![ev("a", 1), ev("b", 2), ev("a", 3)], 9);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].project_id.as_str(), "a");
         assert_eq!(out[0].events.iter().map(|e| e.value).collect::<Vec<_>>(), [1, 3]);
@@ -97,7 +123,7 @@ mod tests {
         fn split_keeps_every_event_once_in_order(projects in proptest::collection::vec(0u8..20, 0..200)) {
             let src = SourceId::new("s").unwrap();
             let events: Vec<Event> = projects.iter().enumerate().map(|(i, p)| ev(&format!("p{p}"), i as u64)).collect();
-            let out = Batch::split_by_project(&src, 1, events, 0);
+            let out = Batch::split_by_project(&src, 1, 1, events, 0);
             // Batches in order of first appearance, one per project.
             let mut firsts: Vec<String> = Vec::new();
             for p in &projects {

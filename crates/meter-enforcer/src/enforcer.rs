@@ -158,7 +158,8 @@ impl Enforcer {
     fn on_totals(&mut self, partition: i32, payload: Option<&[u8]>) {
         let Some(bytes) = payload else { return };
         let state = match decode_state(bytes) {
-            Ok(s) => s,
+            Ok(Some(s)) => s,
+            Ok(None) => return,
             Err(e) => {
                 tracing::error!(error = %e, partition, "enforcer.undecodable_totals");
                 return;

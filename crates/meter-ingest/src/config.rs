@@ -12,6 +12,9 @@ use serde::Deserialize;
 pub struct IngestConfig {
     /// gRPC listen address.
     pub listen: String,
+    /// HTTP listen address of Neon's `consumption_metrics` JSON
+    /// (`POST /v1/events`); empty: no HTTP endpoint.
+    pub http_listen: String,
     /// Largest accepted request, bytes.
     pub max_message_bytes: usize,
     pub max_events_per_batch: usize,
@@ -45,6 +48,7 @@ impl Default for IngestConfig {
         let l = Limits::default();
         IngestConfig {
             listen: "127.0.0.1:50051".into(),
+            http_listen: "127.0.0.1:8081".into(),
             max_message_bytes: 4 << 20,
             max_events_per_batch: l.max_events_per_batch,
             max_past_seconds: l.max_past_ms / 1000,

@@ -29,6 +29,36 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// True for a batch the pipeline could not judge (no source session):
+    /// refused before the ack with FAILED_PRECONDITION (HTTP 412).
+    fn is_precondition(&self) -> bool {
+        matches!(self, IngestError::Invalid(b) if b.field == "source_session")
+    }
+
+    /// The error code in JSON bodies (gRPC's name, lowercase).
+    pub fn code(&self) -> &'static str {
+        match self {
+            _ if self.is_precondition() => "failed_precondition",
+            IngestError::Invalid(_) => "invalid_argument",
+            IngestError::Unavailable(ProduceError::QueueFull) | IngestError::RateLimited { .. } => "resource_exhausted",
+            IngestError::Unavailable(_) | IngestError::Overloaded(_) => "unavailable",
+            IngestError::Unauthenticated(_) => "unauthenticated",
+            IngestError::PermissionDenied(_) => "permission_denied",
+        }
+    }
+
+    /// The HTTP status of the JSON endpoint.
+    pub fn http_status(&self) -> u16 {
+        match self.code() {
+            "failed_precondition" => 412,
+            "invalid_argument" => 400,
+            "resource_exhausted" => 429,
+            "unauthenticated" => 401,
+            "permission_denied" => 403,
+            _ => 503,
+        }
+    }
+
     /// Bounded label for metrics.
     pub fn outcome(&self) -> &'static str {
         match self {
@@ -44,6 +74,7 @@ impl IngestError {
 impl From<IngestError> for tonic::Status {
     fn from(e: IngestError) -> Self {
         match &e {
+            _ if e.is_precondition() => tonic::Status::failed_precondition(e.to_string()),
             IngestError::Invalid(_) => tonic::Status::invalid_argument(e.to_string()),
             IngestError::Unavailable(ProduceError::QueueFull) => tonic::Status::resource_exhausted(e.to_string()),
             IngestError::Unavailable(_) | IngestError::Overloaded(_) => tonic::Status::unavailable(e.to_string()),

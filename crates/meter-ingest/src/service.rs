@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::metrics as m;
 use crate::{kafka_records, validate, IngestConfig, IngestError};
+use meter_proto::neon::validate_neon;
 use meter_runtime::now_ms;
 
 /// Authenticates, validates and rate-limits Reports and writes them to Kafka.
@@ -59,7 +60,14 @@ impl IngestService {
         if let Some(c) = request.peer_certs().and_then(|certs| table.ingest_by_certificate(certs.first()?).cloned()) {
             return Ok(Some(c));
         }
-        let token = bearer(request.metadata().get("authorization").and_then(|v| v.to_str().ok()))?;
+        self.by_token(request.metadata().get("authorization").and_then(|v| v.to_str().ok()))
+    }
+
+    /// The credential of an `Authorization` header's bearer token, `None`
+    /// when authentication is off.
+    pub(crate) fn by_token(&self, authorization: Option<&str>) -> Result<Option<IngestCredential>, IngestError> {
+        let Some(table) = self.auth.current() else { return Ok(None) };
+        let token = bearer(authorization)?;
         Ok(Some(table.ingest(token).cloned().ok_or(AuthError::Unknown)?))
     }
 
@@ -81,7 +89,46 @@ impl IngestService {
         let batches = validate(&self.limits, req, now_ms()).inspect_err(|e| {
             metrics::counter!(m::REJECTED, "field" => e.field).increment(1);
         })?;
-        if let Some(c) = &credential {
+        let records = self.write(credential.as_ref(), source_id, n_events, &batches, started).await?;
+        Ok(ReportResponse { accepted_events: n_events as u32, kafka_records: records as u32 })
+    }
+
+    /// Handles a Neon `consumption_metrics` JSON body (`POST /v1/events`):
+    /// the same checks, limits and acknowledgement as a Report. Returns
+    /// the events accepted and the Kafka records written.
+    pub(crate) async fn handle_json(
+        &self,
+        credential: Option<IngestCredential>,
+        body: &[u8],
+    ) -> Result<(usize, usize), IngestError> {
+        let started = Instant::now();
+        let _permit = self.in_flight.try_acquire().map_err(|_| IngestError::Overloaded(self.max_in_flight))?;
+        // No batch identity: the events' keys deduplicate; the session only
+        // keeps this request's ClickHouse rows apart from any other's.
+        let source_id = match &credential {
+            Some(c) => format!("json:{}", c.name),
+            None => "json".to_owned(),
+        };
+        let session = rand::random::<u64>() | 1;
+        let batches = validate_neon(&self.limits, body, &source_id, session, now_ms()).inspect_err(|e| {
+            metrics::counter!(m::REJECTED, "field" => e.field).increment(1);
+        })?;
+        let n_events = batches.iter().map(|b| b.events.len()).sum();
+        let records = self.write(credential.as_ref(), source_id, n_events, &batches, started).await?;
+        Ok((n_events, records))
+    }
+
+    /// Checks the credential's projects and the source's rate, then writes
+    /// the batches to Kafka; returns how many records were written.
+    async fn write(
+        &self,
+        credential: Option<&IngestCredential>,
+        source_id: String,
+        n_events: usize,
+        batches: &[meter_proto::v1::ProjectBatch],
+        started: Instant,
+    ) -> Result<usize, IngestError> {
+        if let Some(c) = credential {
             if let Some(b) = batches.iter().find(|b| !c.may_report_for(&b.project_id)) {
                 return Err(IngestError::PermissionDenied(format!(
                     "project_id: credential {:?} may not report for project {:?}",
@@ -95,11 +142,11 @@ impl IngestService {
                 return Err(IngestError::RateLimited { source_id, rate: *rate, retry_after_ms });
             }
         }
-        let records = kafka_records(&batches);
+        let records = kafka_records(batches);
         self.producer.send_all(&records).await?;
         metrics::histogram!(m::PRODUCE_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(m::BATCH_EVENTS).record(n_events as f64);
-        Ok(ReportResponse { accepted_events: n_events as u32, kafka_records: records.len() as u32 })
+        Ok(records.len())
     }
 }
 
@@ -129,13 +176,14 @@ impl Ingest for IngestService {
     }
 }
 
-/// Runs the ingest role on `listener` until `shutdown`, then flushes the
-/// producer.
+/// Runs the ingest role until `shutdown`: gRPC on `listener`, Neon JSON
+/// over HTTP on `http` when given; then flushes the producer.
 pub async fn run(
     cfg: &IngestConfig,
     kafka: &KafkaConfig,
     auth: Auth,
     listener: TcpListener,
+    http: Option<TcpListener>,
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -144,6 +192,15 @@ pub async fn run(
     let service = IngestService::new(producer.clone(), cfg, auth);
     let ready = health.part("ingest");
     tracing::info!(addr = %listener.local_addr()?, "ingest.listening");
+    let http_task = match http {
+        Some(l) => {
+            tracing::info!(addr = %l.local_addr()?, "ingest.http_listening");
+            let app = crate::http::router(service.clone(), cfg.max_message_bytes);
+            let stop = shutdown.clone();
+            Some(tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(stop.cancelled_owned()).await }))
+        }
+        None => None,
+    };
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     // HTTP/2 windows sized for batches of thousands of events: with the
     // 64 KiB defaults a large Report waits on flow-control round trips.
@@ -163,6 +220,9 @@ pub async fn run(
             shutdown.cancelled_owned(),
         )
         .await?;
+    if let Some(t) = http_task {
+        t.await??;
+    }
     producer.flush(Duration::from_secs(10));
     tracing::info!("ingest.stopped");
     Ok(())

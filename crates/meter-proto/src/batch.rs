@@ -125,6 +125,8 @@ pub fn encode_batch(b: &Batch) -> Vec<u8> {
         project_id: b.project_id.to_string(),
         events: b.events.iter().map(|e| event_to_wire(e, false)).collect(),
         ingested_unix_ms: b.ingested_ms,
+        source_session: b.session,
+        keyed_only: b.keyed_only,
     }
     .encode_to_vec()
 }
@@ -142,7 +144,15 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
         .map(|(i, e)| event_from_wire(i, e, Some(&project_id)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(DecodeError::Invalid)?;
-    Ok(Batch { source_id, batch_seq: w.batch_seq, project_id, events, ingested_ms: w.ingested_unix_ms })
+    Ok(Batch {
+        source_id,
+        session: w.source_session,
+        batch_seq: w.batch_seq,
+        keyed_only: w.keyed_only,
+        project_id,
+        events,
+        ingested_ms: w.ingested_unix_ms,
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +164,9 @@ mod tests {
         let p = ProjectId::new("p").unwrap();
         let b = Batch {
             source_id: SourceId::new("s").unwrap(),
+            session: 0xfeed,
             batch_seq: 42,
+            keyed_only: true,
             project_id: p.clone(),
             events: vec![
                 Event {
@@ -207,7 +219,7 @@ mod tests {
                 end_unix_ms: i64::MAX,
                 ..Default::default()
             }],
-            ingested_unix_ms: 0,
+            ..Default::default()
         };
         match decode_batch(&w.encode_to_vec()) {
             Err(DecodeError::Invalid(e)) => assert_eq!(e.field, "start_unix_ms", "{e}"),

@@ -14,6 +14,7 @@ pub mod v1 {
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 mod batch;
+pub mod neon;
 pub mod report;
 mod totals;
 
@@ -29,4 +30,7 @@ pub use batch::{
     decode_batch, encode_batch, event_from_wire, event_to_wire, metric_to_wire, set_wire_span, wire_measure,
     DecodeError,
 };
-pub use totals::{decode_state, decode_totals, state_from_wire, state_to_wire, TotalsDecodeError};
+pub use totals::{
+    decode_state, decode_totals, key_chunk_key, key_chunk_records, key_sets, mark_keys_persisted, state_from_wire,
+    state_to_wire, TotalsDecodeError, TotalsRecord,
+};

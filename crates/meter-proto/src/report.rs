@@ -2,6 +2,7 @@
 //! Kafka records. Pure (no I/O), so it is unit-tested, fuzzed
 //! (`fuzz/`, target `report`) and shared with the benchmark's baseline.
 
+use meter_core::keys::check_key;
 use meter_core::{BatchError, Limits, ProjectId, SourceId};
 use prost::Message;
 
@@ -17,6 +18,13 @@ use crate::{set_wire_span, wire_measure};
 /// (a test holds the two equal), at half the cost (BENCHMARKS.md).
 pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1::ProjectBatch>, BatchError> {
     SourceId::check(&req.source_id).map_err(|e| BatchError::batch("source_id", e.to_string()))?;
+    if req.source_session == 0 {
+        return Err(BatchError::batch(
+            "source_session",
+            "is 0; a source draws a random non-zero session when it starts, so that its batches after a \
+             restart are not taken for retries (see ReportRequest in ingest.proto)",
+        ));
+    }
     limits.check_batch_len(req.events.len())?;
     let mut out: Vec<v1::ProjectBatch> = Vec::new();
     for (i, mut w) in req.events.into_iter().enumerate() {
@@ -29,6 +37,7 @@ pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1:
         }
         let (_, span) = wire_measure(i, &w)?;
         limits.check_usage(i, w.value, span, now)?;
+        check_key(i, &w.idempotency_key)?;
         set_wire_span(&mut w, span);
         let project_id = std::mem::take(&mut w.project_id);
         match known {
@@ -39,6 +48,8 @@ pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1:
                 project_id,
                 events: vec![w],
                 ingested_unix_ms: now,
+                source_session: req.source_session,
+                keyed_only: false,
             }),
         }
     }
@@ -64,19 +75,28 @@ mod tests {
     fn via_domain(req: &ReportRequest) -> Result<Vec<(String, Vec<u8>)>, BatchError> {
         let limits = Limits::default();
         let source = SourceId::new(req.source_id.clone()).map_err(|e| BatchError::batch("source_id", e.to_string()))?;
+        if req.source_session == 0 {
+            return Err(BatchError::batch("source_session", "0"));
+        }
         limits.check_batch_len(req.events.len())?;
         let mut events = Vec::new();
         for (i, w) in req.events.iter().enumerate() {
             let e = event_from_wire(i, w, None)?;
             limits.check_event(i, &e, NOW)?;
+            check_key(i, &w.idempotency_key)?;
             events.push(e);
         }
-        let batches = Batch::split_by_project(&source, req.batch_seq, events, NOW);
+        let batches = Batch::split_by_project(&source, req.source_session, req.batch_seq, events, NOW);
         Ok(batches.iter().map(|b| (b.project_id.to_string(), encode_batch(b))).collect())
     }
 
     fn direct(req: &ReportRequest) -> Result<Vec<(String, Vec<u8>)>, BatchError> {
-        validate(&Limits::default(), req.clone(), NOW).map(|b| kafka_records(&b))
+        validate(&Limits::default(), req.clone(), NOW).map(|b| kafka_records(&b)).map_err(|mut e| {
+            if e.field == "source_session" {
+                e.reason = "0".into();
+            }
+            e
+        })
     }
 
     fn event(project: &str, metric: i32, kind: i32, value: u64, times: (i64, i64, i64)) -> v1::UsageEvent {
@@ -98,6 +118,7 @@ mod tests {
         (with_ids.endpoint_id, with_ids.branch_id, with_ids.idempotency_key) = ("ep".into(), "br".into(), "k".into());
         let req = ReportRequest {
             source_id: "src-1".into(),
+            source_session: 77,
             batch_seq: 9,
             events: vec![
                 // stray time fields of the other kind are dropped on both paths
@@ -124,17 +145,26 @@ mod tests {
             ("src", vec![event("a", 1, 7, 3, (NOW - 1000, NOW, 0))]),
             ("src", vec![good.clone(), event("a", 1, 2, 3, (0, 0, NOW))]),
             ("src", vec![good.clone(), event("a", 1, 1, u64::MAX, (NOW - 1000, NOW, 0))]),
-            ("src", vec![good, event("z", 1, 1, 3, (NOW - 1000, NOW + 3_600_000, 0))]),
+            ("src", vec![good.clone(), event("z", 1, 1, 3, (NOW - 1000, NOW + 3_600_000, 0))]),
+            ("src", vec![good.clone(), v1::UsageEvent { idempotency_key: "k".repeat(257), ..good.clone() }]),
         ];
         for (source, events) in cases {
-            let req = ReportRequest { source_id: source.into(), batch_seq: 1, events };
+            let req = ReportRequest { source_id: source.into(), source_session: 1, batch_seq: 1, events };
             let err = direct(&req).unwrap_err();
             assert_eq!(err, via_domain(&req).unwrap_err(), "{err}");
         }
         let l = Limits { max_events_per_batch: 1, ..Limits::default() };
-        let req =
-            ReportRequest { source_id: "s".into(), batch_seq: 1, events: vec![event("a", 1, 1, 1, (NOW, NOW, 0)); 2] };
-        assert_eq!(validate(&l, req, NOW).unwrap_err().field, "events");
+        let req = ReportRequest {
+            source_id: "s".into(),
+            source_session: 1,
+            batch_seq: 1,
+            events: vec![event("a", 1, 1, 1, (NOW, NOW, 0)); 2],
+        };
+        assert_eq!(validate(&l, req.clone(), NOW).unwrap_err().field, "events");
+        let no_session = ReportRequest { source_session: 0, ..req };
+        let e = validate(&Limits::default(), no_session, NOW).unwrap_err();
+        assert_eq!(e.field, "source_session", "{e}");
+        assert!(e.to_string().starts_with("source_session: is 0; a source draws a random non-zero session"), "{e}");
     }
 
     proptest! {
@@ -152,7 +182,7 @@ mod tests {
                 .into_iter()
                 .map(|(p, m, k, v, a, b, c)| event(projects[p], m, k, v, (NOW + a, NOW + b, NOW + c * 1000)))
                 .collect();
-            let req = ReportRequest { source_id: "s".into(), batch_seq: 3, events };
+            let req = ReportRequest { source_id: "s".into(), source_session: 5, batch_seq: 3, events };
             prop_assert_eq!(direct(&req), via_domain(&req));
         }
     }

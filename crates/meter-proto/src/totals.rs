@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use meter_core::aggregate::{CycleCounters, Reading, SourceEntry};
-use meter_core::{Cycle, IdError, ProjectId, ProjectState, SeqWindow};
+use meter_core::{Cycle, IdError, KeySet, ProjectId, ProjectState, SeqWindow};
 
 use crate::v1;
 
@@ -28,17 +28,62 @@ pub fn state_to_wire(s: &ProjectState, now_ms: i64) -> v1::ProjectTotals {
         sources: s
             .sources
             .iter()
-            .map(|(id, e)| v1::SourceWindow {
-                source_id: id.clone(),
-                high_seq: e.window.high,
-                seen_mask: e.window.mask,
-                last_seen_unix_ms: e.last_seen_ms,
+            .flat_map(|(id, sessions)| {
+                sessions.iter().map(move |(&session, e)| v1::SourceWindow {
+                    source_id: id.clone(),
+                    source_session: session,
+                    high_seq: e.window.high,
+                    seen_mask: e.window.mask,
+                    last_seen_unix_ms: e.last_seen_ms,
+                })
             })
             .collect(),
         version: s.version,
         updated_unix_ms: now_ms,
         last_ingested_unix_ms: s.last_ingested_ms,
         events_next_offset: 0,
+        key_chunk: None,
+    }
+}
+
+/// The record key of one idempotency-key chunk (see `KeyChunk`): never a
+/// project id, which cannot contain `#`.
+pub fn key_chunk_key(project_id: &str, cycle_start_ms: i64, index: u32) -> String {
+    format!("{project_id}#keys#{}#{index}", cycle_start_ms / 1000)
+}
+
+/// The `usage.totals` records of a project's idempotency keys that changed
+/// since they were last persisted: (record key, value), a `None` value
+/// being a tombstone (the chunks of a forgotten cycle).
+pub fn key_chunk_records(s: &ProjectState, events_next_offset: i64) -> Vec<(String, Option<Vec<u8>>)> {
+    let project = s.project_id.as_str();
+    let mut out = Vec::new();
+    for &(cycle_start, chunks) in &s.expired_keys {
+        out.extend((0..chunks).map(|i| (key_chunk_key(project, cycle_start, i), None)));
+    }
+    for (&cycle_start, set) in &s.keys {
+        for (index, hashes) in set.dirty_chunks() {
+            let wire = v1::ProjectTotals {
+                project_id: project.to_owned(),
+                events_next_offset,
+                key_chunk: Some(v1::KeyChunk {
+                    cycle_start_unix_s: cycle_start / 1000,
+                    index,
+                    hashes: hashes.to_vec(),
+                }),
+                ..Default::default()
+            };
+            out.push((key_chunk_key(project, cycle_start, index), Some(prost::Message::encode_to_vec(&wire))));
+        }
+    }
+    out
+}
+
+/// After the records of `key_chunk_records` were committed.
+pub fn mark_keys_persisted(s: &mut ProjectState) {
+    s.expired_keys.clear();
+    for set in s.keys.values_mut() {
+        set.mark_persisted();
     }
 }
 
@@ -62,17 +107,51 @@ impl std::fmt::Display for TotalsDecodeError {
 
 impl std::error::Error for TotalsDecodeError {}
 
-/// Decodes the value of a `usage.totals` record into the project's state.
-pub fn decode_state(bytes: &[u8]) -> Result<ProjectState, TotalsDecodeError> {
-    decode_totals(bytes).map(|(s, _)| s)
+/// Decodes the value of a `usage.totals` record into the project's state;
+/// `None` for the records that hold no totals (idempotency-key chunks and
+/// tombstones), which readers of the totals skip.
+pub fn decode_state(bytes: &[u8]) -> Result<Option<ProjectState>, TotalsDecodeError> {
+    Ok(match decode_totals(bytes)? {
+        TotalsRecord::Project(s, _) => Some(s),
+        TotalsRecord::Keys { .. } | TotalsRecord::Tombstone => None,
+    })
 }
 
-/// Decodes a `usage.totals` record into the project's state and the
-/// `usage.events` offset its transaction committed (0 when unknown).
-pub fn decode_totals(bytes: &[u8]) -> Result<(ProjectState, i64), TotalsDecodeError> {
-    let wire = <v1::ProjectTotals as prost::Message>::decode(bytes).map_err(TotalsDecodeError::Protobuf)?;
+/// One record of `usage.totals`, decoded.
+#[derive(Debug)]
+pub enum TotalsRecord {
+    /// A project's state and the `usage.events` offset its transaction
+    /// committed (0 when unknown).
+    Project(ProjectState, i64),
+    /// A chunk of a project's idempotency keys for one cycle.
+    Keys { project_id: String, cycle_start_ms: i64, index: u32, hashes: Vec<u64>, events_next_offset: i64 },
+    /// A deleted record (an empty value).
+    Tombstone,
+}
+
+/// Decodes a `usage.totals` record (its value; empty for a tombstone).
+pub fn decode_totals(bytes: &[u8]) -> Result<TotalsRecord, TotalsDecodeError> {
+    if bytes.is_empty() {
+        return Ok(TotalsRecord::Tombstone);
+    }
+    let mut wire = <v1::ProjectTotals as prost::Message>::decode(bytes).map_err(TotalsDecodeError::Protobuf)?;
     let offset = wire.events_next_offset;
-    Ok((state_from_wire(wire).map_err(TotalsDecodeError::Invalid)?, offset))
+    if let Some(chunk) = wire.key_chunk.take() {
+        ProjectId::check(&wire.project_id).map_err(TotalsDecodeError::Invalid)?;
+        return Ok(TotalsRecord::Keys {
+            project_id: wire.project_id,
+            cycle_start_ms: chunk.cycle_start_unix_s * 1000,
+            index: chunk.index,
+            hashes: chunk.hashes,
+            events_next_offset: offset,
+        });
+    }
+    Ok(TotalsRecord::Project(state_from_wire(wire).map_err(TotalsDecodeError::Invalid)?, offset))
+}
+
+/// Restores key sets from their chunks (cycle start -> index -> hashes).
+pub fn key_sets(chunks: BTreeMap<i64, BTreeMap<u32, Vec<u64>>>) -> BTreeMap<i64, KeySet> {
+    chunks.into_iter().map(|(cycle, c)| (cycle, KeySet::from_chunks(c))).collect()
 }
 
 /// Restores a project's state from its `usage.totals` record.
@@ -92,17 +171,19 @@ pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
         project_id: ProjectId::new(w.project_id)?,
         cycles,
         logical_size,
-        sources: w
-            .sources
-            .into_iter()
-            .map(|s| {
+        sources: w.sources.into_iter().fold(
+            BTreeMap::new(),
+            |mut acc: BTreeMap<String, BTreeMap<u64, SourceEntry>>, s| {
                 let entry = SourceEntry {
                     window: SeqWindow { high: s.high_seq, mask: s.seen_mask },
                     last_seen_ms: s.last_seen_unix_ms,
                 };
-                (s.source_id, entry)
-            })
-            .collect(),
+                acc.entry(s.source_id).or_default().insert(s.source_session, entry);
+                acc
+            },
+        ),
+        keys: BTreeMap::new(),
+        expired_keys: Vec::new(),
         version: w.version,
         last_ingested_ms: w.last_ingested_unix_ms,
     })
@@ -130,7 +211,9 @@ mod tests {
         };
         let b = Batch {
             source_id: SourceId::new("s").unwrap(),
+            session: 9,
             batch_seq: 3,
+            keyed_only: false,
             project_id: p.clone(),
             events: vec![
                 ev(Metric::ComputeTimeSeconds, Span::Interval { start_ms: t, end_ms: t + 5 }, 11),
@@ -139,7 +222,27 @@ mod tests {
             ingested_ms: t,
         };
         s.apply(&b, &Retention::default());
-        let back = state_from_wire(state_to_wire(&s, t)).unwrap();
+        let mut b2 = b.clone();
+        (b2.session, b2.batch_seq) = (10, 1);
+        b2.events[0].idempotency_key = Some("k1".into());
+        s.apply(&b2, &Retention::default());
+        // The totals record, then the key chunks: together, the same state.
+        let mut back = state_from_wire(state_to_wire(&s, t)).unwrap();
+        let mut chunks: BTreeMap<i64, BTreeMap<u32, Vec<u64>>> = BTreeMap::new();
+        for (key, value) in key_chunk_records(&s, 5) {
+            match decode_totals(&value.unwrap()).unwrap() {
+                TotalsRecord::Keys { project_id, cycle_start_ms, index, hashes, events_next_offset } => {
+                    assert_eq!((project_id.as_str(), events_next_offset), ("p", 5));
+                    assert_eq!(key, key_chunk_key("p", cycle_start_ms, index));
+                    chunks.entry(cycle_start_ms).or_default().insert(index, hashes);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(decode_state(&[]).unwrap().is_none(), "a tombstone");
+        back.keys = key_sets(chunks);
+        mark_keys_persisted(&mut s);
         assert_eq!(back, s);
+        assert_eq!(back.sources["s"].len(), 2);
     }
 }

@@ -16,7 +16,7 @@ pub use admin::{serve_admin, AdminConfig};
 pub use clock::{now_ms, Clock, ShiftedClock, SystemClock};
 pub use config::load_config;
 pub use health::Health;
-pub use security::{Auth, SecurityConfig};
+pub use security::{check_exposure, Auth, SecurityConfig};
 pub use shutdown::cancel_on_signal;
 pub use targets::{check_webhook_url, GuardedResolver};
 pub use telemetry::{init_logging, metrics_handle};

@@ -53,6 +53,21 @@ const RELOADS: &str = "meter_auth_reloads_total";
 /// Credentials loaded, by kind (`ingest`, `api`).
 const CREDENTIALS: &str = "meter_auth_credentials";
 
+/// Refuses to serve `role` on a non-loopback `listen` address without a
+/// tokens file, unless `security.allow_unauthenticated` says so.
+pub fn check_exposure(cfg: &SecurityConfig, role: &str, listen: &str) -> anyhow::Result<()> {
+    if cfg.tokens_file.is_some() {
+        return Ok(());
+    }
+    let loopback = listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+    anyhow::ensure!(
+        loopback || cfg.allow_unauthenticated,
+        "{role} listens on {listen} without authentication: set security.tokens_file, or \
+         security.allow_unauthenticated = true to accept that"
+    );
+    Ok(())
+}
+
 impl Auth {
     /// No authentication.
     pub fn open() -> Self {
@@ -76,12 +91,7 @@ impl Auth {
         metrics::describe_counter!(RELOADS, "Re-reads of the tokens file by outcome (`ok`, `error`).");
         metrics::describe_gauge!(CREDENTIALS, "Credentials loaded from the tokens file, by kind.");
         let Some(path) = cfg.tokens_file.clone() else {
-            let loopback = listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
-            anyhow::ensure!(
-                loopback || cfg.allow_unauthenticated,
-                "{role} listens on {listen} without authentication: set security.tokens_file, or \
-                 security.allow_unauthenticated = true to accept that"
-            );
+            check_exposure(cfg, role, listen)?;
             tracing::warn!(role, listen, "security.unauthenticated");
             return Ok(Auth::open());
         };

@@ -120,6 +120,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         tick: Duration::from_millis(a.tick_ms),
         max_batch_events: a.max_batch,
         duplicate_rate: a.duplicate_rate,
+        restart_rate: 0.0,
+        key_twin_rate: 0.0,
     };
     let store = meter_store::Store::new(&StoreConfig {
         url: a.clickhouse_url.clone(),

@@ -25,6 +25,13 @@ pub struct RunConfig {
     pub duplicate_rate: f64,
     /// Bearer token for ingest, when it authenticates.
     pub token: Option<String>,
+    /// Share of batches before which the node restarts and forgets
+    /// everything (a new session, `batch_seq` from 1).
+    pub restart_rate: f64,
+    /// Share of acknowledged batches that a second source (`<node>-twin`)
+    /// reports again with the same idempotency keys (then every event
+    /// carries a key).
+    pub key_twin_rate: f64,
 }
 
 /// What a run sent.
@@ -61,7 +68,8 @@ pub async fn run(
         queues.push(tx);
         let source = format!("{}-node{i:03}", cfg.fleet.prefix);
         let mut sender = NodeSender::new(channel.clone(), source, cfg.duplicate_rate, cfg.fleet.seed ^ i as u64)
-            .with_token(cfg.token.as_deref());
+            .with_token(cfg.token.as_deref())
+            .with_faults(cfg.restart_rate, cfg.key_twin_rate);
         let (stats, truth, stop, max) = (stats.clone(), truth.clone(), stop.clone(), cfg.max_batch_events.max(1));
         nodes.push(tokio::spawn(async move {
             while let Some(events) = rx.recv().await {

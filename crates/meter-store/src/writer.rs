@@ -1,7 +1,8 @@
 //! Writing hourly usage rows.
 
 use clickhouse::Row;
-use meter_core::{HourlyRow, Metric};
+use meter_core::event::row_source_id;
+use meter_core::{Batch, HourlyRow, Metric};
 use serde::Serialize;
 
 use crate::{Result, Store};
@@ -29,14 +30,16 @@ pub fn metric_code(m: Metric) -> i8 {
 }
 
 impl UsageRow {
-    /// The ClickHouse row of a domain hourly row.
-    pub fn new(project_id: &str, source_id: &str, batch_seq: u64, version: u64, r: &HourlyRow) -> Self {
+    /// The ClickHouse row of a domain hourly row of `batch`, read from the
+    /// Kafka record at offset `version`. The aggregator and the backfill
+    /// both write through here, so their rows replace each other.
+    pub fn new(batch: &Batch, version: u64, r: &HourlyRow) -> Self {
         UsageRow {
-            project_id: project_id.to_owned(),
+            project_id: batch.project_id.to_string(),
             metric: metric_code(r.metric),
             hour: (r.hour_ms / 1000) as u32,
-            source_id: source_id.to_owned(),
-            batch_seq,
+            source_id: row_source_id(batch.source_id.as_str(), batch.session),
+            batch_seq: batch.batch_seq,
             value: r.value,
             last_value: r.last_value,
             last_time_ms: r.last_time_ms,

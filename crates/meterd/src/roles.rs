@@ -57,9 +57,16 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         let listener = TcpListener::bind(&cfg.ingest.listen)
             .await
             .with_context(|| format!("binding ingest {}", cfg.ingest.listen))?;
+        let http = match cfg.ingest.http_listen.as_str() {
+            "" => None,
+            addr => {
+                meter_runtime::check_exposure(&cfg.security, "ingest (HTTP)", addr)?;
+                Some(TcpListener::bind(addr).await.with_context(|| format!("binding ingest.http_listen {addr}"))?)
+            }
+        };
         let auth = meter_runtime::Auth::start(&cfg.security, "ingest", &cfg.ingest.listen, shutdown.clone())?;
         let (c, k, h, s) = (cfg.ingest.clone(), cfg.kafka.clone(), health.clone(), shutdown.clone());
-        tasks.spawn(async move { ("ingest", meter_ingest::run(&c, &k, auth, listener, h, s).await) });
+        tasks.spawn(async move { ("ingest", meter_ingest::run(&c, &k, auth, listener, http, h, s).await) });
     }
     if matches!(role, Role::Aggregate | Role::All) {
         let (c, k, st, h, s) =

@@ -28,7 +28,9 @@ fn gauge(time_ms: i64, value: u64) -> Event {
 fn batch(source: &str, seq: u64, events: Vec<Event>) -> Batch {
     Batch {
         source_id: SourceId::new(source).unwrap(),
+        session: 1,
         batch_seq: seq,
+        keyed_only: false,
         project_id: pid(),
         events,
         ingested_ms: NOV + 10 * HOUR_MS,
@@ -39,7 +41,7 @@ fn batch(source: &str, seq: u64, events: Vec<Event>) -> Batch {
 fn counts_once_and_drops_retries() {
     let mut s = ProjectState::new(pid());
     let b = batch("s1", 1, vec![inc(Metric::WrittenDataBytes, NOV, NOV + 1000, 500)]);
-    assert!(matches!(s.apply(&b, &Retention::default()), ProjectUpdate::Counted(_)));
+    assert!(matches!(s.apply(&b, &Retention::default()), ProjectUpdate::Counted { .. }));
     assert_eq!(s.apply(&b, &Retention::default()), ProjectUpdate::Duplicate);
     assert_eq!(s.counters_at(NOV).values, [0, 0, 500, 0]);
     assert_eq!(s.version, 1);
@@ -60,7 +62,7 @@ fn the_gauge_keeps_the_latest_reading_and_hourly_max() {
     let rows = match s
         .apply(&batch("s1", 1, vec![gauge(NOV + 10, 7), gauge(NOV + 30, 5), gauge(NOV + 20, 9)]), &Retention::default())
     {
-        ProjectUpdate::Counted(rows) => rows,
+        ProjectUpdate::Counted { rows, .. } => rows,
         other => panic!("{other:?}"),
     };
     assert_eq!(rows.len(), 1);
@@ -82,7 +84,90 @@ fn old_cycles_and_silent_sources_expire() {
     assert_eq!(s.sources.keys().collect::<Vec<_>>(), ["new"]);
 }
 
+fn keyed(mut e: Event, key: &str) -> Event {
+    e.idempotency_key = Some(key.into());
+    e
+}
+
+fn counted_rows(u: ProjectUpdate) -> (u64, u64) {
+    match u {
+        ProjectUpdate::Counted { rows, duplicate_keys } => (rows.iter().map(|r| r.value).sum(), duplicate_keys),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_restarted_source_counts_from_one_again_in_a_new_session() {
+    let r = Retention::default();
+    let mut s = ProjectState::new(pid());
+    for seq in 1..=100 {
+        s.apply(&batch("node-a", seq, vec![inc(Metric::WrittenDataBytes, NOV, NOV + 1, 1)]), &r);
+    }
+    // The restart: same source, a new session, batch_seq from 1 again.
+    for seq in 1..=5 {
+        let mut b = batch("node-a", seq, vec![inc(Metric::WrittenDataBytes, NOV, NOV + 1, 10)]);
+        b.session = 2;
+        assert!(matches!(s.apply(&b, &r), ProjectUpdate::Counted { .. }));
+        assert_eq!(s.apply(&b, &r), ProjectUpdate::Duplicate, "a retry in the new session");
+    }
+    // A spooled batch of the old session, resent after the restart.
+    assert_eq!(s.apply(&batch("node-a", 100, vec![]), &r), ProjectUpdate::Duplicate);
+    assert_eq!(s.counters_at(NOV).values[2], 150);
+    assert_eq!(s.sources["node-a"].keys().collect::<Vec<_>>(), [&1, &2]);
+}
+
+#[test]
+fn an_idempotency_key_counts_once_whichever_source_carries_it() {
+    let r = Retention::default();
+    let mut s = ProjectState::new(pid());
+    let e = |k| keyed(inc(Metric::DataTransferBytes, NOV, NOV + 5, 7), k);
+    assert_eq!(counted_rows(s.apply(&batch("a", 1, vec![e("k1"), e("k2")]), &r)), (14, 0));
+    // Another source, the same keys (and one new, and one twice in the batch).
+    assert_eq!(counted_rows(s.apply(&batch("b", 1, vec![e("k2"), e("k3"), e("k3"), e("k1")]), &r)), (7, 3));
+    // Keyed-only batches (Neon JSON): no window, the keys alone decide.
+    let mut json = batch("http", 0, vec![e("k3"), e("k4")]);
+    json.keyed_only = true;
+    assert_eq!(counted_rows(s.apply(&json, &r)), (7, 1));
+    assert_eq!(counted_rows(s.apply(&json, &r)), (0, 2));
+    assert_eq!(s.counters_at(NOV).values[3], 28);
+    assert!(!s.sources.contains_key("http"), "keyed-only batches keep no window");
+    // The same key in another cycle is another event.
+    let dec = keyed(inc(Metric::DataTransferBytes, DEC, DEC + 5, 1), "k1");
+    assert_eq!(counted_rows(s.apply(&batch("a", 2, vec![dec]), &r)), (1, 0));
+}
+
+#[test]
+fn key_sets_expire_with_their_cycle() {
+    let r = Retention { cycle_grace_ms: HOUR_MS, source_ttl_ms: 2 * HOUR_MS };
+    let mut s = ProjectState::new(pid());
+    let mut b = batch("a", 1, vec![keyed(inc(Metric::DataTransferBytes, DEC - 10, DEC - 5, 1), "k")]);
+    b.ingested_ms = DEC - 5;
+    s.apply(&b, &r);
+    assert_eq!(s.keys.len(), 1);
+    let mut later = batch("a", 2, vec![inc(Metric::DataTransferBytes, DEC, DEC + 5, 1)]);
+    later.ingested_ms = DEC + 2 * HOUR_MS;
+    s.apply(&later, &r);
+    assert!(s.keys.is_empty());
+    assert_eq!(s.expired_keys, [(NOV, 1)]);
+}
+
 proptest! {
+    /// Events with keys drawn from a small set, delivered by several
+    /// sources in any order: each key is counted once, with the value of
+    /// its first delivery.
+    #[test]
+    fn each_key_counts_once(deliveries in proptest::collection::vec((0u8..4, 0u8..30, 1u64..1000), 1..200)) {
+        let r = Retention::default();
+        let mut s = ProjectState::new(pid());
+        let mut first: std::collections::HashMap<u8, u64> = Default::default();
+        for (seq, (source, key, value)) in deliveries.into_iter().enumerate() {
+            let e = keyed(inc(Metric::WrittenDataBytes, NOV, NOV + 1, value), &format!("key-{key}"));
+            first.entry(key).or_insert(value);
+            s.apply(&batch(&format!("s{source}"), seq as u64, vec![e]), &r);
+        }
+        prop_assert_eq!(s.counters_at(NOV).values[2], first.values().sum::<u64>());
+    }
+
     /// Whatever the order of delivery and however often each batch is
     /// redelivered (within the dedup window), the cycle counters equal the
     /// plain sum of the distinct batches, and the hourly rows of the counted
@@ -102,7 +187,7 @@ proptest! {
         let mut s = ProjectState::new(pid());
         let mut row_sum = 0u64;
         for i in order {
-            if let ProjectUpdate::Counted(rows) = s.apply(&batches[i], &Retention::default()) {
+            if let ProjectUpdate::Counted { rows, .. } = s.apply(&batches[i], &Retention::default()) {
                 row_sum += rows.iter().map(|r| r.value).sum::<u64>();
             }
         }
