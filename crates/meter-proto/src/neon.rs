@@ -219,9 +219,7 @@ mod tests {
                 "events[0].type: \"gauge\" is neither",
             ),
             (
-                &format!(
-                    r#"{{"events": [{{"metric": "written_data_bytes", "value": 1, "type": "incremental", "start_time": "2026-11-25T19:00:00Z", "stop_time": "2026-11-25T19:01:00Z", "idempotency_key": "k", "project_id": "a b"}}]}}"#
-                ),
+                r#"{"events": [{"metric": "written_data_bytes", "value": 1, "type": "incremental", "start_time": "2026-11-25T19:00:00Z", "stop_time": "2026-11-25T19:01:00Z", "idempotency_key": "k", "project_id": "a b"}]}"#,
                 "events[0].project_id: contains ' '",
             ),
             (
