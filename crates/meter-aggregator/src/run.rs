@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meter_kafka::{transactional_producer, KafkaConfig, TxProducer};
+use meter_kafka::{send_in_transaction as send, transactional_producer, KafkaConfig, TxProducer};
 use meter_proto::{key_chunk_records, mark_keys_persisted, state_to_wire};
 use meter_runtime::Health;
 use meter_store::{Store, StoreConfig};
@@ -250,20 +250,6 @@ impl Worker {
                 // Not ours any more (rebalance): the next owner starts from the committed offset.
                 tracing::info!(partition = p, error = %e, "aggregator.rewind_skipped");
             }
-        }
-    }
-}
-
-/// Sends one record, waiting while the producer's queue is full.
-fn send(producer: &TxProducer, mut record: BaseRecord<'_, str, [u8]>) -> Result<(), KafkaError> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err((e, _)) => return Err(e),
         }
     }
 }

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use meter_core::config_view::{ConfigKey, ConfigView};
 use meter_core::enforce::{evaluate, ActionKind, Decision, EnforcementState, Usage};
 use meter_core::ProjectState;
-use meter_kafka::{read_partitions_to_end, transactional_producer, KafkaConfig, RebalanceWatch, TxProducer};
+use meter_kafka::{
+    read_partitions_to_end, send_in_transaction as send, transactional_producer, KafkaConfig, RebalanceWatch,
+    TxProducer,
+};
 use meter_proto::decode_state;
 use meter_runtime::Clock;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -259,17 +262,4 @@ impl Enforcer {
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialize")
-}
-
-fn send(producer: &TxProducer, mut record: BaseRecord<'_, str, Vec<u8>>) -> Result<(), KafkaError> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
 }

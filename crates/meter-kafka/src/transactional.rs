@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::message::ToBytes;
 
 use crate::{KafkaConfig, Result};
 
@@ -28,4 +31,22 @@ pub fn transactional_producer(cfg: &KafkaConfig, prefix: &str) -> Result<TxProdu
     p.init_transactions(Duration::from_secs(30))?;
     tracing::info!(transactional_id = %id, "kafka.transactional_producer_ready");
     Ok(p)
+}
+
+/// Sends one record inside the current transaction, waiting while the
+/// producer's queue is full (any other error is the caller's).
+pub fn send_in_transaction<P: ToBytes + ?Sized>(
+    producer: &TxProducer,
+    mut record: BaseRecord<'_, str, P>,
+) -> std::result::Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }
