@@ -1,7 +1,9 @@
 //! Micro-benchmarks of the hot paths, per batch of 1,000 events:
 //! decoding and validating a Report (ingest), encoding its per-project
 //! records, aggregating a batch into a project's state, and evaluating a
-//! project's quota (enforcer).
+//! project's quota (enforcer); the cost of idempotency keys (aggregating
+//! keyed events, rebuilding a million keys, their memory), and validating a
+//! Neon JSON body.
 //!
 //! `cargo bench -p meter-bench --bench hot_paths`
 
@@ -18,6 +20,11 @@ const EVENTS: usize = 1000;
 
 /// One source's 1,000-event Report over 16 projects, as `meter-bench` sends.
 fn request(now: i64) -> ReportRequest {
+    request_with_keys(now, false)
+}
+
+/// The same, each event with a unique idempotency key when `keys`.
+fn request_with_keys(now: i64, keys: bool) -> ReportRequest {
     let load = LoadConfig {
         prefix: "bench".into(),
         sources: 1,
@@ -26,6 +33,7 @@ fn request(now: i64) -> ReportRequest {
         concurrency: 1,
         rate: 0,
         duration: std::time::Duration::ZERO,
+        keys,
     };
     load.request(0, 0, now)
 }
@@ -51,30 +59,107 @@ fn hot_paths(c: &mut Criterion) {
         b.iter(|| meter_ingest::kafka_records(&batches).iter().map(|(_, v)| v.len()).sum::<usize>())
     });
     let records: Vec<Vec<u8>> = meter_ingest::kafka_records(&batches).into_iter().map(|(_, v)| v).collect();
+    let keyed_records: Vec<Vec<u8>> =
+        meter_ingest::kafka_records(&validate(request_with_keys(now, true), now)).into_iter().map(|(_, v)| v).collect();
     let retention = Retention::default();
-    g.bench_function("aggregator: decode + dedup + hour split + apply", |b| {
-        b.iter_batched(
-            || {
-                (0..16)
-                    .map(|p| ProjectState::new(ProjectId::new(format!("bench-p{p:05}")).expect("id")))
-                    .collect::<Vec<_>>()
-            },
-            |mut states| {
-                for (i, r) in records.iter().enumerate() {
-                    let batch = decode_batch(r).expect("decode");
-                    let _ = states[i % 16].apply(&batch, &retention);
-                }
-                states
-            },
-            criterion::BatchSize::SmallInput,
-        )
+    for (name, records) in [
+        ("aggregator: decode + dedup + hour split + apply", &records),
+        ("aggregator: the same, a new idempotency key on every event", &keyed_records),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    (0..16)
+                        .map(|p| ProjectState::new(ProjectId::new(format!("bench-p{p:05}")).expect("id")))
+                        .collect::<Vec<_>>()
+                },
+                |mut states| {
+                    for (i, r) in records.iter().enumerate() {
+                        let batch = decode_batch(r).expect("decode");
+                        let _ = states[i % 16].apply(&batch, &retention);
+                    }
+                    states
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    let json = neon_body(&request_with_keys(now, false));
+    g.bench_function("ingest: validate + split a Neon JSON body", |b| {
+        b.iter(|| {
+            meter_proto::neon::validate_neon(&Limits::default(), json.as_bytes(), "json", 1, now).expect("valid").len()
+        })
     });
     g.finish();
+    keys(c);
     let quota = Quota { active_time_seconds: 1000, compute_time_seconds: 5000, ..Quota::default() };
     let usage = Usage { counters: [700, 4000, 10, 10], logical_size: 5, last_ingested_ms: now };
     c.bench_function("enforcer: evaluate one project", |b| {
         b.iter(|| evaluate(None, "bench-p00001", &usage, &quota, &DEFAULT_THRESHOLDS, now))
     });
+}
+
+/// The JSON body of a Report's events (as Neon's emitters send them).
+fn neon_body(req: &ReportRequest) -> String {
+    let names = ["", "active_time_seconds", "compute_time_seconds", "written_data_bytes", "data_transfer_bytes"];
+    let t = |ms| meter_core::cycle::rfc3339(ms);
+    let events: Vec<serde_json::Value> = req
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            serde_json::json!({"metric": names[e.metric as usize], "type": "incremental",
+                "start_time": t(e.start_unix_ms), "stop_time": t(e.end_unix_ms),
+                "idempotency_key": format!("k-{i}"), "value": e.value, "project_id": e.project_id})
+        })
+        .collect();
+    serde_json::json!({ "events": events }).to_string()
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split(' ').nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+/// A million keys: inserting them, rebuilding them from their chunks (a
+/// restore), and the memory they hold.
+fn keys(c: &mut Criterion) {
+    use meter_core::keys::{key_hash, KeySet};
+    const N: u64 = 1_000_000;
+    let hashes: Vec<u64> = (0..N).map(|i| key_hash(&format!("source-7-{i}"))).collect();
+    let before = rss_bytes();
+    let mut set = KeySet::default();
+    for &h in &hashes {
+        set.insert(h);
+    }
+    let held = rss_bytes().saturating_sub(before);
+    let chunks: std::collections::BTreeMap<u32, Vec<u64>> = set.dirty_chunks().map(|(i, c)| (i, c.to_vec())).collect();
+    eprintln!(
+        "keys: {N} keys hold {:.1} MiB in the aggregator ({:.1} B per key, RSS); {} chunk records of {} B",
+        held as f64 / (1 << 20) as f64,
+        held as f64 / N as f64,
+        chunks.len(),
+        8 * meter_core::keys::CHUNK
+    );
+    let mut g = c.benchmark_group("a million idempotency keys");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("format and hash (SHA-256) a million keys", |b| {
+        b.iter(|| (0..N).map(|i| key_hash(&format!("source-7-{i}"))).fold(0u64, |a, h| a ^ h))
+    });
+    g.bench_function("insert a million hashes into a project's key set", |b| {
+        b.iter(|| {
+            let mut s = KeySet::default();
+            for &h in &hashes {
+                s.insert(h);
+            }
+            s.len()
+        })
+    });
+    g.bench_function("rebuild a million keys from their chunks (restore)", |b| {
+        b.iter(|| KeySet::from_chunks(chunks.clone()).len())
+    });
+    g.finish();
 }
 
 criterion_group!(benches, hot_paths);

@@ -20,6 +20,8 @@ pub struct LoadConfig {
     /// Target events/s over all sources; 0: as fast as possible.
     pub rate: u64,
     pub duration: Duration,
+    /// Every event carries a unique idempotency key.
+    pub keys: bool,
 }
 
 /// The four counters, in `Metric::COUNTERS` order.
@@ -53,10 +55,12 @@ impl LoadConfig {
     /// The same, with the source's project ids given (the generator's hot
     /// path: no formatting per event).
     pub fn request_for(&self, s: usize, names: &[String], seq: u64, now_ms: i64) -> ReportRequest {
+        let source_id = format!("{}-src{s:04}", self.prefix);
         let events = (0..self.batch)
             .map(|i| {
                 let k = seq as usize * self.batch + i;
                 UsageEvent {
+                    idempotency_key: if self.keys { format!("{source_id}-{k}") } else { String::new() },
                     project_id: names[k % self.projects_per_source].clone(),
                     metric: METRICS[(k / self.projects_per_source) % 4],
                     kind: Kind::Incremental as i32,
@@ -68,7 +72,7 @@ impl LoadConfig {
             })
             .collect();
         // One session per run: every run's sources have ids of their own.
-        ReportRequest { source_id: format!("{}-src{s:04}", self.prefix), source_session: 1, batch_seq: seq + 1, events }
+        ReportRequest { source_id, source_session: 1, batch_seq: seq + 1, events }
     }
 }
 
@@ -176,6 +180,7 @@ mod tests {
             concurrency: 1,
             rate: 0,
             duration: Duration::ZERO,
+            keys: false,
         };
         let r = cfg.request(1, 0, 10_000);
         assert_eq!(r.source_id, "b-src0001");

@@ -6,7 +6,7 @@
 //! ```
 
 mod baselines;
-
+mod neon_json;
 mod ours;
 
 use std::time::Duration;
@@ -45,6 +45,13 @@ struct Cli {
     /// Measure only the pipeline (for profiling runs): no ratios.
     #[arg(long)]
     skip_baselines: bool,
+    /// Every event carries a unique idempotency key (the cost of keys).
+    #[arg(long)]
+    keys: bool,
+    /// Also measure ingest alone over Neon JSON (`POST /v1/events`), the
+    /// same events with keys, next to ingest alone over gRPC.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -78,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: cli.concurrency,
         rate: cli.rate,
         duration: Duration::from_secs(cli.duration),
+        keys: cli.keys,
     };
     println!(
         "meter-bench {prefix}: {} sources x {} projects, {} events per batch, {} in flight, {} s per measurement, {} partitions",
@@ -98,6 +106,12 @@ async fn main() -> anyhow::Result<()> {
         let icfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-ingest"));
         let alone = ours::ingest_alone(&load, &meterd, &icfg, &cli.stack.clickhouse_url, &dir).await?;
         (transport, kafka, Some(alone))
+    };
+    let json = if cli.json {
+        let jcfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-json"));
+        Some(neon_json::ingest_alone_json(&load, &meterd, &jcfg, &cli.stack.clickhouse_url, &dir).await?)
+    } else {
+        None
     };
     println!("pipeline run starting");
 
@@ -133,6 +147,17 @@ async fn main() -> anyhow::Result<()> {
             "",
             "",
             r.per_second() / transport.per_second(),
+            u.cpu_s * 1e6 / r.events.max(1) as f64,
+            u.peak_rss_mib
+        );
+    }
+    if let Some((r, u)) = &json {
+        let grpc = alone.as_ref().map_or(f64::NAN, |(g, _)| g.per_second());
+        line("ingest alone over Neon JSON (POST /v1/events)", r, Some(("ingest alone (gRPC)", grpc)));
+        println!(
+            "  {:<46} {:>12}  {:.2} us CPU per event, {:.1} MiB peak RSS",
+            "",
+            "",
             u.cpu_s * 1e6 / r.events.max(1) as f64,
             u.peak_rss_mib
         );
@@ -179,6 +204,18 @@ async fn main() -> anyhow::Result<()> {
     }
     for (name, (b, a)) in ["kafka", "clickhouse"].iter().zip(engines_before.iter().zip(&engines_after)) {
         println!("  {name:<17} {:>7.1} CPU s  {:>7.1} MiB peak RSS (since start)", a.cpu_s - b.cpu_s, a.peak_rss_mib);
+    }
+    if let Some(r) = &ours.restore {
+        println!(
+            "\nrestore of the whole state (usage.totals read to its end, states and keys rebuilt): {:.2} s for {} records ({:.1} MiB), {} projects, {} idempotency keys in {:.1} MiB of key chunks ({:.1} B per key)",
+            r.seconds,
+            r.records,
+            r.bytes as f64 / (1 << 20) as f64,
+            r.projects,
+            r.keys,
+            r.key_bytes as f64 / (1 << 20) as f64,
+            if r.keys > 0 { r.key_bytes as f64 / r.keys as f64 } else { 0.0 }
+        );
     }
     println!(
         "\nexact: {}",

@@ -59,6 +59,57 @@ pub(crate) struct Outcome {
     pub(crate) suspend_latency_steady: Option<Histogram<u64>>,
     pub(crate) roles: BTreeMap<String, Usage>,
     pub(crate) exact: bool,
+    /// What a restore of the whole state costs at the end of the run.
+    pub(crate) restore: Option<Restore>,
+}
+
+/// Reading `usage.totals` to its end and rebuilding every project's state
+/// and idempotency keys, as an aggregator does when it takes partitions over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Restore {
+    pub(crate) seconds: f64,
+    pub(crate) records: usize,
+    pub(crate) bytes: u64,
+    pub(crate) projects: usize,
+    pub(crate) keys: usize,
+    /// Bytes of the key chunk records alone.
+    pub(crate) key_bytes: u64,
+}
+
+/// Measures a full restore of `kafka`'s totals topic (all partitions).
+pub(crate) async fn restore_cost(kafka: &KafkaConfig) -> anyhow::Result<Restore> {
+    let kafka = kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        use meter_proto::{decode_totals, TotalsRecord};
+        let started = Instant::now();
+        let all: Vec<i32> = (0..kafka.partitions).collect();
+        let parts = meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(120))?;
+        let mut r = Restore { seconds: 0.0, records: 0, bytes: 0, projects: 0, keys: 0, key_bytes: 0 };
+        let mut states = std::collections::HashMap::new();
+        let mut chunks: std::collections::HashMap<String, BTreeMap<i64, BTreeMap<u32, Vec<u64>>>> = Default::default();
+        for (_, value) in parts.into_values().flatten() {
+            r.records += 1;
+            r.bytes += value.len() as u64;
+            match decode_totals(&value)? {
+                TotalsRecord::Project(s, _) => drop(states.insert(s.project_id.to_string(), s)),
+                TotalsRecord::Keys { project_id, cycle_start_ms, index, hashes, .. } => {
+                    r.key_bytes += value.len() as u64;
+                    chunks.entry(project_id).or_default().entry(cycle_start_ms).or_default().insert(index, hashes);
+                }
+                TotalsRecord::Tombstone => {}
+            }
+        }
+        for (project, c) in chunks {
+            if let Some(s) = states.get_mut(&project) {
+                s.keys = meter_proto::key_sets(c);
+                r.keys += s.keys.values().map(|k| k.len()).sum::<usize>();
+            }
+        }
+        r.projects = states.len();
+        r.seconds = started.elapsed().as_secs_f64();
+        Ok(r)
+    })
+    .await?
 }
 
 async fn lag_of(admin: &str) -> Option<f64> {
@@ -83,7 +134,7 @@ async fn start(
     database: &str,
     group: &str,
 ) -> anyhow::Result<(Ports, Vec<Proc>)> {
-    let ports = Ports { ingest: free_port()?, control_plane: free_port()?, api: free_port()?, api_grpc: free_port()? };
+    let ports = Ports::free()?;
     let config = dir.join(format!("meterd-{database}.toml"));
     std::fs::write(&config, meterd_config(kafka, clickhouse_url, database, &ports, group))?;
     let launcher = Launcher { meterd: meterd.to_owned(), config: config.clone(), log_dir: dir.to_owned() };
@@ -114,14 +165,26 @@ pub(crate) async fn ingest_alone(
     clickhouse_url: &str,
     dir: &Path,
 ) -> anyhow::Result<(Rate, Usage)> {
-    let database = format!("bench_{}_ingest", load.prefix);
-    let dir = dir.join("ingest-alone");
-    std::fs::create_dir_all(&dir)?;
-    let (ports, procs) = start(&["ingest"], meterd, kafka, clickhouse_url, &dir, &database, "unused").await?;
+    let (ports, procs) = start_ingest_alone(load, meterd, kafka, clickhouse_url, dir, "grpc").await?;
     let before = usage_of(procs[0].pid());
     let (_, rate) = drive_client(load, client(&format!("http://127.0.0.1:{}", ports.ingest)).await?).await;
     let after = usage_of(procs[0].pid());
     Ok((rate, Usage { cpu_s: after.cpu_s - before.cpu_s, peak_rss_mib: after.peak_rss_mib }))
+}
+
+/// Starts `meterd ingest` alone, its files under `dir/ingest-alone-<what>`.
+pub(crate) async fn start_ingest_alone(
+    load: &LoadConfig,
+    meterd: &Path,
+    kafka: &KafkaConfig,
+    clickhouse_url: &str,
+    dir: &Path,
+    what: &str,
+) -> anyhow::Result<(Ports, Vec<Proc>)> {
+    let database = format!("bench_{}_ingest_{what}", load.prefix);
+    let dir = dir.join(format!("ingest-alone-{what}"));
+    std::fs::create_dir_all(&dir)?;
+    start(&["ingest"], meterd, kafka, clickhouse_url, &dir, &database, "unused").await
 }
 
 /// Runs the pipeline under `load`; `stack_dir` has the stack's pid files.
@@ -215,6 +278,7 @@ pub(crate) async fn run(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     out.exact = out.to_clickhouse.is_some() && out.to_totals.is_some();
+    out.restore = restore_cost(kafka).await.ok();
     tokio::time::sleep(Duration::from_secs(2)).await; // the last suspensions
     stop.cancel();
     out.lag = samples.await.unwrap_or_default();

@@ -194,7 +194,7 @@ pub fn meterd_config(
          events_topic = \"{}\"\ntotals_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
          actions_topic = \"{}\"\nwebhooks_topic = \"{}\"\ndead_letters_topic = \"{}\"\n\
          [clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{database}\"\n\
-         [ingest]\nlisten = \"127.0.0.1:{}\"\n\
+         [ingest]\nlisten = \"127.0.0.1:{}\"\nhttp_listen = \"127.0.0.1:{}\"\n\
          [aggregator]\ngroup_id = \"{group_id}\"\ntransactional_id_prefix = \"{group_id}\"\nlinger_ms = 50\n\
          [enforcer]\ngroup_id = \"{group_id}.enf\"\ntransactional_id_prefix = \"{group_id}.enf\"\n\
          actuator_group_id = \"{group_id}.act\"\nwebhook_group_id = \"{group_id}.hooks\"\n\
@@ -212,6 +212,7 @@ pub fn meterd_config(
         kafka.webhooks_topic,
         kafka.dead_letters_topic,
         ports.ingest,
+        ports.ingest_http,
         ports.control_plane,
         ports.api,
         ports.api_grpc,
@@ -222,9 +223,24 @@ pub fn meterd_config(
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub ingest: u16,
+    /// Ingest's HTTP (Neon JSON) listener.
+    pub ingest_http: u16,
     pub control_plane: u16,
     pub api: u16,
     pub api_grpc: u16,
+}
+
+impl Ports {
+    /// Free loopback ports for every listener.
+    pub fn free() -> anyhow::Result<Ports> {
+        Ok(Ports {
+            ingest: free_port()?,
+            ingest_http: free_port()?,
+            control_plane: free_port()?,
+            api: free_port()?,
+            api_grpc: free_port()?,
+        })
+    }
 }
 
 /// Runs the whole harness.
@@ -233,7 +249,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let prefix = format!("chaos{:x}", t % 0xff_ffff);
     let dir = cfg.stack_dir.join("chaos").join(&prefix);
     std::fs::create_dir_all(&dir)?;
-    let ports = Ports { ingest: free_port()?, control_plane: free_port()?, api: free_port()?, api_grpc: free_port()? };
+    let ports = Ports::free()?;
     let produce_timeout_ms = 3000;
     let kafka =
         KafkaConfig { brokers: cfg.brokers.clone(), partitions: 4, produce_timeout_ms, ..KafkaConfig::default() }

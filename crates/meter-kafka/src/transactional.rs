@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
+use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::message::ToBytes;
 
 use crate::{KafkaConfig, Result};
 
