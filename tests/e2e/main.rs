@@ -11,6 +11,7 @@ mod history;
 mod kafka_down;
 mod meterctl;
 mod prometheus;
+mod quiet_logs;
 mod retries;
 mod schema_sql;
 mod security;

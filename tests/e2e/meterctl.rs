@@ -30,7 +30,7 @@ async fn ctl(p: &Pipeline, args: &[&str]) -> Result<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meterctl_manages_quotas_and_reads_usage() {
-    let mut p = Pipeline::start("meterctl").await;
+    let Some(mut p) = Pipeline::start("meterctl").await else { return };
     p.start_api().await;
     let out = ctl(&p, &["plan", "set", "small", "--quota", "active_time_seconds=100", "--thresholds", "50,100"]).await;
     assert!(
@@ -111,7 +111,7 @@ async fn meterctl_manages_quotas_and_reads_usage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_rebuilds_clickhouse_from_kafka() {
-    let p = Pipeline::start("backfill").await;
+    let Some(p) = Pipeline::start("backfill").await else { return };
     let prefix = "bf";
     let started = meter_e2e::now_ms();
     let summary = run(

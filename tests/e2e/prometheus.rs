@@ -18,11 +18,15 @@ use crate::helpers::{api_put, control_plane_on_loopback, fast_enforcer, inc, rec
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// A binary from Debian's `prometheus` package; fails loudly when missing.
-fn tool(name: &str) -> String {
+/// The tool's path; `None` (the test skipped, or failed when end-to-end
+/// tests are required) when it is not installed.
+fn tool(name: &str) -> Option<String> {
     let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().expect("sh");
     let path = String::from_utf8_lossy(&found.stdout).trim().to_owned();
-    assert!(!path.is_empty(), "{name} is not installed: run deploy/local/prereqs (apt-get install prometheus)");
-    path
+    if path.is_empty() {
+        return meter_e2e::skip(&format!("{name} is not installed (deploy/local/prereqs installs it)"));
+    }
+    Some(path)
 }
 
 struct Server(Child);
@@ -81,7 +85,10 @@ async fn query(prom: &str, expr: &str) -> Result<usize, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_has_data() {
-    let (prometheus, promtool) = (tool("prometheus"), tool("promtool"));
+    let (Some(prometheus), Some(promtool)) = (tool("prometheus"), tool("promtool")) else { return };
+    if meter_e2e::Stack::available().await.is_none() {
+        return;
+    }
     meter_runtime::metrics_handle(); // the recorder, before any role records
     let stop = CancellationToken::new();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -114,7 +121,7 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
     let prom = format!("http://{web}");
 
     // Every role, and traffic that makes each series move.
-    let mut p = Pipeline::start("prom").await;
+    let Some(mut p) = Pipeline::start("prom").await else { return };
     let (_, cp_url) = control_plane_on_loopback(&stop).await;
     let dead = WebhookReceiver::new(SECRET, FailMode::Always);
     let dead_url = receiver_on_loopback(&dead, &stop).await;

@@ -9,7 +9,7 @@ use crate::helpers::{inc, report, usage_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_batch_is_counted_once() {
-    let p = Pipeline::start("retry").await;
+    let Some(p) = Pipeline::start("retry").await else { return };
     let mut client = p.client().await;
     let first = report(
         "retry-src",

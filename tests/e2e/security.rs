@@ -49,7 +49,7 @@ async fn tokens_bind_sources_to_projects_and_can_be_revoked_live() {
     let cfg = SecurityConfig { tokens_file: Some(path.clone()), tokens_reload_ms: 200, ..SecurityConfig::default() };
     let stop = CancellationToken::new();
     let auth = Auth::start(&cfg, "ingest", "127.0.0.1:0", stop.clone()).expect("tokens load");
-    let mut p = Pipeline::start("sec").await;
+    let Some(mut p) = Pipeline::start("sec").await else { return };
     p.start_ingest_with(IngestConfig::default(), auth).await;
     let mut c = p.client().await;
     let ok = |seq| report("sec-eu-1", seq, vec![inc("sec-acme-1", Metric::ActiveTimeSeconds, 10)]);
@@ -110,7 +110,7 @@ async fn tokens_bind_sources_to_projects_and_can_be_revoked_live() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_noisy_source_is_throttled_and_others_still_report() {
-    let mut p = Pipeline::start("rate").await;
+    let Some(mut p) = Pipeline::start("rate").await else { return };
     let cfg = IngestConfig {
         rate_limit_events_per_second: 100,
         rate_limit_burst_events: 1000,
@@ -155,7 +155,7 @@ fn api_credentials() -> meter_core::auth::Credentials {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_tokens_need_the_scope_of_the_call() {
-    let mut p = Pipeline::start("apisec").await;
+    let Some(mut p) = Pipeline::start("apisec").await else { return };
     p.start_api_with(Auth::fixed(api_credentials())).await;
     let api = p.api_url.clone();
     let http = reqwest::Client::new();
@@ -203,7 +203,7 @@ async fn api_tokens_need_the_scope_of_the_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_to_internal_addresses_are_refused() {
     // The test pipeline allows loopback (its receivers), nothing else.
-    let mut p = Pipeline::start("ssrf").await;
+    let Some(mut p) = Pipeline::start("ssrf").await else { return };
     p.start_api().await;
     let secret = crate::helpers::SECRET;
     for (url, class) in [
@@ -291,7 +291,7 @@ async fn client_certificates_identify_sources() {
         tls_client_ca_file: Some(dir.join("ca.pem")),
         ..IngestConfig::default()
     };
-    let mut p = Pipeline::start("tls").await;
+    let Some(mut p) = Pipeline::start("tls").await else { return };
     p.start_ingest_with(cfg, Auth::fixed(creds)).await;
     let url = p.ingest_url.replace("http://127.0.0.1", "https://localhost");
     let client = |identity: Option<&str>| {
@@ -328,7 +328,7 @@ async fn the_api_serves_tls() {
         tls_key_file: Some(dir.join("server.key")),
         ..meter_api::ApiConfig::default()
     };
-    let mut p = Pipeline::start("apitls").await;
+    let Some(mut p) = Pipeline::start("apitls").await else { return };
     p.start_api_config(cfg, Auth::fixed(api_credentials())).await;
     let https = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&read("ca.pem")).expect("ca"))

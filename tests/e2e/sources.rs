@@ -22,7 +22,7 @@ async fn totals_written(p: &Pipeline, project: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_source_is_counted_in_its_new_session() {
-    let p = Pipeline::start("restart").await;
+    let Some(p) = Pipeline::start("restart").await else { return };
     let mut client = p.client().await;
     let (old, new) = (0x1111_u64, 0x2222_u64);
     for seq in 1..=80 {
@@ -61,7 +61,7 @@ async fn a_restarted_source_is_counted_in_its_new_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_counts_once_across_sources_restores_and_json() {
-    let mut p = Pipeline::start("idem").await;
+    let Some(mut p) = Pipeline::start("idem").await else { return };
     let mut client = p.client().await;
     let batch = |keys: &[u64]| keys.iter().map(|k| keyed("idem-p", &format!("key-{k}"), 1 << k)).collect::<Vec<_>>();
     client.report(report_in("idem-a", 1, 1, batch(&[0, 1, 2, 3]))).await.expect("ack");
@@ -126,7 +126,7 @@ async fn post_events(p: &Pipeline, body: &serde_json::Value) -> (u16, serde_json
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neon_json_with_duplicates_and_retries_is_counted_exactly() {
-    let p = Pipeline::start("neonjson").await;
+    let Some(p) = Pipeline::start("neonjson").await else { return };
     // As Neon's proxy and pageserver send them, plus our project_id.
     let body = fix_times(json!({"events": [
         {"metric": "proxy_io_bytes_per_client", "type": "incremental", "start_time": "", "stop_time": "",
@@ -156,7 +156,7 @@ async fn neon_json_with_duplicates_and_retries_is_counted_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_gets_400_naming_the_field_and_changes_nothing() {
-    let p = Pipeline::start("badjson").await;
+    let Some(p) = Pipeline::start("badjson").await else { return };
     let good = json!({"metric": "written_data_bytes", "type": "incremental", "start_time": "", "stop_time": "",
         "idempotency_key": "k", "value": 7, "project_id": "bj-p"});
     let with = |field: &str, v: serde_json::Value| {
@@ -217,7 +217,7 @@ fn meter_report() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_spool_survives_an_ingest_outage_and_kill_9() {
-    let mut p = Pipeline::start("spool").await;
+    let Some(mut p) = Pipeline::start("spool").await else { return };
     p.stop_ingest().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let url = format!("http://127.0.0.1:{port}");

@@ -35,9 +35,11 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// The stack, checked: panics with a clear message when a server does
-    /// not answer.
-    pub async fn require() -> Stack {
+    /// The stack, checked. When a server does not answer: `None` after a
+    /// visible `SKIPPED` line (a contributor's plain `cargo test`), or a
+    /// panic naming it when `METER_E2E_REQUIRED` is set (`deploy/local/test`
+    /// sets it: there a skipped end-to-end test is a failure).
+    pub async fn available() -> Option<Stack> {
         let s = Stack {
             brokers: std::env::var("METER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
             clickhouse_url: std::env::var("METER_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
@@ -46,11 +48,27 @@ impl Stack {
         for (what, addr) in [("kafka", s.brokers.split(',').next().unwrap_or_default().to_string()), ("clickhouse", ch)]
         {
             if tokio::net::TcpStream::connect(&addr).await.is_err() {
-                panic!("{what} is not answering on {addr}: start the local stack with `deploy/local/stack up` (or run the tests with deploy/local/test)");
+                return skip(&format!("{what} is not answering on {addr}"));
             }
         }
-        s
+        Some(s)
     }
+}
+
+/// Skips the calling end-to-end test, or fails it when they are required
+/// (`METER_E2E_REQUIRED`). The line goes straight to the terminal's stderr,
+/// past the test harness's capture, so a skip is never silent.
+pub fn skip<T>(why: &str) -> Option<T> {
+    let test = std::thread::current().name().unwrap_or("an end-to-end test").to_owned();
+    if std::env::var_os("METER_E2E_REQUIRED").is_some() {
+        panic!("{why}: start the local stack with `deploy/local/stack up` (deploy/local/test does)");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {why}; end-to-end tests need the local stack (`deploy/local/stack up`, or run deploy/local/test)"
+    );
+    None
 }
 
 fn unique(name: &str) -> String {
@@ -80,9 +98,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Creates topics and schema, and starts ingest and one aggregator.
-    pub async fn start(name: &str) -> Pipeline {
-        let stack = Stack::require().await;
+    /// Creates topics and schema, and starts ingest and one aggregator;
+    /// `None` when the test is skipped (no stack; see `Stack::available`).
+    pub async fn start(name: &str) -> Option<Pipeline> {
+        let stack = Stack::available().await?;
         let id = unique(name);
         let kafka = KafkaConfig {
             brokers: stack.brokers.clone(),
@@ -114,7 +133,7 @@ impl Pipeline {
         };
         p.start_ingest(IngestConfig::default()).await;
         p.start_aggregator();
-        p
+        Some(p)
     }
 
     /// (Re)starts ingest with `cfg` on a fresh loopback port, without

@@ -1,6 +1,7 @@
 //! The aggregator loop: collect a batch, apply it, write ClickHouse, then
 //! commit totals and offsets in one Kafka transaction.
 
+use meter_core::retry::{Backoff, RetryPolicy};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -178,22 +179,23 @@ impl Worker {
     /// first. Retrying is safe: the rows are keyed by their batch.
     fn write_clickhouse(&self, outcome: &Outcome) -> bool {
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff =
+            Backoff::new(RetryPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(5) });
         loop {
             match self.rt.block_on(self.store.write_usage(&outcome.rows)) {
                 Ok(()) => break,
                 Err(e) => {
                     metrics::counter!(m::CLICKHOUSE_ERRORS).increment(1);
-                    tracing::warn!(error = %e, rows = outcome.rows.len(), retry_in_ms = backoff.as_millis() as u64, "aggregator.clickhouse_write_failed");
+                    let wait = backoff.next(rand::random(), None);
+                    tracing::warn!(error = %e, rows = outcome.rows.len(), retry_in_ms = wait.as_millis() as u64, "aggregator.clickhouse_write_failed");
                     if self.rt.block_on(async {
                         tokio::select! {
                             _ = self.shutdown.cancelled() => true,
-                            _ = tokio::time::sleep(backoff) => false,
+                            _ = tokio::time::sleep(wait) => false,
                         }
                     }) {
                         return false;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

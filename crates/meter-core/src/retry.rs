@@ -32,6 +32,33 @@ impl RetryPolicy {
     }
 }
 
+/// The policy's progress for one operation: each `next` is the wait before
+/// the next attempt.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    policy: RetryPolicy,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A fresh operation under `policy`.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Backoff { policy, attempt: 0 }
+    }
+
+    /// The wait before the next attempt (`unit`: random in `[0, 1)`).
+    pub fn next(&mut self, unit: f64, hint: Option<Duration>) -> Duration {
+        let d = self.policy.delay(self.attempt, unit, hint);
+        self.attempt = self.attempt.saturating_add(1);
+        d
+    }
+
+    /// Attempts that failed so far.
+    pub fn failures(&self) -> u32 {
+        self.attempt
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +72,14 @@ mod tests {
         assert_eq!(p.delay(30, 1.0, None), Duration::from_secs(1));
         assert_eq!(p.delay(0, 0.0, None), Duration::from_millis(50));
         assert_eq!(p.delay(0, 0.0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_backoff_walks_the_policy() {
+        let mut b = Backoff::new(RetryPolicy { initial: Duration::from_millis(10), max: Duration::from_millis(40) });
+        let waits: Vec<Duration> = (0..4).map(|_| b.next(1.0, None)).collect();
+        assert_eq!(waits, [10, 20, 40, 40].map(Duration::from_millis));
+        assert_eq!(b.failures(), 4);
     }
 
     proptest! {

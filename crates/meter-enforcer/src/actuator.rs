@@ -2,6 +2,7 @@
 //! plane, with its idempotency key, retrying with backoff until it is
 //! acknowledged; only then is the record's offset committed.
 
+use meter_core::retry::{Backoff, RetryPolicy};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -44,7 +45,8 @@ pub(crate) fn run(
         let Some((msg, action)) = next_json::<Action>(&consumer, "actions")? else { continue };
         let verb = if action.kind == ActionKind::Suspend { "suspend" } else { "resume" };
         let url = format!("{base}/projects/{}/{verb}", action.project_id);
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff =
+            Backoff::new(RetryPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(10) });
         let mut first = true;
         loop {
             let sent =
@@ -65,17 +67,17 @@ pub(crate) fn run(
                         Err(e) => e.to_string(),
                     };
                     metrics::counter!(m::CALLS, "kind" => verb, "outcome" => "retry").increment(1);
-                    tracing::warn!(project = %action.project_id, verb, error = %why, retry_in_ms = backoff.as_millis() as u64, "actuator.call_failed");
+                    let wait = backoff.next(rand::random(), None);
+                    tracing::warn!(project = %action.project_id, verb, error = %why, retry_in_ms = wait.as_millis() as u64, "actuator.call_failed");
                     let stop = rt.block_on(async {
                         tokio::select! {
                             _ = shutdown.cancelled() => true,
-                            _ = tokio::time::sleep(backoff) => false,
+                            _ = tokio::time::sleep(wait) => false,
                         }
                     });
                     if stop {
                         return Ok(());
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }

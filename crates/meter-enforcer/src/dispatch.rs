@@ -3,6 +3,7 @@
 //! letter. The record's offset is committed once every endpoint is done, so
 //! a crash redelivers (at least once, same `webhook-id`).
 
+use meter_core::retry::{Backoff, RetryPolicy};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -104,7 +105,10 @@ async fn deliver(
         metrics::counter!(m::WEBHOOKS, "outcome" => "dead_letter").increment(1);
         return Delivery::Failed { attempts: 0, last_error: format!("target refused: {e}") };
     }
-    let mut backoff = Duration::from_millis(cfg.webhook_backoff_ms);
+    let mut backoff = Backoff::new(RetryPolicy {
+        initial: Duration::from_millis(cfg.webhook_backoff_ms),
+        max: Duration::from_millis(cfg.webhook_max_backoff_ms),
+    });
     let mut last_error = String::new();
     for attempt in 1..=cfg.webhook_max_attempts {
         let ts = now_ms() / 1000;
@@ -136,9 +140,8 @@ async fn deliver(
         tracing::debug!(endpoint = %endpoint.id, id = %job.alert.id, attempt, error = %last_error, "webhook.retry");
         tokio::select! {
             _ = shutdown.cancelled() => return Delivery::Stopped,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next(rand::random(), None)) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_millis(cfg.webhook_max_backoff_ms));
     }
     metrics::counter!(m::WEBHOOKS, "outcome" => "dead_letter").increment(1);
     Delivery::Failed { attempts: cfg.webhook_max_attempts, last_error }

@@ -74,8 +74,6 @@ impl Enforcer {
             .consumer_config(&self.cfg.group_id)
             .set("enable.partition.eof", "true")
             .set("partition.assignment.strategy", "range")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
             .create_with_context(RebalanceWatch::default())?;
         consumer.subscribe(&[&self.kafka.totals_topic])?;
         let producer = transactional_producer(&self.kafka, &self.cfg.transactional_id_prefix)?;

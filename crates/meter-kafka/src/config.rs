@@ -134,7 +134,7 @@ impl KafkaConfig {
             .set("isolation.level", "read_committed")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
-            .set("heartbeat.interval.ms", (self.session_timeout_ms / 4).max(500).to_string());
+            .set("heartbeat.interval.ms", (self.session_timeout_ms / 10).max(500).to_string());
         if !self.instance_id.is_empty() {
             c.set("group.instance.id", &self.instance_id);
         }

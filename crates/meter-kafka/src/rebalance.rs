@@ -20,7 +20,11 @@ impl RebalanceWatch {
     }
 }
 
-impl ClientContext for RebalanceWatch {}
+impl ClientContext for RebalanceWatch {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::restore::client_error(&error, reason);
+    }
+}
 
 impl ConsumerContext for RebalanceWatch {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {

@@ -19,10 +19,18 @@ pub(crate) struct QuietEof;
 
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF));
-        if !eof {
-            tracing::warn!(%error, reason, "kafka.restore_client_error");
-        }
+        client_error(&error, reason);
+    }
+}
+
+/// How every client of ours logs librdkafka's error events: reaching the
+/// end of a partition (asked for with `enable.partition.eof`) is not an
+/// error and is not logged; anything else is a WARN (librdkafka retries on
+/// its own; the roles' metrics and alerts say when it lasts).
+pub(crate) fn client_error(error: &KafkaError, reason: &str) {
+    let eof = matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF));
+    if !eof {
+        tracing::warn!(%error, reason, "kafka.client_error");
     }
 }
 

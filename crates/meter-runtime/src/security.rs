@@ -92,7 +92,13 @@ impl Auth {
         metrics::describe_gauge!(CREDENTIALS, "Credentials loaded from the tokens file, by kind.");
         let Some(path) = cfg.tokens_file.clone() else {
             check_exposure(cfg, role, listen)?;
-            tracing::warn!(role, listen, "security.unauthenticated");
+            // On loopback that is the intended local setup; beyond it an
+            // operator chose allow_unauthenticated and should know.
+            if listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback()) {
+                tracing::info!(role, listen, "security.unauthenticated");
+            } else {
+                tracing::warn!(role, listen, "security.unauthenticated");
+            }
             return Ok(Auth::open());
         };
         let (creds, mut stamp) = load(&path)?;

@@ -16,6 +16,8 @@ use crate::Role;
 /// servers come up.
 async fn migrate(cfg: &Config) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let policy = meter_core::retry::RetryPolicy { initial: Duration::from_millis(500), max: Duration::from_secs(5) };
+    let mut backoff = meter_core::retry::Backoff::new(policy);
     loop {
         let attempt = async {
             meter_kafka::ensure_topics(&cfg.kafka).await.context("creating kafka topics")?;
@@ -28,8 +30,9 @@ async fn migrate(cfg: &Config) -> anyhow::Result<()> {
                 return Ok(());
             }
             Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(error = format!("{e:#}"), "meterd.migrate_retry");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                let wait = backoff.next(rand::random(), None);
+                tracing::warn!(error = format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "meterd.migrate_retry");
+                tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(e),
         }
