@@ -127,6 +127,8 @@ impl Worker {
     }
 
     fn flush(&mut self, consumer: &GroupConsumer, producer: &TxProducer, pending: &Pending) -> anyhow::Result<Flush> {
+        let partitions: Vec<i32> = pending.next.keys().copied().collect();
+        let _span = tracing::info_span!("aggregator.flush", ?partitions, records = pending.len()).entered();
         let restore_timeout = Duration::from_secs(self.cfg.restore_timeout_seconds);
         let outcome = match apply(pending, &mut self.states, &self.kafka, &self.cfg.retention(), restore_timeout) {
             Ok(o) => o,

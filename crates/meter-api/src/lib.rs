@@ -77,7 +77,16 @@ fn router(app: App, auth: Auth) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(auth, auth::require))
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(app)
+}
+
+/// Every request runs in a span `api.request` with its method and path, so
+/// each log line says which call it concerns.
+async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!("api.request", method = %req.method(), path = %req.uri().path());
+    next.run(req).instrument(span).await
 }
 
 /// Runs the api role until `shutdown`: HTTP on `listener`, gRPC

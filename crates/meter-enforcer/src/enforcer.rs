@@ -177,6 +177,7 @@ impl Enforcer {
     }
 
     fn evaluate(&mut self, producer: &TxProducer) -> anyhow::Result<()> {
+        let _span = tracing::info_span!("enforcer.evaluate", projects = self.dirty.len()).entered();
         let now = self.clock.now_ms();
         let mut decided: Vec<(i32, Decision)> = Vec::new();
         {

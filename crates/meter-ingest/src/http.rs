@@ -20,9 +20,11 @@ pub(crate) fn router(service: IngestService, max_body_bytes: usize) -> Router {
 }
 
 async fn events(State(service): State<IngestService>, headers: HeaderMap, body: Bytes) -> Response {
+    use tracing::Instrument;
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let span = tracing::info_span!("ingest.events", bytes = body.len());
     let result = match service.by_token(authorization) {
-        Ok(credential) => service.handle_json(credential, &body).await,
+        Ok(credential) => service.handle_json(credential, &body).instrument(span).await,
         Err(e) => Err(e),
     };
     match result {

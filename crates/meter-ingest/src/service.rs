@@ -153,11 +153,19 @@ impl IngestService {
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportResponse>, Status> {
+        use tracing::Instrument;
         let credential = self.authenticate(&request);
         let req = request.into_inner();
         let n = req.events.len() as u64;
+        let span = tracing::info_span!(
+            "ingest.report",
+            source_id = %req.source_id,
+            session = req.source_session,
+            batch_seq = req.batch_seq,
+            events = n
+        );
         let result = match credential {
-            Ok(c) => self.handle(c, req).await,
+            Ok(c) => self.handle(c, req).instrument(span).await,
             Err(e) => Err(e),
         };
         match result {
