@@ -16,14 +16,6 @@ use tokio_util::sync::CancellationToken;
 use crate::fleet::fleet_run;
 use crate::helpers::SECRET;
 
-/// `target/<profile>/meterd`.
-fn meterd() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let bin = exe.parent().and_then(|d| d.parent()).expect("target profile dir").join("meterd");
-    assert!(bin.exists(), "{} is missing: build it with cargo build -p meterd", bin.display());
-    bin
-}
-
 /// The lines of a log at level WARN or ERROR (tracing's fmt layer writes
 /// the level as a word of its own, with or without colours).
 fn alarming(log: &str) -> Vec<&str> {
@@ -40,6 +32,7 @@ fn finds_warn_and_error_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_meterd_logs_no_warn_or_error() {
     let Some(stack) = meter_e2e::Stack::available().await else { return };
+    let Some(meterd) = meter_e2e::workspace_binary("meterd", "meterd") else { return };
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
     let id = format!("quiet{:x}", t % 0xffff_ffff);
     let kafka =
@@ -53,7 +46,7 @@ async fn a_healthy_meterd_logs_no_warn_or_error() {
     let admin = format!("127.0.0.1:{}", meter_chaos::free_port().expect("port"));
     let log_path = dir.join("meterd.log");
     let log = std::fs::File::create(&log_path).expect("log");
-    let mut child = tokio::process::Command::new(meterd())
+    let mut child = tokio::process::Command::new(meterd)
         .arg("--config")
         .arg(&config)
         .arg("all")

@@ -206,25 +206,17 @@ async fn malformed_json_gets_400_naming_the_field_and_changes_nothing() {
     p.shutdown().await;
 }
 
-/// `target/release/meter-report` (or the profile the tests run in).
-fn meter_report() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
-    let bin = dir.join("meter-report");
-    assert!(bin.exists(), "{} is missing: build it with cargo build -p meter-client", bin.display());
-    bin
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_spool_survives_an_ingest_outage_and_kill_9() {
     let Some(mut p) = Pipeline::start("spool").await else { return };
+    let Some(meter_report) = meter_e2e::workspace_binary("meter-report", "meter-client") else { return };
     p.stop_ingest().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let url = format!("http://127.0.0.1:{port}");
     let spool = std::env::temp_dir().join(format!("meter-spool-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&spool);
     let run = |events: u64, value: u64| {
-        let mut cmd = tokio::process::Command::new(meter_report());
+        let mut cmd = tokio::process::Command::new(&meter_report);
         cmd.args(["--ingest", &url, "--source", "spool-node", "--project", "spool-p"])
             .args(["--events", &events.to_string(), "--value", &value.to_string(), "--rate", "20"])
             .arg("--spool")

@@ -55,6 +55,18 @@ impl Stack {
     }
 }
 
+/// `target/<profile>/<name>`, a binary of the workspace (`deploy/local/test`
+/// builds them before the tests: `cargo test` alone builds no other
+/// package's binaries); `None` after a `skip` when it is missing.
+pub fn workspace_binary(name: &str, package: &str) -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().expect("test binary");
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target profile dir").join(name);
+    if bin.exists() {
+        return Some(bin);
+    }
+    skip(&format!("{} is missing (cargo build --release -p {package})", bin.display()))
+}
+
 /// Skips the calling end-to-end test, or fails it when they are required
 /// (`METER_E2E_REQUIRED`). The line goes straight to the terminal's stderr,
 /// past the test harness's capture, so a skip is never silent.
