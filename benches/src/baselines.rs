@@ -143,7 +143,7 @@ pub(crate) async fn clickhouse(
             for (_, bytes) in records(req, now) {
                 let b = meter_proto::decode_batch(&bytes)?;
                 offset += 1;
-                rows.extend(hourly_rows(&b).iter().map(|h| UsageRow::new(&b, offset, h)));
+                rows.extend(UsageRow::of_batch(&b, offset, &hourly_rows(&b)));
             }
         }
         seq += 1;

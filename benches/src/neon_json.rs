@@ -9,7 +9,7 @@ use meter_kafka::KafkaConfig;
 use meter_proto::v1::ReportRequest;
 
 use crate::baselines::Rate;
-use crate::ours::{start_ingest_alone, usage_of, Usage};
+use crate::ours::{measure_ingest_alone, Usage};
 use meter_bench::load::{drive, Acked, LoadConfig};
 
 /// Our metric names, by wire code.
@@ -54,26 +54,19 @@ pub(crate) async fn ingest_alone_json(
     clickhouse_url: &str,
     dir: &Path,
 ) -> anyhow::Result<(Rate, Usage)> {
-    let (ports, procs) = start_ingest_alone(load, meterd, kafka, clickhouse_url, dir, "json").await?;
-    let url = format!("http://127.0.0.1:{}/v1/events", ports.ingest_http);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(load.concurrency).build()?;
-    let before = usage_of(procs[0].pid());
-    let acked = std::sync::Arc::new(Acked::default());
-    let took = drive(load, acked.clone(), move |req| {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let b = body(&req);
-            matches!(http.post(&url).body(b).send().await, Ok(r) if r.status().is_success())
-        }
+    measure_ingest_alone(load, meterd, kafka, clickhouse_url, dir, "json", |ports| async move {
+        let url = format!("http://127.0.0.1:{}/v1/events", ports.ingest_http);
+        let http = reqwest::Client::builder().pool_max_idle_per_host(load.concurrency).build()?;
+        let acked = std::sync::Arc::new(Acked::default());
+        let took = drive(load, acked.clone(), move |req| {
+            let (http, url) = (http.clone(), url.clone());
+            async move { matches!(http.post(&url).body(body(&req)).send().await, Ok(r) if r.status().is_success()) }
+        })
+        .await;
+        let events = acked.events.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(Rate { events, seconds: took.as_secs_f64() })
     })
-    .await;
-    let after = usage_of(procs[0].pid());
-    let events = acked.events.load(std::sync::atomic::Ordering::Relaxed);
-    drop(procs);
-    Ok((
-        Rate { events, seconds: took.as_secs_f64() },
-        Usage { cpu_s: after.cpu_s - before.cpu_s, peak_rss_mib: after.peak_rss_mib },
-    ))
+    .await
 }
 
 #[cfg(test)]

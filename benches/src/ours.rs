@@ -80,32 +80,18 @@ pub(crate) struct Restore {
 pub(crate) async fn restore_cost(kafka: &KafkaConfig) -> anyhow::Result<Restore> {
     let kafka = kafka.clone();
     tokio::task::spawn_blocking(move || {
-        use meter_proto::{decode_totals, TotalsRecord};
         let started = Instant::now();
         let all: Vec<i32> = (0..kafka.partitions).collect();
         let parts = meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(120))?;
         let mut r = Restore { seconds: 0.0, records: 0, bytes: 0, projects: 0, keys: 0, key_bytes: 0 };
-        let mut states = std::collections::HashMap::new();
-        let mut chunks: std::collections::HashMap<String, BTreeMap<i64, BTreeMap<u32, Vec<u64>>>> = Default::default();
-        for (_, value) in parts.into_values().flatten() {
-            r.records += 1;
-            r.bytes += value.len() as u64;
-            match decode_totals(&value)? {
-                TotalsRecord::Project(s, _) => drop(states.insert(s.project_id.to_string(), s)),
-                TotalsRecord::Keys { project_id, cycle_start_ms, index, hashes, .. } => {
-                    r.key_bytes += value.len() as u64;
-                    chunks.entry(project_id).or_default().entry(cycle_start_ms).or_default().insert(index, hashes);
-                }
-                TotalsRecord::Tombstone => {}
-            }
+        for records in parts.into_values() {
+            r.records += records.len();
+            r.bytes += records.iter().map(|(_, v)| v.len() as u64).sum::<u64>();
+            let restored = meter_proto::restore(records).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
+            r.projects += restored.states.len();
+            r.keys += restored.keys;
+            r.key_bytes += restored.key_bytes;
         }
-        for (project, c) in chunks {
-            if let Some(s) = states.get_mut(&project) {
-                s.keys = meter_proto::key_sets(c);
-                r.keys += s.keys.values().map(|k| k.len()).sum::<usize>();
-            }
-        }
-        r.projects = states.len();
         r.seconds = started.elapsed().as_secs_f64();
         Ok(r)
     })
@@ -165,26 +151,36 @@ pub(crate) async fn ingest_alone(
     clickhouse_url: &str,
     dir: &Path,
 ) -> anyhow::Result<(Rate, Usage)> {
-    let (ports, procs) = start_ingest_alone(load, meterd, kafka, clickhouse_url, dir, "grpc").await?;
-    let before = usage_of(procs[0].pid());
-    let (_, rate) = drive_client(load, client(&format!("http://127.0.0.1:{}", ports.ingest)).await?).await;
-    let after = usage_of(procs[0].pid());
-    Ok((rate, Usage { cpu_s: after.cpu_s - before.cpu_s, peak_rss_mib: after.peak_rss_mib }))
+    measure_ingest_alone(load, meterd, kafka, clickhouse_url, dir, "grpc", |ports| async move {
+        Ok(drive_client(load, client(&format!("http://127.0.0.1:{}", ports.ingest)).await?).await.1)
+    })
+    .await
 }
 
-/// Starts `meterd ingest` alone, its files under `dir/ingest-alone-<what>`.
-pub(crate) async fn start_ingest_alone(
+/// Starts `meterd ingest` alone (files under `dir/ingest-alone-<what>`),
+/// runs `drive` against it, and returns its rate with ingest's CPU and
+/// peak memory over the drive.
+pub(crate) async fn measure_ingest_alone<F, Fut>(
     load: &LoadConfig,
     meterd: &Path,
     kafka: &KafkaConfig,
     clickhouse_url: &str,
     dir: &Path,
     what: &str,
-) -> anyhow::Result<(Ports, Vec<Proc>)> {
+    drive: F,
+) -> anyhow::Result<(Rate, Usage)>
+where
+    F: FnOnce(Ports) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Rate>>,
+{
     let database = format!("bench_{}_ingest_{what}", load.prefix);
     let dir = dir.join(format!("ingest-alone-{what}"));
     std::fs::create_dir_all(&dir)?;
-    start(&["ingest"], meterd, kafka, clickhouse_url, &dir, &database, "unused").await
+    let (ports, procs) = start(&["ingest"], meterd, kafka, clickhouse_url, &dir, &database, "unused").await?;
+    let before = usage_of(procs[0].pid());
+    let rate = drive(ports).await?;
+    let after = usage_of(procs[0].pid());
+    Ok((rate, Usage { cpu_s: after.cpu_s - before.cpu_s, peak_rss_mib: after.peak_rss_mib }))
 }
 
 /// Runs the pipeline under `load`; `stack_dir` has the stack's pid files.

@@ -113,7 +113,7 @@ pub(crate) fn apply(
                         usage[i] = usage[i].saturating_add(h.value);
                     }
                 }
-                out.rows.extend(hourly.iter().map(|h| UsageRow::new(&batch, rec.offset as u64, h)));
+                out.rows.extend(UsageRow::of_batch(&batch, rec.offset as u64, &hourly));
                 out.touched.insert((rec.partition, project.to_owned()));
                 out.events += batch.events.len() as u64;
                 out.oldest_ingest_ms =

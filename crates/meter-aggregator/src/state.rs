@@ -2,12 +2,12 @@
 //! each project seen there, rebuilt from `usage.totals` when the partition
 //! is (re)assigned.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use meter_core::ProjectState;
 use meter_kafka::{read_partitions_to_end, KafkaConfig};
-use meter_proto::{decode_totals, key_sets, TotalsRecord};
+use meter_proto::restore;
 
 use crate::metrics as m;
 
@@ -61,35 +61,9 @@ impl States {
         let started = std::time::Instant::now();
         for (partition, records) in read_partitions_to_end(kafka, &kafka.totals_topic, &missing, timeout)? {
             let n = records.len();
-            let mut state = PartitionState::new();
-            let mut resume = 0;
-            // Project -> cycle start -> chunk index -> hashes; a later
-            // version of a chunk replaces an earlier one.
-            let mut chunks: HashMap<String, BTreeMap<i64, BTreeMap<u32, Vec<u64>>>> = HashMap::new();
-            let mut keys = 0usize;
-            for (key, value) in records {
-                let record = decode_totals(&value).map_err(|e| {
-                    anyhow::anyhow!("usage.totals record (key {:?}): {e}", String::from_utf8_lossy(&key))
-                })?;
-                match record {
-                    TotalsRecord::Project(s, offset) => {
-                        resume = resume.max(offset);
-                        state.insert(s.project_id.to_string(), s);
-                    }
-                    TotalsRecord::Keys { project_id, cycle_start_ms, index, hashes, events_next_offset } => {
-                        resume = resume.max(events_next_offset);
-                        chunks.entry(project_id).or_default().entry(cycle_start_ms).or_default().insert(index, hashes);
-                    }
-                    TotalsRecord::Tombstone => {}
-                }
-            }
-            for (project, cycles) in chunks {
-                // Written in the same transaction as the project's totals.
-                if let Some(s) = state.get_mut(&project) {
-                    s.keys = key_sets(cycles);
-                    keys += s.keys.values().map(|k| k.len()).sum::<usize>();
-                }
-            }
+            let restored =
+                restore(records).map_err(|(key, e)| anyhow::anyhow!("usage.totals record (key {key:?}): {e}"))?;
+            let (state, resume, keys) = (restored.states, restored.resume_offset, restored.keys);
             metrics::counter!(m::RESTORES).increment(1);
             tracing::info!(
                 partition,

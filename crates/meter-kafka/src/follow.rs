@@ -12,7 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use crate::restore::QuietEof;
+use crate::context::QuietEof;
 use crate::{KafkaConfig, Result};
 
 /// A record seen by a follower: topic, partition, key, value (`None`: tombstone).

@@ -4,6 +4,7 @@
 
 mod admin;
 mod config;
+mod context;
 mod follow;
 mod producer;
 mod rebalance;

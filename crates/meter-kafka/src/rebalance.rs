@@ -22,7 +22,7 @@ impl RebalanceWatch {
 
 impl ClientContext for RebalanceWatch {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        crate::restore::client_error(&error, reason);
+        crate::context::client_error(&error, reason);
     }
 }
 

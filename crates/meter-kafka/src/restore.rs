@@ -4,37 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
 
+use crate::context::QuietEof;
 use crate::{Error, KafkaConfig, Result};
-
-/// Logs client errors except the end-of-partition events this reader
-/// waits for (librdkafka reports them as errors too).
-pub(crate) struct QuietEof;
-
-impl ClientContext for QuietEof {
-    fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&error, reason);
-    }
-}
-
-/// How every client of ours logs librdkafka's error events: reaching the
-/// end of a partition (asked for with `enable.partition.eof`) is not an
-/// error and is not logged; anything else is a WARN (librdkafka retries on
-/// its own; the roles' metrics and alerts say when it lasts).
-pub(crate) fn client_error(error: &KafkaError, reason: &str) {
-    let eof = matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF));
-    if !eof {
-        tracing::warn!(%error, reason, "kafka.client_error");
-    }
-}
-
-impl ConsumerContext for QuietEof {}
 
 /// A consumer outside any group's membership that reads committed records
 /// of the partitions it is assigned, reporting their ends.

@@ -154,6 +154,53 @@ pub fn key_sets(chunks: BTreeMap<i64, BTreeMap<u32, Vec<u64>>>) -> BTreeMap<i64,
     chunks.into_iter().map(|(cycle, c)| (cycle, KeySet::from_chunks(c))).collect()
 }
 
+/// The states a `usage.totals` partition holds, read to its end.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// The latest state of each project, its idempotency keys included.
+    pub states: std::collections::HashMap<String, ProjectState>,
+    /// The `usage.events` offset the states cover (0: unknown).
+    pub resume_offset: i64,
+    /// Idempotency keys restored.
+    pub keys: usize,
+    /// Bytes of the key chunk records read.
+    pub key_bytes: u64,
+}
+
+/// Rebuilds the states of one partition from its `usage.totals` records
+/// (key, value), in log order: a later record of a project or of a key
+/// chunk replaces an earlier one. The error names the record's key.
+pub fn restore<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    records: impl IntoIterator<Item = (K, V)>,
+) -> Result<Restored, (String, TotalsDecodeError)> {
+    let mut out = Restored::default();
+    let mut chunks: std::collections::HashMap<String, BTreeMap<i64, BTreeMap<u32, Vec<u64>>>> = Default::default();
+    for (key, value) in records {
+        let value = value.as_ref();
+        let record = decode_totals(value).map_err(|e| (String::from_utf8_lossy(key.as_ref()).into_owned(), e))?;
+        match record {
+            TotalsRecord::Project(s, offset) => {
+                out.resume_offset = out.resume_offset.max(offset);
+                out.states.insert(s.project_id.to_string(), s);
+            }
+            TotalsRecord::Keys { project_id, cycle_start_ms, index, hashes, events_next_offset } => {
+                out.resume_offset = out.resume_offset.max(events_next_offset);
+                out.key_bytes += value.len() as u64;
+                chunks.entry(project_id).or_default().entry(cycle_start_ms).or_default().insert(index, hashes);
+            }
+            TotalsRecord::Tombstone => {}
+        }
+    }
+    for (project, cycles) in chunks {
+        // Written in the same transaction as the project's totals.
+        if let Some(s) = out.states.get_mut(&project) {
+            s.keys = key_sets(cycles);
+            out.keys += s.keys.values().map(KeySet::len).sum::<usize>();
+        }
+    }
+    Ok(out)
+}
+
 /// Restores a project's state from its `usage.totals` record.
 pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
     let cycles: BTreeMap<i64, CycleCounters> = w

@@ -54,18 +54,16 @@ const RELOADS: &str = "meter_auth_reloads_total";
 const CREDENTIALS: &str = "meter_auth_credentials";
 
 /// Refuses to serve `role` on a non-loopback `listen` address without a
-/// tokens file, unless `security.allow_unauthenticated` says so.
-pub fn check_exposure(cfg: &SecurityConfig, role: &str, listen: &str) -> anyhow::Result<()> {
-    if cfg.tokens_file.is_some() {
-        return Ok(());
-    }
+/// tokens file, unless `security.allow_unauthenticated` says so. Returns
+/// whether `listen` is a loopback address.
+pub fn check_exposure(cfg: &SecurityConfig, role: &str, listen: &str) -> anyhow::Result<bool> {
     let loopback = listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
     anyhow::ensure!(
-        loopback || cfg.allow_unauthenticated,
+        loopback || cfg.tokens_file.is_some() || cfg.allow_unauthenticated,
         "{role} listens on {listen} without authentication: set security.tokens_file, or \
          security.allow_unauthenticated = true to accept that"
     );
-    Ok(())
+    Ok(loopback)
 }
 
 impl Auth {
@@ -91,10 +89,9 @@ impl Auth {
         metrics::describe_counter!(RELOADS, "Re-reads of the tokens file by outcome (`ok`, `error`).");
         metrics::describe_gauge!(CREDENTIALS, "Credentials loaded from the tokens file, by kind.");
         let Some(path) = cfg.tokens_file.clone() else {
-            check_exposure(cfg, role, listen)?;
             // On loopback that is the intended local setup; beyond it an
             // operator chose allow_unauthenticated and should know.
-            if listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback()) {
+            if check_exposure(cfg, role, listen)? {
                 tracing::info!(role, listen, "security.unauthenticated");
             } else {
                 tracing::warn!(role, listen, "security.unauthenticated");

@@ -30,16 +30,22 @@ pub fn metric_code(m: Metric) -> i8 {
 }
 
 impl UsageRow {
-    /// The ClickHouse row of a domain hourly row of `batch`, read from the
+    /// The ClickHouse rows of the hourly rows of `batch`, read from the
     /// Kafka record at offset `version`. The aggregator and the backfill
     /// both write through here, so their rows replace each other.
-    pub fn new(batch: &Batch, version: u64, r: &HourlyRow) -> Self {
+    pub fn of_batch<'a>(batch: &'a Batch, version: u64, rows: &'a [HourlyRow]) -> impl Iterator<Item = UsageRow> + 'a {
+        let project = batch.project_id.to_string();
+        let source = row_source_id(batch.source_id.as_str(), batch.session);
+        rows.iter().map(move |r| UsageRow::new(&project, &source, batch.batch_seq, version, r))
+    }
+
+    fn new(project_id: &str, source_id: &str, batch_seq: u64, version: u64, r: &HourlyRow) -> Self {
         UsageRow {
-            project_id: batch.project_id.to_string(),
+            project_id: project_id.to_owned(),
             metric: metric_code(r.metric),
             hour: (r.hour_ms / 1000) as u32,
-            source_id: row_source_id(batch.source_id.as_str(), batch.session),
-            batch_seq: batch.batch_seq,
+            source_id: source_id.to_owned(),
+            batch_seq,
             value: r.value,
             last_value: r.last_value,
             last_time_ms: r.last_time_ms,

@@ -107,7 +107,7 @@ pub async fn backfill(
         done += 1;
         report.records += 1;
         match decode_batch(msg.payload().unwrap_or_default()) {
-            Ok(batch) => rows.extend(hourly_rows(&batch).iter().map(|h| UsageRow::new(&batch, offset as u64, h))),
+            Ok(batch) => rows.extend(UsageRow::of_batch(&batch, offset as u64, &hourly_rows(&batch))),
             Err(_) => report.undecodable += 1,
         }
         if offset + 1 >= end {
