@@ -10,6 +10,7 @@ mod helpers;
 mod history;
 mod kafka_down;
 mod meterctl;
+mod openapi;
 mod prometheus;
 mod quiet_logs;
 mod retries;

@@ -184,9 +184,21 @@ impl Pipeline {
         }
     }
 
-    /// (Re)starts the enforce role (enforcer, actuator, dispatcher).
+    /// (Re)starts the enforce role (enforcer, actuator, dispatcher), in
+    /// consumer groups of this pipeline's own: with the default group ids,
+    /// the enforcers of every test running at the same time were members of
+    /// one group, and each start or stop anywhere revoked and reassigned
+    /// everyone's partitions (see `enforcement::crossings_alert_once_...`).
     pub async fn start_enforcer(&mut self, cfg: EnforcerConfig) {
         self.stop_enforcer().await;
+        let group = self.aggregator.group_id.trim_end_matches(".agg").to_owned();
+        let cfg = EnforcerConfig {
+            group_id: format!("{group}.enf"),
+            transactional_id_prefix: format!("{group}.enf"),
+            actuator_group_id: format!("{group}.act"),
+            webhook_group_id: format!("{group}.hooks"),
+            ..cfg
+        };
         let token = CancellationToken::new();
         let (k, t, clock) = (self.kafka.clone(), token.clone(), self.clock.clone());
         let handle = tokio::spawn(async move {
@@ -200,6 +212,14 @@ impl Pipeline {
         if let Some((t, h)) = self.enforcer.take() {
             t.cancel();
             h.await.expect("enforcer task").expect("enforcer stopped cleanly");
+        }
+    }
+
+    /// Stops the api role, gracefully.
+    pub async fn stop_api(&mut self) {
+        if let Some((t, h)) = self.api.take() {
+            t.cancel();
+            h.await.expect("api task").expect("api stopped cleanly");
         }
     }
 
@@ -285,10 +305,7 @@ impl Pipeline {
     pub async fn shutdown(mut self) {
         self.stop_ingest().await;
         self.stop_enforcer().await;
-        if let Some((t, h)) = self.api.take() {
-            t.cancel();
-            h.await.expect("api task").expect("api stopped cleanly");
-        }
+        self.stop_api().await;
         while !self.aggregators.is_empty() {
             self.stop_aggregator().await;
         }

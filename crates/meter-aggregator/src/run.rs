@@ -71,8 +71,11 @@ enum Flush {
 
 impl Worker {
     fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
-        let consumer = group_consumer(&self.kafka, &self.cfg)?;
+        // The producer first: init_transactions can take seconds (a broker
+        // loading its transaction coordinator), and a member that has joined
+        // the group but does not poll holds every other member's rebalance.
         let producer = transactional_producer(&self.kafka, &self.cfg.transactional_id_prefix)?;
+        let consumer = group_consumer(&self.kafka, &self.cfg)?;
         ready.store(true, Ordering::SeqCst);
         let mut last_lag = Instant::now();
         while !self.shutdown.is_cancelled() {

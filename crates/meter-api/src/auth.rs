@@ -34,7 +34,7 @@ pub(crate) fn check(auth: &Auth, header: Option<&str>, scope: Scope) -> Result<(
 
 /// The HTTP middleware.
 pub(crate) async fn require(State(auth): State<Auth>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/v1/openapi.json" {
+    if req.uri().path() == crate::openapi::PATH {
         return next.run(req).await;
     }
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());

@@ -1,10 +1,11 @@
 //! API errors: a status and a JSON body that names the problem.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+
+use crate::model::{ErrorBody, ErrorDetail};
 
 /// An error answer: `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug)]
@@ -53,12 +54,8 @@ impl ApiError {
 }
 
 /// The `limit` query parameter: `default` when absent, else 1 to `max`.
-pub(crate) fn limit_param(
-    params: &std::collections::HashMap<String, String>,
-    default: usize,
-    max: usize,
-) -> Result<usize, ApiError> {
-    match params.get("limit") {
+pub(crate) fn limit_param(limit: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit {
         None => Ok(default),
         Some(l) => l
             .parse()
@@ -86,13 +83,17 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A query string that does not parse (e.g. a parameter given twice).
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(p) = self.param {
-            error["param"] = json!(p);
-        }
-        let mut r = (self.status, Json(json!({ "error": error }))).into_response();
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, param: self.param } };
+        let mut r = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));

@@ -18,7 +18,7 @@ impl Quota for QuotaService {
         let c = check_quota(&self.0, &request.into_inner().project_id)?;
         Ok(Response::new(CheckQuotaResponse {
             allowed: c.allowed,
-            reason: c.reason.unwrap_or_default().to_owned(),
+            reason: c.reason.map(|r| r.name().to_owned()).unwrap_or_default(),
             metric: c.metric.map(|m| m.name().to_owned()).unwrap_or_default(),
         }))
     }

@@ -2,23 +2,29 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use meter_core::config_view::{ConfigKey, WebhookEndpoint};
 use meter_core::cycle::{rfc3339, Cycle};
-use meter_core::enforce::AlertType;
-use meter_core::{Metric, Plan, ProjectId, ProjectQuotaConfig, Quota};
+use meter_core::{Metric, Plan, ProjectId, ProjectQuotaConfig};
 use meter_enforcer::{sign, WebhookJob};
 use rdkafka::producer::FutureRecord;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::model::{
+    Check, DeadLetterList, DeadLetterView, DenyReason, ErrorBody, PlanBody, ProjectList, ProjectListParams,
+    ProjectQuota, ProjectRow, ProjectState, ReplayBody, Replayed, Status, SuspensionView, ThresholdReached, Webhook,
+    WebhookBody, WebhookList,
+};
 use crate::App;
 
-type Body<T> = Result<Json<T>, JsonRejection>;
-type Answer = Result<Json<Value>, ApiError>;
+pub(crate) type Body<T> = Result<Json<T>, JsonRejection>;
+pub(crate) type Params<T> = Result<Query<T>, QueryRejection>;
+pub(crate) type Answer<T> = Result<Json<T>, ApiError>;
+
+/// How project ids are described in the document.
+pub(crate) const PROJECT_ID: &str = "Project id (1-128 characters: letters, digits, '-', '_', '.').";
 
 fn project_id(id: &str) -> Result<ProjectId, ApiError> {
     ProjectId::new(id).map_err(|e| ApiError::bad_request(format!("project_id: {e}")))
@@ -45,15 +51,12 @@ async fn write_config(app: &App, key: ConfigKey, value: &impl serde::Serialize) 
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PlanBody {
-    #[serde(default)]
-    quota: Quota,
-    thresholds: Option<Vec<u8>>,
-}
-
-pub(crate) async fn put_plan(State(app): State<App>, Path(name): Path<String>, body: Body<PlanBody>) -> Answer {
+/// Creates or replaces a plan: a named quota with its alert thresholds.
+#[utoipa::path(put, path = "/v1/plans/{name}", tag = "quotas",
+    params(("name" = String, Path, description = "Plan name (project-id rules).")),
+    request_body = PlanBody,
+    responses((status = 200, description = "The plan as stored.", body = Plan), (status = 400, body = ErrorBody)))]
+pub(crate) async fn put_plan(State(app): State<App>, Path(name): Path<String>, body: Body<PlanBody>) -> Answer<Plan> {
     let Json(body) = body?;
     ProjectId::new(&name).map_err(|e| ApiError::bad_request(format!("plan name: {e}")))?;
     let plan = Plan {
@@ -64,30 +67,39 @@ pub(crate) async fn put_plan(State(app): State<App>, Path(name): Path<String>, b
     .normalized()
     .map_err(ApiError::bad_request)?;
     write_config(&app, ConfigKey::Plan(name), &plan).await?;
-    Ok(Json(json!(plan)))
+    Ok(Json(plan))
 }
 
-pub(crate) async fn get_plan(State(app): State<App>, Path(name): Path<String>) -> Answer {
+/// A plan.
+#[utoipa::path(get, path = "/v1/plans/{name}", tag = "quotas",
+    params(("name" = String, Path, description = "Plan name.")),
+    responses((status = 200, body = Plan), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_plan(State(app): State<App>, Path(name): Path<String>) -> Answer<Plan> {
     let g = app.views.0.read().expect("views");
     let plan = g.config.plans.get(&name).ok_or_else(|| ApiError::not_found(format!("no plan {name:?}")))?;
-    Ok(Json(json!(plan)))
+    Ok(Json(plan.clone()))
 }
 
 fn known(state: &crate::views::State, id: &str) -> bool {
     state.config.projects.contains_key(id) || state.totals.contains_key(id) || state.enforcement.contains_key(id)
 }
 
-fn quota_view(state: &crate::views::State, id: &str) -> Value {
+fn quota_view(state: &crate::views::State, id: &str) -> ProjectQuota {
     let (quota, thresholds, plan) = state.config.effective(id);
     let overrides = state.config.projects.get(id).map(|c| c.quota).unwrap_or_default();
-    json!({"project_id": id, "plan": plan, "quota": quota, "overrides": overrides, "thresholds": thresholds})
+    ProjectQuota { project_id: id.to_owned(), plan, quota, overrides, thresholds }
 }
 
+/// Sets a project's plan and overrides (replacing both).
+#[utoipa::path(put, path = "/v1/projects/{id}/quota", tag = "quotas",
+    params(("id" = String, Path, description = PROJECT_ID)),
+    request_body = ProjectQuotaConfig,
+    responses((status = 200, body = ProjectQuota), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put_quota(
     State(app): State<App>,
     Path(id): Path<String>,
     body: Body<ProjectQuotaConfig>,
-) -> Answer {
+) -> Answer<ProjectQuota> {
     let Json(cfg) = body?;
     project_id(&id)?;
     if let Some(plan) = &cfg.plan {
@@ -101,7 +113,11 @@ pub(crate) async fn put_quota(
     Ok(Json(quota_view(&app.views.0.read().expect("views"), &id)))
 }
 
-pub(crate) async fn get_quota(State(app): State<App>, Path(id): Path<String>) -> Answer {
+/// A project's plan, overrides and effective quota.
+#[utoipa::path(get, path = "/v1/projects/{id}/quota", tag = "quotas",
+    params(("id" = String, Path, description = PROJECT_ID)),
+    responses((status = 200, body = ProjectQuota), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_quota(State(app): State<App>, Path(id): Path<String>) -> Answer<ProjectQuota> {
     project_id(&id)?;
     let g = app.views.0.read().expect("views");
     if !known(&g, &id) {
@@ -110,28 +126,27 @@ pub(crate) async fn get_quota(State(app): State<App>, Path(id): Path<String>) ->
     Ok(Json(quota_view(&g, &id)))
 }
 
-/// `GET /v1/projects?min_percent=80&state=suspended&limit=100`: known
-/// projects with the use of their most used quota, most used first.
-pub(crate) async fn list_projects(
-    State(app): State<App>,
-    axum::extract::Query(p): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Answer {
-    let min_percent: u64 = match p.get("min_percent") {
+/// Known projects with the use of their most used quota, most used first.
+#[utoipa::path(get, path = "/v1/projects", tag = "quotas", params(ProjectListParams),
+    responses((status = 200, body = ProjectList), (status = 400, body = ErrorBody)))]
+pub(crate) async fn list_projects(State(app): State<App>, params: Params<ProjectListParams>) -> Answer<ProjectList> {
+    let Query(p) = params?;
+    let min_percent: u64 = match &p.min_percent {
         None => 0,
         Some(v) => v.parse().map_err(|_| ApiError::bad_param("min_percent", format!("{v:?} is not a whole number")))?,
     };
-    let state_filter = match p.get("state").map(String::as_str) {
+    let state_filter = match p.state.as_deref() {
         None => None,
         Some(s @ ("active" | "suspended")) => Some(s == "suspended"),
         Some(s) => return Err(ApiError::bad_param("state", format!("{s:?} is not one of active, suspended"))),
     };
-    let limit = crate::error::limit_param(&p, 100, 1000)?;
+    let limit = crate::error::limit_param(p.limit.as_deref(), 100, 1000)?;
     let now = app.clock.now_ms();
     let g = app.views.0.read().expect("views");
     let mut ids: Vec<&String> = g.config.projects.keys().chain(g.totals.keys()).chain(g.enforcement.keys()).collect();
     ids.sort();
     ids.dedup();
-    let mut rows: Vec<(u128, Value)> = Vec::new();
+    let mut rows: Vec<(u128, ProjectRow)> = Vec::new();
     for id in ids {
         let suspended = g.enforcement.get(id).is_some_and(|e| e.suspended.is_some());
         if state_filter.is_some_and(|want| want != suspended) {
@@ -147,16 +162,21 @@ pub(crate) async fn list_projects(
         let rank = top.map_or(0, |(_, u, q, _)| u128::from(u) * 1_000_000 / u128::from(q));
         rows.push((
             rank,
-            json!({
-                "project_id": id, "plan": plan, "state": if suspended { "suspended" } else { "active" },
-                "metric": top.map(|t| t.0), "usage": top.map(|t| t.1), "quota": top.map(|t| t.2), "percent": top.map(|t| t.3),
-            }),
+            ProjectRow {
+                project_id: id.clone(),
+                plan,
+                state: ProjectState::of(suspended),
+                metric: top.map(|t| t.0),
+                usage: top.map(|t| t.1),
+                quota: top.map(|t| t.2),
+                percent: top.map(|t| t.3),
+            },
         ));
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1["project_id"].as_str().cmp(&b.1["project_id"].as_str())));
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.project_id.cmp(&b.1.project_id)));
     let total = rows.len();
-    let projects: Vec<Value> = rows.into_iter().take(limit).map(|(_, v)| v).collect();
-    Ok(Json(json!({"projects": projects, "total": total})))
+    let projects = rows.into_iter().take(limit).map(|(_, v)| v).collect();
+    Ok(Json(ProjectList { projects, total }))
 }
 
 /// A project's usage at `now`, in `Metric::ALL` order: the current cycle's
@@ -168,12 +188,11 @@ fn usage_values(state: &crate::views::State, id: &str, now: i64) -> [u64; 5] {
     [counters[0], counters[1], counters[2], counters[3], size]
 }
 
-/// The same, as an object with Neon's field names.
-fn usage_json(values: [u64; 5]) -> Value {
-    Value::Object(Metric::ALL.into_iter().zip(values).map(|(m, v)| (m.name().to_owned(), json!(v))).collect())
-}
-
-pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> Answer {
+/// A project's usage, quota and state in its current billing cycle.
+#[utoipa::path(get, path = "/v1/projects/{id}/status", tag = "quotas",
+    params(("id" = String, Path, description = PROJECT_ID)),
+    responses((status = 200, body = Status), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> Answer<Status> {
     project_id(&id)?;
     let now = app.clock.now_ms();
     let g = app.views.0.read().expect("views");
@@ -181,40 +200,44 @@ pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> An
         return Err(ApiError::not_found(format!("unknown project {id:?}")));
     }
     let cycle = Cycle::containing(now);
-    let usage = usage_json(usage_values(&g, &id, now));
+    let usage = usage_values(&g, &id, now).into();
     let (quota, _, plan) = g.config.effective(&id);
     let enf = g.enforcement.get(&id);
-    let suspension = enf.and_then(|e| e.suspended.as_ref()).map(|s| {
-        json!({"reason": "quota_exceeded", "metric": s.metric, "usage": s.usage, "quota": s.quota, "since": rfc3339(s.since_ms)})
+    let suspension = enf.and_then(|e| e.suspended.as_ref()).map(|s| SuspensionView {
+        reason: DenyReason::QuotaExceeded,
+        metric: s.metric,
+        usage: s.usage,
+        quota: s.quota,
+        since: rfc3339(s.since_ms),
     });
-    let fired: Vec<Value> = enf
+    let thresholds_reached = enf
         .map(|e| {
             e.fired
                 .iter()
                 .filter(|f| f.threshold != 0)
-                .map(|f| json!({"metric": f.metric, "threshold": f.threshold, "quota": f.quota}))
+                .map(|f| ThresholdReached { metric: f.metric, threshold: f.threshold, quota: f.quota })
                 .collect()
         })
         .unwrap_or_default();
-    Ok(Json(json!({
-        "project_id": id,
-        "plan": plan,
-        "consumption_period_start": rfc3339(cycle.start_ms),
-        "consumption_period_end": rfc3339(cycle.end_ms),
-        "usage": usage,
-        "quota": quota,
-        "state": if suspension.is_some() { "suspended" } else { "active" },
-        "suspension": suspension,
-        "thresholds_reached": fired,
-    })))
+    Ok(Json(Status {
+        project_id: id,
+        plan,
+        consumption_period_start: rfc3339(cycle.start_ms),
+        consumption_period_end: rfc3339(cycle.end_ms),
+        usage,
+        quota,
+        state: ProjectState::of(suspension.is_some()),
+        suspension,
+        thresholds_reached,
+    }))
 }
 
 /// The answer to CheckQuota.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CheckOutcome {
     pub(crate) allowed: bool,
-    /// `suspended` or `quota_exceeded` when denied.
-    pub(crate) reason: Option<&'static str>,
+    /// Present when denied.
+    pub(crate) reason: Option<DenyReason>,
     pub(crate) metric: Option<Metric>,
 }
 
@@ -229,41 +252,41 @@ pub(crate) fn check_quota(app: &App, id: &str) -> Result<CheckOutcome, ApiError>
         return Err(ApiError::not_found(format!("unknown project {id:?}")));
     }
     if let Some(s) = g.enforcement.get(id).and_then(|e| e.suspended.as_ref()) {
-        return Ok(CheckOutcome { allowed: false, reason: Some("suspended"), metric: Some(s.metric) });
+        return Ok(CheckOutcome { allowed: false, reason: Some(DenyReason::Suspended), metric: Some(s.metric) });
     }
     let (quota, _, _) = g.config.effective(id);
     let values = usage_values(&g, id, now);
     let over = Metric::ALL.into_iter().zip(values).find(|(m, v)| quota.limit(*m).is_some_and(|q| *v >= q));
     Ok(match over {
-        Some((m, _)) => CheckOutcome { allowed: false, reason: Some("quota_exceeded"), metric: Some(m) },
+        Some((m, _)) => CheckOutcome { allowed: false, reason: Some(DenyReason::QuotaExceeded), metric: Some(m) },
         None => CheckOutcome { allowed: true, reason: None, metric: None },
     })
 }
 
-pub(crate) async fn check(State(app): State<App>, Path(id): Path<String>) -> Answer {
+/// CheckQuota: may this project start a compute? Denied while it is
+/// suspended, or when any metric is at or over its quota.
+#[utoipa::path(get, path = "/v1/projects/{id}/check", tag = "quotas",
+    params(("id" = String, Path, description = PROJECT_ID)),
+    responses((status = 200, body = Check), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn check(State(app): State<App>, Path(id): Path<String>) -> Answer<Check> {
     let c = check_quota(&app, &id)?;
-    let mut body = json!({"project_id": id, "allowed": c.allowed});
-    if let Some(r) = c.reason {
-        body["reason"] = json!(r);
-        body["metric"] = json!(c.metric);
-    }
-    Ok(Json(body))
+    Ok(Json(Check { project_id: id, allowed: c.allowed, reason: c.reason, metric: c.metric }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WebhookBody {
-    url: String,
-    secret: String,
-    #[serde(default)]
-    event_types: Vec<AlertType>,
+fn redacted(w: &WebhookEndpoint) -> Webhook {
+    Webhook { id: w.id.clone(), url: w.url.clone(), secret: "whsec_…", event_types: w.event_types.clone() }
 }
 
-fn redacted(w: &WebhookEndpoint) -> Value {
-    json!({"id": w.id, "url": w.url, "secret": "whsec_…", "event_types": w.event_types})
-}
-
-pub(crate) async fn put_webhook(State(app): State<App>, Path(id): Path<String>, body: Body<WebhookBody>) -> Answer {
+/// Creates or replaces a webhook endpoint.
+#[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Endpoint id (project-id rules).")),
+    request_body = WebhookBody,
+    responses((status = 200, body = Webhook), (status = 400, body = ErrorBody)))]
+pub(crate) async fn put_webhook(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Body<WebhookBody>,
+) -> Answer<Webhook> {
     let Json(b) = body?;
     ProjectId::new(&id).map_err(|e| ApiError::bad_request(format!("webhook id: {e}")))?;
     meter_runtime::check_webhook_url(&b.url, &app.webhook_targets)
@@ -275,34 +298,40 @@ pub(crate) async fn put_webhook(State(app): State<App>, Path(id): Path<String>, 
     Ok(Json(redacted(&w)))
 }
 
-pub(crate) async fn list_webhooks(State(app): State<App>) -> Answer {
+/// Every webhook endpoint.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", responses((status = 200, body = WebhookList)))]
+pub(crate) async fn list_webhooks(State(app): State<App>) -> Answer<WebhookList> {
     let g = app.views.0.read().expect("views");
-    Ok(Json(json!({"webhooks": g.config.webhooks.values().map(redacted).collect::<Vec<_>>()})))
+    Ok(Json(WebhookList { webhooks: g.config.webhooks.values().map(redacted).collect() }))
 }
 
-pub(crate) async fn list_dead_letters(State(app): State<App>) -> Answer {
+/// Deliveries that exhausted their retries.
+#[utoipa::path(get, path = "/v1/webhooks/dead-letters", tag = "webhooks",
+    responses((status = 200, body = DeadLetterList)))]
+pub(crate) async fn list_dead_letters(State(app): State<App>) -> Answer<DeadLetterList> {
     let g = app.views.0.read().expect("views");
-    let items: Vec<Value> = g
+    let dead_letters = g
         .dead_letters
         .iter()
-        .map(|(k, d)| {
-            json!({
-                "key": k, "event_id": d.job.alert.id, "type": d.job.alert.kind, "project_id": d.job.alert.project_id,
-                "endpoint_id": d.endpoint_id, "attempts": d.attempts, "last_error": d.last_error, "failed_at": rfc3339(d.failed_ms),
-            })
+        .map(|(k, d)| DeadLetterView {
+            key: k.clone(),
+            event_id: d.job.alert.id.clone(),
+            kind: d.job.alert.kind,
+            project_id: d.job.alert.project_id.clone(),
+            endpoint_id: d.endpoint_id.clone(),
+            attempts: d.attempts,
+            last_error: d.last_error.clone(),
+            failed_at: rfc3339(d.failed_ms),
         })
         .collect();
-    Ok(Json(json!({"dead_letters": items})))
+    Ok(Json(DeadLetterList { dead_letters }))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ReplayBody {
-    /// Keys to replay; all when absent.
-    keys: Option<Vec<String>>,
-}
-
-pub(crate) async fn replay_dead_letters(State(app): State<App>, body: Body<ReplayBody>) -> Answer {
+/// Queues dead letters for delivery again (all, or those named).
+#[utoipa::path(post, path = "/v1/webhooks/dead-letters/replay", tag = "webhooks",
+    request_body = ReplayBody,
+    responses((status = 200, body = Replayed), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn replay_dead_letters(State(app): State<App>, body: Body<ReplayBody>) -> Answer<Replayed> {
     let Json(b) = body?;
     let chosen: Vec<(String, WebhookJob)> = {
         let g = app.views.0.read().expect("views");
@@ -325,7 +354,7 @@ pub(crate) async fn replay_dead_letters(State(app): State<App>, body: Body<Repla
         produce(&app, &app.kafka.dead_letters_topic, key, None).await?;
         app.views.0.write().expect("views").dead_letters.remove(key);
     }
-    Ok(Json(json!({"replayed": chosen.len()})))
+    Ok(Json(Replayed { replayed: chosen.len() }))
 }
 
 pub(crate) async fn not_found() -> ApiError {

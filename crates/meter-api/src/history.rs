@@ -10,13 +10,14 @@ use meter_core::cycle::rfc3339;
 use meter_core::history::{HistoryError, HistoryRange};
 use meter_core::ProjectId;
 use meter_store::PeriodUsage;
-use serde_json::{json, Map, Value};
 
 use crate::error::{limit_param, ApiError};
+use crate::handlers::{Answer, Params, PROJECT_ID};
+use crate::model::{
+    ErrorBody, FleetHistory, PageParams, Pagination, ProjectConsumption, ProjectHistory, ProjectsHistory, RangeEcho,
+    RangeParams, Timeframe,
+};
 use crate::App;
-
-type Answer = Result<Json<Value>, ApiError>;
-type Params = Query<HashMap<String, String>>;
 
 /// Default and largest page of `/v1/consumption_history/projects`.
 pub(crate) const DEFAULT_LIMIT: usize = 10;
@@ -28,9 +29,8 @@ impl From<HistoryError> for ApiError {
     }
 }
 
-fn range(p: &HashMap<String, String>) -> Result<HistoryRange, ApiError> {
-    let get = |k: &str| p.get(k).map(String::as_str);
-    Ok(HistoryRange::parse(get("from"), get("to"), get("granularity"), get("metrics"))?)
+fn range(p: &RangeParams) -> Result<HistoryRange, ApiError> {
+    Ok(HistoryRange::parse(p.from.as_deref(), p.to.as_deref(), p.granularity.as_deref(), p.metrics.as_deref())?)
 }
 
 fn store_error(e: meter_store::Error) -> ApiError {
@@ -40,53 +40,69 @@ fn store_error(e: meter_store::Error) -> ApiError {
 
 /// Every timeframe of `range`, with the usage of `rows` (one project's, in
 /// time order) where there is some and zeros elsewhere.
-fn timeframes(range: &HistoryRange, rows: &[&PeriodUsage]) -> Vec<Value> {
+fn timeframes(range: &HistoryRange, rows: &[&PeriodUsage]) -> Vec<Timeframe> {
     let by_start: HashMap<i64, &PeriodUsage> = rows.iter().map(|r| (r.start_ms, *r)).collect();
     range
         .timeframes()
         .map(|(start, end)| {
-            let mut o = Map::new();
-            o.insert("timeframe_start".into(), json!(rfc3339(start)));
-            o.insert("timeframe_end".into(), json!(rfc3339(end)));
+            let mut t =
+                Timeframe { timeframe_start: rfc3339(start), timeframe_end: rfc3339(end), ..Timeframe::default() };
             for m in &range.metrics {
-                o.insert(m.name().into(), json!(by_start.get(&start).map_or(0, |r| r.get(*m))));
+                t.set(*m, by_start.get(&start).map_or(0, |r| r.get(*m)));
             }
-            Value::Object(o)
+            t
         })
         .collect()
 }
 
-fn echo(range: &HistoryRange) -> Value {
-    json!({
-        "from": rfc3339(range.from_ms),
-        "to": rfc3339(range.to_ms),
-        "granularity": range.granularity.name(),
-        "metrics": range.metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
-    })
+fn echo(range: &HistoryRange) -> RangeEcho {
+    RangeEcho {
+        from: rfc3339(range.from_ms),
+        to: rfc3339(range.to_ms),
+        granularity: range.granularity,
+        metrics: range.metrics.clone(),
+    }
 }
 
-/// `GET /v1/projects/{id}/consumption_history`
-pub(crate) async fn project(State(app): State<App>, Path(id): Path<String>, Query(p): Params) -> Answer {
+/// One project's usage per timeframe.
+#[utoipa::path(get, path = "/v1/projects/{id}/consumption_history", tag = "history",
+    params(("id" = String, Path, description = PROJECT_ID), RangeParams),
+    responses((status = 200, body = ProjectHistory), (status = 400, body = ErrorBody),
+        (status = 503, description = "ClickHouse did not answer; retry later.", body = ErrorBody)))]
+pub(crate) async fn project(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    params: Params<RangeParams>,
+) -> Answer<ProjectHistory> {
+    let Query(p) = params?;
     ProjectId::new(&id).map_err(|e| ApiError::bad_param("project_id", e.to_string()))?;
     let range = range(&p)?;
     let rows = app.store.history(&range, std::slice::from_ref(&id)).await.map_err(store_error)?;
-    let mut body = echo(&range);
-    body["project_id"] = json!(id);
-    body["consumption"] = json!(timeframes(&range, &rows.iter().collect::<Vec<_>>()));
-    Ok(Json(body))
+    let consumption = timeframes(&range, &rows.iter().collect::<Vec<_>>());
+    Ok(Json(ProjectHistory { range: echo(&range), project_id: id, consumption }))
 }
 
-/// `GET /v1/consumption_history/projects`: a page of projects (those with
-/// usage in the range, in id order), each with its timeframes.
-pub(crate) async fn projects(State(app): State<App>, Query(p): Params) -> Answer {
+/// A page of projects (those with usage in the range, in id order), each
+/// with its usage per timeframe.
+#[utoipa::path(get, path = "/v1/consumption_history/projects", tag = "history",
+    params(RangeParams, PageParams),
+    responses((status = 200, body = ProjectsHistory), (status = 400, body = ErrorBody),
+        (status = 503, description = "ClickHouse did not answer; retry later.", body = ErrorBody)))]
+pub(crate) async fn projects(
+    State(app): State<App>,
+    params: Params<RangeParams>,
+    page: Params<PageParams>,
+) -> Answer<ProjectsHistory> {
+    let (Query(p), Query(page_params)) = (params?, page?);
     let range = range(&p)?;
-    let limit = limit_param(&p, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let after = match p.get("cursor") {
+    let limit = limit_param(page_params.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let after = match &page_params.cursor {
         None => String::new(),
         Some(c) => decode_cursor(c).ok_or_else(|| ApiError::bad_param("cursor", "not a cursor this API returned"))?,
     };
-    let only: Vec<String> = p
-        .get("project_ids")
+    let only: Vec<String> = page_params
+        .project_ids
+        .as_deref()
         .map(|s| s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect())
         .unwrap_or_default();
     if let Some(bad) = only.iter().find(|x| ProjectId::new(x.as_str()).is_err()) {
@@ -97,28 +113,29 @@ pub(crate) async fn projects(State(app): State<App>, Query(p): Params) -> Answer
     page.truncate(limit);
     let rows =
         if page.is_empty() { Vec::new() } else { app.store.history(&range, &page).await.map_err(store_error)? };
-    let projects: Vec<Value> = page
+    let projects = page
         .iter()
         .map(|id| {
             let mine: Vec<&PeriodUsage> = rows.iter().filter(|r| &r.project_id == id).collect();
-            json!({"project_id": id, "consumption": timeframes(&range, &mine)})
+            ProjectConsumption { project_id: id.clone(), consumption: timeframes(&range, &mine) }
         })
         .collect();
-    let next = more.then(|| page.last().map(|l| encode_cursor(l))).flatten();
-    let mut body = echo(&range);
-    body["projects"] = json!(projects);
-    body["pagination"] = json!({"next_cursor": next, "limit": limit});
-    Ok(Json(body))
+    let next_cursor = more.then(|| page.last().map(|l| encode_cursor(l))).flatten();
+    Ok(Json(ProjectsHistory { range: echo(&range), projects, pagination: Pagination { next_cursor, limit } }))
 }
 
-/// `GET /v1/consumption_history/fleet`: every project's usage summed per
-/// timeframe (storage: the sum of each project's last reading).
-pub(crate) async fn fleet(State(app): State<App>, Query(p): Params) -> Answer {
+/// Every project's usage summed per timeframe (storage: the sum of each
+/// project's last reading).
+#[utoipa::path(get, path = "/v1/consumption_history/fleet", tag = "history",
+    params(RangeParams),
+    responses((status = 200, body = FleetHistory), (status = 400, body = ErrorBody),
+        (status = 503, description = "ClickHouse did not answer; retry later.", body = ErrorBody)))]
+pub(crate) async fn fleet(State(app): State<App>, params: Params<RangeParams>) -> Answer<FleetHistory> {
+    let Query(p) = params?;
     let range = range(&p)?;
     let rows = app.store.fleet_history(&range).await.map_err(store_error)?;
-    let mut body = echo(&range);
-    body["consumption"] = json!(timeframes(&range, &rows.iter().collect::<Vec<_>>()));
-    Ok(Json(body))
+    let consumption = timeframes(&range, &rows.iter().collect::<Vec<_>>());
+    Ok(Json(FleetHistory { range: echo(&range), consumption }))
 }
 
 /// Cursors are opaque to clients: the hex of the last project id of a page.

@@ -3,7 +3,8 @@
 //! endpoints and their dead letters, consumption history. Reads come from
 //! in-memory views of the state topics (history: from ClickHouse); writes go
 //! to the compacted config topic (acks=all) before they are answered. The
-//! OpenAPI document of all of it is served at `/v1/openapi.json`.
+//! OpenAPI document of all of it, generated from the handlers and the types
+//! of `model.rs`, is served at `/v1/openapi.json`.
 
 mod auth;
 mod config;
@@ -11,10 +12,16 @@ mod error;
 mod grpc;
 mod handlers;
 mod history;
+mod model;
 mod openapi;
 mod views;
 
 pub use config::ApiConfig;
+
+/// The OpenAPI 3.1 document of the HTTP API, as served at `/v1/openapi.json`.
+pub fn openapi_document() -> &'static str {
+    openapi::json()
+}
 
 use std::sync::Arc;
 
@@ -74,7 +81,7 @@ fn router(app: App, auth: Auth) -> Router {
         .route("/v1/projects/{id}/consumption_history", get(history::project))
         .route("/v1/consumption_history/projects", get(history::projects))
         .route("/v1/consumption_history/fleet", get(history::fleet))
-        .route("/v1/openapi.json", get(openapi::document))
+        .route(openapi::PATH, get(openapi::document))
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(auth, auth::require))
         .layer(axum::middleware::from_fn(request_span))

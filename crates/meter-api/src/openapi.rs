@@ -1,13 +1,110 @@
-//! The OpenAPI 3.1 document of the HTTP API, served at `/v1/openapi.json`.
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers'
+//! annotations and the types of `model.rs` (so it cannot drift from what
+//! they answer), served at `/v1/openapi.json`.
+
+use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
-/// The document (kept next to the handlers; a test checks it lists every route).
-pub(crate) const DOCUMENT: &str = include_str!("openapi.json");
+use crate::{handlers, history};
 
+/// Where the document is served (public: no token needed).
+pub(crate) const PATH: &str = "/v1/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "meter API",
+        description = "Quotas, plans, project status, CheckQuota, webhook endpoints and dead letters, and \
+            consumption history of the usage-metering pipeline, with Neon's field names. Errors are JSON: \
+            {\"error\": {\"code\", \"message\", \"param\"?}}. With credentials configured, every call but this \
+            document needs `Authorization: Bearer <token>`: a `read` token for GET, a `manage` token for the rest."
+    ),
+    paths(
+        handlers::put_plan,
+        handlers::get_plan,
+        handlers::list_projects,
+        handlers::put_quota,
+        handlers::get_quota,
+        handlers::status,
+        handlers::check,
+        handlers::list_webhooks,
+        handlers::put_webhook,
+        handlers::list_dead_letters,
+        handlers::replay_dead_letters,
+        history::project,
+        history::projects,
+        history::fleet,
+        document,
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "quotas", description = "Plans, project quotas, status and CheckQuota."),
+        (name = "history", description = "Consumption history from ClickHouse."),
+        (name = "webhooks", description = "Alert webhook endpoints and dead letters."),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Bearer tokens on every operation but the document itself, with the 401
+/// (and, for writes, 403) answers the auth layer gives.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if path == PATH {
+                continue;
+            }
+            let ops = [(&mut item.get, false), (&mut item.put, true), (&mut item.post, true), (&mut item.delete, true)];
+            for (op, writes) in ops {
+                if let Some(op) = op.as_mut() {
+                    protect(op, writes);
+                }
+            }
+        }
+    }
+}
+
+fn protect(op: &mut Operation, writes: bool) {
+    let requirement = utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new());
+    op.security = Some(vec![requirement]);
+    let error = |what: &str| -> RefOr<Response> {
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/json",
+                utoipa::openapi::content::ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+            .into()
+    };
+    op.responses.responses.insert("401".into(), error("No token, or one that is not configured."));
+    if writes {
+        op.responses.responses.insert("403".into(), error("The token lacks the `manage` scope."));
+    }
+}
+
+/// The document, as served.
+pub(crate) fn json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes"))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "quotas", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json")))]
 pub(crate) async fn document() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT)
+    ([(header::CONTENT_TYPE, "application/json")], json())
 }
 
 #[cfg(test)]
@@ -16,17 +113,34 @@ mod tests {
 
     #[test]
     fn the_document_lists_every_route_and_resolves_its_references() {
-        let doc: serde_json::Value = serde_json::from_str(DOCUMENT).expect("valid JSON");
+        let doc: serde_json::Value = serde_json::from_str(json()).expect("valid JSON");
         assert_eq!(doc["openapi"], "3.1.0");
         let paths: Vec<&str> = doc["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
         for route in &crate::ROUTES {
-            assert!(paths.contains(route), "{route} is served but not in openapi.json");
+            assert!(paths.contains(route), "{route} is served but not in the document");
         }
-        assert_eq!(paths.len(), crate::ROUTES.len(), "openapi.json lists a path that is not served");
+        assert_eq!(paths.len(), crate::ROUTES.len(), "the document lists a path that is not served");
         let schemas = doc["components"]["schemas"].as_object().expect("schemas");
-        for r in DOCUMENT.split("\"$ref\": \"#/components/schemas/").skip(1) {
+        let text = json();
+        for r in text.split("\"$ref\": \"#/components/schemas/").skip(1) {
             let name = &r[..r.find('"').expect("closing quote")];
             assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
+    }
+
+    #[test]
+    fn every_protected_operation_documents_its_auth_answers() {
+        let doc: serde_json::Value = serde_json::from_str(json()).expect("valid JSON");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("operations") {
+                let responses = &op["responses"];
+                if path == PATH {
+                    assert!(responses.get("401").is_none(), "the document is public");
+                    continue;
+                }
+                assert!(responses.get("401").is_some(), "{method} {path} lacks 401");
+                assert_eq!(responses.get("403").is_some(), method != "get", "{method} {path}: 403 for writes only");
+            }
         }
     }
 }

@@ -102,6 +102,7 @@ pub enum ActionKind {
 }
 
 /// Webhook event types.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AlertType {
     #[serde(rename = "quota.threshold_reached")]

@@ -4,6 +4,7 @@ use std::fmt;
 
 /// A usage metric. Four are counters (summed per billing cycle); one,
 /// `LogicalSizeBytes`, is a gauge (latest value wins, never resets).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {

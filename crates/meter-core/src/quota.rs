@@ -10,6 +10,7 @@ use crate::Metric;
 pub const DEFAULT_THRESHOLDS: [u8; 4] = [50, 80, 90, 100];
 
 /// A limit per metric; `0` is no limit. Field names are Neon's.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Quota {
@@ -51,6 +52,7 @@ impl Quota {
 
 /// Per-project overrides of a plan's limits: an absent field inherits the
 /// plan's, `0` lifts the limit.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaOverrides {
@@ -80,6 +82,7 @@ impl QuotaOverrides {
 }
 
 /// A named quota template with its alert thresholds.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
@@ -108,6 +111,7 @@ impl Plan {
 }
 
 /// What is configured for one project: a plan and overrides.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProjectQuotaConfig {

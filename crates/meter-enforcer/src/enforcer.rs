@@ -69,6 +69,8 @@ impl Enforcer {
     }
 
     pub(crate) fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+        // The producer before joining the group (see the aggregator's run).
+        let producer = transactional_producer(&self.kafka, &self.cfg.transactional_id_prefix)?;
         let consumer: BaseConsumer<RebalanceWatch> = self
             .kafka
             .consumer_config(&self.cfg.group_id)
@@ -76,7 +78,6 @@ impl Enforcer {
             .set("partition.assignment.strategy", "range")
             .create_with_context(RebalanceWatch::default())?;
         consumer.subscribe(&[&self.kafka.totals_topic])?;
-        let producer = transactional_producer(&self.kafka, &self.cfg.transactional_id_prefix)?;
         ready.store(true, Ordering::SeqCst);
         let mut generation = consumer.context().generation();
         let mut last_sweep = Instant::now();
@@ -125,7 +126,7 @@ impl Enforcer {
     /// A partition reached its end; once all have, evaluate everything.
     fn partition_read(&mut self, p: i32) {
         if self.catching_up.remove(&p) && self.catching_up.is_empty() {
-            tracing::info!(projects = self.totals.len(), "enforcer.caught_up");
+            tracing::info!(group = %self.cfg.group_id, projects = self.totals.len(), "enforcer.caught_up");
             self.dirty.extend(self.owned());
         }
     }
@@ -152,7 +153,7 @@ impl Enforcer {
                 self.states.insert(s.project_id.clone(), (p, s));
             }
         }
-        tracing::info!(partitions = ?parts, states = self.states.len(), "enforcer.assigned");
+        tracing::info!(group = %self.cfg.group_id, partitions = ?parts, states = self.states.len(), "enforcer.assigned");
         Ok(())
     }
 

@@ -32,6 +32,8 @@ pub enum Error {
     Thread(#[from] std::io::Error),
     #[error("timed out after {0:?} reading {1} to its end")]
     RestoreTimeout(std::time::Duration, String),
+    #[error("topic {0} has no partitions in the cluster's metadata: does it exist? (`meterd migrate` creates it)")]
+    NoPartitions(String),
 }
 
 /// Result of this crate.

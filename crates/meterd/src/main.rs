@@ -1,7 +1,7 @@
 //! `meterd`: every role of the metering pipeline in one binary.
 //!
 //! ```text
-//! meterd [--config FILE] ingest|aggregate|enforce|api|all|migrate|config
+//! meterd [--config FILE] ingest|aggregate|enforce|api|all|migrate|config|openapi
 //! ```
 //! Configuration: defaults, then the TOML file, then `METER__SECTION__KEY`
 //! environment variables (see deploy/local/meterd.toml for every key).
@@ -46,10 +46,16 @@ enum Role {
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Print the API's OpenAPI 3.1 document (as served at /v1/openapi.json) and exit.
+    Openapi,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.role == Role::Openapi {
+        println!("{}", meter_api::openapi_document());
+        return ExitCode::SUCCESS;
+    }
     meter_runtime::init_logging();
     // Install the recorder before any role records a metric.
     meter_runtime::metrics_handle();

@@ -1,0 +1,381 @@
+//! The bodies the HTTP API reads and writes, and its query parameters: the
+//! Rust types the OpenAPI document is generated from (`openapi.rs`), so the
+//! document cannot drift from what the handlers answer.
+
+use meter_core::enforce::AlertType;
+use meter_core::history::Granularity;
+use meter_core::{Metric, Quota, QuotaOverrides};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Every error: `{"error": {"code", "message", "param"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// `invalid_argument`, `invalid_json`, `invalid_query`, `not_found`,
+    /// `unauthenticated`, `permission_denied` or `unavailable`.
+    #[schema(example = "invalid_argument")]
+    pub(crate) code: &'static str,
+    /// What is wrong, starting with the parameter or field at fault.
+    pub(crate) message: String,
+    /// The query parameter at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) param: Option<&'static str>,
+}
+
+/// `PUT /v1/plans/{name}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlanBody {
+    #[serde(default)]
+    pub(crate) quota: Quota,
+    /// Percent of each quota at which an alert fires (1-100); 50, 80, 90
+    /// and 100 when absent.
+    pub(crate) thresholds: Option<Vec<u8>>,
+}
+
+/// A project's plan, its overrides and the quota they make.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProjectQuota {
+    pub(crate) project_id: String,
+    /// The plan it names (null: none; every limit is then its own override).
+    pub(crate) plan: Option<String>,
+    /// The effective quota: the plan's, with the overrides applied.
+    pub(crate) quota: Quota,
+    pub(crate) overrides: QuotaOverrides,
+    pub(crate) thresholds: Vec<u8>,
+}
+
+/// Active or suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ProjectState {
+    Active,
+    Suspended,
+}
+
+impl ProjectState {
+    pub(crate) fn of(suspended: bool) -> Self {
+        if suspended {
+            ProjectState::Suspended
+        } else {
+            ProjectState::Active
+        }
+    }
+}
+
+/// `GET /v1/projects` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ProjectListParams {
+    /// Only projects using at least this percent of some quota.
+    #[param(value_type = Option<u64>, minimum = 0)]
+    pub(crate) min_percent: Option<String>,
+    /// Only projects in this state.
+    #[param(value_type = Option<ProjectState>)]
+    pub(crate) state: Option<String>,
+    /// Projects per answer (1-1000, default 100).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
+    pub(crate) limit: Option<String>,
+}
+
+/// Known projects, most used first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProjectList {
+    pub(crate) projects: Vec<ProjectRow>,
+    /// How many projects matched (more than `projects` holds when limited).
+    pub(crate) total: usize,
+}
+
+/// A project and the use of its most used quota (nulls: no limited metric).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProjectRow {
+    pub(crate) project_id: String,
+    pub(crate) plan: Option<String>,
+    pub(crate) state: ProjectState,
+    pub(crate) metric: Option<Metric>,
+    pub(crate) usage: Option<u64>,
+    pub(crate) quota: Option<u64>,
+    pub(crate) percent: Option<u64>,
+}
+
+/// Usage with Neon's field names: the current cycle's counters and the
+/// latest storage reading.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Usage {
+    pub(crate) active_time_seconds: u64,
+    pub(crate) compute_time_seconds: u64,
+    pub(crate) written_data_bytes: u64,
+    pub(crate) data_transfer_bytes: u64,
+    pub(crate) logical_size_bytes: u64,
+}
+
+impl From<[u64; 5]> for Usage {
+    /// From values in `Metric::ALL` order.
+    fn from(v: [u64; 5]) -> Self {
+        Usage {
+            active_time_seconds: v[0],
+            compute_time_seconds: v[1],
+            written_data_bytes: v[2],
+            data_transfer_bytes: v[3],
+            logical_size_bytes: v[4],
+        }
+    }
+}
+
+/// A project's state in its current billing cycle.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Status {
+    pub(crate) project_id: String,
+    pub(crate) plan: Option<String>,
+    #[schema(format = DateTime)]
+    pub(crate) consumption_period_start: String,
+    #[schema(format = DateTime)]
+    pub(crate) consumption_period_end: String,
+    pub(crate) usage: Usage,
+    pub(crate) quota: Quota,
+    pub(crate) state: ProjectState,
+    /// Why it is suspended (null when active).
+    pub(crate) suspension: Option<SuspensionView>,
+    /// Alert thresholds reached this cycle.
+    pub(crate) thresholds_reached: Vec<ThresholdReached>,
+}
+
+/// Why a project was suspended.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SuspensionView {
+    pub(crate) reason: DenyReason,
+    pub(crate) metric: Metric,
+    pub(crate) usage: u64,
+    pub(crate) quota: u64,
+    #[schema(format = DateTime)]
+    pub(crate) since: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ThresholdReached {
+    pub(crate) metric: Metric,
+    /// Percent of the quota.
+    pub(crate) threshold: u8,
+    pub(crate) quota: u64,
+}
+
+/// Why a compute may not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DenyReason {
+    /// The project is suspended.
+    Suspended,
+    /// A metric is at or over its quota.
+    QuotaExceeded,
+}
+
+impl DenyReason {
+    /// The wire name (also CheckQuota's gRPC `reason`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            DenyReason::Suspended => "suspended",
+            DenyReason::QuotaExceeded => "quota_exceeded",
+        }
+    }
+}
+
+/// CheckQuota's answer: may this project start a compute?
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Check {
+    pub(crate) project_id: String,
+    pub(crate) allowed: bool,
+    /// Present when denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<DenyReason>,
+    /// The metric at fault, present when denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) metric: Option<Metric>,
+}
+
+/// `PUT /v1/webhooks/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookBody {
+    /// Where alerts are POSTed (https, or a loopback/private address the
+    /// operator allowed).
+    pub(crate) url: String,
+    /// `whsec_` followed by the base64 of 24-64 random bytes (Standard Webhooks).
+    pub(crate) secret: String,
+    /// Event types wanted; all when empty or absent.
+    #[serde(default)]
+    pub(crate) event_types: Vec<AlertType>,
+}
+
+/// A webhook endpoint; its secret is never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Webhook {
+    pub(crate) id: String,
+    pub(crate) url: String,
+    /// Always `whsec_…` (redacted).
+    pub(crate) secret: &'static str,
+    pub(crate) event_types: Vec<AlertType>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WebhookList {
+    pub(crate) webhooks: Vec<Webhook>,
+}
+
+/// A delivery that exhausted its retries.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeadLetterView {
+    /// Names it for a replay.
+    pub(crate) key: String,
+    /// The `webhook-id` it was sent with.
+    pub(crate) event_id: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: AlertType,
+    pub(crate) project_id: String,
+    pub(crate) endpoint_id: String,
+    pub(crate) attempts: u32,
+    pub(crate) last_error: String,
+    #[schema(format = DateTime)]
+    pub(crate) failed_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeadLetterList {
+    pub(crate) dead_letters: Vec<DeadLetterView>,
+}
+
+/// `POST /v1/webhooks/dead-letters/replay`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplayBody {
+    /// Keys to replay; every dead letter when absent.
+    pub(crate) keys: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Replayed {
+    /// How many dead letters were queued for delivery again.
+    pub(crate) replayed: usize,
+}
+
+/// The range of every consumption-history query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RangeParams {
+    /// RFC 3339; rounded down to a whole timeframe (UTC).
+    #[param(required = true, value_type = String, format = DateTime)]
+    pub(crate) from: Option<String>,
+    /// RFC 3339, after `from`; rounded up to a whole timeframe (UTC).
+    #[param(required = true, value_type = String, format = DateTime)]
+    pub(crate) to: Option<String>,
+    /// At most 168 hourly, 366 daily or 36 monthly timeframes.
+    #[param(required = true, value_type = Granularity)]
+    pub(crate) granularity: Option<String>,
+    /// Comma-separated metric names; all five when absent.
+    #[param(example = "active_time_seconds,written_data_bytes")]
+    pub(crate) metrics: Option<String>,
+}
+
+/// The page of `GET /v1/consumption_history/projects`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageParams {
+    /// Comma-separated project ids to restrict to.
+    pub(crate) project_ids: Option<String>,
+    /// Projects per page (1-100, default 10).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<String>,
+    /// `pagination.next_cursor` of the previous page.
+    pub(crate) cursor: Option<String>,
+}
+
+/// The range a history answer covers, as it was understood.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RangeEcho {
+    #[schema(format = DateTime)]
+    pub(crate) from: String,
+    #[schema(format = DateTime)]
+    pub(crate) to: String,
+    pub(crate) granularity: Granularity,
+    pub(crate) metrics: Vec<Metric>,
+}
+
+/// One timeframe's usage: for counters the sum over it, for
+/// `logical_size_bytes` the last reading in it (0 when none). A metric is
+/// present when it was asked for.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub(crate) struct Timeframe {
+    #[schema(format = DateTime)]
+    pub(crate) timeframe_start: String,
+    #[schema(format = DateTime)]
+    pub(crate) timeframe_end: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) active_time_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) compute_time_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) written_data_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data_transfer_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) logical_size_bytes: Option<u64>,
+}
+
+impl Timeframe {
+    /// Sets `m`'s value.
+    pub(crate) fn set(&mut self, m: Metric, v: u64) {
+        let slot = match m {
+            Metric::ActiveTimeSeconds => &mut self.active_time_seconds,
+            Metric::ComputeTimeSeconds => &mut self.compute_time_seconds,
+            Metric::WrittenDataBytes => &mut self.written_data_bytes,
+            Metric::DataTransferBytes => &mut self.data_transfer_bytes,
+            Metric::LogicalSizeBytes => &mut self.logical_size_bytes,
+        };
+        *slot = Some(v);
+    }
+}
+
+/// `GET /v1/projects/{id}/consumption_history`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProjectHistory {
+    #[serde(flatten)]
+    pub(crate) range: RangeEcho,
+    pub(crate) project_id: String,
+    pub(crate) consumption: Vec<Timeframe>,
+}
+
+/// `GET /v1/consumption_history/projects`: projects with usage in the
+/// range, in id order.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProjectsHistory {
+    #[serde(flatten)]
+    pub(crate) range: RangeEcho,
+    pub(crate) projects: Vec<ProjectConsumption>,
+    pub(crate) pagination: Pagination,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProjectConsumption {
+    pub(crate) project_id: String,
+    pub(crate) consumption: Vec<Timeframe>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Pagination {
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub(crate) next_cursor: Option<String>,
+    pub(crate) limit: usize,
+}
+
+/// `GET /v1/consumption_history/fleet`: every project's usage summed per
+/// timeframe (storage: the sum of each project's last reading).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FleetHistory {
+    #[serde(flatten)]
+    pub(crate) range: RangeEcho,
+    pub(crate) consumption: Vec<Timeframe>,
+}
