@@ -82,9 +82,7 @@ pub(crate) fn fast_enforcer(control_plane_url: &str) -> meter_enforcer::Enforcer
     meter_enforcer::EnforcerConfig {
         control_plane_url: control_plane_url.to_owned(),
         evaluate_interval_ms: 200,
-        webhook_max_attempts: 3,
-        webhook_backoff_ms: 50,
-        webhook_max_backoff_ms: 200,
+        webhook_schedule_ms: vec![0, 50, 150],
         ..Default::default()
     }
 }

@@ -4,6 +4,7 @@
 
 mod aggregators;
 mod bad_input;
+mod delivery;
 mod enforcement;
 mod fleet;
 mod helpers;

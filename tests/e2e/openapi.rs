@@ -265,6 +265,36 @@ async fn every_documented_response_is_what_the_api_returns() {
     )
     .await;
     c.call("get", "/v1/webhooks", &[], "", None, 200).await;
+    let spare = json!({"url": "http://127.0.0.1:9/spare", "secret": SECRET});
+    c.call("put", "/v1/webhooks/{id}", &["oa-spare"], "", Some(spare), 200).await;
+    c.call("patch", "/v1/webhooks/{id}", &["oa-spare"], "", Some(json!({"disabled": true})), 200).await;
+    c.call("patch", "/v1/webhooks/{id}", &["oa-spare"], "", Some(json!({"secret": "nope"})), 400).await;
+    c.call("patch", "/v1/webhooks/{id}", &["oa-none"], "", Some(json!({})), 404).await;
+    c.call("delete", "/v1/webhooks/{id}", &["oa-spare"], "", None, 200).await;
+    c.call("delete", "/v1/webhooks/{id}", &["oa-spare"], "", None, 404).await;
+    // Deliveries, from a dispatcher failing to reach oa-hook's receiver.
+    p.start_enforcer(crate::helpers::fast_enforcer("http://127.0.0.1:9")).await;
+    c.call("post", "/v1/webhooks/{id}/test", &["oa-hook"], "", None, 202).await;
+    c.call("post", "/v1/webhooks/{id}/test", &["oa-none"], "", None, 404).await;
+    let deliveries = "/v1/webhooks/{id}/deliveries";
+    let url = format!("{}/v1/webhooks/oa-hook/deliveries", p.api_url);
+    let first = eventually(Duration::from_secs(30), "a delivery with an attempt", || async {
+        let v: Value = reqwest::get(&url).await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        let d =
+            v["deliveries"].as_array().and_then(|a| a.iter().find(|d| d["attempt_count"].as_u64() > Some(0)).cloned());
+        d.ok_or(v.to_string())
+    })
+    .await;
+    let listed = c.call("get", deliveries, &["oa-hook"], "limit=1", None, 200).await;
+    assert_eq!(listed["deliveries"].as_array().map(Vec::len), Some(1), "{listed}");
+    c.call("get", deliveries, &["oa-hook"], "event_type=webhook.test&state=pending", None, 200).await;
+    c.call("get", deliveries, &["oa-hook"], "state=lost", None, 400).await;
+    c.call("get", deliveries, &["oa-none"], "", None, 404).await;
+    let resend = "/v1/webhooks/{id}/deliveries/{delivery_id}/resend";
+    let id = first["id"].as_str().expect("delivery id").to_owned();
+    c.call("post", resend, &["oa-hook", &id], "", None, 202).await;
+    c.call("post", resend, &["oa-hook", "nope"], "", None, 404).await;
+    p.stop_enforcer().await;
     let listed = c.call("get", "/v1/webhooks/dead-letters", &[], "", None, 200).await;
     assert_eq!(listed["dead_letters"][0]["key"], dead.key(), "{listed}");
     let replay = "/v1/webhooks/dead-letters/replay";

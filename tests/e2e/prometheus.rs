@@ -182,7 +182,7 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
     }
     let exprs: Vec<(String, String)> =
         dashboard_exprs().into_iter().map(|e| ("dashboard".to_owned(), e)).chain(rule_operands()).collect();
-    assert_eq!(exprs.len(), 21 + 10, "21 panels and 10 rules");
+    assert_eq!(exprs.len(), 21 + 12, "21 panels and 12 rules");
     for (what, expr) in &exprs {
         eventually(Duration::from_secs(60), &format!("{what}: {expr} returns data"), || async {
             match query(&prom, expr).await? {

@@ -5,17 +5,15 @@ use std::time::Duration;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use meter_core::config_view::{ConfigKey, WebhookEndpoint};
+use meter_core::config_view::ConfigKey;
 use meter_core::cycle::{rfc3339, Cycle};
 use meter_core::{Metric, Plan, ProjectId, ProjectQuotaConfig};
-use meter_enforcer::{sign, WebhookJob};
 use rdkafka::producer::FutureRecord;
 
 use crate::error::ApiError;
 use crate::model::{
-    Check, DeadLetterList, DeadLetterView, DenyReason, ErrorBody, PlanBody, ProjectList, ProjectListParams,
-    ProjectQuota, ProjectRow, ProjectState, ReplayBody, Replayed, Status, SuspensionView, ThresholdReached, Webhook,
-    WebhookBody, WebhookList,
+    Check, ControlPlaneCall, DenyReason, ErrorBody, PlanBody, ProjectList, ProjectListParams, ProjectQuota, ProjectRow,
+    ProjectState, Status, SuspensionView, ThresholdReached,
 };
 use crate::App;
 
@@ -30,7 +28,7 @@ fn project_id(id: &str) -> Result<ProjectId, ApiError> {
     ProjectId::new(id).map_err(|e| ApiError::bad_request(format!("project_id: {e}")))
 }
 
-async fn produce(app: &App, topic: &str, key: &str, value: Option<&[u8]>) -> Result<(), ApiError> {
+pub(crate) async fn produce(app: &App, topic: &str, key: &str, value: Option<&[u8]>) -> Result<(), ApiError> {
     let mut record = FutureRecord::<str, [u8]>::to(topic).key(key);
     if let Some(v) = value {
         record = record.payload(v);
@@ -43,7 +41,7 @@ async fn produce(app: &App, topic: &str, key: &str, value: Option<&[u8]>) -> Res
 }
 
 /// Writes a config record, then applies it locally (read-your-writes).
-async fn write_config(app: &App, key: ConfigKey, value: &impl serde::Serialize) -> Result<(), ApiError> {
+pub(crate) async fn write_config(app: &App, key: ConfigKey, value: &impl serde::Serialize) -> Result<(), ApiError> {
     let bytes = serde_json::to_vec(value).expect("config serializes");
     let k = key.encode();
     produce(app, &app.kafka.config_topic, &k, Some(&bytes)).await?;
@@ -219,6 +217,15 @@ pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> An
                 .collect()
         })
         .unwrap_or_default();
+    let control_plane = g.calls.get(&id).map(|c| ControlPlaneCall {
+        kind: if c.kind == meter_core::enforce::ActionKind::Suspend { "suspend" } else { "resume" }.into(),
+        idempotency_key: c.idempotency_key.clone(),
+        outcome: if c.outcome == meter_enforcer::CallOutcome::Ok { "ok" } else { "failed" }.into(),
+        status: c.status,
+        error: c.error.clone(),
+        attempts: c.attempts,
+        at: rfc3339(c.at_ms),
+    });
     Ok(Json(Status {
         project_id: id,
         plan,
@@ -229,6 +236,7 @@ pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> An
         state: ProjectState::of(suspension.is_some()),
         suspension,
         thresholds_reached,
+        control_plane,
     }))
 }
 
@@ -271,90 +279,6 @@ pub(crate) fn check_quota(app: &App, id: &str) -> Result<CheckOutcome, ApiError>
 pub(crate) async fn check(State(app): State<App>, Path(id): Path<String>) -> Answer<Check> {
     let c = check_quota(&app, &id)?;
     Ok(Json(Check { project_id: id, allowed: c.allowed, reason: c.reason, metric: c.metric }))
-}
-
-fn redacted(w: &WebhookEndpoint) -> Webhook {
-    Webhook { id: w.id.clone(), url: w.url.clone(), secret: "whsec_…", event_types: w.event_types.clone() }
-}
-
-/// Creates or replaces a webhook endpoint.
-#[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, description = "Endpoint id (project-id rules).")),
-    request_body = WebhookBody,
-    responses((status = 200, body = Webhook), (status = 400, body = ErrorBody)))]
-pub(crate) async fn put_webhook(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    body: Body<WebhookBody>,
-) -> Answer<Webhook> {
-    let Json(b) = body?;
-    ProjectId::new(&id).map_err(|e| ApiError::bad_request(format!("webhook id: {e}")))?;
-    meter_runtime::check_webhook_url(&b.url, &app.webhook_targets)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
-    sign::check_secret(&b.secret).map_err(|e| ApiError::bad_request(format!("secret: {e}")))?;
-    let w = WebhookEndpoint { id: id.clone(), url: b.url, secret: b.secret, event_types: b.event_types };
-    write_config(&app, ConfigKey::Webhook(id), &w).await?;
-    Ok(Json(redacted(&w)))
-}
-
-/// Every webhook endpoint.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", responses((status = 200, body = WebhookList)))]
-pub(crate) async fn list_webhooks(State(app): State<App>) -> Answer<WebhookList> {
-    let g = app.views.0.read().expect("views");
-    Ok(Json(WebhookList { webhooks: g.config.webhooks.values().map(redacted).collect() }))
-}
-
-/// Deliveries that exhausted their retries.
-#[utoipa::path(get, path = "/v1/webhooks/dead-letters", tag = "webhooks",
-    responses((status = 200, body = DeadLetterList)))]
-pub(crate) async fn list_dead_letters(State(app): State<App>) -> Answer<DeadLetterList> {
-    let g = app.views.0.read().expect("views");
-    let dead_letters = g
-        .dead_letters
-        .iter()
-        .map(|(k, d)| DeadLetterView {
-            key: k.clone(),
-            event_id: d.job.alert.id.clone(),
-            kind: d.job.alert.kind,
-            project_id: d.job.alert.project_id.clone(),
-            endpoint_id: d.endpoint_id.clone(),
-            attempts: d.attempts,
-            last_error: d.last_error.clone(),
-            failed_at: rfc3339(d.failed_ms),
-        })
-        .collect();
-    Ok(Json(DeadLetterList { dead_letters }))
-}
-
-/// Queues dead letters for delivery again (all, or those named).
-#[utoipa::path(post, path = "/v1/webhooks/dead-letters/replay", tag = "webhooks",
-    request_body = ReplayBody,
-    responses((status = 200, body = Replayed), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(crate) async fn replay_dead_letters(State(app): State<App>, body: Body<ReplayBody>) -> Answer<Replayed> {
-    let Json(b) = body?;
-    let chosen: Vec<(String, WebhookJob)> = {
-        let g = app.views.0.read().expect("views");
-        match &b.keys {
-            None => g.dead_letters.iter().map(|(k, d)| (k.clone(), d.job.clone())).collect(),
-            Some(keys) => keys
-                .iter()
-                .map(|k| {
-                    g.dead_letters
-                        .get(k)
-                        .map(|d| (k.clone(), d.job.clone()))
-                        .ok_or_else(|| ApiError::not_found(format!("keys: no dead letter {k:?}")))
-                })
-                .collect::<Result<_, _>>()?,
-        }
-    };
-    for (key, job) in &chosen {
-        let bytes = serde_json::to_vec(job).expect("job serializes");
-        produce(&app, &app.kafka.webhooks_topic, &job.alert.project_id, Some(&bytes)).await?;
-        produce(&app, &app.kafka.dead_letters_topic, key, None).await?;
-        app.views.0.write().expect("views").dead_letters.remove(key);
-    }
-    Ok(Json(Replayed { replayed: chosen.len() }))
 }
 
 pub(crate) async fn not_found() -> ApiError {

@@ -143,7 +143,7 @@ fn encode_cursor(last: &str) -> String {
     last.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_cursor(c: &str) -> Option<String> {
+pub(crate) fn decode_cursor(c: &str) -> Option<String> {
     if !c.len().is_multiple_of(2) || c.len() > 512 {
         return None;
     }

@@ -15,6 +15,7 @@ mod history;
 mod model;
 mod openapi;
 mod views;
+mod webhooks;
 
 pub use config::ApiConfig;
 
@@ -50,7 +51,7 @@ pub(crate) struct App {
 
 /// Every path the router serves (the OpenAPI document must list each).
 #[cfg(test)]
-const ROUTES: [&str; 13] = [
+const ROUTES: [&str; 16] = [
     "/v1/projects",
     "/v1/plans/{name}",
     "/v1/projects/{id}/quota",
@@ -58,6 +59,9 @@ const ROUTES: [&str; 13] = [
     "/v1/projects/{id}/check",
     "/v1/webhooks",
     "/v1/webhooks/{id}",
+    "/v1/webhooks/{id}/test",
+    "/v1/webhooks/{id}/deliveries",
+    "/v1/webhooks/{id}/deliveries/{delivery_id}/resend",
     "/v1/webhooks/dead-letters",
     "/v1/webhooks/dead-letters/replay",
     "/v1/projects/{id}/consumption_history",
@@ -74,10 +78,16 @@ fn router(app: App, auth: Auth) -> Router {
         .route("/v1/projects/{id}/quota", put(handlers::put_quota).get(handlers::get_quota))
         .route("/v1/projects/{id}/status", get(handlers::status))
         .route("/v1/projects/{id}/check", get(handlers::check))
-        .route("/v1/webhooks", get(handlers::list_webhooks))
-        .route("/v1/webhooks/{id}", put(handlers::put_webhook))
-        .route("/v1/webhooks/dead-letters", get(handlers::list_dead_letters))
-        .route("/v1/webhooks/dead-letters/replay", post(handlers::replay_dead_letters))
+        .route("/v1/webhooks", get(webhooks::list_webhooks))
+        .route(
+            "/v1/webhooks/{id}",
+            put(webhooks::put_webhook).patch(webhooks::patch_webhook).delete(webhooks::delete_webhook),
+        )
+        .route("/v1/webhooks/{id}/test", post(webhooks::test_webhook))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::list_deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{delivery_id}/resend", post(webhooks::resend_delivery))
+        .route("/v1/webhooks/dead-letters", get(webhooks::list_dead_letters))
+        .route("/v1/webhooks/dead-letters/replay", post(webhooks::replay_dead_letters))
         .route("/v1/projects/{id}/consumption_history", get(history::project))
         .route("/v1/consumption_history/projects", get(history::projects))
         .route("/v1/consumption_history/fleet", get(history::fleet))

@@ -2,6 +2,7 @@
 //! Rust types the OpenAPI document is generated from (`openapi.rs`), so the
 //! document cannot drift from what the handlers answer.
 
+use meter_core::delivery::DeliveryState;
 use meter_core::enforce::AlertType;
 use meter_core::history::Granularity;
 use meter_core::{Metric, Quota, QuotaOverrides};
@@ -143,6 +144,8 @@ pub(crate) struct Status {
     pub(crate) suspension: Option<SuspensionView>,
     /// Alert thresholds reached this cycle.
     pub(crate) thresholds_reached: Vec<ThresholdReached>,
+    /// The latest suspend/resume call made for it (null: none yet).
+    pub(crate) control_plane: Option<ControlPlaneCall>,
 }
 
 /// Why a project was suspended.
@@ -209,6 +212,21 @@ pub(crate) struct WebhookBody {
     /// Event types wanted; all when empty or absent.
     #[serde(default)]
     pub(crate) event_types: Vec<AlertType>,
+    /// A disabled endpoint gets nothing; its pending deliveries become dead
+    /// letters (resend them once it is enabled again).
+    #[serde(default)]
+    pub(crate) disabled: bool,
+}
+
+/// `PATCH /v1/webhooks/{id}`: the fields to change; the others stay.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookPatch {
+    pub(crate) url: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) event_types: Option<Vec<AlertType>>,
+    /// `false` also clears the reason the dispatcher disabled it for.
+    pub(crate) disabled: Option<bool>,
 }
 
 /// A webhook endpoint; its secret is never shown.
@@ -219,6 +237,100 @@ pub(crate) struct Webhook {
     /// Always `whsec_…` (redacted).
     pub(crate) secret: &'static str,
     pub(crate) event_types: Vec<AlertType>,
+    pub(crate) disabled: bool,
+    /// Why the dispatcher disabled it (failing continuously), when it did.
+    pub(crate) disabled_reason: Option<String>,
+}
+
+/// A test event queued for one endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TestSent {
+    /// Its `webhook-id`.
+    pub(crate) event_id: String,
+    /// Follow it in `GET /v1/webhooks/{id}/deliveries`.
+    pub(crate) delivery_id: String,
+}
+
+/// `GET /v1/webhooks/{id}/deliveries` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeliveryParams {
+    /// Only events of this type.
+    #[param(value_type = Option<AlertType>)]
+    pub(crate) event_type: Option<String>,
+    /// Only events of this project.
+    pub(crate) project_id: Option<String>,
+    /// Only deliveries in this state.
+    #[param(value_type = Option<DeliveryState>)]
+    pub(crate) state: Option<String>,
+    /// Deliveries per page (1-100, default 20).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<String>,
+    /// `pagination.next_cursor` of the previous page.
+    pub(crate) cursor: Option<String>,
+}
+
+/// Recent deliveries to one endpoint, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeliveryList {
+    pub(crate) deliveries: Vec<DeliveryView>,
+    pub(crate) pagination: Pagination,
+}
+
+/// One event's delivery to one endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeliveryView {
+    /// `<event id>~<endpoint id>`; resend it with
+    /// `POST /v1/webhooks/{id}/deliveries/{delivery_id}/resend`.
+    pub(crate) id: String,
+    /// The `webhook-id` of every attempt.
+    pub(crate) event_id: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: AlertType,
+    pub(crate) project_id: String,
+    pub(crate) endpoint_id: String,
+    pub(crate) state: DeliveryState,
+    #[schema(format = DateTime)]
+    pub(crate) created_at: String,
+    #[schema(format = DateTime)]
+    pub(crate) updated_at: String,
+    /// Attempts since it was created or last resent.
+    pub(crate) attempt_count: u32,
+    /// When the next attempt is due (pending only).
+    #[schema(format = DateTime)]
+    pub(crate) next_attempt_at: Option<String>,
+    /// Why it ended without a failed attempt saying so (disabled, deleted,
+    /// target refused).
+    pub(crate) reason: Option<String>,
+    /// The latest attempts, oldest first.
+    pub(crate) attempts: Vec<AttemptView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AttemptView {
+    #[schema(format = DateTime)]
+    pub(crate) at: String,
+    /// The receiver's HTTP status (null: no answer).
+    pub(crate) status: Option<u16>,
+    /// Why it failed (null: it did not).
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: u64,
+}
+
+/// How the project's latest control-plane call ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ControlPlaneCall {
+    /// `suspend` or `resume`.
+    pub(crate) kind: String,
+    pub(crate) idempotency_key: String,
+    /// `ok`, or `failed`: the control plane refused it for good (a 4xx
+    /// other than 408/429); the call is not retried.
+    pub(crate) outcome: String,
+    pub(crate) status: Option<u16>,
+    pub(crate) error: Option<String>,
+    pub(crate) attempts: u32,
+    #[schema(format = DateTime)]
+    pub(crate) at: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

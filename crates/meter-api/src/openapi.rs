@@ -11,7 +11,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{handlers, history};
+use crate::{handlers, history, webhooks};
 
 /// Where the document is served (public: no token needed).
 pub(crate) const PATH: &str = "/v1/openapi.json";
@@ -33,10 +33,15 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
         handlers::get_quota,
         handlers::status,
         handlers::check,
-        handlers::list_webhooks,
-        handlers::put_webhook,
-        handlers::list_dead_letters,
-        handlers::replay_dead_letters,
+        webhooks::list_webhooks,
+        webhooks::put_webhook,
+        webhooks::patch_webhook,
+        webhooks::delete_webhook,
+        webhooks::test_webhook,
+        webhooks::list_deliveries,
+        webhooks::resend_delivery,
+        webhooks::list_dead_letters,
+        webhooks::replay_dead_letters,
         history::project,
         history::projects,
         history::fleet,
@@ -46,7 +51,7 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
     tags(
         (name = "quotas", description = "Plans, project quotas, status and CheckQuota."),
         (name = "history", description = "Consumption history from ClickHouse."),
-        (name = "webhooks", description = "Alert webhook endpoints and dead letters."),
+        (name = "webhooks", description = "Alert webhook endpoints, their deliveries and dead letters."),
     )
 )]
 pub(crate) struct ApiDoc;
@@ -63,7 +68,13 @@ impl Modify for Security {
             if path == PATH {
                 continue;
             }
-            let ops = [(&mut item.get, false), (&mut item.put, true), (&mut item.post, true), (&mut item.delete, true)];
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.post, true),
+                (&mut item.delete, true),
+            ];
             for (op, writes) in ops {
                 if let Some(op) = op.as_mut() {
                     protect(op, writes);

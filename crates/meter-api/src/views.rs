@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use meter_core::config_view::ConfigView;
+use meter_core::delivery::Delivery;
 use meter_core::enforce::EnforcementState;
 use meter_core::ProjectState;
-use meter_enforcer::DeadLetter;
+use meter_enforcer::{CallRecord, DeadLetter};
 use meter_kafka::{Follower, KafkaConfig};
 use meter_proto::decode_state;
 
@@ -17,6 +18,10 @@ pub(crate) struct State {
     pub(crate) totals: HashMap<String, ProjectState>,
     pub(crate) enforcement: HashMap<String, EnforcementState>,
     pub(crate) dead_letters: BTreeMap<String, DeadLetter>,
+    /// Webhook deliveries by id.
+    pub(crate) deliveries: HashMap<String, Delivery>,
+    /// The latest control-plane call per project.
+    pub(crate) calls: HashMap<String, CallRecord>,
 }
 
 /// Shared handle on the views.
@@ -66,6 +71,24 @@ impl Views {
                 Some(Err(e)) => tracing::error!(error = %e, "api.bad_dead_letter_record"),
             }
         })?;
-        Ok((views, vec![config, totals, enforcement, dead]))
+        let v = views.clone();
+        let deliveries = Follower::start(kafka, &kafka.deliveries_topic, move |(_, _, k, val)| {
+            let key = String::from_utf8_lossy(k).into_owned();
+            let mut g = v.0.write().expect("views");
+            match val.map(serde_json::from_slice::<Delivery>) {
+                None => drop(g.deliveries.remove(&key)),
+                Some(Ok(d)) => drop(g.deliveries.insert(key, d)),
+                Some(Err(e)) => tracing::error!(error = %e, "api.bad_delivery_record"),
+            }
+        })?;
+        let v = views.clone();
+        let calls = Follower::start(kafka, &kafka.calls_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match serde_json::from_slice::<CallRecord>(bytes) {
+                Ok(c) => drop(v.0.write().expect("views").calls.insert(c.project_id.clone(), c)),
+                Err(e) => tracing::error!(error = %e, "api.bad_call_record"),
+            }
+        })?;
+        Ok((views, vec![config, totals, enforcement, dead, deliveries, calls]))
     }
 }

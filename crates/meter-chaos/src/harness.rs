@@ -193,6 +193,7 @@ pub fn meterd_config(
         "[kafka]\nbrokers = \"{}\"\npartitions = {}\nproduce_timeout_ms = {}\n\
          events_topic = \"{}\"\ntotals_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
          actions_topic = \"{}\"\nwebhooks_topic = \"{}\"\ndead_letters_topic = \"{}\"\n\
+         deliveries_topic = \"{}\"\ncalls_topic = \"{}\"\n\
          [clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{database}\"\n\
          [ingest]\nlisten = \"127.0.0.1:{}\"\nhttp_listen = \"127.0.0.1:{}\"\n\
          [aggregator]\ngroup_id = \"{group_id}\"\ntransactional_id_prefix = \"{group_id}\"\nlinger_ms = 50\n\
@@ -211,6 +212,8 @@ pub fn meterd_config(
         kafka.actions_topic,
         kafka.webhooks_topic,
         kafka.dead_letters_topic,
+        kafka.deliveries_topic,
+        kafka.calls_topic,
         ports.ingest,
         ports.ingest_http,
         ports.control_plane,

@@ -207,7 +207,7 @@ impl Quotas {
         let accepted = self.hooks.accepted();
         r.alerts_delivered = accepted.len();
         // (project, type, metric, threshold, quota, cycle) -> alert ids
-        type Firing<'a> = (String, &'a str, String, u8, Option<u64>, i64);
+        type Firing<'a> = (String, &'a str, String, u8, Option<u64>, String);
         let mut fired: BTreeMap<Firing, BTreeSet<String>> = BTreeMap::new();
         let mut ids = BTreeSet::new();
         for a in accepted.iter().filter_map(|d| d.payload.as_ref()).map(|p| &p.data) {
@@ -215,7 +215,7 @@ impl Quotas {
             if let Some(t) = a.threshold {
                 let metric = a.metric.map_or("", |m| m.name()).to_owned();
                 fired
-                    .entry((a.project_id.clone(), a.kind.name(), metric, t, a.quota, a.cycle_start_ms))
+                    .entry((a.project_id.clone(), a.kind.name(), metric, t, a.quota, a.cycle_start.clone()))
                     .or_default()
                     .insert(a.id.clone());
             }

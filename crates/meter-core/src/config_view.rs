@@ -21,6 +21,13 @@ pub struct WebhookEndpoint {
     /// Event types wanted; empty for all.
     #[serde(default)]
     pub event_types: Vec<AlertType>,
+    /// Gets nothing while disabled (by an operator, or by the dispatcher
+    /// after failing continuously for `webhook_disable_after_ms`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Why it was disabled, when the dispatcher did it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
 }
 
 impl WebhookEndpoint {
@@ -37,6 +44,7 @@ impl std::fmt::Debug for WebhookEndpoint {
             .field("url", &self.url)
             .field("secret", &"<redacted>")
             .field("event_types", &self.event_types)
+            .field("disabled", &self.disabled)
             .finish()
     }
 }
@@ -136,6 +144,8 @@ mod tests {
             url: "http://x".into(),
             secret: "whsec_c2VjcmV0".into(),
             event_types: vec![],
+            disabled: false,
+            disabled_reason: None,
         };
         assert!(!format!("{w:?}").contains("c2VjcmV0"));
     }

@@ -115,16 +115,20 @@ pub enum AlertType {
     ProjectResumed,
     #[serde(rename = "quota.threshold_resolved")]
     ThresholdResolved,
+    /// Sent to one endpoint on request (`POST /v1/webhooks/{id}/test`).
+    #[serde(rename = "webhook.test")]
+    WebhookTest,
 }
 
 impl AlertType {
     /// Every type.
-    pub const ALL: [AlertType; 5] = [
+    pub const ALL: [AlertType; 6] = [
         AlertType::ThresholdReached,
         AlertType::QuotaExceeded,
         AlertType::ProjectSuspended,
         AlertType::ProjectResumed,
         AlertType::ThresholdResolved,
+        AlertType::WebhookTest,
     ];
 
     /// The wire name, e.g. `quota.exceeded`.
@@ -135,6 +139,7 @@ impl AlertType {
             AlertType::ProjectSuspended => "project.suspended",
             AlertType::ProjectResumed => "project.resumed",
             AlertType::ThresholdResolved => "quota.threshold_resolved",
+            AlertType::WebhookTest => "webhook.test",
         }
     }
 }

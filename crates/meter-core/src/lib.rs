@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config_view;
 pub mod cycle;
 pub mod dedup;
+pub mod delivery;
 pub mod enforce;
 pub mod event;
 pub mod history;

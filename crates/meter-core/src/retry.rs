@@ -59,6 +59,54 @@ impl Backoff {
     }
 }
 
+/// A retry schedule over hours (webhook deliveries, as Svix and Stripe do):
+/// attempt `i` is made `delays[i]` after attempt `i - 1` failed (the first
+/// after `delays[0]`, usually 0); after the last, the operation has failed
+/// for good. Each delay is jittered by up to a tenth either way, so
+/// deliveries that failed together do not retry together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub delays: Vec<Duration>,
+}
+
+impl Schedule {
+    /// The wait before attempt number `attempt` (0-based), `None` when the
+    /// schedule is exhausted. `unit`: random in `[0, 1)`; a server's `hint`
+    /// (retry-after) is a floor.
+    pub fn delay(&self, attempt: usize, unit: f64, hint: Option<Duration>) -> Option<Duration> {
+        let base = *self.delays.get(attempt)?;
+        let jittered = base.mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0));
+        Some(hint.map_or(jittered, |h| h.max(jittered)))
+    }
+
+    /// How many attempts it allows.
+    pub fn attempts(&self) -> usize {
+        self.delays.len()
+    }
+}
+
+/// What to do after a call to a server that answered `status` (`None`:
+/// no answer: a timeout or a transport error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx.
+    Done,
+    /// No answer, 408, 429 (honour its `Retry-After`) or 5xx: try again later.
+    Retry,
+    /// Any other answer (a 4xx such as 400, 403, 404, 409): trying again
+    /// would get the same; record it as failed.
+    Failed,
+}
+
+/// Classifies an answer (one rule for every client of the codebase).
+pub fn verdict(status: Option<u16>) -> Verdict {
+    match status {
+        None | Some(408) | Some(429) | Some(500..=599) => Verdict::Retry,
+        Some(200..=299) => Verdict::Done,
+        Some(_) => Verdict::Failed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +128,29 @@ mod tests {
         let waits: Vec<Duration> = (0..4).map(|_| b.next(1.0, None)).collect();
         assert_eq!(waits, [10, 20, 40, 40].map(Duration::from_millis));
         assert_eq!(b.failures(), 4);
+    }
+
+    #[test]
+    fn answers_are_classified() {
+        assert_eq!(verdict(Some(204)), Verdict::Done);
+        for retry in [None, Some(408), Some(429), Some(500), Some(503)] {
+            assert_eq!(verdict(retry), Verdict::Retry, "{retry:?}");
+        }
+        for failed in [Some(400), Some(401), Some(404), Some(409), Some(301)] {
+            assert_eq!(verdict(failed), Verdict::Failed, "{failed:?}");
+        }
+    }
+
+    #[test]
+    fn a_schedule_ends_and_jitters_within_a_tenth() {
+        let s = Schedule { delays: [0, 5, 300].map(Duration::from_secs).to_vec() };
+        assert_eq!(s.delay(0, 0.7, None), Some(Duration::ZERO));
+        assert_eq!(s.delay(1, 0.5, None), Some(Duration::from_secs(5)));
+        assert_eq!(s.delay(2, 0.0, None), Some(Duration::from_secs(270)));
+        assert_eq!(s.delay(2, 1.0, None), Some(Duration::from_secs(330)));
+        assert_eq!(s.delay(1, 0.5, Some(Duration::from_secs(60))), Some(Duration::from_secs(60)));
+        assert_eq!(s.delay(3, 0.5, None), None);
+        assert_eq!(s.attempts(), 3);
     }
 
     proptest! {

@@ -4,10 +4,12 @@
 //!   configuration, evaluates each project (`meter_core::enforce`), and
 //!   records the new enforcement state together with the suspend/resume
 //!   calls and webhook events to make, in one Kafka transaction (an outbox);
-//! - the **actuator** makes the control-plane calls, each retried with
-//!   backoff until acknowledged, with an idempotency key;
-//! - the **dispatcher** delivers webhook events, signed per Standard
-//!   Webhooks, retried with backoff, then dead-lettered.
+//! - the **actuator** makes the control-plane calls with an idempotency key,
+//!   projects side by side, one project's calls in order; answers that can
+//!   change are retried, the others recorded as failed;
+//! - the **dispatcher** delivers webhook events per endpoint, signed per
+//!   Standard Webhooks, on a durable retry schedule over hours, then
+//!   dead-lettered; endpoints failing for days are disabled.
 //!
 //! Decisions are deterministic (same inputs, same keys and ids), so a
 //! decision replayed after a crash is recognised downstream.
@@ -17,12 +19,11 @@ mod config;
 mod dispatch;
 mod enforcer;
 mod metrics;
-mod outbox;
 mod records;
 pub mod sign;
 
 pub use config::EnforcerConfig;
-pub use records::{DeadLetter, WebhookJob, WebhookPayload};
+pub use records::{AlertData, CallOutcome, CallRecord, DeadLetter, WebhookJob, WebhookPayload};
 
 use std::sync::{Arc, RwLock};
 

@@ -17,6 +17,14 @@ pub(crate) const CROSSING_TO_SUSPEND_Q: &str = "meter_enforcer_crossing_to_suspe
 pub(crate) const WEBHOOKS: &str = "meter_webhook_deliveries_total";
 /// Deliveries that failed every attempt.
 pub(crate) const DEAD_LETTERS: &str = "meter_webhook_dead_letters_total";
+/// From the event to its delivery (2xx), per delivered attempt.
+pub(crate) const WEBHOOK_LATENCY: &str = "meter_webhook_delivery_seconds";
+/// Deliveries waiting for an attempt, by `endpoint`.
+pub(crate) const WEBHOOK_PENDING: &str = "meter_webhook_pending";
+/// Endpoints disabled for failing continuously.
+pub(crate) const ENDPOINTS_DISABLED: &str = "meter_webhook_endpoints_disabled_total";
+/// Control-plane calls that ended failed (a 4xx other than 429), by `kind`.
+pub(crate) const CALLS_FAILED: &str = "meter_enforcer_control_plane_failed_total";
 
 /// Registers the help text of every metric above (Prometheus `# HELP`) and
 /// starts the counters of every known label set at zero, so dashboards and
@@ -33,11 +41,16 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(CROSSING_TO_SUSPEND_Q, "Crossing-to-suspend latency percentiles since start, from an HDR histogram (`percentile` label: 50, 99, 99.9).");
     metrics::describe_counter!(WEBHOOKS, "Webhook delivery attempts by `outcome` (delivered, retry, dead_letter, refused: the target address is not allowed).");
     metrics::describe_counter!(DEAD_LETTERS, "Deliveries that failed every attempt.");
+    metrics::describe_histogram!(WEBHOOK_LATENCY, "From an event to its delivery (2xx), seconds.");
+    metrics::describe_gauge!(WEBHOOK_PENDING, "Webhook deliveries waiting for an attempt, by `endpoint`.");
+    metrics::describe_counter!(ENDPOINTS_DISABLED, "Webhook endpoints disabled for failing continuously.");
+    metrics::describe_counter!(CALLS_FAILED, "Control-plane calls refused for good (a 4xx other than 429), by `kind`.");
     for kind in ["suspend", "resume"] {
         metrics::counter!(DECISIONS, "kind" => kind).increment(0);
-        for outcome in ["ok", "retry"] {
+        for outcome in ["ok", "retry", "failed"] {
             metrics::counter!(CALLS, "kind" => kind, "outcome" => outcome).increment(0);
         }
+        metrics::counter!(CALLS_FAILED, "kind" => kind).increment(0);
     }
     for outcome in ["committed", "aborted"] {
         metrics::counter!(COMMITS, "outcome" => outcome).increment(0);
@@ -46,4 +59,5 @@ pub(crate) fn describe() {
         metrics::counter!(WEBHOOKS, "outcome" => outcome).increment(0);
     }
     metrics::counter!(DEAD_LETTERS).increment(0);
+    metrics::counter!(ENDPOINTS_DISABLED).increment(0);
 }

@@ -1,13 +1,17 @@
 //! The records of the outbox topics.
 
+use meter_core::cycle::rfc3339;
 use meter_core::enforce::{Alert, AlertType};
+use meter_core::Metric;
 use serde::{Deserialize, Serialize};
 
 /// A webhook event to deliver (`meter.webhooks`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookJob {
     pub alert: Alert,
-    /// Only this endpoint (a replayed dead letter); all subscribed if `None`.
+    /// A request for one endpoint (a test event, a resend, a replayed dead
+    /// letter): delivered to it from the start of the schedule even if it
+    /// was delivered before. `None`: every subscribed endpoint, once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only_endpoint: Option<String>,
 }
@@ -19,7 +23,31 @@ pub struct WebhookPayload {
     pub kind: AlertType,
     /// When the event happened, RFC 3339 UTC.
     pub timestamp: String,
-    pub data: Alert,
+    pub data: AlertData,
+}
+
+/// The event in a payload, times in RFC 3339 (UTC) like the REST API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertData {
+    /// Also the `webhook-id` header: the same on every attempt and resend.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: AlertType,
+    pub project_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<Metric>,
+    /// Percent, for threshold events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u8>,
+    pub usage: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+    /// The billing cycle the event belongs to.
+    pub cycle_start: String,
+    pub cycle_end: String,
+    pub occurred_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl WebhookPayload {
@@ -27,14 +55,26 @@ impl WebhookPayload {
     pub fn of(alert: &Alert) -> Self {
         WebhookPayload {
             kind: alert.kind,
-            timestamp: meter_core::cycle::rfc3339(alert.occurred_ms),
-            data: alert.clone(),
+            timestamp: rfc3339(alert.occurred_ms),
+            data: AlertData {
+                id: alert.id.clone(),
+                kind: alert.kind,
+                project_id: alert.project_id.clone(),
+                metric: alert.metric,
+                threshold: alert.threshold,
+                usage: alert.usage,
+                quota: alert.quota,
+                cycle_start: rfc3339(alert.cycle_start_ms),
+                cycle_end: rfc3339(alert.cycle_end_ms),
+                occurred_at: rfc3339(alert.occurred_ms),
+                reason: alert.reason.clone(),
+            },
         }
     }
 }
 
-/// A delivery that failed every attempt (`meter.webhooks.dead`, key
-/// `<event id>/<endpoint id>`).
+/// A delivery that failed every attempt (`meter.webhooks.dead`, key: the
+/// delivery id, `<event id>~<endpoint id>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub job: WebhookJob,
@@ -47,6 +87,32 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// Its record key.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.job.alert.id, self.endpoint_id)
+        meter_core::delivery::delivery_id(&self.job.alert.id, &self.endpoint_id)
     }
+}
+
+/// How a project's latest control-plane call ended (`meter.actions.calls`,
+/// compacted, key: the project id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub project_id: String,
+    pub kind: meter_core::enforce::ActionKind,
+    pub idempotency_key: String,
+    /// `ok` (2xx) or `failed` (an answer retrying cannot change).
+    pub outcome: CallOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Attempts it took.
+    pub attempts: u32,
+    pub at_ms: i64,
+}
+
+/// How a control-plane call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    Ok,
+    Failed,
 }

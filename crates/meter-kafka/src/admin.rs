@@ -33,6 +33,8 @@ pub async fn ensure_topics<'a>(cfg: &'a KafkaConfig) -> Result<()> {
         plain(&cfg.actions_topic),
         plain(&cfg.webhooks_topic),
         compacted(&cfg.dead_letters_topic),
+        compacted(&cfg.deliveries_topic),
+        compacted(&cfg.calls_topic),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&topics, &opts).await? {

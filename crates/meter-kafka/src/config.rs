@@ -26,6 +26,12 @@ pub struct KafkaConfig {
     pub webhooks_topic: String,
     /// Webhook deliveries that failed every attempt (compacted).
     pub dead_letters_topic: String,
+    /// Every webhook delivery's state and attempts (compacted, key
+    /// `<event id>/<endpoint id>`), aligned with `webhooks_topic`.
+    pub deliveries_topic: String,
+    /// The latest control-plane call per project and how it ended
+    /// (compacted; written by the actuator, shown in project status).
+    pub calls_topic: String,
     /// Partitions of every topic when it is created.
     pub partitions: i32,
     pub replication_factor: i32,
@@ -63,6 +69,8 @@ impl Default for KafkaConfig {
             actions_topic: "meter.actions".into(),
             webhooks_topic: "meter.webhooks".into(),
             dead_letters_topic: "meter.webhooks.dead".into(),
+            deliveries_topic: "meter.webhooks.deliveries".into(),
+            calls_topic: "meter.actions.calls".into(),
             partitions: 8,
             replication_factor: 1,
             events_retention_hours: 24 * 30,
@@ -96,6 +104,8 @@ impl std::fmt::Debug for KafkaConfig {
             .field("actions_topic", &self.actions_topic)
             .field("webhooks_topic", &self.webhooks_topic)
             .field("dead_letters_topic", &self.dead_letters_topic)
+            .field("deliveries_topic", &self.deliveries_topic)
+            .field("calls_topic", &self.calls_topic)
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
             .field("events_retention_hours", &self.events_retention_hours)
@@ -119,6 +129,8 @@ impl KafkaConfig {
         self.actions_topic = format!("{prefix}.actions");
         self.webhooks_topic = format!("{prefix}.webhooks");
         self.dead_letters_topic = format!("{prefix}.webhooks.dead");
+        self.deliveries_topic = format!("{prefix}.webhooks.deliveries");
+        self.calls_topic = format!("{prefix}.actions.calls");
         self
     }
 

@@ -16,7 +16,7 @@ pub use config::KafkaConfig;
 pub use follow::{Follower, Seen};
 pub use producer::{EventProducer, ProduceError};
 pub use rebalance::RebalanceWatch;
-pub use restore::{read_partitions_to_end, read_range, KeyValue};
+pub use restore::{read_latest, read_partitions_to_end, read_range, KeyValue, Latest};
 pub use transactional::{send_in_transaction, transactional_producer, TxProducer};
 
 /// Errors of this crate.

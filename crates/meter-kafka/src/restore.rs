@@ -42,8 +42,49 @@ pub fn read_partitions_to_end(
     timeout: Duration,
 ) -> Result<HashMap<i32, Vec<KeyValue>>> {
     let mut out: HashMap<i32, Vec<KeyValue>> = partitions.iter().map(|&p| (p, Vec::new())).collect();
+    scan_to_end(cfg, topic, partitions, timeout, |p, k, v| {
+        if let (Some(v), Some(part)) = (v, out.get_mut(&p)) {
+            part.push((k.to_vec(), v.to_vec()));
+        }
+    })?;
+    Ok(out)
+}
+
+/// A partition's current value per key.
+pub type Latest = HashMap<Vec<u8>, Vec<u8>>;
+
+/// The current value of every key of `partitions` of a compacted `topic`:
+/// the last record of each key, keys whose last record is a tombstone left
+/// out. Same reading as `read_partitions_to_end`.
+pub fn read_latest(
+    cfg: &KafkaConfig,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> Result<HashMap<i32, Latest>> {
+    let mut out: HashMap<i32, Latest> = partitions.iter().map(|&p| (p, HashMap::new())).collect();
+    scan_to_end(cfg, topic, partitions, timeout, |p, k, v| {
+        if let Some(part) = out.get_mut(&p) {
+            match v {
+                Some(v) => drop(part.insert(k.to_vec(), v.to_vec())),
+                None => drop(part.remove(k)),
+            }
+        }
+    })?;
+    Ok(out)
+}
+
+/// Calls `seen(partition, key, value)` for every keyed record of
+/// `partitions`, in offset order per partition, until each one's end.
+fn scan_to_end(
+    cfg: &KafkaConfig,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+    mut seen: impl FnMut(i32, &[u8], Option<&[u8]>),
+) -> Result<()> {
     if partitions.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let consumer = reader(cfg)?;
     let mut tpl = TopicPartitionList::new();
@@ -60,8 +101,8 @@ pub fn read_partitions_to_end(
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(m)) => {
-                if let (Some(k), Some(v), Some(part)) = (m.key(), m.payload(), out.get_mut(&m.partition())) {
-                    part.push((k.to_vec(), v.to_vec()));
+                if let Some(k) = m.key() {
+                    seen(m.partition(), k, m.payload());
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
@@ -73,7 +114,7 @@ pub fn read_partitions_to_end(
             Some(Err(e)) => tracing::warn!(error = %e, topic, "kafka.restore_poll_error"),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The committed records of `partition` of `topic` with offsets in

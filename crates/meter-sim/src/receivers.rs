@@ -26,12 +26,26 @@ pub struct ControlPlaneCall {
     pub idempotency_key: String,
     pub action: Option<Action>,
     pub received_ms: i64,
+    /// What the control plane answered.
+    pub status: u16,
 }
 
-/// The control-plane double: answers 200 to every call and records it.
+/// An answer the control plane gives: a status and, optionally, a
+/// `Retry-After` in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after_s: Option<u64>,
+}
+
+/// The control-plane double: answers 200 to every call and records it,
+/// unless told otherwise per project (a script of answers, then 200; or one
+/// answer for ever, like a 404 for a project it does not know).
 #[derive(Debug, Clone, Default)]
 pub struct ControlPlane {
     pub calls: Arc<Mutex<Vec<ControlPlaneCall>>>,
+    scripts: Arc<Mutex<HashMap<String, std::collections::VecDeque<Answer>>>>,
+    always: Arc<Mutex<HashMap<String, u16>>>,
 }
 
 impl ControlPlane {
@@ -45,6 +59,29 @@ impl ControlPlane {
     pub fn calls_of(&self, verb: &str) -> Vec<ControlPlaneCall> {
         self.calls.lock().expect("calls").iter().filter(|c| c.verb == verb).cloned().collect()
     }
+
+    /// Calls for `project`, in arrival order.
+    pub fn calls_for(&self, project: &str) -> Vec<ControlPlaneCall> {
+        self.calls.lock().expect("calls").iter().filter(|c| c.project_id == project).cloned().collect()
+    }
+
+    /// The next calls for `project` get `answers`, one each, then 200.
+    pub fn script(&self, project: &str, answers: &[Answer]) {
+        self.scripts.lock().expect("scripts").insert(project.to_owned(), answers.iter().copied().collect());
+    }
+
+    /// Every call for `project` gets `status`.
+    pub fn always(&self, project: &str, status: u16) {
+        self.always.lock().expect("always").insert(project.to_owned(), status);
+    }
+
+    fn answer(&self, project: &str) -> Answer {
+        if let Some(&status) = self.always.lock().expect("always").get(project) {
+            return Answer { status, retry_after_s: None };
+        }
+        let next = self.scripts.lock().expect("scripts").get_mut(project).and_then(|q| q.pop_front());
+        next.unwrap_or(Answer { status: 200, retry_after_s: None })
+    }
 }
 
 async fn control_plane_call(
@@ -52,17 +89,23 @@ async fn control_plane_call(
     Path((id, verb)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, HeaderMap) {
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let action = serde_json::from_slice(&body).ok();
+    let answer = cp.answer(&id);
     cp.calls.lock().expect("calls").push(ControlPlaneCall {
         verb,
         project_id: id,
         idempotency_key: key,
         action,
         received_ms: now_ms(),
+        status: answer.status,
     });
-    StatusCode::OK
+    let mut out = HeaderMap::new();
+    if let Some(s) = answer.retry_after_s {
+        out.insert(axum::http::header::RETRY_AFTER, s.into());
+    }
+    (StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), out)
 }
 
 /// A fresh `whsec_...` signing secret for a test endpoint (not for
@@ -83,6 +126,8 @@ pub enum FailMode {
     FirstAttempt,
     /// 500 to everything.
     Always,
+    /// No answer at all: the request hangs until the sender gives up.
+    Hang,
 }
 
 /// One delivery attempt a receiver got.
@@ -152,7 +197,11 @@ async fn webhook_delivery(State(r): State<WebhookReceiver>, headers: HeaderMap, 
         *n += 1;
         *n
     };
-    let status = match (*r.mode.lock().expect("mode"), verified) {
+    let mode = *r.mode.lock().expect("mode");
+    if mode == FailMode::Hang {
+        std::future::pending::<()>().await;
+    }
+    let status = match (mode, verified) {
         (_, false) => StatusCode::UNAUTHORIZED,
         (FailMode::Always, _) => StatusCode::INTERNAL_SERVER_ERROR,
         (FailMode::FirstAttempt, _) if attempt == 1 => StatusCode::INTERNAL_SERVER_ERROR,

@@ -54,6 +54,14 @@ impl Api {
         self.send(self.http.put(format!("{}{path}", self.base)).json(body), &format!("PUT {path}")).await
     }
 
+    pub(crate) async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body), &format!("PATCH {path}")).await
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.delete(format!("{}{path}", self.base)), &format!("DELETE {path}")).await
+    }
+
     pub(crate) async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body), &format!("POST {path}")).await
     }

@@ -75,6 +75,11 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Webhook endpoints and their deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        cmd: HookCmd,
+    },
     /// Webhook deliveries that failed every attempt.
     DeadLetters {
         #[command(subcommand)]
@@ -123,6 +128,47 @@ enum QuotaCmd {
         #[arg(long = "quota", value_name = "METRIC=LIMIT")]
         quota: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum HookCmd {
+    /// Every endpoint (secrets redacted).
+    List,
+    /// Create or replace an endpoint.
+    Set {
+        id: String,
+        #[arg(long)]
+        url: String,
+        /// `whsec_` and the base64 of 24-64 random bytes.
+        #[arg(long)]
+        secret: String,
+        /// An event type it wants, repeated (all when absent).
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+    },
+    /// Stop sending to it (its pending deliveries become dead letters).
+    Disable { id: String },
+    /// Send to it again (resend its dead letters with `resend` or `dead-letters replay`).
+    Enable { id: String },
+    /// Delete it (its pending deliveries are cancelled).
+    Delete { id: String },
+    /// Send it a signed webhook.test event.
+    Test { id: String },
+    /// Its recent deliveries, newest first, with the last attempt of each.
+    Deliveries {
+        id: String,
+        #[arg(long)]
+        event_type: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        /// pending, delivered, dead or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Send a delivery again from the start of the schedule (same webhook-id).
+    Resend { id: String, delivery: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +273,7 @@ where
             api.get(&format!("/v1/projects?min_percent={min_percent}&limit={limit}")).await?,
             Box::new(over_quota_table),
         ),
+        Cmd::Webhooks { cmd } => webhooks(&api, cmd).await?,
         Cmd::DeadLetters { cmd: DeadCmd::List } => (api.get("/v1/webhooks/dead-letters").await?, Box::new(dead_table)),
         Cmd::DeadLetters { cmd: DeadCmd::Replay { keys } } => {
             let body = if keys.is_empty() { json!({}) } else { json!({"keys": keys}) };
@@ -337,6 +384,71 @@ fn over_quota_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
     let rows = rows_of(&b["projects"], &["project_id", "state", "metric", "usage", "quota", "percent"]);
     table::write(out, &["PROJECT", "STATE", "METRIC", "USAGE", "QUOTA", "PERCENT"], &rows)?;
     Ok(writeln!(out, "{} of {} matching projects shown", rows.len(), cell(&b["total"]))?)
+}
+
+/// The `webhooks` subcommands.
+async fn webhooks(api: &Api, cmd: HookCmd) -> anyhow::Result<(Value, Box<Render>)> {
+    let one = |b: Value| -> (Value, Box<Render>) { (json!({"webhooks": [b]}), Box::new(webhook_table)) };
+    Ok(match cmd {
+        HookCmd::List => (api.get("/v1/webhooks").await?, Box::new(webhook_table)),
+        HookCmd::Set { id, url, secret, event_types } => one(api
+            .put(&format!("/v1/webhooks/{id}"), &json!({"url": url, "secret": secret, "event_types": event_types}))
+            .await?),
+        HookCmd::Disable { id } => one(api.patch(&format!("/v1/webhooks/{id}"), &json!({"disabled": true})).await?),
+        HookCmd::Enable { id } => one(api.patch(&format!("/v1/webhooks/{id}"), &json!({"disabled": false})).await?),
+        HookCmd::Delete { id } => one(api.delete(&format!("/v1/webhooks/{id}")).await?),
+        HookCmd::Test { id } => {
+            let r = api.post(&format!("/v1/webhooks/{id}/test"), &json!({})).await?;
+            (
+                r,
+                Box::new(|b: &Value, out: &mut dyn Write| {
+                    Ok(writeln!(out, "sent {}; delivery {}", cell(&b["event_id"]), cell(&b["delivery_id"]))?)
+                }),
+            )
+        }
+        HookCmd::Deliveries { id, event_type, project, state, limit } => {
+            let mut path = format!("/v1/webhooks/{id}/deliveries?limit={limit}");
+            for (k, v) in [("event_type", event_type), ("project_id", project), ("state", state)] {
+                if let Some(v) = v {
+                    path.push_str(&format!("&{k}={v}"));
+                }
+            }
+            (api.get(&path).await?, Box::new(deliveries_table))
+        }
+        HookCmd::Resend { id, delivery } => {
+            let r = api.post(&format!("/v1/webhooks/{id}/deliveries/{delivery}/resend"), &json!({})).await?;
+            (r, Box::new(|b: &Value, out: &mut dyn Write| Ok(writeln!(out, "resending {}", cell(&b["id"]))?)))
+        }
+    })
+}
+
+fn webhook_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    let rows = rows_of(&b["webhooks"], &["id", "url", "event_types", "disabled", "disabled_reason"]);
+    Ok(table::write(out, &["ID", "URL", "EVENT_TYPES", "DISABLED", "WHY"], &rows)?)
+}
+
+fn deliveries_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = b["deliveries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    let last = d["attempts"].as_array().and_then(|a| a.last()).cloned().unwrap_or(Value::Null);
+                    let outcome = if last["status"].is_number() { cell(&last["status"]) } else { cell(&last["error"]) };
+                    vec![
+                        cell(&d["id"]),
+                        cell(&d["type"]),
+                        cell(&d["project_id"]),
+                        cell(&d["state"]),
+                        cell(&d["attempt_count"]),
+                        outcome,
+                        cell(&d["next_attempt_at"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(table::write(out, &["DELIVERY", "TYPE", "PROJECT", "STATE", "ATTEMPTS", "LAST", "NEXT_ATTEMPT"], &rows)?)
 }
 
 fn dead_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {

@@ -1,0 +1,211 @@
+//! The actuator: makes each decided suspend/resume call on the control
+//! plane, with its idempotency key. Calls for different projects run at
+//! once (up to `actuator_concurrency`); one project's calls run in order, so
+//! a resume never overtakes its suspend. Answers are classified
+//! (`meter_core::retry::verdict`): 2xx done; no answer, 408, 429 (after its
+//! `Retry-After`) and 5xx retried with backoff until done; any other answer
+//! recorded as failed (metric, WARN, the project's status) without holding
+//! anything else. A record's offset is committed once it and every record
+//! before it in its partition are done.
+
+mod queue;
+
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use meter_core::enforce::{Action, ActionKind};
+use meter_core::retry::{verdict, Backoff, RetryPolicy, Verdict};
+use meter_kafka::{KafkaConfig, RebalanceWatch};
+use meter_runtime::now_ms;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics as m;
+use crate::{CallOutcome, CallRecord, EnforcerConfig};
+use queue::{Queue, Queued};
+
+/// Latency of suspensions, microseconds, from 1 us to 1 h.
+static LATENCY: Mutex<Option<Histogram<u64>>> = Mutex::new(None);
+
+fn record_latency(seconds: f64) {
+    metrics::histogram!(m::CROSSING_TO_SUSPEND).record(seconds);
+    let mut guard = LATENCY.lock().expect("latency lock");
+    let h = guard.get_or_insert_with(|| Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"));
+    let _ = h.record((seconds * 1e6).max(1.0) as u64);
+    for (label, q) in [("50", 0.5), ("99", 0.99), ("99.9", 0.999)] {
+        metrics::gauge!(m::CROSSING_TO_SUSPEND_Q, "percentile" => label).set(h.value_at_quantile(q) as f64 / 1e6);
+    }
+}
+
+/// A call that ended (done or failed for good), for the bookkeeping.
+struct Ended {
+    generation: u64,
+    project: String,
+    partition: i32,
+    offset: i64,
+}
+
+pub(crate) fn run(
+    cfg: &EnforcerConfig,
+    kafka: &KafkaConfig,
+    rt: &Handle,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(cfg.actuator_concurrency > 0, "enforcer.actuator_concurrency: must be at least 1");
+    let consumer: BaseConsumer<RebalanceWatch> =
+        kafka.consumer_config(&cfg.actuator_group_id).create_with_context(RebalanceWatch::default())?;
+    consumer.subscribe(&[&kafka.actions_topic])?;
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(cfg.control_plane_timeout_ms)).build()?;
+    let producer: FutureProducer =
+        kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
+    let caller =
+        Caller { client, producer, kafka: kafka.clone(), base: cfg.control_plane_url.trim_end_matches('/').into() };
+    let (tx, rx) = mpsc::channel::<Ended>();
+    let mut queue: Queue<Option<Action>> = Queue::default();
+    let mut generation = consumer.context().generation();
+    while !shutdown.is_cancelled() {
+        let polled = consumer.poll(Duration::from_millis(20));
+        if consumer.context().generation() != generation {
+            generation = consumer.context().generation();
+            queue.clear();
+        }
+        match polled {
+            None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "actuator.poll_error"),
+            Some(Ok(msg)) => {
+                let (partition, offset) = (msg.partition(), msg.offset());
+                match serde_json::from_slice::<Action>(msg.payload().unwrap_or_default()) {
+                    Ok(action) => {
+                        queue.push(&action.project_id.clone(), Queued { partition, offset, call: Some(action) })
+                    }
+                    Err(e) => {
+                        // Skipped, in its place in the partition's order.
+                        tracing::error!(error = %e, partition, offset, "actuator.undecodable_action");
+                        queue.push(&format!("#undecodable/{partition}"), Queued { partition, offset, call: None });
+                    }
+                }
+            }
+        }
+        while let Ok(ended) = rx.try_recv() {
+            if ended.generation != generation {
+                continue;
+            }
+            if let Some((partition, next)) = queue.done(&ended.project, ended.partition, ended.offset) {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&kafka.actions_topic, partition, Offset::Offset(next))?;
+                consumer.commit(&tpl, CommitMode::Async)?;
+            }
+        }
+        for (project, q) in queue.start(cfg.actuator_concurrency) {
+            let (caller, tx, stop) = (caller.clone(), tx.clone(), shutdown.clone());
+            rt.spawn(async move {
+                let finished = match &q.call {
+                    Some(action) => caller.call(action, &stop).await,
+                    None => true,
+                };
+                if finished {
+                    let _ = tx.send(Ended { generation, project, partition: q.partition, offset: q.offset });
+                }
+            });
+        }
+    }
+    consumer.unsubscribe();
+    Ok(())
+}
+
+/// Makes calls.
+#[derive(Clone)]
+struct Caller {
+    client: reqwest::Client,
+    producer: FutureProducer,
+    kafka: KafkaConfig,
+    base: String,
+}
+
+impl Caller {
+    /// Makes `action`'s call until it is done or failed for good; false when
+    /// `stop` came first (not done: called again after the restart).
+    async fn call(&self, action: &Action, stop: &CancellationToken) -> bool {
+        let verb = if action.kind == ActionKind::Suspend { "suspend" } else { "resume" };
+        let url = format!("{}/projects/{}/{verb}", self.base, action.project_id);
+        let mut backoff =
+            Backoff::new(RetryPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(10) });
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let sent =
+                self.client.post(&url).header("Idempotency-Key", &action.idempotency_key).json(action).send().await;
+            if attempts == 1 && action.kind == ActionKind::Suspend {
+                record_latency((now_ms() - action.crossing_ingested_ms).max(0) as f64 / 1000.0);
+            }
+            let (status, hint, error) = match &sent {
+                Ok(r) => (Some(r.status().as_u16()), retry_after(r), format!("status {}", r.status())),
+                Err(e) => (None, None, e.to_string()),
+            };
+            match verdict(status) {
+                Verdict::Done => {
+                    metrics::counter!(m::CALLS, "kind" => verb, "outcome" => "ok").increment(1);
+                    tracing::info!(project = %action.project_id, verb, key = %action.idempotency_key, "actuator.acknowledged");
+                    self.record(action, CallOutcome::Ok, status, None, attempts).await;
+                    return true;
+                }
+                Verdict::Failed => {
+                    metrics::counter!(m::CALLS, "kind" => verb, "outcome" => "failed").increment(1);
+                    metrics::counter!(m::CALLS_FAILED, "kind" => verb).increment(1);
+                    tracing::warn!(project = %action.project_id, verb, key = %action.idempotency_key, error = %error, "actuator.call_refused");
+                    self.record(action, CallOutcome::Failed, status, Some(error), attempts).await;
+                    return true;
+                }
+                Verdict::Retry => {
+                    metrics::counter!(m::CALLS, "kind" => verb, "outcome" => "retry").increment(1);
+                    let wait = backoff.next(rand::random(), hint);
+                    tracing::warn!(project = %action.project_id, verb, error = %error, retry_in_ms = wait.as_millis() as u64, "actuator.call_failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => return false,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records how the project's latest call ended (shown in its status).
+    async fn record(
+        &self,
+        a: &Action,
+        outcome: CallOutcome,
+        status: Option<u16>,
+        error: Option<String>,
+        attempts: u32,
+    ) {
+        let r = CallRecord {
+            project_id: a.project_id.clone(),
+            kind: a.kind,
+            idempotency_key: a.idempotency_key.clone(),
+            outcome,
+            status,
+            error,
+            attempts,
+            at_ms: now_ms(),
+        };
+        let value = serde_json::to_vec(&r).expect("call records serialize");
+        let record = FutureRecord::to(&self.kafka.calls_topic).key(&a.project_id).payload(&value);
+        if let Err((e, _)) = self.producer.send(record, Duration::from_secs(30)).await {
+            tracing::warn!(project = %a.project_id, error = %e, "actuator.call_record_failed");
+        }
+    }
+}
+
+/// A `Retry-After` in seconds (the HTTP-date form is not honoured: the
+/// backoff applies).
+pub(crate) fn retry_after(r: &reqwest::Response) -> Option<Duration> {
+    let v = r.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
