@@ -205,7 +205,7 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
             .flatten()
             .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
             .collect();
-        let healthy = rules.len() == 10 && rules.iter().all(|r| r["health"] == "ok");
+        let healthy = rules.len() == 12 && rules.iter().all(|r| r["health"] == "ok");
         let fired = rules.iter().any(|r| r["name"] == "MeterWebhookDeadLetters" && r["state"] == "firing");
         if healthy && fired {
             Ok(())
