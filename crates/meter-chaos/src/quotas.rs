@@ -75,6 +75,22 @@ impl Quotas {
             .send()
             .await?;
         anyhow::ensure!(r.status().is_success(), "registering the webhook receiver: {}", r.status());
+        // Next to the healthy receiver, one that hangs (no answer until the
+        // dispatcher's timeout) and one that is gone (connection refused):
+        // the healthy one must still get every alert.
+        let hanging = WebhookReceiver::new(&hooks.secret, FailMode::Hang);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let hanging_url = format!("http://{}/", l.local_addr()?);
+        tokio::spawn(hanging.serve(l, stop.clone()));
+        let gone_url = format!("http://127.0.0.1:{}/", crate::free_port()?);
+        for (id, url) in [("chaos-hanging", hanging_url), ("chaos-gone", gone_url)] {
+            let r = http
+                .put(format!("{api}/v1/webhooks/{id}"))
+                .json(&json!({"url": url, "secret": hooks.secret}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "registering the {id} endpoint: {}", r.status());
+        }
         Ok(Quotas { api, http, control_plane, hooks, set: BTreeMap::new(), changes: 0 })
     }
 

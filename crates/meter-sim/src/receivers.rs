@@ -142,6 +142,8 @@ pub struct Delivery {
     pub payload: Option<WebhookPayload>,
     /// What the receiver answered.
     pub status: u16,
+    /// When it arrived.
+    pub received_ms: i64,
 }
 
 /// A webhook consumer that verifies signatures and records every attempt.
@@ -215,6 +217,7 @@ async fn webhook_delivery(State(r): State<WebhookReceiver>, headers: HeaderMap, 
         body: body.to_vec(),
         verified,
         status: status.as_u16(),
+        received_ms: now_ms(),
     });
     status
 }

@@ -187,6 +187,7 @@ async fn intake(
         .cloned()
         .collect();
     let now = now_ms();
+    let mut made = Vec::new();
     for w in endpoints {
         let id = delivery_id(&job.alert.id, &w.id);
         let existing = s.book.lock().expect("book").deliveries.get(&id).map(|(_, d)| d.clone());
@@ -203,11 +204,21 @@ async fn intake(
         if w.disabled {
             d.end(DeliveryState::Dead, "endpoint disabled", now);
         }
-        s.write(partition, &d).await?;
-        if was_dead && d.state == DeliveryState::Pending {
+        made.push((was_dead, d));
+    }
+    // Every endpoint's record at once: one round trip to the brokers per
+    // event, not one per endpoint.
+    let writes = made.iter().map(|(was_dead, d)| async move {
+        s.write(partition, d).await?;
+        if *was_dead && d.state == DeliveryState::Pending {
             s.dead_letter(&d.id, None).await?;
         }
-        s.book.lock().expect("book").deliveries.insert(id, (partition, d));
+        anyhow::Ok(())
+    });
+    futures::future::try_join_all(writes).await?;
+    let mut book = s.book.lock().expect("book");
+    for (_, d) in made {
+        book.deliveries.insert(d.id.clone(), (partition, d));
     }
     Ok(())
 }
