@@ -139,7 +139,7 @@ pub(crate) async fn fleet(State(app): State<App>, params: Params<RangeParams>) -
 }
 
 /// Cursors are opaque to clients: the hex of the last project id of a page.
-fn encode_cursor(last: &str) -> String {
+pub(crate) fn encode_cursor(last: &str) -> String {
     last.bytes().map(|b| format!("{b:02x}")).collect()
 }
 

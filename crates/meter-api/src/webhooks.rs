@@ -287,7 +287,7 @@ pub(crate) async fn list_deliveries(
 
 /// Cursors: the hex of `<created ms>/<delivery id>` of a page's last delivery.
 fn encode_cursor(created_ms: i64, id: &str) -> String {
-    format!("{created_ms}/{id}").bytes().map(|b| format!("{b:02x}")).collect()
+    crate::history::encode_cursor(&format!("{created_ms}/{id}"))
 }
 
 fn decode_cursor(c: &str) -> Option<(i64, String)> {
