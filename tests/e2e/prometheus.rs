@@ -122,11 +122,13 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
 
     // Every role, and traffic that makes each series move.
     let Some(mut p) = Pipeline::start("prom").await else { return };
-    let (_, cp_url) = control_plane_on_loopback(&stop).await;
+    let (cp, cp_url) = control_plane_on_loopback(&stop).await;
+    cp.always("prom-r", 404); // refused for good: MeterControlPlaneRefusing
     let dead = WebhookReceiver::new(SECRET, FailMode::Always);
     let dead_url = receiver_on_loopback(&dead, &stop).await;
     p.start_api().await;
-    p.start_enforcer(fast_enforcer(&cp_url)).await;
+    // The dead endpoint is disabled after failing for 1 s: MeterWebhookEndpointDisabled.
+    p.start_enforcer(meter_enforcer::EnforcerConfig { webhook_disable_after_ms: 1000, ..fast_enforcer(&cp_url) }).await;
     // Prometheus has a sample of the dead-letter counter before the dead letter.
     eventually(Duration::from_secs(30), "Prometheus scraped the roles once", || async {
         match query(&prom, "meter_webhook_dead_letters_total").await? {
@@ -138,8 +140,16 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
     let api = p.api_url.clone();
     api_put(&format!("{api}/v1/webhooks/dead"), json!({"url": dead_url, "secret": SECRET})).await;
     api_put(&format!("{api}/v1/projects/prom-p/quota"), json!({"quota": {"written_data_bytes": 100}})).await;
+    api_put(&format!("{api}/v1/projects/prom-r/quota"), json!({"quota": {"written_data_bytes": 100}})).await;
     let mut client = p.client().await;
-    client.report(report("prom-src", 1, vec![inc("prom-p", Metric::WrittenDataBytes, 150)])).await.expect("ack");
+    client
+        .report(report(
+            "prom-src",
+            1,
+            vec![inc("prom-p", Metric::WrittenDataBytes, 150), inc("prom-r", Metric::WrittenDataBytes, 150)],
+        ))
+        .await
+        .expect("ack");
     client.report(report("prom-src", 2, vec![inc("", Metric::WrittenDataBytes, 1)])).await.expect_err("invalid");
 
     // promtool's linter on what the roles export.
@@ -192,27 +202,32 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
         })
         .await;
     }
-    eventually(Duration::from_secs(30), "every rule loaded and evaluated, the dead-letter alert firing", || async {
-        let v: Value = reqwest::get(format!("{prom}/api/v1/rules"))
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let rules: Vec<Value> = v["data"]["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
-            .collect();
-        let healthy = rules.len() == 12 && rules.iter().all(|r| r["health"] == "ok");
-        let fired = rules.iter().any(|r| r["name"] == "MeterWebhookDeadLetters" && r["state"] == "firing");
-        if healthy && fired {
-            Ok(())
-        } else {
-            Err(format!("{rules:?}"))
-        }
-    })
+    let must_fire = ["MeterWebhookDeadLetters", "MeterWebhookEndpointDisabled", "MeterControlPlaneRefusing"];
+    eventually(
+        Duration::from_secs(30),
+        "every rule loaded and evaluated, the three alerts of this traffic firing",
+        || async {
+            let v: Value = reqwest::get(format!("{prom}/api/v1/rules"))
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let rules: Vec<Value> = v["data"]["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                .collect();
+            let healthy = rules.len() == 12 && rules.iter().all(|r| r["health"] == "ok");
+            let fired = must_fire.iter().all(|name| rules.iter().any(|r| r["name"] == *name && r["state"] == "firing"));
+            if healthy && fired {
+                Ok(())
+            } else {
+                Err(format!("{rules:?}"))
+            }
+        },
+    )
     .await;
     stop.cancel();
     p.shutdown().await;

@@ -31,6 +31,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +40,9 @@ use crate::{DeadLetter, EnforcerConfig, WebhookJob};
 use attempt::Outcome;
 use book::Book;
 
+/// Events the intake takes in one go at most.
+const INTAKE_BATCH: usize = 512;
+
 /// What the intake and the sender share.
 #[derive(Clone)]
 struct Shared {
@@ -46,6 +50,8 @@ struct Shared {
     kafka: KafkaConfig,
     view: Arc<RwLock<ConfigView>>,
     book: Arc<Mutex<Book>>,
+    /// Wakes the sender: new deliveries, or a slot freed.
+    wake: Arc<tokio::sync::Notify>,
     producer: FutureProducer,
 }
 
@@ -107,7 +113,14 @@ pub(crate) fn run(
     );
     let producer: FutureProducer =
         kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
-    let shared = Shared { cfg: cfg.clone(), kafka: kafka.clone(), view, book: Arc::default(), producer };
+    let shared = Shared {
+        cfg: cfg.clone(),
+        kafka: kafka.clone(),
+        view,
+        book: Arc::new(Mutex::new(Book::new(cfg.webhook_concurrency, cfg.webhook_endpoint_concurrency))),
+        wake: Arc::default(),
+        producer,
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
         .redirect(reqwest::redirect::Policy::none())
@@ -151,21 +164,64 @@ fn intake_loop(s: &Shared, rt: &Handle, shutdown: &CancellationToken) -> anyhow:
             tracing::info!(partitions = ?parts, deliveries = deliveries.len(), "webhook.assigned");
             s.book.lock().expect("book").reassign(deliveries);
         }
-        let msg = match polled {
-            None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "webhook.poll_error");
-                continue;
+        // A batch: what is ready now, up to INTAKE_BATCH events, taken in
+        // one go (the records of every delivery written together, one
+        // commit), so the intake's pace is not one broker round trip per event.
+        let mut batch = Vec::new();
+        let mut next = polled;
+        loop {
+            match next {
+                None => break,
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "webhook.poll_error");
+                    break;
+                }
+                Some(Ok(msg)) => batch.push(msg.detach()),
             }
-            Some(Ok(msg)) => msg,
-        };
-        match serde_json::from_slice::<WebhookJob>(msg.payload().unwrap_or_default()) {
-            Ok(job) => rt.block_on(intake(s, msg.partition(), &job, &schedule))?,
-            Err(e) => tracing::error!(error = %e, offset = msg.offset(), "webhook.undecodable_event"),
+            if batch.len() >= INTAKE_BATCH || consumer.context().generation() != generation {
+                break;
+            }
+            next = consumer.poll(Duration::ZERO);
         }
-        consumer.commit_message(&msg, CommitMode::Sync)?;
+        if batch.is_empty() {
+            continue;
+        }
+        let mut jobs = Vec::new();
+        let mut offsets = TopicPartitionList::new();
+        for msg in &batch {
+            match serde_json::from_slice::<WebhookJob>(msg.payload().unwrap_or_default()) {
+                Ok(job) => jobs.push((msg.partition(), job)),
+                Err(e) => tracing::error!(error = %e, offset = msg.offset(), "webhook.undecodable_event"),
+            }
+            offsets.add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset() + 1))?;
+        }
+        rt.block_on(intake_all(s, &jobs, &schedule))?;
+        // A failed commit only means these events are taken again, and
+        // an event's deliveries are made once (`intake` skips existing ones).
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+            tracing::info!(error = %e, events = batch.len(), "webhook.commit_failed");
+        }
     }
     consumer.unsubscribe();
+    Ok(())
+}
+
+/// The deliveries of many events, concurrently; events about the same
+/// alert (an event and a resend of it) in the order they came.
+async fn intake_all(
+    s: &Shared,
+    jobs: &[(i32, WebhookJob)],
+    schedule: &meter_core::retry::Schedule,
+) -> anyhow::Result<()> {
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let n = rest.iter().take_while(|(_, job)| seen.insert(job.alert.id.as_str())).count();
+        let (now, later) = rest.split_at(n);
+        futures::future::try_join_all(now.iter().map(|(p, job)| intake(s, *p, job, schedule))).await?;
+        rest = later;
+    }
     Ok(())
 }
 
@@ -190,7 +246,7 @@ async fn intake(
     let mut made = Vec::new();
     for w in endpoints {
         let id = delivery_id(&job.alert.id, &w.id);
-        let existing = s.book.lock().expect("book").deliveries.get(&id).map(|(_, d)| d.clone());
+        let existing = s.book.lock().expect("book").get(&id).cloned();
         let mut was_dead = false;
         let mut d = match (existing, job.only_endpoint.is_some()) {
             (Some(_), false) => continue, // seen before this restart's commit
@@ -218,8 +274,9 @@ async fn intake(
     futures::future::try_join_all(writes).await?;
     let mut book = s.book.lock().expect("book");
     for (_, d) in made {
-        book.deliveries.insert(d.id.clone(), (partition, d));
+        book.put(partition, d);
     }
+    s.wake.notify_one();
     Ok(())
 }
 
@@ -239,12 +296,7 @@ async fn send_loop(
     while !shutdown.is_cancelled() {
         let now = now_ms();
         let usable = |id: &str| s.endpoint(id).is_some_and(|w| !w.disabled);
-        let due = s.book.lock().expect("book").take_due(
-            now,
-            s.cfg.webhook_concurrency,
-            s.cfg.webhook_endpoint_concurrency,
-            usable,
-        );
+        let due = s.book.lock().expect("book").take_due(now, usable);
         for (partition, d) in due {
             let Some(endpoint) = s.endpoint(&d.endpoint_id) else { continue };
             let (s, client, targets, schedule) = (s.clone(), client.clone(), targets.clone(), schedule.clone());
@@ -257,9 +309,14 @@ async fn send_loop(
             last_sweep = now;
             sweep(&s, now, disable_after, retention_ms).await?;
         }
+        // Until something is due, a slot frees up or new deliveries come;
+        // at least once a second for the sweep.
+        let next = s.book.lock().expect("book").next_due(usable).unwrap_or(i64::MAX);
+        let wait = (next - now_ms()).clamp(1, 1000) as u64;
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = s.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
     }
     tasks.abort_all();
@@ -300,6 +357,7 @@ async fn send_one(
         }
     }
     let ours = s.book.lock().expect("book").finish(partition, d.clone());
+    s.wake.notify_one();
     if ours {
         s.write(partition, &d).await?;
     }
@@ -317,7 +375,7 @@ async fn sweep(s: &Shared, now: i64, disable_after: Duration, retention_ms: i64)
         };
         d.end(state, why, now);
         s.write(p, &d).await?;
-        s.book.lock().expect("book").deliveries.insert(d.id.clone(), (p, d));
+        s.book.lock().expect("book").put(p, d);
     }
     // Endpoints failing for too long.
     let failing: Vec<String> = {
@@ -348,7 +406,7 @@ async fn sweep(s: &Shared, now: i64, disable_after: Duration, retention_ms: i64)
             )
             .await
             .map_err(|(e, _)| anyhow::anyhow!("forgetting delivery {id}: {e}"))?;
-        s.book.lock().expect("book").deliveries.remove(&id);
+        s.book.lock().expect("book").remove(&id);
     }
     let pending = s.book.lock().expect("book").pending_by_endpoint();
     let endpoints: Vec<String> = s.view.read().expect("config lock").webhooks.keys().cloned().collect();
