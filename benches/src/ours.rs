@@ -106,7 +106,7 @@ async fn lag_of(admin: &str) -> Option<f64> {
 }
 
 /// The roles of the pipeline run, in start order.
-const ROLES: &[&str] = &["ingest", "aggregate", "enforce", "api"];
+const ROLES: &[&str] = &["ingest", "aggregate", "load", "enforce", "api"];
 
 /// Writes a meterd config for `database` and `group` and starts `roles`
 /// (each ready before the next starts); the control plane's port is left

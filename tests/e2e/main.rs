@@ -4,6 +4,7 @@
 
 mod aggregators;
 mod bad_input;
+mod clickhouse_down;
 mod delivery;
 mod enforcement;
 mod fleet;

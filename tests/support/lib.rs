@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use meter_aggregator::AggregatorConfig;
+use meter_aggregator::{AggregatorConfig, LoadConfig};
 use meter_core::target::AddressClass;
 use meter_core::ProjectState;
 use meter_enforcer::EnforcerConfig;
@@ -107,6 +107,7 @@ pub struct Pipeline {
     enforcer: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
     api: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
     aggregators: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    load: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
 }
 
 impl Pipeline {
@@ -142,9 +143,11 @@ impl Pipeline {
             enforcer: None,
             api: None,
             aggregators: Vec::new(),
+            load: None,
         };
         p.start_ingest(IngestConfig::default()).await;
         p.start_aggregator();
+        p.start_load(&p.store_cfg.clone());
         Some(p)
     }
 
@@ -264,9 +267,32 @@ impl Pipeline {
     /// Starts one more aggregator instance in the same consumer group.
     pub fn start_aggregator(&mut self) {
         let token = CancellationToken::new();
-        let (c, k, s, t) = (self.aggregator.clone(), self.kafka.clone(), self.store_cfg.clone(), token.clone());
-        let handle = tokio::spawn(async move { meter_aggregator::run(&c, &k, &s, Health::default(), t).await });
+        let (c, k, t) = (self.aggregator.clone(), self.kafka.clone(), token.clone());
+        let handle = tokio::spawn(async move { meter_aggregator::run(&c, &k, Health::default(), t).await });
         self.aggregators.push((token, handle));
+    }
+
+    /// (Re)starts the load role (usage.rows -> ClickHouse) against `store`.
+    pub fn start_load(&mut self, store: &StoreConfig) {
+        let token = CancellationToken::new();
+        let cfg = LoadConfig {
+            group_id: format!("{}.load", self.aggregator.group_id),
+            linger_ms: 50,
+            ..LoadConfig::default()
+        };
+        let (k, s, t) = (self.kafka.clone(), store.clone(), token.clone());
+        let handle = tokio::spawn(async move { meter_aggregator::run_load(&cfg, &k, &s, Health::default(), t).await });
+        if let Some((old, _)) = self.load.replace((token, handle)) {
+            old.cancel();
+        }
+    }
+
+    /// Stops the load role (graceful).
+    pub async fn stop_load(&mut self) {
+        if let Some((t, h)) = self.load.take() {
+            t.cancel();
+            h.await.expect("load task").expect("load stopped cleanly");
+        }
     }
 
     /// Stops the oldest running aggregator (graceful).
@@ -309,6 +335,7 @@ impl Pipeline {
         while !self.aggregators.is_empty() {
             self.stop_aggregator().await;
         }
+        self.stop_load().await;
     }
 }
 
@@ -317,7 +344,8 @@ impl Drop for Pipeline {
     /// runtime can shut down (blocking loops run until cancelled) and the
     /// failure is reported instead of hanging.
     fn drop(&mut self) {
-        let tokens = self.ingest.iter().chain(&self.enforcer).chain(&self.api).chain(&self.aggregators);
+        let tokens =
+            self.ingest.iter().chain(&self.enforcer).chain(&self.api).chain(&self.aggregators).chain(&self.load);
         for (t, _) in tokens {
             t.cancel();
         }

@@ -47,3 +47,21 @@ impl AggregatorConfig {
         }
     }
 }
+
+/// The `[load]` section: how the load role moves `usage.rows` into ClickHouse.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadConfig {
+    /// Consumer group shared by every load instance.
+    pub group_id: String,
+    /// Most rows per ClickHouse INSERT.
+    pub max_batch_rows: usize,
+    /// Longest wait to fill an INSERT, milliseconds.
+    pub linger_ms: u64,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig { group_id: "meter-load".into(), max_batch_rows: 100_000, linger_ms: 500 }
+    }
+}

@@ -13,12 +13,8 @@ pub(crate) const DISCARDED: &str = "meter_aggregator_discarded_records_total";
 /// Events left out because their idempotency key was already counted for
 /// the project in that cycle.
 pub(crate) const DUPLICATE_KEY_EVENTS: &str = "meter_aggregator_duplicate_key_events_total";
-/// Duration of each flush stage (`clickhouse`, `kafka`).
+/// Duration of each flush stage (`kafka`: the transaction).
 pub(crate) const FLUSH_SECONDS: &str = "meter_aggregator_flush_duration_seconds";
-/// Rows per ClickHouse insert.
-pub(crate) const FLUSH_ROWS: &str = "meter_aggregator_flush_rows";
-/// Failed ClickHouse inserts (each is retried).
-pub(crate) const CLICKHOUSE_ERRORS: &str = "meter_aggregator_clickhouse_errors_total";
 /// Records read again because the group's offsets were ahead of the restored state.
 pub(crate) const REREAD: &str = "meter_aggregator_reread_records_total";
 /// Partition states rebuilt from `usage.totals`.
@@ -43,9 +39,7 @@ pub(crate) fn describe() {
         DUPLICATE_KEY_EVENTS,
         "Events left out because their idempotency key was already counted for the project in that cycle."
     );
-    metrics::describe_histogram!(FLUSH_SECONDS, "Duration of each flush stage (`clickhouse`, `kafka`).");
-    metrics::describe_histogram!(FLUSH_ROWS, "Rows per ClickHouse insert.");
-    metrics::describe_counter!(CLICKHOUSE_ERRORS, "Failed ClickHouse inserts (each is retried).");
+    metrics::describe_histogram!(FLUSH_SECONDS, "Duration of each flush stage (`kafka`: the transaction).");
     metrics::describe_counter!(
         REREAD,
         "Records read again because the group's offsets were ahead of the restored state."
@@ -56,7 +50,7 @@ pub(crate) fn describe() {
         INGEST_TO_COMMIT_SECONDS,
         "From ingest's acceptance of a batch to the commit of its totals."
     );
-    for c in [CLICKHOUSE_ERRORS, RESTORES, REREAD, EVENTS, DUPLICATE_KEY_EVENTS] {
+    for c in [RESTORES, REREAD, EVENTS, DUPLICATE_KEY_EVENTS] {
         metrics::counter!(c).increment(0);
     }
     for outcome in ["committed", "aborted"] {
@@ -68,4 +62,31 @@ pub(crate) fn describe() {
     for m in meter_core::Metric::COUNTERS {
         metrics::counter!(USAGE, "metric" => m.name()).increment(0);
     }
+}
+
+/// Rows of `usage.rows` not yet loaded into ClickHouse by this instance.
+pub(crate) const LOAD_LAG: &str = "meter_load_lag_records";
+/// Rows inserted into ClickHouse.
+pub(crate) const LOAD_ROWS: &str = "meter_load_rows_total";
+/// Rows per ClickHouse INSERT.
+pub(crate) const LOAD_INSERT_ROWS: &str = "meter_load_insert_rows";
+/// Duration of each INSERT, retries included.
+pub(crate) const LOAD_SECONDS: &str = "meter_load_insert_duration_seconds";
+/// Failed ClickHouse INSERTs (each is retried).
+pub(crate) const LOAD_ERRORS: &str = "meter_load_clickhouse_errors_total";
+/// `usage.rows` records that could not be decoded (skipped).
+pub(crate) const LOAD_UNDECODABLE: &str = "meter_load_undecodable_records_total";
+
+/// The load role's metrics, described and started at zero.
+pub(crate) fn describe_load() {
+    metrics::describe_gauge!(LOAD_LAG, "Records of usage.rows not yet loaded into ClickHouse by this instance.");
+    metrics::describe_counter!(LOAD_ROWS, "Rows inserted into ClickHouse.");
+    metrics::describe_histogram!(LOAD_INSERT_ROWS, "Rows per ClickHouse INSERT.");
+    metrics::describe_histogram!(LOAD_SECONDS, "Duration of each INSERT, retries included.");
+    metrics::describe_counter!(LOAD_ERRORS, "Failed ClickHouse INSERTs (each is retried).");
+    metrics::describe_counter!(LOAD_UNDECODABLE, "usage.rows records that could not be decoded (skipped).");
+    for c in [LOAD_ROWS, LOAD_ERRORS, LOAD_UNDECODABLE] {
+        metrics::counter!(c).increment(0);
+    }
+    metrics::gauge!(LOAD_LAG).set(0.0);
 }

@@ -47,11 +47,12 @@ impl Pending {
     }
 }
 
-/// What a batch produced: rows for ClickHouse, the projects whose totals
-/// changed, and the oldest ingest time among the counted batches.
+/// What a batch produced: rows for ClickHouse (per partition), the
+/// projects whose totals changed, and the oldest ingest time among the
+/// counted batches.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    pub(crate) rows: Vec<UsageRow>,
+    pub(crate) rows: BTreeMap<i32, Vec<UsageRow>>,
     pub(crate) touched: BTreeSet<(i32, String)>,
     pub(crate) events: u64,
     pub(crate) oldest_ingest_ms: Option<i64>,
@@ -113,7 +114,11 @@ pub(crate) fn apply(
                         usage[i] = usage[i].saturating_add(h.value);
                     }
                 }
-                out.rows.extend(UsageRow::of_batch(&batch, rec.offset as u64, &hourly));
+                out.rows.entry(rec.partition).or_default().extend(UsageRow::of_batch(
+                    &batch,
+                    rec.offset as u64,
+                    &hourly,
+                ));
                 out.touched.insert((rec.partition, project.to_owned()));
                 out.events += batch.events.len() as u64;
                 out.oldest_ingest_ms =

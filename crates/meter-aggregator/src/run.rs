@@ -1,7 +1,8 @@
-//! The aggregator loop: collect a batch, apply it, write ClickHouse, then
-//! commit totals and offsets in one Kafka transaction.
+//! The aggregator loop: collect a batch, apply it, then commit totals,
+//! hourly rows (for the load role to put in ClickHouse) and offsets in one
+//! Kafka transaction. ClickHouse is not on this path: its outage or
+//! slowness never delays the totals enforcement reads.
 
-use meter_core::retry::{Backoff, RetryPolicy};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,19 +10,18 @@ use std::time::{Duration, Instant};
 use meter_kafka::{send_in_transaction as send, transactional_producer, KafkaConfig, TxProducer};
 use meter_proto::{key_chunk_records, mark_keys_persisted, state_to_wire};
 use meter_runtime::Health;
-use meter_store::{Store, StoreConfig};
 use prost::Message as _;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{group_consumer, GroupConsumer};
 use crate::metrics as m;
 use crate::process::{apply, Outcome, Pending, Record};
+use crate::rows::encode_rows;
 use crate::state::States;
 use crate::AggregatorConfig;
 use meter_runtime::now_ms;
@@ -29,33 +29,22 @@ use meter_runtime::now_ms;
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the aggregator role until `shutdown`. The loop runs on a blocking
-/// thread (librdkafka's transactional calls block); ClickHouse writes are
-/// driven on the caller's runtime.
+/// thread (librdkafka's transactional calls block).
 pub async fn run(
     cfg: &AggregatorConfig,
     kafka: &KafkaConfig,
-    store: &StoreConfig,
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     crate::metrics::describe();
     let ready = health.part("aggregator");
-    let worker = Worker {
-        cfg: cfg.clone(),
-        kafka: kafka.clone(),
-        store: Store::new(store),
-        rt: Handle::current(),
-        shutdown,
-        states: States::default(),
-    };
+    let worker = Worker { cfg: cfg.clone(), kafka: kafka.clone(), shutdown, states: States::default() };
     tokio::task::spawn_blocking(move || worker.run(ready)).await?
 }
 
 struct Worker {
     cfg: AggregatorConfig,
     kafka: KafkaConfig,
-    store: Store,
-    rt: Handle,
     shutdown: CancellationToken,
     states: States,
 }
@@ -65,8 +54,6 @@ enum Flush {
     Committed,
     /// Aborted; the partitions were rewound and will be read again.
     Aborted,
-    /// Shutdown came first; nothing was committed.
-    Abandoned,
 }
 
 impl Worker {
@@ -81,16 +68,13 @@ impl Worker {
         while !self.shutdown.is_cancelled() {
             let pending = self.collect(&consumer);
             if last_lag.elapsed() > Duration::from_secs(2) {
-                report_lag(&consumer, &self.kafka.events_topic);
+                report_lag(&consumer, &self.kafka.events_topic, m::LAG);
                 last_lag = Instant::now();
             }
             if pending.is_empty() {
                 continue;
             }
-            match self.flush(&consumer, &producer, &pending)? {
-                Flush::Committed | Flush::Aborted => {}
-                Flush::Abandoned => break,
-            }
+            self.flush(&consumer, &producer, &pending)?;
         }
         ready.store(false, Ordering::SeqCst);
         consumer.unsubscribe();
@@ -144,9 +128,6 @@ impl Worker {
                 return Ok(Flush::Aborted);
             }
         };
-        if !self.write_clickhouse(&outcome) {
-            return Ok(Flush::Abandoned);
-        }
         let started = Instant::now();
         match self.commit(consumer, producer, pending, &outcome) {
             Ok(()) => {
@@ -180,37 +161,9 @@ impl Worker {
         }
     }
 
-    /// Inserts the rows, retrying until it succeeds; false if shutdown came
-    /// first. Retrying is safe: the rows are keyed by their batch.
-    fn write_clickhouse(&self, outcome: &Outcome) -> bool {
-        let started = Instant::now();
-        let mut backoff =
-            Backoff::new(RetryPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(5) });
-        loop {
-            match self.rt.block_on(self.store.write_usage(&outcome.rows)) {
-                Ok(()) => break,
-                Err(e) => {
-                    metrics::counter!(m::CLICKHOUSE_ERRORS).increment(1);
-                    let wait = backoff.next(rand::random(), None);
-                    tracing::warn!(error = %e, rows = outcome.rows.len(), retry_in_ms = wait.as_millis() as u64, "aggregator.clickhouse_write_failed");
-                    if self.rt.block_on(async {
-                        tokio::select! {
-                            _ = self.shutdown.cancelled() => true,
-                            _ = tokio::time::sleep(wait) => false,
-                        }
-                    }) {
-                        return false;
-                    }
-                }
-            }
-        }
-        metrics::histogram!(m::FLUSH_SECONDS, "stage" => "clickhouse").record(started.elapsed().as_secs_f64());
-        metrics::histogram!(m::FLUSH_ROWS).record(outcome.rows.len() as f64);
-        true
-    }
-
     /// One transaction: the totals of every touched project (and the
-    /// chunks of its idempotency keys that changed), and the offsets.
+    /// chunks of its idempotency keys that changed), the hourly rows of
+    /// the counted batches, and the offsets.
     fn commit(
         &self,
         consumer: &GroupConsumer,
@@ -239,6 +192,14 @@ impl Worker {
                 )?;
             }
         }
+        for (partition, rows) in &outcome.rows {
+            for record in encode_rows(rows) {
+                send(
+                    producer,
+                    BaseRecord::<str, [u8]>::to(&self.kafka.rows_topic).partition(*partition).payload(&record),
+                )?;
+            }
+        }
         let mut offsets = TopicPartitionList::new();
         for (&p, &next) in &pending.next {
             offsets.add_partition_offset(&self.kafka.events_topic, p, Offset::Offset(next))?;
@@ -261,7 +222,12 @@ impl Worker {
     }
 }
 
-fn report_lag(consumer: &GroupConsumer, topic: &str) {
+/// Sets `gauge` to the records of `topic` behind `consumer`'s positions.
+pub(crate) fn report_lag<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+    gauge: &'static str,
+) {
     let Ok(positions) = consumer.position() else { return };
     let mut total = 0i64;
     for e in positions.elements_for_topic(topic) {
@@ -271,5 +237,5 @@ fn report_lag(consumer: &GroupConsumer, topic: &str) {
             total += (high - pos).max(0);
         }
     }
-    metrics::gauge!(m::LAG).set(total as f64);
+    metrics::gauge!(gauge).set(total as f64);
 }

@@ -23,8 +23,13 @@ pub enum FaultKind {
     AggregatorJoinLeave,
     /// The broker is stopped (SIGSTOP) past the producer's timeout, then resumed.
     BrokerPause,
+    /// `kill -9` of the load role (usage.rows -> ClickHouse), then a restart.
+    KillLoad,
     /// ClickHouse is stopped (SIGTERM and SIGKILL in turn), then started again.
     ClickHouseRestart,
+    /// ClickHouse is stopped and stays down for the configured outage
+    /// (60 s by default) under load; enforcement must not notice.
+    ClickHouseOutage,
     /// Every aggregator stops (SIGTERM), the consumer group is deleted (full replay
     /// from the earliest offset), and an aggregator starts again.
     GroupReset,
@@ -32,14 +37,16 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::KillIngest,
         FaultKind::KillAggregator,
         FaultKind::KillEnforcer,
         FaultKind::KillApi,
         FaultKind::AggregatorJoinLeave,
         FaultKind::BrokerPause,
+        FaultKind::KillLoad,
         FaultKind::ClickHouseRestart,
+        FaultKind::ClickHouseOutage,
         FaultKind::GroupReset,
     ];
 
@@ -52,7 +59,9 @@ impl FaultKind {
             FaultKind::KillApi => "kill -9 api",
             FaultKind::AggregatorJoinLeave => "aggregator join+leave",
             FaultKind::BrokerPause => "broker SIGSTOP",
+            FaultKind::KillLoad => "kill -9 load",
             FaultKind::ClickHouseRestart => "clickhouse restart",
+            FaultKind::ClickHouseOutage => "clickhouse outage",
             FaultKind::GroupReset => "group reset (full replay)",
         }
     }
@@ -63,6 +72,24 @@ impl FaultKind {
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
+/// Stops ClickHouse, by SIGTERM and SIGKILL in turn.
+async fn stop_clickhouse(c: &mut Cluster) -> anyhow::Result<()> {
+    let pid = pid_file(&c.stack_dir.join("clickhouse/clickhouse.pid"))?;
+    c.clickhouse_restarts += 1;
+    let sig = if c.clickhouse_restarts.is_multiple_of(2) { "KILL" } else { "TERM" };
+    let t0 = std::time::Instant::now();
+    signal(pid, sig)?;
+    for _ in 0..240 {
+        if !alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    anyhow::ensure!(!alive(pid), "clickhouse (pid {pid}) still running 60 s after SIG{sig}");
+    println!("chaos: clickhouse stopped by SIG{sig} in {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Injects `kind` and heals it; returns when the cluster is whole again.
@@ -90,22 +117,18 @@ pub(crate) async fn inject(c: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
             tokio::time::sleep(Duration::from_millis(c.produce_timeout_ms + 2000)).await;
             signal(pid, "CONT")?;
         }
+        FaultKind::KillLoad => c.kill_and_restart("load").await?,
         FaultKind::ClickHouseRestart => {
-            let pid = pid_file(&c.stack_dir.join("clickhouse/clickhouse.pid"))?;
-            c.clickhouse_restarts += 1;
-            let sig = if c.clickhouse_restarts.is_multiple_of(2) { "KILL" } else { "TERM" };
-            let t0 = std::time::Instant::now();
-            signal(pid, sig)?;
-            for _ in 0..240 {
-                if !alive(pid) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            anyhow::ensure!(!alive(pid), "clickhouse (pid {pid}) still running 60 s after SIG{sig}");
-            println!("chaos: clickhouse stopped by SIG{sig} in {:.1} s", t0.elapsed().as_secs_f64());
+            stop_clickhouse(c).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             c.stack_up().await?;
+        }
+        FaultKind::ClickHouseOutage => {
+            let from = meter_runtime::now_ms();
+            stop_clickhouse(c).await?;
+            tokio::time::sleep(c.clickhouse_outage).await;
+            c.stack_up().await?;
+            c.outages.push((from, meter_runtime::now_ms()));
         }
         FaultKind::GroupReset => {
             // Stopped gracefully (kill -9 of an aggregator is a fault of its

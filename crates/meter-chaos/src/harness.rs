@@ -45,6 +45,8 @@ pub struct ChaosConfig {
     /// Share of acknowledged batches reported again by a second source with
     /// the same idempotency keys.
     pub key_twin_rate: f64,
+    /// How long a `ClickHouseOutage` keeps ClickHouse down.
+    pub clickhouse_outage: Duration,
 }
 
 /// What happened.
@@ -100,6 +102,9 @@ pub(crate) struct Cluster {
     pub(crate) crashes: usize,
     /// ClickHouse restarts so far (they alternate SIGTERM and SIGKILL).
     pub(crate) clickhouse_restarts: usize,
+    pub(crate) clickhouse_outage: Duration,
+    /// (from, to) Unix ms of each ClickHouse outage injected.
+    pub(crate) outages: Vec<(i64, i64)>,
 }
 
 /// A free loopback port.
@@ -191,12 +196,13 @@ pub fn meterd_config(
 ) -> String {
     format!(
         "[kafka]\nbrokers = \"{}\"\npartitions = {}\nproduce_timeout_ms = {}\n\
-         events_topic = \"{}\"\ntotals_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
+         events_topic = \"{}\"\ntotals_topic = \"{}\"\nrows_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
          actions_topic = \"{}\"\nwebhooks_topic = \"{}\"\ndead_letters_topic = \"{}\"\n\
          deliveries_topic = \"{}\"\ncalls_topic = \"{}\"\n\
          [clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{database}\"\n\
          [ingest]\nlisten = \"127.0.0.1:{}\"\nhttp_listen = \"127.0.0.1:{}\"\n\
          [aggregator]\ngroup_id = \"{group_id}\"\ntransactional_id_prefix = \"{group_id}\"\nlinger_ms = 50\n\
+         [load]\ngroup_id = \"{group_id}.load\"\nlinger_ms = 100\n\
          [enforcer]\ngroup_id = \"{group_id}.enf\"\ntransactional_id_prefix = \"{group_id}.enf\"\n\
          actuator_group_id = \"{group_id}.act\"\nwebhook_group_id = \"{group_id}.hooks\"\n\
          control_plane_url = \"http://127.0.0.1:{}\"\n\
@@ -207,6 +213,7 @@ pub fn meterd_config(
         kafka.produce_timeout_ms,
         kafka.events_topic,
         kafka.totals_topic,
+        kafka.rows_topic,
         kafka.config_topic,
         kafka.enforcement_topic,
         kafka.actions_topic,
@@ -277,8 +284,10 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         started: 0,
         crashes: 0,
         clickhouse_restarts: 0,
+        clickhouse_outage: cfg.clickhouse_outage,
+        outages: Vec::new(),
     };
-    for role in ["ingest", "enforce", "api"] {
+    for role in ["ingest", "load", "enforce", "api"] {
         cluster.start_as(role, role).await?;
     }
     cluster.start("aggregate").await?;
@@ -353,7 +362,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     report.node_restarts = stats.restarts.load(std::sync::atomic::Ordering::Relaxed);
     report.key_twins_sent = stats.key_twins_sent.load(std::sync::atomic::Ordering::Relaxed);
     final_check(&mut report, &store, &kafka, &prefix, &summary.truth, &stats).await?;
-    report.enforcement = quotas.check(&project_ids, Duration::from_secs(60)).await;
+    report.enforcement = quotas.check(&project_ids, Duration::from_secs(60), &cluster.outages).await;
     drop(cluster);
     stop.cancel();
     Ok(report)

@@ -34,6 +34,9 @@ struct Cli {
     /// same idempotency keys (every event then carries a key).
     #[arg(long, default_value_t = 0.05)]
     key_twin_rate: f64,
+    /// Seconds a ClickHouse outage lasts (the fault `clickhouse outage`).
+    #[arg(long, default_value_t = 60)]
+    clickhouse_outage_s: u64,
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -58,6 +61,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         projects: cli.projects,
         seed: cli.seed,
         restart_rate: cli.restart_rate,
+        clickhouse_outage: Duration::from_secs(cli.clickhouse_outage_s),
         key_twin_rate: cli.key_twin_rate,
     };
     let r = run(cfg).await?;
@@ -82,10 +86,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         r.totals_topic_exact
     );
     let e = &r.enforcement;
-    let q = |p: f64| {
-        let l = &e.suspend_latency_s;
+    let quantile = |l: &[f64], p: f64| {
         l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1)).map_or("-".into(), |v| format!("{v:.2} s"))
     };
+    let q = |p: f64| quantile(&e.suspend_latency_s, p);
     println!(
         "enforcement: {} quotas set ({} changes), {} projects over quota at the end; control plane: {} suspend and {} resume calls ({} repeated an idempotency key); {} alerts delivered; crossing-to-suspend p50 {} p99 {} max {}; {} mismatches{}",
         e.quotas_set,
@@ -100,6 +104,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         q(1.0),
         e.mismatches.len(),
         e.mismatches.first().map_or(String::new(), |m| format!(" (first: {m})")),
+    );
+    let o = &e.suspend_latency_in_outage_s;
+    println!(
+        "while ClickHouse was down: {} crossings suspended, crossing-to-suspend p50 {} p99 {} max {}",
+        o.len(),
+        quantile(o, 0.5),
+        quantile(o, 0.99),
+        quantile(o, 1.0)
     );
     let missing: Vec<&str> = FaultKind::ALL
         .iter()

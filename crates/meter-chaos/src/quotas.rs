@@ -50,6 +50,8 @@ pub struct EnforcementReport {
     pub alerts_delivered: usize,
     /// Crossing batch ingested -> control-plane call, seconds, sorted.
     pub suspend_latency_s: Vec<f64>,
+    /// The same, for crossings ingested while ClickHouse was down.
+    pub suspend_latency_in_outage_s: Vec<f64>,
     pub mismatches: Vec<String>,
 }
 
@@ -150,10 +152,10 @@ impl Quotas {
 
     /// Compares the control plane's calls with the exact usage, waiting up
     /// to `wait` for the enforcer to catch up.
-    pub(crate) async fn check(&self, projects: &[String], wait: Duration) -> EnforcementReport {
+    pub(crate) async fn check(&self, projects: &[String], wait: Duration, outages: &[(i64, i64)]) -> EnforcementReport {
         let deadline = Instant::now() + wait;
         loop {
-            let r = self.compare(projects).await;
+            let r = self.compare(projects, outages).await;
             if r.mismatches.is_empty() || Instant::now() > deadline {
                 return r;
             }
@@ -161,7 +163,7 @@ impl Quotas {
         }
     }
 
-    async fn compare(&self, projects: &[String]) -> EnforcementReport {
+    async fn compare(&self, projects: &[String], outages: &[(i64, i64)]) -> EnforcementReport {
         let calls = self.control_plane.calls.lock().expect("calls").clone();
         let mut r = EnforcementReport {
             quotas_set: self.set.len(),
@@ -179,10 +181,15 @@ impl Quotas {
         let mut first_key_call = BTreeSet::new();
         for c in calls.iter().filter(|c| c.verb == "suspend") {
             if let Some(a) = c.action.as_ref().filter(|_| first_key_call.insert(c.idempotency_key.clone())) {
-                r.suspend_latency_s.push((c.received_ms - a.crossing_ingested_ms) as f64 / 1000.0);
+                let latency = (c.received_ms - a.crossing_ingested_ms) as f64 / 1000.0;
+                r.suspend_latency_s.push(latency);
+                if outages.iter().any(|(from, to)| (*from..=*to).contains(&a.crossing_ingested_ms)) {
+                    r.suspend_latency_in_outage_s.push(latency);
+                }
             }
         }
         r.suspend_latency_s.sort_by(f64::total_cmp);
+        r.suspend_latency_in_outage_s.sort_by(f64::total_cmp);
         self.compare_alerts(&keys, &mut r);
         for p in projects {
             let episodes =

@@ -28,6 +28,7 @@ pub async fn ensure_topics<'a>(cfg: &'a KafkaConfig) -> Result<()> {
     let topics = [
         plain(&cfg.events_topic),
         compacted(&cfg.totals_topic),
+        plain(&cfg.rows_topic),
         compacted(&cfg.config_topic),
         compacted(&cfg.enforcement_topic),
         plain(&cfg.actions_topic),

@@ -16,6 +16,10 @@ pub struct KafkaConfig {
     /// Compacted per-project totals and aggregator state, partition for
     /// partition aligned with `events_topic`.
     pub totals_topic: String,
+    /// Hourly usage rows for ClickHouse, written by the aggregator in the
+    /// transaction that counts them, loaded by the load role; aligned with
+    /// `events_topic`, kept as long as it.
+    pub rows_topic: String,
     /// Quotas, plans and webhook endpoints (compacted; JSON values).
     pub config_topic: String,
     /// Enforcement state per project (compacted), aligned with `totals_topic`.
@@ -64,6 +68,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             events_topic: "usage.events".into(),
             totals_topic: "usage.totals".into(),
+            rows_topic: "usage.rows".into(),
             config_topic: "meter.config".into(),
             enforcement_topic: "meter.enforcement".into(),
             actions_topic: "meter.actions".into(),
@@ -99,6 +104,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("brokers", &self.brokers)
             .field("events_topic", &self.events_topic)
             .field("totals_topic", &self.totals_topic)
+            .field("rows_topic", &self.rows_topic)
             .field("config_topic", &self.config_topic)
             .field("enforcement_topic", &self.enforcement_topic)
             .field("actions_topic", &self.actions_topic)
@@ -124,6 +130,7 @@ impl KafkaConfig {
     pub fn with_topic_prefix(mut self, prefix: &str) -> Self {
         self.events_topic = format!("{prefix}.events");
         self.totals_topic = format!("{prefix}.totals");
+        self.rows_topic = format!("{prefix}.rows");
         self.config_topic = format!("{prefix}.config");
         self.enforcement_topic = format!("{prefix}.enforcement");
         self.actions_topic = format!("{prefix}.actions");

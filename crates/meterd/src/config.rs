@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use meter_aggregator::AggregatorConfig;
+use meter_aggregator::{AggregatorConfig, LoadConfig};
 use meter_api::ApiConfig;
 use meter_enforcer::EnforcerConfig;
 use meter_ingest::IngestConfig;
@@ -19,6 +19,7 @@ pub(crate) struct Config {
     pub(crate) clickhouse: StoreConfig,
     pub(crate) ingest: IngestConfig,
     pub(crate) aggregator: AggregatorConfig,
+    pub(crate) load: LoadConfig,
     pub(crate) enforcer: EnforcerConfig,
     pub(crate) api: ApiConfig,
     pub(crate) admin: AdminConfig,

@@ -1,7 +1,7 @@
 //! `meterd`: every role of the metering pipeline in one binary.
 //!
 //! ```text
-//! meterd [--config FILE] ingest|aggregate|enforce|api|all|migrate|config|openapi
+//! meterd [--config FILE] ingest|aggregate|load|enforce|api|all|migrate|config|openapi
 //! ```
 //! Configuration: defaults, then the TOML file, then `METER__SECTION__KEY`
 //! environment variables (see deploy/local/meterd.toml for every key).
@@ -34,8 +34,10 @@ struct Cli {
 enum Role {
     /// gRPC ingest: compute nodes -> Kafka.
     Ingest,
-    /// Aggregator: Kafka -> totals (Kafka) and hourly usage (ClickHouse).
+    /// Aggregator: usage events -> totals and hourly rows (Kafka).
     Aggregate,
+    /// Load: hourly rows (Kafka) -> ClickHouse.
+    Load,
     /// Enforcer: totals + quotas -> suspend/resume calls and alert webhooks.
     Enforce,
     /// HTTP API: quotas, plans, project status, CheckQuota, webhooks.

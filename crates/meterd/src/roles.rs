@@ -72,9 +72,13 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         tasks.spawn(async move { ("ingest", meter_ingest::run(&c, &k, auth, listener, http, h, s).await) });
     }
     if matches!(role, Role::Aggregate | Role::All) {
+        let (c, k, h, s) = (cfg.aggregator.clone(), cfg.kafka.clone(), health.clone(), shutdown.clone());
+        tasks.spawn(async move { ("aggregator", meter_aggregator::run(&c, &k, h, s).await) });
+    }
+    if matches!(role, Role::Load | Role::All) {
         let (c, k, st, h, s) =
-            (cfg.aggregator.clone(), cfg.kafka.clone(), cfg.clickhouse.clone(), health.clone(), shutdown.clone());
-        tasks.spawn(async move { ("aggregator", meter_aggregator::run(&c, &k, &st, h, s).await) });
+            (cfg.load.clone(), cfg.kafka.clone(), cfg.clickhouse.clone(), health.clone(), shutdown.clone());
+        tasks.spawn(async move { ("load", meter_aggregator::run_load(&c, &k, &st, h, s).await) });
     }
 
     let clock: std::sync::Arc<dyn meter_runtime::Clock> = std::sync::Arc::new(meter_runtime::SystemClock);

@@ -1,0 +1,97 @@
+//! Hourly rows on the `usage.rows` topic: `UsageRow` <-> the `UsageRows`
+//! record, written by the aggregator and read by the load role.
+
+use meter_proto::v1;
+use meter_store::UsageRow;
+use prost::Message as _;
+
+/// Rows per `usage.rows` record at most: ~100 bytes each, so a record stays
+/// well under the broker's 1 MiB `message.max.bytes`.
+pub(crate) const ROWS_PER_RECORD: usize = 2_000;
+
+/// The `usage.rows` records of `rows`, in order.
+pub(crate) fn encode_rows(rows: &[UsageRow]) -> Vec<Vec<u8>> {
+    rows.chunks(ROWS_PER_RECORD)
+        .map(|chunk| {
+            v1::UsageRows {
+                rows: chunk
+                    .iter()
+                    .map(|r| v1::UsageRowRecord {
+                        project_id: r.project_id.clone(),
+                        metric: r.metric.into(),
+                        hour_unix_s: r.hour,
+                        source_id: r.source_id.clone(),
+                        batch_seq: r.batch_seq,
+                        value: r.value,
+                        last_value: r.last_value,
+                        last_time_unix_ms: r.last_time_ms,
+                        version: r.version,
+                    })
+                    .collect(),
+            }
+            .encode_to_vec()
+        })
+        .collect()
+}
+
+/// The rows of one `usage.rows` record.
+pub(crate) fn decode_rows(payload: &[u8]) -> anyhow::Result<Vec<UsageRow>> {
+    let wire = v1::UsageRows::decode(payload)?;
+    wire.rows
+        .into_iter()
+        .map(|r| {
+            let metric = i8::try_from(r.metric)
+                .ok()
+                .filter(|m| (1..=5).contains(m))
+                .ok_or_else(|| anyhow::anyhow!("metric code {} is not 1..=5", r.metric))?;
+            Ok(UsageRow {
+                project_id: r.project_id,
+                metric,
+                hour: r.hour_unix_s,
+                source_id: r.source_id,
+                batch_seq: r.batch_seq,
+                value: r.value,
+                last_value: r.last_value,
+                last_time_ms: r.last_time_unix_ms,
+                version: r.version,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: u64) -> UsageRow {
+        UsageRow {
+            project_id: format!("p{i}"),
+            metric: (i % 5) as i8 + 1,
+            hour: 1_764_500_400,
+            source_id: "node-1/00ab".into(),
+            batch_seq: i,
+            value: i * 7,
+            last_value: i,
+            last_time_ms: 1_764_500_400_123,
+            version: 42,
+        }
+    }
+
+    #[test]
+    fn rows_survive_the_topic_in_records_of_bounded_size() {
+        let rows: Vec<UsageRow> = (0..4_500).map(row).collect();
+        let records = encode_rows(&rows);
+        assert_eq!(records.len(), 3);
+        assert!(records.iter().all(|r| r.len() < 512 * 1024), "{:?}", records.iter().map(Vec::len).collect::<Vec<_>>());
+        let back: Vec<UsageRow> = records.iter().flat_map(|r| decode_rows(r).expect("decodes")).collect();
+        assert_eq!(format!("{back:?}"), format!("{rows:?}"));
+    }
+
+    #[test]
+    fn a_bad_metric_code_is_named() {
+        let mut bad = row(1);
+        bad.metric = 9;
+        let err = decode_rows(&encode_rows(&[bad])[0]).expect_err("refused");
+        assert!(err.to_string().contains("metric code 9"), "{err}");
+    }
+}
