@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
     let (ch, ch_rows) = if cli.skip_baselines {
         (none, 0.0)
     } else {
-        baselines::clickhouse(&load, &Store::new(&ch_cfg), events, 200_000).await?
+        baselines::clickhouse(&load, &Store::new(&ch_cfg)?, events, 200_000).await?
     };
 
     println!("\nthroughput (same load, same broker and server, this run):");

@@ -246,7 +246,7 @@ pub(crate) async fn run(
     let mut out = Outcome { ingest: Some(ingest), ..Outcome::default() };
 
     // Until ClickHouse and the totals topic show every acknowledged event.
-    let store = Store::new(&StoreConfig { url: clickhouse_url.to_owned(), database, ..StoreConfig::default() });
+    let store = Store::new(&StoreConfig { url: clickhouse_url.to_owned(), database, ..StoreConfig::default() })?;
     let want = acked.totals();
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline && out.to_clickhouse.is_none() {

@@ -5,6 +5,7 @@
 mod aggregators;
 mod bad_input;
 mod clickhouse_down;
+mod clickhouse_tls;
 mod delivery;
 mod enforcement;
 mod fleet;

@@ -143,7 +143,7 @@ async fn backfill_rebuilds_clickhouse_from_kafka() {
         .await
         .expect("backfill");
     assert!(out.starts_with("backfill: ") && out.contains("rows written (0 undecodable)"), "{out}");
-    let rebuilt = Store::new(&fresh).usage_with_prefix(prefix).await.expect("query");
+    let rebuilt = Store::new(&fresh).expect("store").usage_with_prefix(prefix).await.expect("query");
     let original = p.store.usage_with_prefix(prefix).await.expect("query");
     assert_eq!(rebuilt, original, "the rebuilt database equals the aggregator's");
     assert!(meter_sim::compare(&summary.truth, &rebuilt).is_empty(), "and the ground truth");
@@ -151,7 +151,7 @@ async fn backfill_rebuilds_clickhouse_from_kafka() {
     ctl(&p, &["backfill", "--config", config.to_str().expect("path"), "--from", &from, "--to", &to])
         .await
         .expect("again");
-    assert_eq!(Store::new(&fresh).usage_with_prefix(prefix).await.expect("query"), original);
+    assert_eq!(Store::new(&fresh).expect("store").usage_with_prefix(prefix).await.expect("query"), original);
     let err = ctl(&p, &["backfill", "--config", config.to_str().expect("path"), "--from", "today", "--to", &to])
         .await
         .unwrap_err();

@@ -32,6 +32,9 @@ use tonic::transport::Channel;
 pub struct Stack {
     pub brokers: String,
     pub clickhouse_url: String,
+    /// The same server over TLS, and the CA file that signed its certificate.
+    pub clickhouse_https_url: String,
+    pub clickhouse_ca_file: String,
 }
 
 impl Stack {
@@ -43,6 +46,10 @@ impl Stack {
         let s = Stack {
             brokers: std::env::var("METER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
             clickhouse_url: std::env::var("METER_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+            clickhouse_https_url: std::env::var("METER_CLICKHOUSE_HTTPS_URL")
+                .unwrap_or_else(|_| "https://127.0.0.1:8443".into()),
+            clickhouse_ca_file: std::env::var("METER_CLICKHOUSE_CA_FILE")
+                .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../.stack/clickhouse/tls/ca.pem").into()),
         };
         let ch = s.clickhouse_url.trim_start_matches("http://").to_string();
         for (what, addr) in [("kafka", s.brokers.split(',').next().unwrap_or_default().to_string()), ("clickhouse", ch)]
@@ -83,7 +90,8 @@ pub fn skip<T>(why: &str) -> Option<T> {
     None
 }
 
-fn unique(name: &str) -> String {
+/// `name` made unique to this process and moment (topics, groups, databases).
+pub fn unique(name: &str) -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
     format!("{name}_{:x}_{:x}", std::process::id(), t % 0xffff_ffff)
 }
@@ -130,7 +138,7 @@ impl Pipeline {
         let aggregator =
             AggregatorConfig { group_id: format!("{id}.agg"), linger_ms: 50, ..AggregatorConfig::default() };
         let mut p = Pipeline {
-            store: Store::new(&store_cfg),
+            store: Store::new(&store_cfg).expect("store"),
             kafka,
             store_cfg,
             aggregator,

@@ -39,7 +39,7 @@ pub async fn run_load(
     m::describe_load();
     anyhow::ensure!(cfg.max_batch_rows > 0, "load.max_batch_rows: must be at least 1");
     let ready = health.part("load");
-    let loader = Loader { cfg: cfg.clone(), kafka: kafka.clone(), store: Store::new(store), rt: Handle::current() };
+    let loader = Loader { cfg: cfg.clone(), kafka: kafka.clone(), store: Store::new(store)?, rt: Handle::current() };
     tokio::task::spawn_blocking(move || loader.run(&ready, &shutdown)).await?
 }
 

@@ -129,7 +129,7 @@ pub async fn run(
     }
     let producer: FutureProducer =
         kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
-    let store = meter_store::Store::new(clickhouse);
+    let store = meter_store::Store::new(clickhouse)?;
     let (auth, webhook_targets) = security;
     let app = App { views, producer, kafka: kafka.clone(), store, clock, webhook_targets };
     tracing::info!(http = %listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "api.listening");

@@ -92,6 +92,15 @@ async fn stop_clickhouse(c: &mut Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts ClickHouse again after a `ClickHouseOutage`; records the window.
+pub(crate) async fn end_clickhouse_outage(c: &mut Cluster) -> anyhow::Result<()> {
+    if let Some(from) = c.outage_from.take() {
+        c.stack_up().await?;
+        c.outages.push((from, meter_runtime::now_ms()));
+    }
+    Ok(())
+}
+
 /// Injects `kind` and heals it; returns when the cluster is whole again.
 pub(crate) async fn inject(c: &mut Cluster, kind: FaultKind) -> anyhow::Result<()> {
     match kind {
@@ -124,11 +133,10 @@ pub(crate) async fn inject(c: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
             c.stack_up().await?;
         }
         FaultKind::ClickHouseOutage => {
-            let from = meter_runtime::now_ms();
+            // Ended by `end_clickhouse_outage` once the run has made
+            // crossings during it.
             stop_clickhouse(c).await?;
-            tokio::time::sleep(c.clickhouse_outage).await;
-            c.stack_up().await?;
-            c.outages.push((from, meter_runtime::now_ms()));
+            c.outage_from = Some(meter_runtime::now_ms());
         }
         FaultKind::GroupReset => {
             // Stopped gracefully (kill -9 of an aggregator is a fault of its

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{final_check, Sampler};
-use crate::faults::{inject, FaultKind};
+use crate::faults::{end_clickhouse_outage, inject, FaultKind};
 use crate::procs::{ready, Launcher, Proc};
 use crate::quotas::{EnforcementReport, Quotas};
 
@@ -102,9 +102,10 @@ pub(crate) struct Cluster {
     pub(crate) crashes: usize,
     /// ClickHouse restarts so far (they alternate SIGTERM and SIGKILL).
     pub(crate) clickhouse_restarts: usize,
-    pub(crate) clickhouse_outage: Duration,
     /// (from, to) Unix ms of each ClickHouse outage injected.
     pub(crate) outages: Vec<(i64, i64)>,
+    /// When the ClickHouse outage under way began.
+    pub(crate) outage_from: Option<i64>,
 }
 
 /// A free loopback port.
@@ -284,8 +285,8 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         started: 0,
         crashes: 0,
         clickhouse_restarts: 0,
-        clickhouse_outage: cfg.clickhouse_outage,
         outages: Vec::new(),
+        outage_from: None,
     };
     for role in ["ingest", "load", "enforce", "api"] {
         cluster.start_as(role, role).await?;
@@ -295,7 +296,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut quotas = Quotas::start(format!("http://127.0.0.1:{}", ports.api), ports.control_plane, &stop).await?;
     println!("chaos: prefix {prefix}, logs in {}", dir.display());
 
-    let store = Store::new(&StoreConfig { url: cfg.clickhouse_url.clone(), database, ..StoreConfig::default() });
+    let store = Store::new(&StoreConfig { url: cfg.clickhouse_url.clone(), database, ..StoreConfig::default() })?;
     let stats = Arc::new(SendStats::default());
     let fleet = FleetConfig {
         prefix: prefix.clone(),
@@ -340,6 +341,16 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         let kind = queue.pop().expect("refilled");
         let t0 = Instant::now();
         inject(&mut cluster, kind).await.map_err(|e| e.context(format!("injecting {}", kind.name())))?;
+        if kind == FaultKind::ClickHouseOutage {
+            // Projects cross their quotas while ClickHouse is down: quotas
+            // just above usage, every 3 s; the report measures those suspensions.
+            let until = Instant::now() + cfg.clickhouse_outage;
+            while Instant::now() < until {
+                quotas.cross_soon(&mut rng, &project_ids).await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            end_clickhouse_outage(&mut cluster).await?;
+        }
         *report.faults.entry(kind).or_default() += 1;
         println!(
             "chaos: [{:>4}s] {} (healed in {:.1} s)",

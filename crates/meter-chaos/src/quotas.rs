@@ -138,10 +138,35 @@ impl Quotas {
         }
     }
 
+    /// A quota a few seconds of active time above a project's usage, for a
+    /// project with a quota that is not suspended now (or, while fewer than
+    /// half have one, a fresh project): it crosses soon. The other half of
+    /// the fleet keeps no quota.
+    pub(crate) async fn cross_soon(&mut self, rng: &mut SmallRng, projects: &[String]) {
+        let mut open: Vec<String> =
+            self.set.keys().filter(|p| self.last_verb(p).as_deref() != Some("suspend")).cloned().collect();
+        if open.is_empty() && self.set.len() < projects.len() / 2 {
+            open = projects.iter().filter(|p| !self.set.contains_key(*p)).cloned().collect();
+        }
+        if let Some(p) = open.choose(rng) {
+            self.set_quota_above_usage(p, rng, false, 2..=8).await;
+        }
+    }
+
     async fn set_above_usage(&mut self, project: &str, rng: &mut SmallRng, raise: bool) {
+        self.set_quota_above_usage(project, rng, raise, 5..=90).await;
+    }
+
+    async fn set_quota_above_usage(
+        &mut self,
+        project: &str,
+        rng: &mut SmallRng,
+        raise: bool,
+        margin: std::ops::RangeInclusive<u64>,
+    ) {
         let Some(status) = self.status(project).await else { return };
         let Some(usage) = status["usage"]["active_time_seconds"].as_u64() else { return };
-        let quota = usage + rng.random_range(5..=90);
+        let quota = usage + rng.random_range(margin);
         if let Err(e) = self.put_quota(project, quota).await {
             tracing::warn!(error = %e, "chaos.quota_not_set");
             return;

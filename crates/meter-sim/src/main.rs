@@ -127,7 +127,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         url: a.clickhouse_url.clone(),
         database: a.database.clone(),
         ..StoreConfig::default()
-    });
+    })?;
     let (finish, stop) = (CancellationToken::new(), CancellationToken::new());
     {
         let (finish, stop) = (finish.clone(), stop.clone());

@@ -6,8 +6,13 @@ use serde::Deserialize;
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`, or `https://...:8443`
+    /// (ClickHouse Cloud, any server behind TLS).
     pub url: String,
+    /// For `https://` URLs: a PEM file of the certificates to trust instead
+    /// of the system's roots (a private CA, a self-signed server). Empty:
+    /// the system's roots.
+    pub ca_file: String,
     pub database: String,
     pub user: String,
     /// Never printed (see the `Debug` impl).
@@ -18,6 +23,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: "http://127.0.0.1:8123".into(),
+            ca_file: String::new(),
             database: "meter".into(),
             user: "default".into(),
             password: String::new(),
@@ -29,6 +35,7 @@ impl std::fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreConfig")
             .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
@@ -38,17 +45,18 @@ impl std::fmt::Debug for StoreConfig {
 
 impl StoreConfig {
     /// A client without a default database (for DDL that creates it).
-    pub(crate) fn server_client(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
+    pub(crate) fn server_client(&self) -> crate::Result<clickhouse::Client> {
+        let https = self.url.starts_with("https://");
+        Ok(clickhouse::Client::with_http_client(crate::tls::http_client(&self.ca_file, https)?)
             .with_url(&self.url)
             .with_user(&self.user)
             .with_password(&self.password)
             // Validation asks the server for settings 18.16 does not know.
-            .with_validation(false)
+            .with_validation(false))
     }
 
     /// A client whose queries run in `database`.
-    pub(crate) fn client(&self) -> clickhouse::Client {
-        self.server_client().with_database(&self.database)
+    pub(crate) fn client(&self) -> crate::Result<clickhouse::Client> {
+        Ok(self.server_client()?.with_database(&self.database))
     }
 }

@@ -9,6 +9,7 @@ mod config;
 mod history;
 mod migrate;
 mod query;
+mod tls;
 mod writer;
 
 pub use config::StoreConfig;
@@ -22,6 +23,8 @@ pub use writer::{metric_code, UsageRow};
 pub enum Error {
     #[error("clickhouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
+    #[error("clickhouse TLS: {0}")]
+    Tls(String),
     #[error("clickhouse migration {version} ({name}) failed: {source}")]
     Migration { version: u32, name: &'static str, source: clickhouse::error::Error },
 }

@@ -48,7 +48,7 @@ struct Record<'a> {
 /// Creates the database and applies every migration not yet recorded.
 /// Returns the server's version string.
 pub async fn migrate(cfg: &StoreConfig) -> Result<String> {
-    let server = cfg.server_client();
+    let server = cfg.server_client()?;
     let version: String = server.query("SELECT version()").fetch_one().await?;
     let db = &cfg.database;
     server.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await?;
@@ -60,7 +60,7 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<String> {
         ))
         .execute()
         .await?;
-    let client = cfg.client();
+    let client = cfg.client()?;
     let applied: Vec<u32> = client
         .query("SELECT version FROM schema_migrations")
         .fetch_all::<Applied>()

@@ -57,9 +57,10 @@ fn like_prefix(prefix: &str) -> String {
 }
 
 impl Store {
-    /// A store for the configured database.
-    pub fn new(cfg: &StoreConfig) -> Self {
-        Store { client: cfg.client() }
+    /// A store for the configured database; fails only on TLS settings
+    /// (an unreadable `ca_file`), never on a server that is down.
+    pub fn new(cfg: &StoreConfig) -> Result<Self> {
+        Ok(Store { client: cfg.client()? })
     }
 
     /// All-time usage of the projects whose id starts with `prefix`.

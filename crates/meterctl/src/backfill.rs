@@ -71,7 +71,7 @@ pub async fn backfill(
     progress: &mut dyn Write,
 ) -> anyhow::Result<BackfillReport> {
     anyhow::ensure!(from_ms < to_ms, "--to must be after --from");
-    let store = Store::new(clickhouse);
+    let store = Store::new(clickhouse)?;
     let consumer: BaseConsumer = kafka
         .client_config()
         .set("group.id", "meterctl-backfill")
