@@ -108,6 +108,31 @@ async fn lag_of(admin: &str) -> Option<f64> {
 /// The roles of the pipeline run, in start order.
 const ROLES: &[&str] = &["ingest", "aggregate", "load", "enforce", "api"];
 
+/// The roles of `ROLES` that `meterd` offers (its `--help`): a binary from
+/// before the load role (for before/after runs with `--meterd`) lacks it.
+fn roles_of(meterd: &Path) -> anyhow::Result<Vec<&'static str>> {
+    let help = std::process::Command::new(meterd).arg("--help").output()?;
+    let text = String::from_utf8_lossy(&help.stdout).into_owned();
+    Ok(ROLES.iter().copied().filter(|r| text.lines().any(|l| l.trim_start().starts_with(&format!("{r} ")))).collect())
+}
+
+/// `config` without what a meterd lacking the load role refuses (its
+/// configuration denies unknown keys): `rows_topic` and the `[load]` section.
+fn without_load(config: &str) -> String {
+    let mut out = String::new();
+    let mut in_load = false;
+    for line in config.lines() {
+        if line.starts_with('[') {
+            in_load = line == "[load]";
+        }
+        if !in_load && !line.starts_with("rows_topic") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Writes a meterd config for `database` and `group` and starts `roles`
 /// (each ready before the next starts); the control plane's port is left
 /// free for the caller.
@@ -122,7 +147,11 @@ async fn start(
 ) -> anyhow::Result<(Ports, Vec<Proc>)> {
     let ports = Ports::free()?;
     let config = dir.join(format!("meterd-{database}.toml"));
-    std::fs::write(&config, meterd_config(kafka, clickhouse_url, database, &ports, group))?;
+    let mut text = meterd_config(kafka, clickhouse_url, database, &ports, group);
+    if !roles.contains(&"load") {
+        text = without_load(&text);
+    }
+    std::fs::write(&config, text)?;
     let launcher = Launcher { meterd: meterd.to_owned(), config: config.clone(), log_dir: dir.to_owned() };
     anyhow::ensure!(
         std::process::Command::new(meterd).arg("--config").arg(&config).arg("migrate").status()?.success(),
@@ -193,7 +222,8 @@ pub(crate) async fn run(
 ) -> anyhow::Result<Outcome> {
     let database = format!("bench_{}", load.prefix);
     let group = format!("{}.agg", load.prefix);
-    let (ports, procs) = start(ROLES, meterd, kafka, clickhouse_url, dir, &database, &group).await?;
+    let roles = roles_of(meterd)?;
+    let (ports, procs) = start(&roles, meterd, kafka, clickhouse_url, dir, &database, &group).await?;
     let stop = CancellationToken::new();
     let cp = ControlPlane::default();
     let l = tokio::net::TcpListener::bind(("127.0.0.1", ports.control_plane)).await?;
@@ -279,7 +309,7 @@ pub(crate) async fn run(
     stop.cancel();
     out.lag = samples.await.unwrap_or_default();
     let _ = quotas.await;
-    for ((p, b), role) in procs.iter().zip(&before).zip(ROLES) {
+    for ((p, b), role) in procs.iter().zip(&before).zip(&roles) {
         let a = usage_of(p.pid());
         out.roles.insert((*role).to_owned(), Usage { cpu_s: a.cpu_s - b.cpu_s, peak_rss_mib: a.peak_rss_mib });
     }

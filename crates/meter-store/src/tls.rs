@@ -57,8 +57,11 @@ where
     let mut tcp = HttpConnector::new();
     tcp.set_keepalive(Some(Duration::from_secs(60)));
     tcp.enforce_http(false);
-    let connector =
-        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(tcp);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
     // ClickHouse closes idle keep-alive connections after 3 s.
     Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(2)).build(connector))
 }

@@ -1,0 +1,98 @@
+"""Replays the statements logged by the local ClickHouse on chDB (see check-sql)."""
+
+import json
+import os
+import re
+import sys
+import tempfile
+import urllib.request
+
+import chdb
+from chdb import session as chs
+
+CREATE_DB = re.compile(r"^\s*CREATE DATABASE IF NOT EXISTS (\w+)", re.I)
+URL = os.environ.get("METER_CLICKHOUSE_URL", "http://127.0.0.1:8123")
+
+
+def server(sql):
+    req = urllib.request.Request(URL + "/", data=sql.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.read().decode()
+
+
+def kind(query):
+    head = query.lstrip().split(None, 2)
+    first = head[0].upper() if head else ""
+    second = head[1].upper() if len(head) > 1 else ""
+    if first == "CREATE" and second == "DATABASE":
+        return 0
+    if first in ("CREATE", "ALTER", "RENAME"):
+        return 1
+    if first in ("SELECT", "WITH"):
+        return 2
+    return None  # INSERT, DROP, SYSTEM, ...: not replayed
+
+
+def main():
+    server("SYSTEM FLUSH LOGS")
+    # type 2: QueryFinish (ran without an error on 18.16). 18.16 does not log
+    # the database a query ran in; every test database has the same schema,
+    # so the replay puts them all in one, `meter`.
+    text = server(
+        "SELECT query, min(query_start_time) AS first FROM system.query_log "
+        "WHERE type = 2 AND positionCaseInsensitive(query, 'system.') = 0 "
+        "GROUP BY query ORDER BY first FORMAT JSONEachRow"
+    )
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    databases = set()
+    for r in rows:
+        m = CREATE_DB.match(r["query"])
+        if m:
+            databases.add(m.group(1))
+    qualified = re.compile(r"\b(" + "|".join(map(re.escape, sorted(databases))) + r")\.") if databases else None
+
+    def one_db(query):
+        query = CREATE_DB.sub("CREATE DATABASE IF NOT EXISTS meter", query)
+        return qualified.sub("meter.", query) if qualified else query
+
+    statements = {}
+    skipped = 0
+    for r in rows:
+        k = kind(r["query"])
+        if k is None:
+            skipped += 1
+            continue
+        q = one_db(r["query"])
+        statements.setdefault(q, (k, r["first"], q))
+    statements = sorted(statements.values())
+    if not any(k == 2 for k, _, _ in statements):
+        print("check-sql: system.query_log holds no query of the test suite "
+              "(log_queries off, or the suite did not run?)", file=sys.stderr)
+        return 1
+    engine = chdb.query("SELECT version()", "CSV").bytes().decode().strip().strip('"')
+    failures = []
+    counts = [0, 0, 0]
+    with tempfile.TemporaryDirectory() as path:
+        sess = chs.Session(path)
+        for k, _, query in statements:
+            try:
+                if k == 2:
+                    sess.query("USE meter")
+                sess.query(query, "Null")
+                counts[k] += 1
+            except Exception as e:  # chdb raises its own error type
+                failures.append((query, str(e).strip().splitlines()[0][:300]))
+        sess.close()
+    print(
+        f"check-sql: {len(statements)} distinct statements of the test suite (from {len(databases)} databases, "
+        f"logged by ClickHouse 18.16) replayed on ClickHouse {engine} (chDB {chdb.__version__}): "
+        f"{counts[0]} CREATE DATABASE, {counts[1]} other DDL, {counts[2]} queries ran; {len(failures)} refused; "
+        f"{skipped} INSERT/DROP/other statements not replayed"
+    )
+    for query, err in failures[:20]:
+        print(f"  refused: {' '.join(query.split())[:200]}\n    {err}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
