@@ -110,7 +110,10 @@ async fn control_plane_answers_are_classified() {
     cp.always("cp-unknown", 404);
     cp.script(
         "cp-busy",
-        &[Answer { status: 503, retry_after_s: Some(1) }, Answer { status: 429, retry_after_s: Some(1) }],
+        &[
+            Answer { status: 503, retry_after_s: Some(1), as_date: false },
+            Answer { status: 429, retry_after_s: Some(2), as_date: true },
+        ],
     );
     p.start_api().await;
     let api = p.api_url.clone();
@@ -142,12 +145,13 @@ async fn control_plane_answers_are_classified() {
     let (_, status) = api_get(&format!("{api}/v1/projects/cp-unknown/status")).await;
     assert_eq!(status["control_plane"]["outcome"], "failed", "{status}");
     assert_eq!(status["control_plane"]["status"], 404, "{status}");
-    // 503 then 429, each with Retry-After: 1, then 200: three calls, a second apart at least.
+    // 503 with `Retry-After: 1`, then 429 with the HTTP-date 2 s ahead, then
+    // 200: three calls, 1 s and then 2 s apart at least (the backoff alone
+    // would retry within 100 ms).
     let busy = cp.calls_for("cp-busy");
     assert_eq!(busy.iter().map(|c| c.status).collect::<Vec<_>>(), [503, 429, 200]);
-    for pair in busy.windows(2) {
-        assert!(pair[1].received_ms - pair[0].received_ms >= 1000, "Retry-After honoured: {busy:?}");
-    }
+    let gaps: Vec<i64> = busy.windows(2).map(|p| p[1].received_ms - p[0].received_ms).collect();
+    assert!(gaps[0] >= 1000 && gaps[1] >= 2000, "Retry-After honoured in both forms: {gaps:?}");
     assert!(busy.iter().all(|c| c.idempotency_key == busy[0].idempotency_key), "same key on every retry");
     let (_, status) = api_get(&format!("{api}/v1/projects/cp-busy/status")).await;
     assert_eq!(

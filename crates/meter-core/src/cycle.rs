@@ -66,10 +66,45 @@ pub fn parse_rfc3339(s: &str) -> Option<UnixMs> {
     i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
+/// Unix milliseconds as an HTTP-date (`Wed, 25 Nov 2026 19:38:00 GMT`,
+/// RFC 9110's IMF-fixdate; the milliseconds are dropped).
+pub fn format_http_date(ms: UnixMs) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]; // 1970-01-01 was a Thursday
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = ms.div_euclid(DAY_MS);
+    let (y, m, d) = civil_from_days(days);
+    let in_day = ms.rem_euclid(DAY_MS);
+    let (h, min, s) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60);
+    let weekday = DAYS[days.rem_euclid(7) as usize];
+    let month = MONTHS[(m - 1) as usize];
+    format!("{weekday}, {d:02} {month} {y:04} {h:02}:{min:02}:{s:02} GMT")
+}
+
+/// Parses an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110's
+/// IMF-fixdate, as in `Retry-After`) into Unix milliseconds, with the
+/// `time` crate's RFC 2822 parser (which the fixdate is a case of).
+pub fn parse_http_date(s: &str) -> Option<UnixMs> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc2822).ok()?;
+    t.unix_timestamp().checked_mul(1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn parses_http_dates() {
+        assert_eq!(parse_http_date("Wed, 25 Nov 2026 19:38:00 GMT"), Some(1_795_635_480_000));
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777_000));
+        assert_eq!(parse_http_date("120"), None);
+        assert_eq!(format_http_date(1_795_635_480_999), "Wed, 25 Nov 2026 19:38:00 GMT");
+        assert_eq!(format_http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
+        for ms in [0, 951_782_400_000, 1_798_761_599_000] {
+            assert_eq!(parse_http_date(&format_http_date(ms)), Some(ms), "{}", format_http_date(ms));
+        }
+        assert_eq!(parse_http_date("2026-11-25T19:38:00Z"), None);
+    }
 
     #[test]
     fn parses_rfc3339() {

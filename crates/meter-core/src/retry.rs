@@ -107,6 +107,18 @@ pub fn verdict(status: Option<u16>) -> Verdict {
     }
 }
 
+/// The wait a `Retry-After` value asks for at `now_ms`: delay-seconds
+/// (`120`) or an HTTP-date (`Wed, 25 Nov 2026 19:40:00 GMT`; a date in the
+/// past asks for no wait). `None` when it is neither.
+pub fn retry_after(value: &str, now_ms: crate::UnixMs) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let at = crate::cycle::parse_http_date(v)?;
+    Some(Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +173,15 @@ mod tests {
             prop_assert!(d <= p.max);
             prop_assert!(d >= p.initial / 2);
         }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = 1_795_635_480_000; // Wed, 25 Nov 2026 19:38:00 GMT
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after("Wed, 25 Nov 2026 19:40:00 GMT", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after("Wed, 25 Nov 2026 19:00:00 GMT", now), Some(Duration::ZERO), "in the past");
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
     }
 }

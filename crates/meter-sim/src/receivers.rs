@@ -31,11 +31,13 @@ pub struct ControlPlaneCall {
 }
 
 /// An answer the control plane gives: a status and, optionally, a
-/// `Retry-After` in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `Retry-After` of that many seconds, sent as delay-seconds or, with
+/// `as_date`, as the HTTP-date that far ahead (both forms of RFC 9110).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Answer {
     pub status: u16,
     pub retry_after_s: Option<u64>,
+    pub as_date: bool,
 }
 
 /// The control-plane double: answers 200 to every call and records it,
@@ -77,10 +79,10 @@ impl ControlPlane {
 
     fn answer(&self, project: &str) -> Answer {
         if let Some(&status) = self.always.lock().expect("always").get(project) {
-            return Answer { status, retry_after_s: None };
+            return Answer { status, ..Answer::default() };
         }
         let next = self.scripts.lock().expect("scripts").get_mut(project).and_then(|q| q.pop_front());
-        next.unwrap_or(Answer { status: 200, retry_after_s: None })
+        next.unwrap_or(Answer { status: 200, ..Answer::default() })
     }
 }
 
@@ -102,8 +104,16 @@ async fn control_plane_call(
         status: answer.status,
     });
     let mut out = HeaderMap::new();
-    if let Some(s) = answer.retry_after_s {
-        out.insert(axum::http::header::RETRY_AFTER, s.into());
+    match (answer.retry_after_s, answer.as_date) {
+        (Some(s), false) => {
+            out.insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        (Some(s), true) => {
+            // Whole seconds: the date is rounded up so the wait is at least `s`.
+            let at = meter_core::cycle::format_http_date(meter_runtime::now_ms() + s as i64 * 1000 + 999);
+            out.insert(axum::http::header::RETRY_AFTER, at.parse().expect("an HTTP-date is a valid header"));
+        }
+        (None, _) => {}
     }
     (StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), out)
 }

@@ -203,9 +203,8 @@ impl Caller {
     }
 }
 
-/// A `Retry-After` in seconds (the HTTP-date form is not honoured: the
-/// backoff applies).
+/// The response's `Retry-After` (seconds or an HTTP-date), if any.
 pub(crate) fn retry_after(r: &reqwest::Response) -> Option<Duration> {
     let v = r.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    meter_core::retry::retry_after(v, meter_runtime::now_ms())
 }

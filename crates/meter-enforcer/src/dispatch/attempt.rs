@@ -13,7 +13,7 @@ use crate::{sign, WebhookPayload};
 /// What an attempt came to.
 pub(crate) enum Outcome {
     /// The receiver answered, or the transport failed; `retry_after`: the
-    /// receiver's `Retry-After` (seconds), a floor for the next attempt.
+    /// receiver's `Retry-After` (seconds or an HTTP-date), a floor for the next attempt.
     Tried { attempt: Attempt, retry_after: Option<Duration> },
     /// The endpoint's address is not an allowed target (nothing was sent).
     Refused(String),
