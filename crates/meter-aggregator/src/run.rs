@@ -49,13 +49,6 @@ struct Worker {
     states: States,
 }
 
-/// How a batch ended.
-enum Flush {
-    Committed,
-    /// Aborted; the partitions were rewound and will be read again.
-    Aborted,
-}
-
 impl Worker {
     fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
         // The producer first: init_transactions can take seconds (a broker
@@ -113,7 +106,10 @@ impl Worker {
         pending
     }
 
-    fn flush(&mut self, consumer: &GroupConsumer, producer: &TxProducer, pending: &Pending) -> anyhow::Result<Flush> {
+    /// Applies and commits a batch; when it cannot (a restore timed out, the
+    /// transaction aborted) the partitions are rewound and read again.
+    /// Errors only on a fatal producer state.
+    fn flush(&mut self, consumer: &GroupConsumer, producer: &TxProducer, pending: &Pending) -> anyhow::Result<()> {
         let partitions: Vec<i32> = pending.next.keys().copied().collect();
         let _span = tracing::info_span!("aggregator.flush", ?partitions, records = pending.len()).entered();
         let restore_timeout = Duration::from_secs(self.cfg.restore_timeout_seconds);
@@ -125,7 +121,7 @@ impl Worker {
                 tracing::warn!(error = format!("{e:#}"), "aggregator.apply_failed");
                 self.rewind(consumer, pending);
                 std::thread::sleep(Duration::from_secs(1));
-                return Ok(Flush::Aborted);
+                return Ok(());
             }
         };
         let started = Instant::now();
@@ -142,7 +138,7 @@ impl Worker {
                 if let Some(t) = outcome.oldest_ingest_ms {
                     metrics::histogram!(m::INGEST_TO_COMMIT_SECONDS).record((now_ms() - t).max(0) as f64 / 1000.0);
                 }
-                Ok(Flush::Committed)
+                Ok(())
             }
             Err(e) => {
                 metrics::counter!(m::BATCHES, "outcome" => "aborted").increment(1);
@@ -156,7 +152,7 @@ impl Worker {
                     anyhow::bail!("aborting the transaction failed: {abort}");
                 }
                 self.rewind(consumer, pending);
-                Ok(Flush::Aborted)
+                Ok(())
             }
         }
     }

@@ -71,12 +71,6 @@ impl Quotas {
         let url = format!("http://{}/", l.local_addr()?);
         tokio::spawn(hooks.clone().serve(l, stop.clone()));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        let r = http
-            .put(format!("{api}/v1/webhooks/chaos"))
-            .json(&json!({"url": url, "secret": hooks.secret}))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "registering the webhook receiver: {}", r.status());
         // Next to the healthy receiver, one that hangs (no answer until the
         // dispatcher's timeout) and one that is gone (connection refused):
         // the healthy one must still get every alert.
@@ -85,7 +79,7 @@ impl Quotas {
         let hanging_url = format!("http://{}/", l.local_addr()?);
         tokio::spawn(hanging.serve(l, stop.clone()));
         let gone_url = format!("http://127.0.0.1:{}/", crate::free_port()?);
-        for (id, url) in [("chaos-hanging", hanging_url), ("chaos-gone", gone_url)] {
+        for (id, url) in [("chaos", url), ("chaos-hanging", hanging_url), ("chaos-gone", gone_url)] {
             let r = http
                 .put(format!("{api}/v1/webhooks/{id}"))
                 .json(&json!({"url": url, "secret": hooks.secret}))
@@ -126,14 +120,14 @@ impl Quotas {
         // Half of the fleet gets a quota; the other half must never be called.
         if self.set.len() < projects.len() / 2 {
             if let Some(p) = fresh.choose(rng).map(|p| (*p).clone()) {
-                self.set_above_usage(&p, rng, false).await;
+                self.set_above_usage(&p, rng, false, 5..=90).await;
             }
         }
         if rng.random_bool(0.3) {
             let suspended: Vec<String> =
                 self.set.keys().filter(|p| self.last_verb(p).as_deref() == Some("suspend")).cloned().collect();
             if let Some(p) = suspended.choose(rng) {
-                self.set_above_usage(p, rng, true).await;
+                self.set_above_usage(p, rng, true, 5..=90).await;
             }
         }
     }
@@ -149,15 +143,12 @@ impl Quotas {
             open = projects.iter().filter(|p| !self.set.contains_key(*p)).cloned().collect();
         }
         if let Some(p) = open.choose(rng) {
-            self.set_quota_above_usage(p, rng, false, 2..=8).await;
+            self.set_above_usage(p, rng, false, 2..=8).await;
         }
     }
 
-    async fn set_above_usage(&mut self, project: &str, rng: &mut SmallRng, raise: bool) {
-        self.set_quota_above_usage(project, rng, raise, 5..=90).await;
-    }
-
-    async fn set_quota_above_usage(
+    /// A quota `margin` seconds of active time above `project`'s usage.
+    async fn set_above_usage(
         &mut self,
         project: &str,
         rng: &mut SmallRng,

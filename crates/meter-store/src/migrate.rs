@@ -60,7 +60,7 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<String> {
         ))
         .execute()
         .await?;
-    let client = cfg.client()?;
+    let client = server.clone().with_database(db);
     let applied: Vec<u32> = client
         .query("SELECT version FROM schema_migrations")
         .fetch_all::<Applied>()
