@@ -62,6 +62,9 @@ fn hot_paths(c: &mut Criterion) {
     let keyed_records: Vec<Vec<u8>> =
         meter_ingest::kafka_records(&validate(request_with_keys(now, true), now)).into_iter().map(|(_, v)| v).collect();
     let retention = Retention::default();
+    g.bench_function("aggregator: decode the records (no apply)", |b| {
+        b.iter(|| records.iter().map(|r| decode_batch(r).expect("decode").events.len()).sum::<usize>())
+    });
     for (name, records) in [
         ("aggregator: decode + dedup + hour split + apply", &records),
         ("aggregator: the same, a new idempotency key on every event", &keyed_records),

@@ -182,7 +182,13 @@ async fn main() -> anyhow::Result<()> {
         ours.lag.iter().map(|(t, l)| format!("{t}:{l:.0}")).collect::<Vec<_>>().join(" ")
     );
     let steady = format!("after the first {} s of load", ours::WARM_UP.as_secs());
-    for (what, h) in [("all", &ours.suspend_latency), (steady.as_str(), &ours.suspend_latency_steady)] {
+    let hops = [
+        ("all", &ours.suspend_latency),
+        (steady.as_str(), &ours.suspend_latency_steady),
+        ("after warm-up, crossing -> enforcer's decision", &ours.to_decision_steady),
+        ("after warm-up, decision -> control plane", &ours.decision_to_call_steady),
+    ];
+    for (what, h) in hops {
         match h {
             Some(h) if !h.is_empty() => println!(
                 "crossing-to-suspend under load ({what}): p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms over {} suspensions",

@@ -57,6 +57,11 @@ pub(crate) struct Outcome {
     /// The same, for crossings ingested after the first `WARM_UP` of load
     /// (the aggregator restoring and the first lag spike excluded).
     pub(crate) suspend_latency_steady: Option<Histogram<u64>>,
+    /// The steady crossings split in two hops: ingest of the crossing to the
+    /// enforcer's decision (aggregator, totals, enforcer), and the decision to
+    /// the control plane's receipt (actions topic, actuator, HTTP).
+    pub(crate) to_decision_steady: Option<Histogram<u64>>,
+    pub(crate) decision_to_call_steady: Option<Histogram<u64>>,
     pub(crate) roles: BTreeMap<String, Usage>,
     pub(crate) exact: bool,
     /// What a restore of the whole state costs at the end of the run.
@@ -315,6 +320,7 @@ pub(crate) async fn run(
     }
     let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
     let mut steady = h.clone();
+    let (mut to_decision, mut to_call) = (h.clone(), h.clone());
     let mut seen = std::collections::HashSet::new();
     for c in cp.calls_of("suspend") {
         if let Some(a) = c.action.filter(|_| seen.insert(c.idempotency_key.clone())) {
@@ -322,11 +328,15 @@ pub(crate) async fn run(
             h.record(ms)?;
             if a.crossing_ingested_ms >= load_started_ms + WARM_UP.as_millis() as i64 {
                 steady.record(ms)?;
+                to_decision.record((a.decided_ms - a.crossing_ingested_ms).max(1) as u64)?;
+                to_call.record((c.received_ms - a.decided_ms).max(1) as u64)?;
             }
         }
     }
     out.suspend_latency = Some(h);
     out.suspend_latency_steady = Some(steady);
+    out.to_decision_steady = Some(to_decision);
+    out.decision_to_call_steady = Some(to_call);
     drop(procs);
     Ok(out)
 }

@@ -13,7 +13,8 @@ pub(crate) const DISCARDED: &str = "meter_aggregator_discarded_records_total";
 /// Events left out because their idempotency key was already counted for
 /// the project in that cycle.
 pub(crate) const DUPLICATE_KEY_EVENTS: &str = "meter_aggregator_duplicate_key_events_total";
-/// Duration of each flush stage (`kafka`: the transaction).
+/// Duration of each stage of a batch: `collect` (polling until the batch is
+/// full or its linger is over), `apply`, `kafka` (the transaction).
 pub(crate) const FLUSH_SECONDS: &str = "meter_aggregator_flush_duration_seconds";
 /// Records read again because the group's offsets were ahead of the restored state.
 pub(crate) const REREAD: &str = "meter_aggregator_reread_records_total";
@@ -39,7 +40,10 @@ pub(crate) fn describe() {
         DUPLICATE_KEY_EVENTS,
         "Events left out because their idempotency key was already counted for the project in that cycle."
     );
-    metrics::describe_histogram!(FLUSH_SECONDS, "Duration of each flush stage (`kafka`: the transaction).");
+    metrics::describe_histogram!(
+        FLUSH_SECONDS,
+        "Duration of each stage of a batch: collect (polling until full or lingered), apply, kafka (the transaction)."
+    );
     metrics::describe_counter!(
         REREAD,
         "Records read again because the group's offsets were ahead of the restored state."

@@ -59,6 +59,7 @@ impl Worker {
         ready.store(true, Ordering::SeqCst);
         let mut last_lag = Instant::now();
         while !self.shutdown.is_cancelled() {
+            let collecting = Instant::now();
             let pending = self.collect(&consumer);
             if last_lag.elapsed() > Duration::from_secs(2) {
                 report_lag(&consumer, &self.kafka.events_topic, m::LAG);
@@ -67,6 +68,7 @@ impl Worker {
             if pending.is_empty() {
                 continue;
             }
+            metrics::histogram!(m::FLUSH_SECONDS, "stage" => "collect").record(collecting.elapsed().as_secs_f64());
             self.flush(&consumer, &producer, &pending)?;
         }
         ready.store(false, Ordering::SeqCst);
@@ -113,6 +115,7 @@ impl Worker {
         let partitions: Vec<i32> = pending.next.keys().copied().collect();
         let _span = tracing::info_span!("aggregator.flush", ?partitions, records = pending.len()).entered();
         let restore_timeout = Duration::from_secs(self.cfg.restore_timeout_seconds);
+        let applying = Instant::now();
         let outcome = match apply(pending, &mut self.states, &self.kafka, &self.cfg.retention(), restore_timeout) {
             Ok(o) => o,
             Err(e) => {
@@ -124,6 +127,7 @@ impl Worker {
                 return Ok(());
             }
         };
+        metrics::histogram!(m::FLUSH_SECONDS, "stage" => "apply").record(applying.elapsed().as_secs_f64());
         let started = Instant::now();
         match self.commit(consumer, producer, pending, &outcome) {
             Ok(()) => {
@@ -202,7 +206,7 @@ impl Worker {
         }
         let group = consumer.group_metadata().ok_or(KafkaError::NoMessageReceived)?;
         producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
-        producer.commit_transaction(TXN_TIMEOUT)
+        meter_kafka::commit_transaction(producer, TXN_TIMEOUT)
     }
 
     /// After an abort: forget the touched partitions' states and seek back

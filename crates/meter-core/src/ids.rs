@@ -32,15 +32,17 @@ fn check(s: &str) -> Result<(), IdError> {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        /// Shared text: an id is cloned into every event of a batch, and a
+        /// clone must not allocate.
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Validates and wraps an id.
             pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
                 check(&s)?;
-                Ok(Self(s))
+                Ok(Self(s.into()))
             }
 
             /// Checks `s` as `new` would, without taking it.

@@ -256,7 +256,7 @@ impl Enforcer {
                 send(producer, BaseRecord::to(&self.kafka.webhooks_topic).key(id).payload(&json(&job)))?;
             }
         }
-        producer.commit_transaction(TXN_TIMEOUT)
+        meter_kafka::commit_transaction(producer, TXN_TIMEOUT)
     }
 }
 

@@ -17,7 +17,7 @@ pub use follow::{Follower, Seen};
 pub use producer::{EventProducer, ProduceError};
 pub use rebalance::RebalanceWatch;
 pub use restore::{read_latest, read_partitions_to_end, read_range, KeyValue, Latest};
-pub use transactional::{send_in_transaction, transactional_producer, TxProducer};
+pub use transactional::{commit_transaction, send_in_transaction, transactional_producer, TxProducer};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -50,3 +50,24 @@ pub fn send_in_transaction<P: ToBytes + ?Sized>(
         }
     }
 }
+
+/// Commits the current transaction once every record of it is delivered.
+///
+/// rdkafka's `commit_transaction` first flushes, and its flush, when the
+/// records are not all delivered at once, polls for a fixed 100 ms: every
+/// commit lasted 100 ms or more, the largest part of crossing-to-suspend.
+/// Waiting here in 1 ms steps (the threaded producer serves the delivery
+/// reports) makes that flush return at once.
+pub fn commit_transaction(producer: &TxProducer, timeout: Duration) -> std::result::Result<(), KafkaError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match producer.flush(Duration::ZERO) {
+            Ok(()) => break,
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    producer.commit_transaction(deadline.saturating_duration_since(std::time::Instant::now()))
+}

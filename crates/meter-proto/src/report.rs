@@ -81,7 +81,7 @@ mod tests {
         limits.check_batch_len(req.events.len())?;
         let mut events = Vec::new();
         for (i, w) in req.events.iter().enumerate() {
-            let e = event_from_wire(i, w, None)?;
+            let e = event_from_wire(i, w.clone(), None)?;
             limits.check_event(i, &e, NOW)?;
             check_key(i, &w.idempotency_key)?;
             events.push(e);
