@@ -26,20 +26,28 @@ struct Cli {
     /// Seconds of load per measurement.
     #[arg(long, default_value_t = 15)]
     duration: u64,
+    /// The shape of the load; the options below override its values.
+    #[arg(long, value_enum, default_value_t = Shape::Benchmark)]
+    shape: Shape,
     /// Reporting sources (compute nodes).
-    #[arg(long, default_value_t = 64)]
-    sources: usize,
-    #[arg(long, default_value_t = 16)]
-    projects_per_source: usize,
+    #[arg(long)]
+    sources: Option<usize>,
+    /// Projects each source reports for (a batch cycles over them).
+    #[arg(long)]
+    projects_per_source: Option<usize>,
     /// Events per Report call.
-    #[arg(long, default_value_t = 1000)]
-    batch: usize,
+    #[arg(long)]
+    batch: Option<usize>,
     /// Requests in flight.
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// Target events/s (0: as fast as the pipeline acknowledges).
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Quotas are set this many active-time seconds above a project's usage
+    /// (1 in 200 projects, while the load runs).
+    #[arg(long)]
+    quota_margin: Option<u64>,
     #[arg(long, default_value_t = 8)]
     partitions: i32,
     /// Measure only the pipeline (for profiling runs): no ratios.
@@ -54,6 +62,32 @@ struct Cli {
     json: bool,
     #[command(flatten)]
     stack: StackArgs,
+}
+
+/// Load shapes (issue 19): the one every earlier figure used, and the two
+/// a production fleet has.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Shape {
+    /// 64 sources x 16 projects, 1,000 events per batch (~60 per project),
+    /// 32 in flight, as fast as acknowledged.
+    Benchmark,
+    /// Collectors (a proxy, a storage service): 16 sources over 50,000
+    /// projects, 2,000 events per batch, each event another project.
+    Collectors,
+    /// 100,000 compute nodes, one project each, 5-event batches at 20,000
+    /// events/s in all (each node every ~25 s), 256 in flight.
+    SmallSources,
+}
+
+impl Shape {
+    /// sources, projects per source, batch, concurrency, rate, quota margin
+    fn values(self) -> (usize, usize, usize, usize, u64, u64) {
+        match self {
+            Shape::Benchmark => (64, 16, 1000, 32, 0, 50),
+            Shape::Collectors => (16, 3125, 2000, 32, 0, 2),
+            Shape::SmallSources => (100_000, 1, 5, 256, 20_000, 2),
+        }
+    }
 }
 
 fn stack_pid(dir: &std::path::Path, what: &str) -> Option<u32> {
@@ -77,19 +111,21 @@ async fn main() -> anyhow::Result<()> {
     let prefix = format!("bench{:x}", t % 0xff_ffff);
     let dir = std::fs::canonicalize(&cli.stack.stack_dir)?.join("bench").join(&prefix);
     std::fs::create_dir_all(&dir)?;
+    let (sources, per_source, batch, concurrency, rate, margin) = cli.shape.values();
     let load = LoadConfig {
         prefix: prefix.clone(),
-        sources: cli.sources,
-        projects_per_source: cli.projects_per_source,
-        batch: cli.batch,
-        concurrency: cli.concurrency,
-        rate: cli.rate,
+        sources: cli.sources.unwrap_or(sources),
+        projects_per_source: cli.projects_per_source.unwrap_or(per_source),
+        batch: cli.batch.unwrap_or(batch),
+        concurrency: cli.concurrency.unwrap_or(concurrency),
+        rate: cli.rate.unwrap_or(rate),
         duration: Duration::from_secs(cli.duration),
         keys: cli.keys,
     };
+    let quota_margin = cli.quota_margin.unwrap_or(margin);
     println!(
-        "meter-bench {prefix}: {} sources x {} projects, {} events per batch, {} in flight, {} s per measurement, {} partitions",
-        cli.sources, cli.projects_per_source, cli.batch, cli.concurrency, cli.duration, cli.partitions
+        "meter-bench {prefix}: shape {:?}: {} sources x {} projects, {} events per batch, {} in flight, rate {} (0: as acknowledged), {} s per measurement, {} partitions",
+        cli.shape, load.sources, load.projects_per_source, load.batch, load.concurrency, load.rate, cli.duration, cli.partitions
     );
     let base_kafka =
         KafkaConfig { brokers: cli.stack.brokers.clone(), partitions: cli.partitions, ..KafkaConfig::default() };
@@ -118,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
     let ours_kafka = base_kafka.clone().with_topic_prefix(&prefix);
     let (kpid, cpid) = (stack_pid(&cli.stack.stack_dir, "kafka"), stack_pid(&cli.stack.stack_dir, "clickhouse"));
     let engines_before: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
-    let ours = ours::run(&load, &meterd, &ours_kafka, &cli.stack.clickhouse_url, &dir).await?;
+    let ours = ours::run(&load, quota_margin, &meterd, &ours_kafka, &cli.stack.clickhouse_url, &dir).await?;
     let engines_after: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
 
     let ch_cfg = StoreConfig {

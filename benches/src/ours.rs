@@ -220,6 +220,7 @@ where
 /// Runs the pipeline under `load`; `stack_dir` has the stack's pid files.
 pub(crate) async fn run(
     load: &LoadConfig,
+    quota_margin: u64,
     meterd: &Path,
     kafka: &KafkaConfig,
     clickhouse_url: &str,
@@ -264,7 +265,7 @@ pub(crate) async fn run(
                 let Ok(r) = http.get(format!("{api}/v1/projects/{p}/status")).send().await else { continue };
                 let Ok(v) = r.json::<serde_json::Value>().await else { continue };
                 let Some(u) = v["usage"]["active_time_seconds"].as_u64() else { continue };
-                let body = json!({"quota": {"active_time_seconds": u + 50}});
+                let body = json!({"quota": {"active_time_seconds": u + quota_margin}});
                 if http.put(format!("{api}/v1/projects/{p}/quota")).json(&body).send().await.is_ok() {
                     n += 1;
                 }

@@ -11,6 +11,7 @@ pub mod dedup;
 pub mod delivery;
 pub mod enforce;
 pub mod event;
+pub mod group;
 pub mod history;
 pub mod ids;
 pub mod keys;

@@ -2,6 +2,7 @@
 //! Kafka records. Pure (no I/O), so it is unit-tested, fuzzed
 //! (`fuzz/`, target `report`) and shared with the benchmark's baseline.
 
+use meter_core::group::Groups;
 use meter_core::keys::check_key;
 use meter_core::{BatchError, Limits, ProjectId, SourceId};
 use prost::Message;
@@ -27,11 +28,14 @@ pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1:
     }
     limits.check_batch_len(req.events.len())?;
     let mut out: Vec<v1::ProjectBatch> = Vec::new();
+    let mut groups = Groups::default();
+    fn id_of(b: &v1::ProjectBatch) -> &str {
+        b.project_id.as_str()
+    }
     for (i, mut w) in req.events.into_iter().enumerate() {
-        // A linear search: for the tens of projects a compute node reports
-        // at once it beats hashing the id (BENCHMARKS.md). An id is checked
-        // when first seen; the events after it compare equal to a good one.
-        let known = out.iter().position(|b| b.project_id == w.project_id);
+        // An id is checked when first seen; the events after it compare
+        // equal to a good one.
+        let known = groups.find(&out, id_of, &w.project_id);
         if known.is_none() {
             ProjectId::check(&w.project_id).map_err(|e| BatchError::event(i, "project_id", e.to_string()))?;
         }
@@ -52,6 +56,7 @@ pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1:
                 keyed_only: false,
             }),
         }
+        groups.pushed(&out, id_of);
     }
     Ok(out)
 }
@@ -132,6 +137,23 @@ mod tests {
         let got = direct(&req).unwrap();
         assert_eq!(got.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(got, via_domain(&req).unwrap());
+    }
+
+    /// A collector's batch: thousands of projects, each seen two or three
+    /// times (past the linear search's limit, through the hash index).
+    #[test]
+    fn groups_a_collectors_batch_of_thousands_of_projects() {
+        let events: Vec<_> = (0..5000)
+            .map(|i| event(&format!("p{}", (i * 7) % 2000), 1 + i % 4, 1, 1 + i as u64, (NOW - 1000, NOW, 0)))
+            .collect();
+        let req = ReportRequest { source_id: "collector".into(), source_session: 1, batch_seq: 1, events };
+        let got = direct(&req).unwrap();
+        assert_eq!(got.len(), 2000);
+        assert_eq!(got[1].0, "p7", "in order of first sight");
+        assert_eq!(got, via_domain(&req).unwrap());
+        let batches = validate(&Limits::default(), req, NOW).unwrap();
+        assert_eq!(batches.iter().map(|b| b.events.len()).sum::<usize>(), 5000);
+        assert!(batches.iter().all(|b| b.events.len() == 2 || b.events.len() == 3));
     }
 
     #[test]
