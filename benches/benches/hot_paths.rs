@@ -3,7 +3,7 @@
 //! records, aggregating a batch into a project's state, and evaluating a
 //! project's quota (enforcer); the cost of idempotency keys (aggregating
 //! keyed events, rebuilding a million keys, their memory), and validating a
-//! Neon JSON body.
+//! Neon JSON body; decoding a totals record as the enforcer and the API do.
 //!
 //! `cargo bench -p meter-bench --bench hot_paths`
 
@@ -100,6 +100,47 @@ fn hot_paths(c: &mut Criterion) {
     c.bench_function("enforcer: evaluate one project", |b| {
         b.iter(|| evaluate(None, "bench-p00001", &usage, &quota, &DEFAULT_THRESHOLDS, now))
     });
+    totals_record(c, now);
+}
+
+/// A `usage.totals` record of a project 64 collectors report for (issue
+/// 19's shape): what the enforcer and the API decoded of it before
+/// (`decode_totals`, the whole state with its 64 dedup windows) and now
+/// (`decode_usage`, the counters only).
+fn totals_record(c: &mut Criterion, now: i64) {
+    use meter_core::{Batch, Event, Metric, SourceId, Span};
+    let project = ProjectId::new("bench-p00001").expect("id");
+    let mut state = ProjectState::new(project.clone());
+    for source in 0..64 {
+        let event = Event {
+            project_id: project.clone(),
+            endpoint_id: None,
+            branch_id: None,
+            metric: Metric::ActiveTimeSeconds,
+            value: 60,
+            span: Span::Interval { start_ms: now - 60_000, end_ms: now },
+            idempotency_key: None,
+        };
+        let batch = Batch {
+            source_id: SourceId::new(format!("collector-{source:02}.proxy")).expect("id"),
+            session: 1_764_500_400_000 + source,
+            batch_seq: 1_000,
+            keyed_only: false,
+            project_id: project.clone(),
+            events: vec![event],
+            ingested_ms: now,
+        };
+        state.apply(&batch, &Retention::default());
+    }
+    let bytes = meter_proto::state_to_wire(&state, now).encode_to_vec();
+    let mut g = c.benchmark_group("a totals record of a project with 64 sources");
+    g.bench_function("decode the whole state (decode_totals)", |b| {
+        b.iter(|| meter_proto::decode_totals(&bytes).expect("decodes"))
+    });
+    g.bench_function("decode the usage only (decode_usage)", |b| {
+        b.iter(|| meter_proto::decode_usage(&bytes).expect("decodes"))
+    });
+    g.finish();
 }
 
 /// The JSON body of a Report's events (as Neon's emitters send them).

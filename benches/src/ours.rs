@@ -351,7 +351,7 @@ async fn totals_match(kafka: &KafkaConfig, want: &BTreeMap<(String, usize), u64>
     .await??;
     let mut got: BTreeMap<(String, usize), u64> = BTreeMap::new();
     for (_, v) in states.into_values().flatten() {
-        let Some(s) = meter_proto::decode_state(&v)? else { continue };
+        let Some(s) = meter_proto::decode_usage(&v)? else { continue };
         for i in 0..4 {
             got.insert((s.project_id.to_string(), i), s.cycles.values().map(|c| c.values[i]).sum());
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use meter_aggregator::{AggregatorConfig, LoadConfig};
 use meter_core::target::AddressClass;
-use meter_core::ProjectState;
+use meter_core::Totals;
 use meter_enforcer::EnforcerConfig;
 use meter_ingest::IngestConfig;
 use meter_kafka::KafkaConfig;
@@ -317,7 +317,7 @@ impl Pipeline {
     }
 
     /// The latest state of every project in the totals topic.
-    pub async fn totals(&self) -> BTreeMap<String, ProjectState> {
+    pub async fn totals(&self) -> BTreeMap<String, Totals> {
         let kafka = self.kafka.clone();
         tokio::task::spawn_blocking(move || {
             let mut out = BTreeMap::new();
@@ -325,7 +325,7 @@ impl Pipeline {
             let parts = meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(60))
                 .expect("reading totals");
             for (_, v) in parts.into_values().flatten() {
-                let Some(s) = meter_proto::decode_state(&v).expect("totals record") else { continue };
+                let Some(s) = meter_proto::decode_usage(&v).expect("totals record") else { continue };
                 out.insert(s.project_id.to_string(), s);
             }
             out

@@ -6,16 +6,16 @@ use std::sync::{Arc, RwLock};
 use meter_core::config_view::ConfigView;
 use meter_core::delivery::Delivery;
 use meter_core::enforce::EnforcementState;
-use meter_core::ProjectState;
+use meter_core::Totals;
 use meter_enforcer::{CallRecord, DeadLetter};
 use meter_kafka::{Follower, KafkaConfig};
-use meter_proto::decode_state;
+use meter_proto::decode_usage;
 
 /// Everything the API reads.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) config: ConfigView,
-    pub(crate) totals: HashMap<String, ProjectState>,
+    pub(crate) totals: HashMap<String, Totals>,
     pub(crate) enforcement: HashMap<String, EnforcementState>,
     pub(crate) dead_letters: BTreeMap<String, DeadLetter>,
     /// Webhook deliveries by id.
@@ -41,7 +41,7 @@ impl Views {
         let v = views.clone();
         let totals = Follower::start(kafka, &kafka.totals_topic, move |(_, _, _, val)| {
             let Some(bytes) = val else { return };
-            match decode_state(bytes) {
+            match decode_usage(bytes) {
                 Ok(None) => {}
                 Ok(Some(s)) => {
                     let mut g = v.0.write().expect("views");

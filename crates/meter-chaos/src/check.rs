@@ -128,9 +128,9 @@ async fn totals_match(kafka: &KafkaConfig, truth: &Truth) -> anyhow::Result<bool
         meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(60))
     })
     .await??;
-    let mut latest: BTreeMap<String, meter_core::ProjectState> = BTreeMap::new();
+    let mut latest: BTreeMap<String, meter_core::Totals> = BTreeMap::new();
     for (_, v) in states.into_values().flatten() {
-        let Some(s) = meter_proto::decode_state(&v)? else { continue };
+        let Some(s) = meter_proto::decode_usage(&v)? else { continue };
         latest.insert(s.project_id.to_string(), s);
     }
     for (id, t) in &truth.projects {

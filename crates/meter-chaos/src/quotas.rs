@@ -4,7 +4,12 @@
 //! their quota raised (a resume). At the end, the control-plane double must
 //! agree with the exact totals: every project at or over its quota is
 //! suspended, every other one is not, no project without a quota saw a
-//! call, and no suspension episode was decided twice. Alerts go to a
+//! call, and no suspension episode was decided twice: a project's second
+//! suspension needs a resume between (distinct suspend keys <= 1 + distinct
+//! resume keys), and a resume needs a quota change after the first (usage
+//! never falls within a cycle). The harness cannot tell a raise from a
+//! lowering reliably (its view of usage lags the enforcer's), so it counts
+//! changes, not raises. Alerts go to a
 //! webhook receiver that fails every first attempt: each suspension must
 //! have its `project.suspended` alert delivered, every delivery must carry
 //! a valid signature, and no threshold may fire twice for one quota.
@@ -22,7 +27,8 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, Copy)]
 struct QuotaSet {
     active_time_seconds: u64,
-    raises: u32,
+    /// Quota changes after the first: each may end a suspension.
+    changes: u32,
 }
 
 /// The quota driver and the control-plane double it checks.
@@ -120,14 +126,14 @@ impl Quotas {
         // Half of the fleet gets a quota; the other half must never be called.
         if self.set.len() < projects.len() / 2 {
             if let Some(p) = fresh.choose(rng).map(|p| (*p).clone()) {
-                self.set_above_usage(&p, rng, false, 5..=90).await;
+                self.set_above_usage(&p, rng, 5..=90).await;
             }
         }
         if rng.random_bool(0.3) {
             let suspended: Vec<String> =
                 self.set.keys().filter(|p| self.last_verb(p).as_deref() == Some("suspend")).cloned().collect();
             if let Some(p) = suspended.choose(rng) {
-                self.set_above_usage(p, rng, true, 5..=90).await;
+                self.set_above_usage(p, rng, 5..=90).await;
             }
         }
     }
@@ -143,18 +149,12 @@ impl Quotas {
             open = projects.iter().filter(|p| !self.set.contains_key(*p)).cloned().collect();
         }
         if let Some(p) = open.choose(rng) {
-            self.set_above_usage(p, rng, false, 2..=8).await;
+            self.set_above_usage(p, rng, 2..=8).await;
         }
     }
 
     /// A quota `margin` seconds of active time above `project`'s usage.
-    async fn set_above_usage(
-        &mut self,
-        project: &str,
-        rng: &mut SmallRng,
-        raise: bool,
-        margin: std::ops::RangeInclusive<u64>,
-    ) {
+    async fn set_above_usage(&mut self, project: &str, rng: &mut SmallRng, margin: std::ops::RangeInclusive<u64>) {
         let Some(status) = self.status(project).await else { return };
         let Some(usage) = status["usage"]["active_time_seconds"].as_u64() else { return };
         let quota = usage + rng.random_range(margin);
@@ -162,8 +162,8 @@ impl Quotas {
             tracing::warn!(error = %e, "chaos.quota_not_set");
             return;
         }
-        let raises = self.set.get(project).map_or(0, |s| s.raises) + u32::from(raise);
-        self.set.insert(project.to_owned(), QuotaSet { active_time_seconds: quota, raises });
+        let changes = self.set.get(project).map_or(0, |s| s.changes + 1);
+        self.set.insert(project.to_owned(), QuotaSet { active_time_seconds: quota, changes });
     }
 
     /// Compares the control plane's calls with the exact usage, waiting up
@@ -206,10 +206,20 @@ impl Quotas {
         }
         r.suspend_latency_s.sort_by(f64::total_cmp);
         r.suspend_latency_in_outage_s.sort_by(f64::total_cmp);
+        // A run that suspended nothing proves nothing about enforcement.
+        if !self.set.is_empty() && r.suspend_calls == 0 {
+            r.mismatches.push(format!("{} quotas set but no project was suspended", self.set.len()));
+        }
+        if !outages.is_empty() && r.suspend_latency_in_outage_s.is_empty() {
+            r.mismatches.push("no crossing made while ClickHouse was down was suspended".into());
+        }
         self.compare_alerts(&keys, &mut r);
         for p in projects {
-            let episodes =
-                keys.iter().filter(|(v, k)| v == "suspend" && k.starts_with(&format!("suspend.{p}."))).count();
+            let keys_of = |verb: &str| {
+                let prefix = format!("{verb}.{p}.");
+                keys.iter().filter(|(v, k)| v == verb && k.starts_with(&prefix)).count()
+            };
+            let (episodes, resumes) = (keys_of("suspend"), keys_of("resume"));
             let Some(q) = self.set.get(p) else {
                 if calls.iter().any(|c| &c.project_id == p) {
                     r.mismatches.push(format!("{p} has no quota but the control plane was called for it"));
@@ -230,8 +240,11 @@ impl Quotas {
                     self.last_verb(p)
                 ));
             }
-            if episodes > 1 + q.raises as usize {
-                r.mismatches.push(format!("{p}: {episodes} suspensions decided for {} quota raises", q.raises));
+            if episodes > 1 + resumes {
+                r.mismatches.push(format!("{p}: {episodes} suspensions decided with {resumes} resumes between"));
+            }
+            if resumes > q.changes as usize {
+                r.mismatches.push(format!("{p}: {resumes} resumes for {} quota changes", q.changes));
             }
         }
         r

@@ -82,6 +82,32 @@ pub enum ProjectUpdate {
     TooOld,
 }
 
+/// A project's usage as the readers of `usage.totals` (the enforcer, the
+/// API) keep it: the counters and the gauge, without the aggregator's
+/// dedup windows and idempotency keys, which grow with the sources
+/// reporting for the project and which no reader uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub project_id: ProjectId,
+    /// Keyed by cycle start.
+    pub cycles: BTreeMap<UnixMs, CycleCounters>,
+    pub logical_size: Option<Reading>,
+    pub version: u64,
+    pub last_ingested_ms: UnixMs,
+}
+
+impl Totals {
+    /// The counters of the cycle containing `t`, zero if none were recorded.
+    pub fn counters_at(&self, t: UnixMs) -> CycleCounters {
+        counters_at(&self.cycles, t)
+    }
+}
+
+fn counters_at(cycles: &BTreeMap<UnixMs, CycleCounters>, t: UnixMs) -> CycleCounters {
+    let cycle = Cycle::containing(t);
+    cycles.get(&cycle.start_ms).copied().unwrap_or(CycleCounters { cycle, values: [0; 4] })
+}
+
 /// The state of one project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectState {
@@ -118,8 +144,18 @@ impl ProjectState {
 
     /// The counters of the cycle containing `t`, zero if none were recorded.
     pub fn counters_at(&self, t: UnixMs) -> CycleCounters {
-        let cycle = Cycle::containing(t);
-        self.cycles.get(&cycle.start_ms).copied().unwrap_or(CycleCounters { cycle, values: [0; 4] })
+        counters_at(&self.cycles, t)
+    }
+
+    /// What readers of the totals keep of this state.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            project_id: self.project_id.clone(),
+            cycles: self.cycles.clone(),
+            logical_size: self.logical_size,
+            version: self.version,
+            last_ingested_ms: self.last_ingested_ms,
+        }
     }
 
     /// Applies one batch of this project: deduplicates it (by its source

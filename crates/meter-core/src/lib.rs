@@ -23,7 +23,7 @@ pub mod split;
 pub mod target;
 pub mod validate;
 
-pub use aggregate::{HourlyRow, ProjectState, ProjectUpdate};
+pub use aggregate::{HourlyRow, ProjectState, ProjectUpdate, Totals};
 pub use cycle::Cycle;
 pub use dedup::{SeqVerdict, SeqWindow};
 pub use event::{Batch, Event, Span};

@@ -16,7 +16,8 @@ pub struct EnforcerConfig {
     /// The control plane: POST `{url}/projects/{id}/suspend` and `/resume`.
     pub control_plane_url: String,
     pub control_plane_timeout_ms: u64,
-    /// Every project is evaluated at least this often (cycle rollover).
+    /// Every project is evaluated at least this often, a safety net: a new
+    /// cycle, new totals and configuration changes re-evaluate at once.
     pub evaluate_interval_ms: u64,
     /// Control-plane calls in flight at once (for different projects; one
     /// project's calls are made in order, one at a time).
@@ -53,7 +54,7 @@ impl Default for EnforcerConfig {
             webhook_group_id: "meter-webhooks".into(),
             control_plane_url: "http://127.0.0.1:8091".into(),
             control_plane_timeout_ms: 5000,
-            evaluate_interval_ms: 1000,
+            evaluate_interval_ms: 30_000,
             actuator_concurrency: 16,
             webhook_schedule_ms: vec![0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
             webhook_timeout_ms: 5000,

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use meter_core::config_view::{ConfigKey, ConfigView};
 use meter_core::enforce::{evaluate, ActionKind, Decision, EnforcementState, Usage};
-use meter_core::ProjectState;
+use meter_core::{Cycle, Totals};
 use meter_kafka::{
     read_partitions_to_end, send_in_transaction as send, transactional_producer, KafkaConfig, RebalanceWatch,
     TxProducer,
 };
-use meter_proto::decode_state;
+use meter_proto::decode_usage;
 use meter_runtime::Clock;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -38,7 +38,7 @@ pub(crate) struct Enforcer {
     changes: Receiver<ConfigKey>,
     shutdown: CancellationToken,
     /// Latest totals of owned projects, with their partition.
-    totals: HashMap<String, (i32, ProjectState)>,
+    totals: HashMap<String, (i32, Totals)>,
     states: HashMap<String, (i32, EnforcementState)>,
     /// Partitions not yet read to their end since the last assignment.
     catching_up: HashSet<i32>,
@@ -81,6 +81,7 @@ impl Enforcer {
         ready.store(true, Ordering::SeqCst);
         let mut generation = consumer.context().generation();
         let mut last_sweep = Instant::now();
+        let mut swept_cycle = Cycle::containing(self.clock.now_ms());
         let interval = Duration::from_millis(self.cfg.evaluate_interval_ms);
         while !self.shutdown.is_cancelled() {
             // Everything already fetched (up to a bound), then one evaluation
@@ -110,9 +111,13 @@ impl Enforcer {
                     _ => {}
                 }
             }
-            if last_sweep.elapsed() >= interval {
+            // Everything, when a cycle begins (usage restarts from zero
+            // without a new totals record) and every `interval` as a safety
+            // net; totals and configuration changes mark their projects.
+            let cycle = Cycle::containing(self.clock.now_ms());
+            if cycle != swept_cycle || last_sweep.elapsed() >= interval {
                 self.dirty.extend(self.owned());
-                last_sweep = Instant::now();
+                (last_sweep, swept_cycle) = (Instant::now(), cycle);
             }
             if self.catching_up.is_empty() && !self.dirty.is_empty() {
                 self.evaluate(&producer)?;
@@ -159,7 +164,7 @@ impl Enforcer {
 
     fn on_totals(&mut self, partition: i32, payload: Option<&[u8]>) {
         let Some(bytes) = payload else { return };
-        let state = match decode_state(bytes) {
+        let state = match decode_usage(bytes) {
             Ok(Some(s)) => s,
             Ok(None) => return,
             Err(e) => {

@@ -31,6 +31,6 @@ pub use batch::{
     DecodeError,
 };
 pub use totals::{
-    decode_state, decode_totals, key_chunk_key, key_chunk_records, key_sets, mark_keys_persisted, restore,
+    decode_totals, decode_usage, key_chunk_key, key_chunk_records, key_sets, mark_keys_persisted, restore,
     state_from_wire, state_to_wire, Restored, TotalsDecodeError, TotalsRecord,
 };

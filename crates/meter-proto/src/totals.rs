@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use meter_core::aggregate::{CycleCounters, Reading, SourceEntry};
-use meter_core::{Cycle, IdError, KeySet, ProjectId, ProjectState, SeqWindow};
+use meter_core::{Cycle, IdError, KeySet, ProjectId, ProjectState, SeqWindow, Totals};
 
 use crate::v1;
 
@@ -107,14 +107,26 @@ impl std::fmt::Display for TotalsDecodeError {
 
 impl std::error::Error for TotalsDecodeError {}
 
-/// Decodes the value of a `usage.totals` record into the project's state;
-/// `None` for the records that hold no totals (idempotency-key chunks and
-/// tombstones), which readers of the totals skip.
-pub fn decode_state(bytes: &[u8]) -> Result<Option<ProjectState>, TotalsDecodeError> {
-    Ok(match decode_totals(bytes)? {
-        TotalsRecord::Project(s, _) => Some(s),
-        TotalsRecord::Keys { .. } | TotalsRecord::Tombstone => None,
-    })
+/// Decodes the value of a `usage.totals` record into the project's usage,
+/// as the readers of the totals keep it; `None` for the records that hold
+/// no totals (idempotency-key chunks and tombstones), which they skip. The
+/// dedup windows are skipped unread: decoding them cost the readers more
+/// than the rest of the record (many sources report for one project).
+pub fn decode_usage(bytes: &[u8]) -> Result<Option<Totals>, TotalsDecodeError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let w = <v1::ProjectTotalsView as prost::Message>::decode(bytes).map_err(TotalsDecodeError::Protobuf)?;
+    if w.key_chunk.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(Totals {
+        project_id: ProjectId::new(w.project_id).map_err(TotalsDecodeError::Invalid)?,
+        cycles: cycles_from_wire(&w.cycles),
+        logical_size: reading_from_wire(w.logical_size_bytes, w.logical_size_time_unix_ms),
+        version: w.version,
+        last_ingested_ms: w.last_ingested_unix_ms,
+    }))
 }
 
 /// One record of `usage.totals`, decoded.
@@ -203,21 +215,10 @@ pub fn restore<K: AsRef<[u8]>, V: AsRef<[u8]>>(
 
 /// Restores a project's state from its `usage.totals` record.
 pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
-    let cycles: BTreeMap<i64, CycleCounters> = w
-        .cycles
-        .iter()
-        .map(|c| {
-            let cycle = Cycle { start_ms: c.cycle_start_unix_s * 1000, end_ms: c.cycle_end_unix_s * 1000 };
-            let values = [c.active_time_seconds, c.compute_time_seconds, c.written_data_bytes, c.data_transfer_bytes];
-            (cycle.start_ms, CycleCounters { cycle, values })
-        })
-        .collect();
-    let logical_size = (w.logical_size_time_unix_ms != 0 || w.logical_size_bytes != 0)
-        .then_some(Reading { value: w.logical_size_bytes, time_ms: w.logical_size_time_unix_ms });
     Ok(ProjectState {
         project_id: ProjectId::new(w.project_id)?,
-        cycles,
-        logical_size,
+        cycles: cycles_from_wire(&w.cycles),
+        logical_size: reading_from_wire(w.logical_size_bytes, w.logical_size_time_unix_ms),
         sources: w.sources.into_iter().fold(
             BTreeMap::new(),
             |mut acc: BTreeMap<String, BTreeMap<u64, SourceEntry>>, s| {
@@ -234,6 +235,21 @@ pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
         version: w.version,
         last_ingested_ms: w.last_ingested_unix_ms,
     })
+}
+
+fn cycles_from_wire(cycles: &[v1::CycleTotals]) -> BTreeMap<i64, CycleCounters> {
+    cycles
+        .iter()
+        .map(|c| {
+            let cycle = Cycle { start_ms: c.cycle_start_unix_s * 1000, end_ms: c.cycle_end_unix_s * 1000 };
+            let values = [c.active_time_seconds, c.compute_time_seconds, c.written_data_bytes, c.data_transfer_bytes];
+            (cycle.start_ms, CycleCounters { cycle, values })
+        })
+        .collect()
+}
+
+fn reading_from_wire(value: u64, time_ms: i64) -> Option<Reading> {
+    (time_ms != 0 || value != 0).then_some(Reading { value, time_ms })
 }
 
 #[cfg(test)]
@@ -276,8 +292,12 @@ mod tests {
         // The totals record, then the key chunks: together, the same state.
         let mut back = state_from_wire(state_to_wire(&s, t)).unwrap();
         let mut chunks: BTreeMap<i64, BTreeMap<u32, Vec<u64>>> = BTreeMap::new();
-        for (key, value) in key_chunk_records(&s, 5) {
-            match decode_totals(&value.unwrap()).unwrap() {
+        let records = key_chunk_records(&s, 5);
+        assert!(!records.is_empty());
+        for (key, value) in records {
+            let value = value.unwrap();
+            assert_eq!(decode_usage(&value).unwrap(), None, "a key chunk holds no totals");
+            match decode_totals(&value).unwrap() {
                 TotalsRecord::Keys { project_id, cycle_start_ms, index, hashes, events_next_offset } => {
                     assert_eq!((project_id.as_str(), events_next_offset), ("p", 5));
                     assert_eq!(key, key_chunk_key("p", cycle_start_ms, index));
@@ -286,10 +306,15 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(decode_state(&[]).unwrap().is_none(), "a tombstone");
         back.keys = key_sets(chunks);
         mark_keys_persisted(&mut s);
         assert_eq!(back, s);
         assert_eq!(back.sources["s"].len(), 2);
+        // What the enforcer and the API read of the same records.
+        let usage = decode_usage(&prost::Message::encode_to_vec(&state_to_wire(&s, t))).unwrap();
+        assert_eq!(usage, Some(s.totals()));
+        assert_eq!(usage.unwrap().counters_at(t).values, [0, 22, 0, 0], "two batches of 11");
+        assert_eq!(decode_usage(&[]).unwrap(), None, "a tombstone");
+        assert!(decode_usage(b"\x0a\x03a#b").is_err(), "an invalid project id is refused");
     }
 }

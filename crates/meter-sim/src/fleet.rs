@@ -1,7 +1,7 @@
 //! The simulated fleet: a seeded, deterministic model of projects and their
 //! computes. No I/O: `tick` turns a moment into the events each node reports.
 
-use meter_core::{Event, Metric, ProjectId, Span};
+use meter_core::{Cycle, Event, Metric, ProjectId, Span};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -19,6 +19,15 @@ pub struct FleetConfig {
     /// How far back the first interval starts, seconds.
     pub backfill_seconds: i64,
     pub seed: u64,
+}
+
+/// `max_seconds` of backfill, or less so that the first interval does not
+/// start before the billing cycle containing `now_ms`. A run that enforces
+/// quotas needs its usage in the current cycle: with a fixed backfill, a
+/// run on the first days of a month would report last month's usage only
+/// and never cross a quota.
+pub fn backfill_in_cycle(now_ms: i64, max_seconds: i64) -> i64 {
+    ((now_ms - Cycle::containing(now_ms).start_ms) / 1000).min(max_seconds)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +195,14 @@ mod tests {
             backfill_seconds: 3600,
             seed: 7,
         }
+    }
+
+    #[test]
+    fn the_backfill_stays_in_the_current_cycle() {
+        let dec1 = meter_core::cycle::parse_rfc3339("2026-12-01T00:05:00Z").expect("time");
+        assert_eq!(backfill_in_cycle(dec1, 3 * 24 * 3600), 300);
+        let dec15 = meter_core::cycle::parse_rfc3339("2026-12-15T00:00:00Z").expect("time");
+        assert_eq!(backfill_in_cycle(dec15, 3 * 24 * 3600), 3 * 24 * 3600);
     }
 
     #[test]
