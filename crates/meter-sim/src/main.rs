@@ -51,7 +51,8 @@ struct RunArgs {
     /// Usage time one tick covers per compute, seconds.
     #[arg(long, default_value_t = 60)]
     span_seconds: i64,
-    /// How far back the simulated usage starts, seconds.
+    /// How far back the simulated usage starts, seconds; never before the
+    /// current billing cycle (quotas count the current cycle's usage).
     #[arg(long, default_value_t = 24 * 3600)]
     backfill_seconds: i64,
     /// Largest batch sent, events.
@@ -113,7 +114,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             computes_per_project: a.computes,
             nodes: a.nodes,
             span_seconds: a.span_seconds,
-            backfill_seconds: a.backfill_seconds,
+            backfill_seconds: meter_sim::fleet::backfill_in_cycle(meter_runtime::now_ms(), a.backfill_seconds),
             seed: a.seed,
         },
         duration: Duration::from_secs(a.duration),
