@@ -12,14 +12,25 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The quota given to the first projects of the fleet.
-pub(crate) const SMALL_ACTIVE_SECONDS: u64 = 20_000;
+/// The quota given to the first projects of the fleet, at most.
+const SMALL_ACTIVE_SECONDS: u64 = 20_000;
+
+/// The plan's active-time quota for a fleet whose usage starts
+/// `backfill_seconds` back with `computes` per project: 20,000 s, or half
+/// of what the backfill alone gives a project when that is less (early in
+/// a billing cycle the backfill is short), so that some projects cross it.
+pub(crate) fn small_active_seconds(backfill_seconds: i64, computes: usize) -> u64 {
+    let from_backfill = backfill_seconds.max(60) as u64 * computes as u64 / 2;
+    SMALL_ACTIVE_SECONDS.min(from_backfill.max(60))
+}
 
 pub(crate) struct Enforcement {
     api: String,
     pub(crate) control_plane: ControlPlane,
     pub(crate) hooks: WebhookReceiver,
     quota_projects: Vec<String>,
+    /// The plan's active-time quota.
+    active_seconds: u64,
 }
 
 async fn put(api: &str, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
@@ -38,6 +49,7 @@ impl Enforcement {
         control_plane_listen: &str,
         webhook_listen: &str,
         quota_projects: Vec<String>,
+        active_seconds: u64,
         stop: &CancellationToken,
     ) -> anyhow::Result<Enforcement> {
         let control_plane = ControlPlane::default();
@@ -47,17 +59,17 @@ impl Enforcement {
         let hooks = WebhookReceiver::new(&secret, FailMode::Never);
         let l = TcpListener::bind(webhook_listen).await?;
         tokio::spawn(hooks.clone().serve(l, stop.clone()));
-        put(api, "/v1/plans/quickstart-small", json!({"quota": {"active_time_seconds": SMALL_ACTIVE_SECONDS}})).await?;
+        put(api, "/v1/plans/quickstart-small", json!({"quota": {"active_time_seconds": active_seconds}})).await?;
         for p in &quota_projects {
             put(api, &format!("/v1/projects/{p}/quota"), json!({"plan": "quickstart-small"})).await?;
         }
         put(api, "/v1/webhooks/quickstart", json!({"url": format!("http://{webhook_listen}/"), "secret": secret}))
             .await?;
         println!(
-            "quotas: {} projects on plan quickstart-small (active_time_seconds {SMALL_ACTIVE_SECONDS}); control plane double on {control_plane_listen}, webhook receiver on {webhook_listen}",
+            "quotas: {} projects on plan quickstart-small (active_time_seconds {active_seconds}); control plane double on {control_plane_listen}, webhook receiver on {webhook_listen}",
             quota_projects.len()
         );
-        Ok(Enforcement { api: api.to_owned(), control_plane, hooks, quota_projects })
+        Ok(Enforcement { api: api.to_owned(), control_plane, hooks, quota_projects, active_seconds })
     }
 
     /// Prints alerts and control-plane calls as they arrive, until `finish`.
@@ -109,7 +121,7 @@ impl Enforcement {
     fn over_quota<'a>(&'a self, truth: &Truth) -> Vec<&'a String> {
         self.quota_projects
             .iter()
-            .filter(|p| truth.projects.get(*p).is_some_and(|t| t.counters[0] >= SMALL_ACTIVE_SECONDS))
+            .filter(|p| truth.projects.get(*p).is_some_and(|t| t.counters[0] >= self.active_seconds))
             .collect()
     }
 
