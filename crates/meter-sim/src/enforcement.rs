@@ -59,14 +59,20 @@ impl Enforcement {
         let hooks = WebhookReceiver::new(&secret, FailMode::Never);
         let l = TcpListener::bind(webhook_listen).await?;
         tokio::spawn(hooks.clone().serve(l, stop.clone()));
-        put(api, "/v1/plans/quickstart-small", json!({"quota": {"active_time_seconds": active_seconds}})).await?;
+        // A plan of this run's own: its quota follows this run's backfill,
+        // and the projects of earlier runs on the same stack keep theirs.
+        let plan = format!(
+            "{}-small",
+            quota_projects.first().and_then(|p| p.rsplit_once("-p")).map_or("sim", |(prefix, _)| prefix)
+        );
+        put(api, &format!("/v1/plans/{plan}"), json!({"quota": {"active_time_seconds": active_seconds}})).await?;
         for p in &quota_projects {
-            put(api, &format!("/v1/projects/{p}/quota"), json!({"plan": "quickstart-small"})).await?;
+            put(api, &format!("/v1/projects/{p}/quota"), json!({"plan": plan})).await?;
         }
         put(api, "/v1/webhooks/quickstart", json!({"url": format!("http://{webhook_listen}/"), "secret": secret}))
             .await?;
         println!(
-            "quotas: {} projects on plan quickstart-small (active_time_seconds {active_seconds}); control plane double on {control_plane_listen}, webhook receiver on {webhook_listen}",
+            "quotas: {} projects on plan {plan} (active_time_seconds {active_seconds}); control plane double on {control_plane_listen}, webhook receiver on {webhook_listen}",
             quota_projects.len()
         );
         Ok(Enforcement { api: api.to_owned(), control_plane, hooks, quota_projects, active_seconds })
