@@ -190,3 +190,15 @@ impl Enforcement {
         Ok(expected == suspended)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::small_active_seconds;
+
+    #[test]
+    fn the_quota_follows_a_short_backfill() {
+        assert_eq!(small_active_seconds(24 * 3600, 2), 20_000, "a full day: the documented quota");
+        assert_eq!(small_active_seconds(7_200, 2), 7_200, "two hours into a cycle: half of the backfill's usage");
+        assert_eq!(small_active_seconds(0, 2), 60, "the first second of a cycle");
+    }
+}
