@@ -19,7 +19,7 @@ pub(crate) fn fleet_run(url: &str, prefix: &str, secs: u64) -> RunConfig {
             computes_per_project: 2,
             nodes: 4,
             span_seconds: 300,
-            backfill_seconds: meter_sim::fleet::backfill_in_cycle(meter_runtime::now_ms(), 3 * 24 * 3600),
+            backfill_seconds: 3 * 24 * 3600,
             seed: 11,
         },
         duration: Duration::from_secs(secs),

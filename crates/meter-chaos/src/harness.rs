@@ -304,7 +304,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         computes_per_project: 2,
         nodes: 4,
         span_seconds: 120,
-        backfill_seconds: meter_sim::fleet::backfill_in_cycle(meter_runtime::now_ms(), 3 * 24 * 3600),
+        backfill_seconds: 3 * 24 * 3600,
         seed: cfg.seed,
     };
     let project_ids: Vec<String> = Fleet::new(fleet.clone(), 0).project_ids().map(ToString::to_string).collect();

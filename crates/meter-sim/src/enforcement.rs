@@ -48,6 +48,7 @@ impl Enforcement {
         api: &str,
         control_plane_listen: &str,
         webhook_listen: &str,
+        prefix: &str,
         quota_projects: Vec<String>,
         active_seconds: u64,
         stop: &CancellationToken,
@@ -61,10 +62,7 @@ impl Enforcement {
         tokio::spawn(hooks.clone().serve(l, stop.clone()));
         // A plan of this run's own: its quota follows this run's backfill,
         // and the projects of earlier runs on the same stack keep theirs.
-        let plan = format!(
-            "{}-small",
-            quota_projects.first().and_then(|p| p.rsplit_once("-p")).map_or("sim", |(prefix, _)| prefix)
-        );
+        let plan = format!("{prefix}-small");
         put(api, &format!("/v1/plans/{plan}"), json!({"quota": {"active_time_seconds": active_seconds}})).await?;
         for p in &quota_projects {
             put(api, &format!("/v1/projects/{p}/quota"), json!({"plan": plan})).await?;

@@ -16,7 +16,8 @@ pub struct FleetConfig {
     pub nodes: usize,
     /// Usage time covered by one tick, per compute, seconds.
     pub span_seconds: i64,
-    /// How far back the first interval starts, seconds.
+    /// How far back the first interval starts, seconds, at most: never
+    /// before the billing cycle of the fleet's start (`backfill_in_cycle`).
     pub backfill_seconds: i64,
     pub seed: u64,
 }
@@ -69,10 +70,11 @@ pub struct Fleet {
 const SIZES: [u32; 6] = [1, 2, 4, 8, 16, 32];
 
 impl Fleet {
-    /// A fleet whose intervals start `backfill_seconds` before `now_ms`.
+    /// A fleet whose intervals start `backfill_seconds` before `now_ms`, or
+    /// at the start of the billing cycle containing `now_ms` if later.
     pub fn new(cfg: FleetConfig, now_ms: i64) -> Fleet {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
-        let start = (now_ms / 1000 - cfg.backfill_seconds) * 1000;
+        let start = (now_ms / 1000 - backfill_in_cycle(now_ms, cfg.backfill_seconds)) * 1000;
         let projects: Vec<Project> = (0..cfg.projects)
             .map(|i| Project {
                 id: ProjectId::new(format!("{}-p{i:04}", cfg.prefix)).expect("valid project id"),

@@ -105,7 +105,6 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         format!("sim{:x}", t % 0xff_ffff)
     });
-    let backfill = meter_sim::fleet::backfill_in_cycle(meter_runtime::now_ms(), a.backfill_seconds);
     let cfg = RunConfig {
         ingest_url: a.ingest.clone(),
         token: a.token.clone(),
@@ -115,7 +114,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             computes_per_project: a.computes,
             nodes: a.nodes,
             span_seconds: a.span_seconds,
-            backfill_seconds: backfill,
+            backfill_seconds: a.backfill_seconds,
             seed: a.seed,
         },
         duration: Duration::from_secs(a.duration),
@@ -147,9 +146,19 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     );
     let enforcement = if a.quota_projects > 0 {
         let ids = (0..a.quota_projects.min(a.projects)).map(|i| format!("{prefix}-p{i:04}")).collect();
+        // The backfill the fleet will have (it never starts before the cycle).
+        let backfill = meter_sim::fleet::backfill_in_cycle(meter_runtime::now_ms(), a.backfill_seconds);
         let quota = enforcement::small_active_seconds(backfill, a.computes);
-        let e = enforcement::Enforcement::setup(&a.api, &a.control_plane_listen, &a.webhook_listen, ids, quota, &stop)
-            .await?;
+        let e = enforcement::Enforcement::setup(
+            &a.api,
+            &a.control_plane_listen,
+            &a.webhook_listen,
+            &prefix,
+            ids,
+            quota,
+            &stop,
+        )
+        .await?;
         let e = Arc::new(e);
         let printing = CancellationToken::new();
         let printer = tokio::spawn(e.clone().print_live(printing.clone()));
