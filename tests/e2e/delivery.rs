@@ -94,6 +94,17 @@ async fn a_hanging_receiver_never_delays_a_healthy_one() {
     assert!(pending.len() >= want - 2, "the hanging endpoint's deliveries: {} pending of {want}", pending.len());
     let dead = deliveries(&api, "a-hanging", "state=dead").await;
     assert!(dead.is_empty(), "nothing of the hanging endpoint is finished yet: {dead:?}");
+    // The api's view of the deliveries follows the receiver's 200s by a
+    // Kafka round trip.
+    eventually(Duration::from_secs(10), "the api lists every healthy delivery", || async {
+        let n = deliveries(&api, "b-healthy", "state=delivered").await.len();
+        if n == want {
+            Ok(())
+        } else {
+            Err(format!("{n} of {want}"))
+        }
+    })
+    .await;
     let healthy_list = deliveries(&api, "b-healthy", "state=delivered").await;
     assert_eq!(healthy_list.len(), want);
     assert!(healthy_list.iter().all(|d| d["attempts"][0]["status"] == 200), "{healthy_list:?}");
