@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the hot paths, per batch of 1,000 events:
-//! decoding and validating a Report (ingest), encoding its per-project
+//! decoding and validating a Report (ingest), encoding its per-partition
 //! records, aggregating a batch into a project's state, and evaluating a
 //! project's quota (enforcer); the cost of idempotency keys (aggregating
 //! keyed events, rebuilding a million keys, their memory), and validating a
@@ -7,12 +7,14 @@
 //!
 //! `cargo bench -p meter-bench --bench hot_paths`
 
+use std::collections::HashMap;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meter_bench::load::LoadConfig;
 use meter_core::aggregate::Retention;
 use meter_core::enforce::{evaluate, Usage};
 use meter_core::{Limits, ProjectId, ProjectState, Quota, DEFAULT_THRESHOLDS};
-use meter_proto::decode_batch;
+use meter_proto::decode_record;
 use meter_proto::v1::{ProjectBatch, ReportRequest};
 use prost::Message;
 
@@ -55,15 +57,21 @@ fn hot_paths(c: &mut Criterion) {
         b.iter(|| validate(ReportRequest::decode(bytes.as_slice()).expect("decode"), now))
     });
     let batches = validate(req, now);
-    g.bench_function("ingest: encode the per-project records", |b| {
-        b.iter(|| meter_ingest::kafka_records(&batches).iter().map(|(_, v)| v.len()).sum::<usize>())
+    g.bench_function("ingest: encode the per-partition records (8 partitions)", |b| {
+        b.iter_batched(
+            || batches.clone(),
+            |batches| meter_ingest::kafka_records(batches, 8).iter().map(|r| r.value.len()).sum::<usize>(),
+            criterion::BatchSize::SmallInput,
+        )
     });
-    let records: Vec<Vec<u8>> = meter_ingest::kafka_records(&batches).into_iter().map(|(_, v)| v).collect();
-    let keyed_records: Vec<Vec<u8>> =
-        meter_ingest::kafka_records(&validate(request_with_keys(now, true), now)).into_iter().map(|(_, v)| v).collect();
+    let encode = |batches: Vec<ProjectBatch>| -> Vec<Vec<u8>> {
+        meter_ingest::kafka_records(batches, 8).into_iter().map(|r| r.value).collect()
+    };
+    let records = encode(batches.clone());
+    let keyed_records = encode(validate(request_with_keys(now, true), now));
     let retention = Retention::default();
     g.bench_function("aggregator: decode the records (no apply)", |b| {
-        b.iter(|| records.iter().map(|r| decode_batch(r).expect("decode").events.len()).sum::<usize>())
+        b.iter(|| records.iter().map(|r| decode_record(r).expect("decode").len()).sum::<usize>())
     });
     for (name, records) in [
         ("aggregator: decode + dedup + hour split + apply", &records),
@@ -72,14 +80,20 @@ fn hot_paths(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
-                    (0..16)
-                        .map(|p| ProjectState::new(ProjectId::new(format!("bench-p{p:05}")).expect("id")))
-                        .collect::<Vec<_>>()
+                    batches
+                        .iter()
+                        .map(|b| {
+                            let id = ProjectId::new(b.project_id.clone()).expect("id");
+                            (b.project_id.clone(), ProjectState::new(id))
+                        })
+                        .collect::<HashMap<_, _>>()
                 },
                 |mut states| {
-                    for (i, r) in records.iter().enumerate() {
-                        let batch = decode_batch(r).expect("decode");
-                        let _ = states[i % 16].apply(&batch, &retention);
+                    for r in records.iter() {
+                        for batch in decode_record(r).expect("decode") {
+                            let state = states.get_mut(batch.project_id.as_str()).expect("known project");
+                            let _ = state.apply(&batch, &retention);
+                        }
                     }
                     states
                 },

@@ -85,11 +85,11 @@ pub(crate) async fn transport(cfg: &LoadConfig) -> anyhow::Result<Rate> {
     Ok(rate)
 }
 
-/// The records ingest writes for a request: one per project, keyed by it
+/// The records ingest writes for a request among `partitions` partitions
 /// (ingest's own validation and encoding).
-fn records(req: ReportRequest, now_ms: i64) -> Vec<(String, Vec<u8>)> {
+fn records(req: ReportRequest, now_ms: i64, partitions: i32) -> Vec<meter_proto::report::EventsRecord> {
     meter_ingest::validate(&meter_core::Limits::default(), req, now_ms)
-        .map(|b| meter_ingest::kafka_records(&b))
+        .map(|b| meter_ingest::kafka_records(b, partitions))
         .unwrap_or_default()
 }
 
@@ -99,14 +99,16 @@ pub(crate) async fn kafka(cfg: &LoadConfig, kafka: &KafkaConfig, topic: &str) ->
     let producer: FutureProducer = kafka.events_producer_config().create()?;
     let acked = Arc::new(Acked::default());
     let topic = topic.to_owned();
+    let partitions = kafka.partitions;
     let took = drive(cfg, acked.clone(), move |req| {
         let (producer, topic) = (producer.clone(), topic.clone());
         async move {
-            let recs = records(req, meter_runtime::now_ms());
+            let recs = records(req, meter_runtime::now_ms(), partitions);
             // Enqueue every record, then wait for every delivery (as ingest does).
             let mut pending = Vec::with_capacity(recs.len());
-            for (k, v) in &recs {
-                match producer.send_result(FutureRecord::to(&topic).key(k).payload(v)) {
+            for r in &recs {
+                let record = FutureRecord::to(&topic).partition(r.partition).key(&r.key).payload(&r.value);
+                match producer.send_result(record) {
                     Ok(f) => pending.push(f),
                     Err(_) => return false,
                 }
@@ -140,10 +142,11 @@ pub(crate) async fn clickhouse(
         for s in 0..cfg.sources {
             let req = cfg.request(s, seq, now);
             made += req.events.len() as u64;
-            for (_, bytes) in records(req, now) {
-                let b = meter_proto::decode_batch(&bytes)?;
+            for r in records(req, now, 8) {
                 offset += 1;
-                rows.extend(UsageRow::of_batch(&b, offset, &hourly_rows(&b)));
+                for b in meter_proto::decode_record(&r.value)? {
+                    rows.extend(UsageRow::of_batch(&b, offset, &hourly_rows(&b)));
+                }
             }
         }
         seq += 1;

@@ -10,9 +10,9 @@ const NOW: i64 = 1_760_000_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(batches) = meter_proto::neon::validate_neon(&Limits::default(), data, "json", 7, NOW) else { return };
-    for (key, value) in meter_proto::report::kafka_records(&batches) {
-        let b = meter_proto::decode_batch(&value).expect("ingest wrote a record the aggregator cannot read");
-        assert_eq!(b.project_id.as_str(), key);
+    let read = meter_proto::report::round_trip(batches, 8);
+    for b in read.expect("ingest wrote a record the aggregator cannot read") {
+        assert!(!b.events.is_empty());
         assert!(b.keyed_only && b.session == 7);
         for e in &b.events {
             assert!(e.idempotency_key.is_some());

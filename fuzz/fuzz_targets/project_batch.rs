@@ -8,10 +8,16 @@ use meter_core::aggregate::Retention;
 use meter_core::{Metric, ProjectState, ProjectUpdate};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(batch) = meter_proto::decode_batch(data) else { return };
+    let Ok(batches) = meter_proto::decode_record(data) else { return };
+    for batch in batches {
+        check(&batch);
+    }
+});
+
+fn check(batch: &meter_core::Batch) {
     let mut state = ProjectState::new(batch.project_id.clone());
     let retention = Retention::default();
-    if let ProjectUpdate::Counted(rows) = state.apply(&batch, &retention) {
+    if let ProjectUpdate::Counted { rows, .. } = state.apply(batch, &retention) {
         // The hour split is exact: per counter, the rows sum to the events.
         for m in Metric::COUNTERS {
             let events: u128 = batch.events.iter().filter(|e| e.metric == m).map(|e| e.value as u128).sum();
@@ -22,6 +28,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let once = format!("{state:?}");
-    let _ = state.apply(&batch, &retention);
+    let _ = state.apply(batch, &retention);
     assert_eq!(once, format!("{state:?}"), "a replayed batch changed the state");
-});
+}

@@ -15,9 +15,8 @@ fuzz_target!(|data: &[u8]| {
     let n = req.events.len();
     let Ok(batches) = meter_proto::report::validate(&Limits::default(), req, NOW) else { return };
     assert_eq!(batches.iter().map(|b| b.events.len()).sum::<usize>(), n);
-    for (key, value) in meter_proto::report::kafka_records(&batches) {
-        let b = meter_proto::decode_batch(&value).expect("ingest wrote a record the aggregator cannot read");
-        assert_eq!(b.project_id.as_str(), key);
+    let read = meter_proto::report::round_trip(batches, 8);
+    for b in read.expect("ingest wrote a record the aggregator cannot read") {
         assert!(!b.events.is_empty());
         for e in &b.events {
             Limits::default().check_event(0, e, NOW).expect("a stored event passes the limits");

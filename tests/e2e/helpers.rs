@@ -27,6 +27,14 @@ pub(crate) fn report_in(source: &str, session: u64, seq: u64, events: Vec<UsageE
     ReportRequest { source_id: source.into(), source_session: session, batch_seq: seq, events }
 }
 
+/// The Kafka records ingest writes for a Report of `projects` (one per
+/// partition holding any of them) among `partitions`.
+pub(crate) fn records_for(projects: &[&str], partitions: i32) -> u32 {
+    let distinct: std::collections::BTreeSet<i32> =
+        projects.iter().map(|p| meter_core::partition::partition_of(p, partitions)).collect();
+    distinct.len() as u32
+}
+
 /// All-time usage of one project, `None` if ClickHouse has nothing of it.
 pub(crate) async fn usage_of(store: &Store, project: &str) -> Option<ProjectUsage> {
     store.usage_with_prefix(project).await.expect("query").into_iter().find(|u| u.project_id == project)

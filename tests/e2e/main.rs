@@ -20,4 +20,5 @@ mod retries;
 mod schema_sql;
 mod security;
 mod sources;
+mod upgrade;
 mod webhooks;

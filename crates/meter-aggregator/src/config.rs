@@ -13,6 +13,9 @@ pub struct AggregatorConfig {
     pub transactional_id_prefix: String,
     /// Most Kafka records per transaction.
     pub max_batch_records: usize,
+    /// Most bytes of `usage.events` records per transaction: bounds the
+    /// memory of a transaction while catching up on large records.
+    pub max_batch_bytes: usize,
     /// Longest wait to fill a batch, milliseconds.
     pub linger_ms: u64,
     /// Longest time to rebuild a partition's state from `usage.totals`.
@@ -30,6 +33,7 @@ impl Default for AggregatorConfig {
             group_id: "meter-aggregator".into(),
             transactional_id_prefix: "meter-aggregator".into(),
             max_batch_records: 20_000,
+            max_batch_bytes: 16 << 20,
             linger_ms: 100,
             restore_timeout_seconds: 120,
             cycle_grace_hours: r.cycle_grace_ms / 3_600_000,

@@ -1,13 +1,13 @@
 //! Applying a batch of Kafka records to the project states: pure, apart
 //! from restoring a partition's state on first use.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use meter_core::aggregate::Retention;
 use meter_core::{ProjectState, ProjectUpdate};
 use meter_kafka::{read_range, KafkaConfig};
-use meter_proto::decode_batch;
+use meter_proto::decode_record;
 use meter_store::UsageRow;
 
 use crate::metrics as m;
@@ -29,12 +29,15 @@ pub(crate) struct Pending {
     pub(crate) first: BTreeMap<i32, i64>,
     /// Offset after the last record per partition: what the commit stores.
     pub(crate) next: BTreeMap<i32, i64>,
+    /// Bytes of the records' values.
+    pub(crate) bytes: usize,
 }
 
 impl Pending {
     pub(crate) fn push(&mut self, r: Record) {
         self.first.entry(r.partition).or_insert(r.offset);
         self.next.insert(r.partition, r.offset + 1);
+        self.bytes += r.payload.len();
         self.records.push(r);
     }
 
@@ -53,9 +56,18 @@ impl Pending {
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     pub(crate) rows: BTreeMap<i32, Vec<UsageRow>>,
-    pub(crate) touched: BTreeSet<(i32, String)>,
+    /// Per partition, the projects counted in (looked up before the id is
+    /// copied: a collector's batch touches thousands).
+    pub(crate) touched: BTreeMap<i32, HashSet<String>>,
     pub(crate) events: u64,
     pub(crate) oldest_ingest_ms: Option<i64>,
+}
+
+impl Outcome {
+    /// Every (partition, project) counted in.
+    pub(crate) fn touched(&self) -> impl Iterator<Item = (i32, &str)> {
+        self.touched.iter().flat_map(|(&p, projects)| projects.iter().map(move |id| (p, id.as_str())))
+    }
 }
 
 /// Applies every record of `pending` to `states`, in order.
@@ -91,7 +103,7 @@ pub(crate) fn apply(
             metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
             continue;
         }
-        let batch = match decode_batch(&rec.payload) {
+        let batches = match decode_record(&rec.payload) {
             Ok(b) => b,
             Err(e) => {
                 // Ingest never writes such a record; skip it, loudly.
@@ -101,35 +113,40 @@ pub(crate) fn apply(
             }
         };
         let part = states.get_mut(rec.partition).expect("restored above");
-        let project = batch.project_id.as_str();
-        let state = match part.get_mut(project) {
-            Some(s) => s,
-            None => part.entry(project.to_owned()).or_insert_with(|| ProjectState::new(batch.project_id.clone())),
-        };
-        match state.apply(&batch, retention) {
-            ProjectUpdate::Counted { rows: hourly, duplicate_keys: dups } => {
-                duplicate_keys += dups;
-                for h in &hourly {
-                    if let Some(i) = h.metric.counter_index() {
-                        usage[i] = usage[i].saturating_add(h.value);
+        for batch in &batches {
+            let project = batch.project_id.as_str();
+            let state = match part.get_mut(project) {
+                Some(s) => s,
+                None => part.entry(project.to_owned()).or_insert_with(|| ProjectState::new(batch.project_id.clone())),
+            };
+            match state.apply(batch, retention) {
+                ProjectUpdate::Counted { rows: hourly, duplicate_keys: dups } => {
+                    duplicate_keys += dups;
+                    for h in &hourly {
+                        if let Some(i) = h.metric.counter_index() {
+                            usage[i] = usage[i].saturating_add(h.value);
+                        }
                     }
+                    out.rows.entry(rec.partition).or_default().extend(UsageRow::of_batch(
+                        batch,
+                        rec.offset as u64,
+                        &hourly,
+                    ));
+                    let touched = out.touched.entry(rec.partition).or_default();
+                    if !touched.contains(project) {
+                        touched.insert(project.to_owned());
+                    }
+                    out.events += batch.events.len() as u64;
+                    out.oldest_ingest_ms =
+                        Some(out.oldest_ingest_ms.map_or(batch.ingested_ms, |t| t.min(batch.ingested_ms)));
                 }
-                out.rows.entry(rec.partition).or_default().extend(UsageRow::of_batch(
-                    &batch,
-                    rec.offset as u64,
-                    &hourly,
-                ));
-                out.touched.insert((rec.partition, project.to_owned()));
-                out.events += batch.events.len() as u64;
-                out.oldest_ingest_ms =
-                    Some(out.oldest_ingest_ms.map_or(batch.ingested_ms, |t| t.min(batch.ingested_ms)));
-            }
-            ProjectUpdate::Duplicate => {
-                metrics::counter!(m::DISCARDED, "reason" => "duplicate").increment(1);
-            }
-            ProjectUpdate::TooOld => {
-                too_old += 1;
-                metrics::counter!(m::DISCARDED, "reason" => "stale_seq").increment(1);
+                ProjectUpdate::Duplicate => {
+                    metrics::counter!(m::DISCARDED, "reason" => "duplicate").increment(1);
+                }
+                ProjectUpdate::TooOld => {
+                    too_old += 1;
+                    metrics::counter!(m::DISCARDED, "reason" => "stale_seq").increment(1);
+                }
             }
         }
     }

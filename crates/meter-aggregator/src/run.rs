@@ -84,7 +84,10 @@ impl Worker {
         let mut pending = Pending::default();
         let mut generation = consumer.context().generation();
         let deadline = Instant::now() + Duration::from_millis(self.cfg.linger_ms);
-        while pending.len() < self.cfg.max_batch_records && !self.shutdown.is_cancelled() {
+        while pending.len() < self.cfg.max_batch_records
+            && pending.bytes < self.cfg.max_batch_bytes
+            && !self.shutdown.is_cancelled()
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -131,8 +134,8 @@ impl Worker {
         let started = Instant::now();
         match self.commit(consumer, producer, pending, &outcome) {
             Ok(()) => {
-                for (partition, project) in &outcome.touched {
-                    if let Some(s) = self.states.get_mut(*partition).and_then(|p| p.get_mut(project)) {
+                for (partition, project) in outcome.touched() {
+                    if let Some(s) = self.states.get_mut(partition).and_then(|p| p.get_mut(project)) {
                         mark_keys_persisted(s);
                     }
                 }
@@ -173,16 +176,16 @@ impl Worker {
     ) -> Result<(), KafkaError> {
         producer.begin_transaction()?;
         let now = now_ms();
-        for (partition, project) in &outcome.touched {
-            let state = self.states.get(*partition).and_then(|p| p.get(project)).expect("touched project has state");
-            let next_offset = pending.next.get(partition).copied().unwrap_or_default();
+        for (partition, project) in outcome.touched() {
+            let state = self.states.get(partition).and_then(|p| p.get(project)).expect("touched project has state");
+            let next_offset = pending.next.get(&partition).copied().unwrap_or_default();
             let mut wire = state_to_wire(state, now);
             wire.events_next_offset = next_offset;
             let bytes = wire.encode_to_vec();
             let topic = &self.kafka.totals_topic;
-            send(producer, BaseRecord::to(topic).partition(*partition).key(project.as_str()).payload(&bytes))?;
+            send(producer, BaseRecord::to(topic).partition(partition).key(project).payload(&bytes))?;
             for (key, value) in key_chunk_records(state, next_offset) {
-                let record = BaseRecord::<str, [u8]>::to(topic).partition(*partition).key(key.as_str());
+                let record = BaseRecord::<str, [u8]>::to(topic).partition(partition).key(key.as_str());
                 send(
                     producer,
                     match &value {

@@ -38,6 +38,8 @@ pub struct ChaosConfig {
     /// kind was injected at least this often.
     pub faults_each: usize,
     pub projects: usize,
+    /// Who reports: compute nodes for their own projects, or collectors.
+    pub shape: LoadShape,
     pub seed: u64,
     /// Share of batches before which a compute node restarts and forgets
     /// everything (new session, `batch_seq` from 1).
@@ -47,6 +49,30 @@ pub struct ChaosConfig {
     pub key_twin_rate: f64,
     /// How long a `ClickHouseOutage` keeps ClickHouse down.
     pub clickhouse_outage: Duration,
+}
+
+/// The load's shape (issue 19).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadShape {
+    /// 4 nodes, 2 computes per project, a tick every 100 ms, batches of at
+    /// most 500 events: each batch carries a few dozen projects.
+    #[default]
+    ComputeNodes,
+    /// 4 collectors reporting for every project (one compute each), a tick
+    /// every second, batches of up to 2,000 events: with `--projects 2000`
+    /// each batch carries ~500 projects, 1-4 events each, as a proxy or a
+    /// storage service reports.
+    Collectors,
+}
+
+impl LoadShape {
+    /// (computes per project, tick, most events per batch).
+    fn params(self) -> (usize, Duration, usize) {
+        match self {
+            LoadShape::ComputeNodes => (2, Duration::from_millis(100), 500),
+            LoadShape::Collectors => (1, Duration::from_secs(1), 2_000),
+        }
+    }
 }
 
 /// What happened.
@@ -298,10 +324,11 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
 
     let store = Store::new(&StoreConfig { url: cfg.clickhouse_url.clone(), database, ..StoreConfig::default() })?;
     let stats = Arc::new(SendStats::default());
+    let (computes_per_project, tick, max_batch_events) = cfg.shape.params();
     let fleet = FleetConfig {
         prefix: prefix.clone(),
         projects: cfg.projects,
-        computes_per_project: 2,
+        computes_per_project,
         nodes: 4,
         span_seconds: 120,
         backfill_seconds: 3 * 24 * 3600,
@@ -314,8 +341,8 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         fleet,
         // The load ends when the faults do (`finish`), at `duration` or later.
         duration: Duration::from_secs(30 * 24 * 3600),
-        tick: Duration::from_millis(100),
-        max_batch_events: 500,
+        tick,
+        max_batch_events,
         duplicate_rate: 0.05,
         restart_rate: cfg.restart_rate,
         key_twin_rate: cfg.key_twin_rate,

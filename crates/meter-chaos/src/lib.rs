@@ -13,6 +13,6 @@ mod quotas;
 mod stack_args;
 
 pub use faults::FaultKind;
-pub use harness::{free_port, meterd_config, run, ChaosConfig, ChaosReport, Ports};
+pub use harness::{free_port, meterd_config, run, ChaosConfig, ChaosReport, LoadShape, Ports};
 pub use quotas::EnforcementReport;
 pub use stack_args::StackArgs;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use meter_chaos::{run, ChaosConfig, FaultKind, StackArgs};
+use meter_chaos::{run, ChaosConfig, FaultKind, LoadShape, StackArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "meter-chaos", about = "Fault injection against the real local stack")]
@@ -25,6 +25,11 @@ struct Cli {
     faults_each: usize,
     #[arg(long, default_value_t = 30)]
     projects: usize,
+    /// `compute-nodes`: 4 nodes, 2 computes per project, 100 ms ticks;
+    /// `collectors`: 4 collectors for every project, 1 s ticks, batches of up
+    /// to 2,000 events over hundreds of projects (use with `--projects 2000`).
+    #[arg(long, value_enum, default_value = "compute-nodes")]
+    shape: Shape,
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Share of batches before which a compute node restarts without memory.
@@ -39,6 +44,12 @@ struct Cli {
     clickhouse_outage_s: u64,
     #[command(flatten)]
     stack: StackArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Shape {
+    ComputeNodes,
+    Collectors,
 }
 
 #[tokio::main]
@@ -59,6 +70,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         kinds: FaultKind::ALL.to_vec(),
         faults_each: cli.faults_each,
         projects: cli.projects,
+        shape: match cli.shape {
+            Shape::ComputeNodes => LoadShape::ComputeNodes,
+            Shape::Collectors => LoadShape::Collectors,
+        },
         seed: cli.seed,
         restart_rate: cli.restart_rate,
         clickhouse_outage: Duration::from_secs(cli.clickhouse_outage_s),

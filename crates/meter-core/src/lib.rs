@@ -16,6 +16,7 @@ pub mod history;
 pub mod ids;
 pub mod keys;
 pub mod metric;
+pub mod partition;
 pub mod quota;
 pub mod rate;
 pub mod retry;

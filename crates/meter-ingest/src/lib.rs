@@ -1,8 +1,8 @@
 //! The ingest role: compute nodes call `Report` over gRPC (and Neon's
 //! emitters `POST /v1/events` with JSON); each batch is validated
-//! (all-or-nothing), split into one Kafka record per project, and
-//! acknowledged only once Kafka has every record (acks=all, idempotent
-//! producer).
+//! (all-or-nothing), split into per-project batches packed into one Kafka
+//! record per partition, and acknowledged only once Kafka has every record
+//! (acks=all, idempotent producer).
 
 mod config;
 mod error;

@@ -89,7 +89,7 @@ impl IngestService {
         let batches = validate(&self.limits, req, now_ms()).inspect_err(|e| {
             metrics::counter!(m::REJECTED, "field" => e.field).increment(1);
         })?;
-        let records = self.write(credential.as_ref(), source_id, n_events, &batches, started).await?;
+        let records = self.write(credential.as_ref(), source_id, n_events, batches, started).await?;
         Ok(ReportResponse { accepted_events: n_events as u32, kafka_records: records as u32 })
     }
 
@@ -114,7 +114,7 @@ impl IngestService {
             metrics::counter!(m::REJECTED, "field" => e.field).increment(1);
         })?;
         let n_events = batches.iter().map(|b| b.events.len()).sum();
-        let records = self.write(credential.as_ref(), source_id, n_events, &batches, started).await?;
+        let records = self.write(credential.as_ref(), source_id, n_events, batches, started).await?;
         Ok((n_events, records))
     }
 
@@ -125,7 +125,7 @@ impl IngestService {
         credential: Option<&IngestCredential>,
         source_id: String,
         n_events: usize,
-        batches: &[meter_proto::v1::ProjectBatch],
+        batches: Vec<meter_proto::v1::ProjectBatch>,
         started: Instant,
     ) -> Result<usize, IngestError> {
         if let Some(c) = credential {
@@ -142,7 +142,8 @@ impl IngestService {
                 return Err(IngestError::RateLimited { source_id, rate: *rate, retry_after_ms });
             }
         }
-        let records = kafka_records(batches);
+        let partitions = self.producer.partitions().await?;
+        let records = kafka_records(batches, partitions);
         self.producer.send_all(&records).await?;
         metrics::histogram!(m::PRODUCE_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(m::BATCH_EVENTS).record(n_events as f64);

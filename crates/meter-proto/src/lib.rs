@@ -27,8 +27,8 @@ pub const STREAM_WINDOW: u32 = 4 << 20;
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
 
 pub use batch::{
-    decode_batch, encode_batch, event_from_wire, event_to_wire, metric_to_wire, set_wire_span, wire_measure,
-    DecodeError,
+    decode_batch, decode_record, encode_batch, event_from_wire, event_to_wire, metric_to_wire, set_wire_span,
+    wire_measure, DecodeError,
 };
 pub use totals::{
     decode_totals, decode_usage, key_chunk_key, key_chunk_records, key_sets, mark_keys_persisted, restore,

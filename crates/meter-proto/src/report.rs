@@ -4,6 +4,9 @@
 
 use meter_core::group::Groups;
 use meter_core::keys::check_key;
+use std::collections::BTreeMap;
+
+use meter_core::partition::partition_of;
 use meter_core::{BatchError, Limits, ProjectId, SourceId};
 use prost::Message;
 
@@ -11,7 +14,7 @@ use crate::v1::{self, ReportRequest};
 use crate::{set_wire_span, wire_measure};
 
 /// Validates a Report into per-project batches, all-or-nothing: what
-/// ingest writes to Kafka, one record per project (`kafka_records`).
+/// ingest writes to Kafka, packed per partition (`kafka_records`).
 ///
 /// Works on the wire events themselves, moving each into its project's
 /// batch, without building domain events: the records are the bytes
@@ -61,9 +64,79 @@ pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1:
     Ok(out)
 }
 
-/// The Kafka records of validated batches: one per project, keyed by it.
-pub fn kafka_records(batches: &[v1::ProjectBatch]) -> Vec<(String, Vec<u8>)> {
-    batches.iter().map(|b| (b.project_id.clone(), b.encode_to_vec())).collect()
+/// One record of `usage.events`: the partition it must go to, its key,
+/// its value (an `EventsRecord`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsRecord {
+    pub partition: i32,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// Largest value of an `EventsRecord` holding more than one batch: well
+/// under the 1 MB `message.max.bytes` of brokers and librdkafka. A batch
+/// larger than this (up to 10,000 events of one project) goes alone, as it
+/// always did.
+pub const RECORD_BYTES: usize = 512 * 1024;
+
+/// The Kafka records of validated batches among `partitions` partitions:
+/// one per partition that holds any of their projects (more only past
+/// `RECORD_BYTES`), each keyed by the source. A collector's Report of 2,000
+/// projects becomes a handful of records instead of 2,000 (issue 19).
+pub fn kafka_records(batches: Vec<v1::ProjectBatch>, partitions: i32) -> Vec<EventsRecord> {
+    let key = batches.first().map(|b| b.source_id.clone()).unwrap_or_default();
+    // Per partition, the records being filled: (batches, bytes so far).
+    let mut open: BTreeMap<i32, Vec<(Vec<v1::ProjectBatch>, usize)>> = BTreeMap::new();
+    for b in batches {
+        let len = b.encoded_len();
+        let size = len + prost::length_delimiter_len(len) + 2;
+        let records = open.entry(partition_of(&b.project_id, partitions)).or_default();
+        match records.last_mut() {
+            Some((held, bytes)) if *bytes + size <= RECORD_BYTES => {
+                held.push(b);
+                *bytes += size;
+            }
+            _ => records.push((vec![b], size)),
+        }
+    }
+    open.into_iter()
+        .flat_map(|(partition, records)| {
+            let key = key.clone();
+            records.into_iter().map(move |(batches, _)| EventsRecord {
+                partition,
+                key: key.clone(),
+                value: v1::EventsRecord { batches }.encode_to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// The batches of `records` as the aggregator reads them, checking that
+/// each is in its project's partition among `partitions`: what tests and
+/// fuzz targets hold `kafka_records` to.
+pub fn read_back(records: &[EventsRecord], partitions: i32) -> Result<Vec<meter_core::Batch>, String> {
+    let mut out = Vec::new();
+    for r in records {
+        for b in crate::decode_record(&r.value).map_err(|e| format!("partition {}: {e}", r.partition))? {
+            let want = partition_of(b.project_id.as_str(), partitions);
+            if want != r.partition {
+                return Err(format!("project {} in partition {}, belongs in {want}", b.project_id, r.partition));
+            }
+            out.push(b);
+        }
+    }
+    Ok(out)
+}
+
+/// `batches` written as ingest writes them among `partitions` and read back
+/// (`read_back`), checking nothing was lost or split.
+pub fn round_trip(batches: Vec<v1::ProjectBatch>, partitions: i32) -> Result<Vec<meter_core::Batch>, String> {
+    let n = batches.len();
+    let read = read_back(&kafka_records(batches, partitions), partitions)?;
+    if read.len() != n {
+        return Err(format!("{n} batches written, {} read back", read.len()));
+    }
+    Ok(read)
 }
 
 #[cfg(test)]
@@ -96,7 +169,9 @@ mod tests {
     }
 
     fn direct(req: &ReportRequest) -> Result<Vec<(String, Vec<u8>)>, BatchError> {
-        validate(&Limits::default(), req.clone(), NOW).map(|b| kafka_records(&b)).map_err(|mut e| {
+        let per_project =
+            |b: Vec<v1::ProjectBatch>| b.iter().map(|b| (b.project_id.clone(), b.encode_to_vec())).collect();
+        validate(&Limits::default(), req.clone(), NOW).map(per_project).map_err(|mut e| {
             if e.field == "source_session" {
                 e.reason = "0".into();
             }
@@ -154,6 +229,60 @@ mod tests {
         let batches = validate(&Limits::default(), req, NOW).unwrap();
         assert_eq!(batches.iter().map(|b| b.events.len()).sum::<usize>(), 5000);
         assert!(batches.iter().all(|b| b.events.len() == 2 || b.events.len() == 3));
+    }
+
+    /// A collector's Report: one record per partition, every batch in the
+    /// partition of its project, read back by `decode_record` as it was.
+    #[test]
+    fn packs_a_reports_projects_per_partition() {
+        let events: Vec<_> = (0..2000)
+            .map(|i| event(&format!("p{}", i % 1000), 1 + i % 4, 1, 1 + i as u64, (NOW - 1000, NOW, 0)))
+            .collect();
+        let req = ReportRequest { source_id: "collector".into(), source_session: 1, batch_seq: 4, events };
+        let batches = validate(&Limits::default(), req, NOW).unwrap();
+        let records = kafka_records(batches.clone(), 8);
+        assert_eq!(records.iter().map(|r| r.partition).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        assert!(records.iter().all(|r| r.key == "collector"));
+        let mut back = read_back(&records, 8).unwrap();
+        let mut want: Vec<_> = batches.iter().map(|b| crate::decode_batch(&b.encode_to_vec()).unwrap()).collect();
+        let order = |b: &meter_core::Batch| b.project_id.to_string();
+        back.sort_by_key(order);
+        want.sort_by_key(order);
+        assert_eq!(back, want);
+        assert_eq!(kafka_records(Vec::new(), 8), Vec::new());
+    }
+
+    /// Past `RECORD_BYTES` a partition's batches go to more than one
+    /// record; a batch larger than that alone goes whole.
+    #[test]
+    fn splits_a_partition_past_the_record_size() {
+        let key = "k".repeat(200);
+        let events: Vec<_> = (0..10_000)
+            .map(|i| v1::UsageEvent {
+                idempotency_key: format!("{key}{i}"),
+                ..event(&format!("p{}", i % 2), 1, 1, 1, (NOW - 1000, NOW, 0))
+            })
+            .collect();
+        let req = ReportRequest { source_id: "s".into(), source_session: 1, batch_seq: 1, events };
+        let batches = validate(&Limits::default(), req, NOW).unwrap();
+        let records = kafka_records(batches, 1);
+        assert_eq!(records.len(), 2, "two batches of ~1 MiB each, one record each");
+        assert!(records.iter().all(|r| crate::decode_record(&r.value).unwrap().len() == 1));
+        let small: Vec<_> = (0..3000)
+            .map(|i| v1::UsageEvent {
+                idempotency_key: format!("{key}{i}"),
+                ..event(&format!("p{i}"), 1, 1, 1, (NOW - 1000, NOW, 0))
+            })
+            .collect();
+        let req = ReportRequest { source_id: "s".into(), source_session: 1, batch_seq: 2, events: small };
+        let records = kafka_records(validate(&Limits::default(), req, NOW).unwrap(), 1);
+        assert!(records.len() >= 2, "{} records", records.len());
+        assert!(
+            records.iter().all(|r| r.value.len() <= RECORD_BYTES),
+            "{:?}",
+            records.iter().map(|r| r.value.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(records.iter().map(|r| crate::decode_record(&r.value).unwrap().len()).sum::<usize>(), 3000);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use meter_core::aggregate::hourly_rows;
 use meter_kafka::KafkaConfig;
-use meter_proto::decode_batch;
+use meter_proto::decode_record;
 use meter_store::{Store, StoreConfig, UsageRow};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -106,8 +106,12 @@ pub async fn backfill(
         }
         done += 1;
         report.records += 1;
-        match decode_batch(msg.payload().unwrap_or_default()) {
-            Ok(batch) => rows.extend(UsageRow::of_batch(&batch, offset as u64, &hourly_rows(&batch))),
+        match decode_record(msg.payload().unwrap_or_default()) {
+            Ok(batches) => {
+                for batch in &batches {
+                    rows.extend(UsageRow::of_batch(batch, offset as u64, &hourly_rows(batch)));
+                }
+            }
             Err(_) => report.undecodable += 1,
         }
         if offset + 1 >= end {
