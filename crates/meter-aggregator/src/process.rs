@@ -11,7 +11,7 @@ use meter_proto::decode_record;
 use meter_store::UsageRow;
 
 use crate::metrics as m;
-use crate::state::States;
+use crate::state::{PartitionState, States};
 
 /// One record of `usage.events`.
 #[derive(Debug)]
@@ -97,57 +97,35 @@ pub(crate) fn apply(
             missed.extend(range.into_iter().map(|(offset, payload)| Record { partition: p, offset, payload }));
         }
     }
-    let (mut too_old, mut usage, mut duplicate_keys) = (0u64, [0u64; 4], 0u64);
+    let mut by_partition: BTreeMap<i32, Vec<&Record>> = BTreeMap::new();
     for rec in missed.iter().chain(&pending.records) {
-        if states.resume_offset(rec.partition).is_some_and(|r| rec.offset < r) {
-            metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
-            continue;
+        by_partition.entry(rec.partition).or_default().push(rec);
+    }
+    let jobs: Vec<Job<'_>> = states
+        .partitions_mut()
+        .filter_map(|(partition, resume, state)| {
+            Some(Job { partition, resume, state, records: by_partition.remove(&partition)? })
+        })
+        .collect();
+    if let Some(p) = by_partition.keys().next() {
+        anyhow::bail!("partition {p} has records but no state (restore_missing skipped it)");
+    }
+    let done = run_jobs(jobs, pending.bytes, retention);
+    let (mut too_old, mut usage, mut duplicate_keys) = (0u64, [0u64; 4], 0u64);
+    for (p, part) in done {
+        too_old += part.too_old;
+        duplicate_keys += part.duplicate_keys;
+        for (total, v) in usage.iter_mut().zip(part.usage) {
+            *total = total.saturating_add(v);
         }
-        let batches = match decode_record(&rec.payload) {
-            Ok(b) => b,
-            Err(e) => {
-                // Ingest never writes such a record; skip it, loudly.
-                tracing::error!(partition = rec.partition, offset = rec.offset, error = %e, "aggregator.record_undecodable");
-                metrics::counter!(m::DISCARDED, "reason" => "undecodable").increment(1);
-                continue;
-            }
+        out.events += part.events;
+        out.oldest_ingest_ms = match (out.oldest_ingest_ms, part.oldest_ingest_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let part = states.get_mut(rec.partition).expect("restored above");
-        for batch in &batches {
-            let project = batch.project_id.as_str();
-            let state = match part.get_mut(project) {
-                Some(s) => s,
-                None => part.entry(project.to_owned()).or_insert_with(|| ProjectState::new(batch.project_id.clone())),
-            };
-            match state.apply(batch, retention) {
-                ProjectUpdate::Counted { rows: hourly, duplicate_keys: dups } => {
-                    duplicate_keys += dups;
-                    for h in &hourly {
-                        if let Some(i) = h.metric.counter_index() {
-                            usage[i] = usage[i].saturating_add(h.value);
-                        }
-                    }
-                    out.rows.entry(rec.partition).or_default().extend(UsageRow::of_batch(
-                        batch,
-                        rec.offset as u64,
-                        &hourly,
-                    ));
-                    let touched = out.touched.entry(rec.partition).or_default();
-                    if !touched.contains(project) {
-                        touched.insert(project.to_owned());
-                    }
-                    out.events += batch.events.len() as u64;
-                    out.oldest_ingest_ms =
-                        Some(out.oldest_ingest_ms.map_or(batch.ingested_ms, |t| t.min(batch.ingested_ms)));
-                }
-                ProjectUpdate::Duplicate => {
-                    metrics::counter!(m::DISCARDED, "reason" => "duplicate").increment(1);
-                }
-                ProjectUpdate::TooOld => {
-                    too_old += 1;
-                    metrics::counter!(m::DISCARDED, "reason" => "stale_seq").increment(1);
-                }
-            }
+        if !part.rows.is_empty() {
+            out.rows.insert(p, part.rows);
+            out.touched.insert(p, part.touched);
         }
     }
     // Once per batch, not per row: the recorder looks labels up on each call.
@@ -165,4 +143,189 @@ pub(crate) fn apply(
         states.set_resume_offset(p, next);
     }
     Ok(out)
+}
+
+/// One partition's records of a transaction, and its state.
+struct Job<'a> {
+    partition: i32,
+    resume: Option<i64>,
+    state: &'a mut PartitionState,
+    records: Vec<&'a Record>,
+}
+
+/// What one partition's records did.
+#[derive(Default)]
+struct PartOutcome {
+    rows: Vec<UsageRow>,
+    touched: HashSet<String>,
+    events: u64,
+    oldest_ingest_ms: Option<i64>,
+    usage: [u64; 4],
+    too_old: u64,
+    duplicate_keys: u64,
+}
+
+/// Below this many bytes of records a transaction is applied on the
+/// calling thread: threads cost more than they save.
+const PARALLEL_BYTES: usize = 256 * 1024;
+
+/// Applies each partition's records to its state: partitions are
+/// independent (a project lives in one), so large transactions spread them
+/// over up to `available_parallelism` threads, each taking whole
+/// partitions in order. Returns the outcome of each partition.
+fn run_jobs(jobs: Vec<Job<'_>>, bytes: usize, retention: &Retention) -> Vec<(i32, PartOutcome)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
+    if bytes < PARALLEL_BYTES || threads < 2 {
+        return jobs.into_iter().map(|j| apply_partition(j, retention)).collect();
+    }
+    let mut shares: Vec<Vec<Job<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        shares[i % threads].push(job);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || share.into_iter().map(|j| apply_partition(j, retention)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("an apply thread panicked")).collect()
+    })
+}
+
+/// Applies one partition's records, in order, to its state.
+fn apply_partition(job: Job<'_>, retention: &Retention) -> (i32, PartOutcome) {
+    let mut out = PartOutcome::default();
+    let partition = job.partition;
+    for rec in job.records {
+        if job.resume.is_some_and(|r| rec.offset < r) {
+            metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
+            continue;
+        }
+        let batches = match decode_record(&rec.payload) {
+            Ok(b) => b,
+            Err(e) => {
+                // Ingest never writes such a record; skip it, loudly.
+                tracing::error!(partition = rec.partition, offset = rec.offset, error = %e, "aggregator.record_undecodable");
+                metrics::counter!(m::DISCARDED, "reason" => "undecodable").increment(1);
+                continue;
+            }
+        };
+        for batch in &batches {
+            let project = batch.project_id.as_str();
+            let state = match job.state.get_mut(project) {
+                Some(s) => s,
+                None => {
+                    job.state.entry(project.to_owned()).or_insert_with(|| ProjectState::new(batch.project_id.clone()))
+                }
+            };
+            match state.apply(batch, retention) {
+                ProjectUpdate::Counted { rows: hourly, duplicate_keys } => {
+                    out.duplicate_keys += duplicate_keys;
+                    for h in &hourly {
+                        if let Some(i) = h.metric.counter_index() {
+                            out.usage[i] = out.usage[i].saturating_add(h.value);
+                        }
+                    }
+                    out.rows.extend(UsageRow::of_batch(batch, rec.offset as u64, &hourly));
+                    if !out.touched.contains(project) {
+                        out.touched.insert(project.to_owned());
+                    }
+                    out.events += batch.events.len() as u64;
+                    out.oldest_ingest_ms =
+                        Some(out.oldest_ingest_ms.map_or(batch.ingested_ms, |t| t.min(batch.ingested_ms)));
+                }
+                ProjectUpdate::Duplicate => {
+                    metrics::counter!(m::DISCARDED, "reason" => "duplicate").increment(1);
+                }
+                ProjectUpdate::TooOld => {
+                    out.too_old += 1;
+                    metrics::counter!(m::DISCARDED, "reason" => "stale_seq").increment(1);
+                }
+            }
+        }
+    }
+    (partition, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use meter_core::Limits;
+    use meter_proto::report::{kafka_records, validate};
+    use meter_proto::v1::{Kind, Metric, ReportRequest, UsageEvent};
+
+    use super::*;
+
+    const NOW: i64 = 1_764_547_200_000;
+
+    /// Reports of two collectors over 300 projects in 4 partitions, each
+    /// sent twice (a retry), as `usage.events` records in offset order.
+    fn records() -> Vec<Record> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut out = Vec::new();
+        for seq in 1..=6u64 {
+            for source in ["collector-a", "collector-b"] {
+                let events = (0..600)
+                    .map(|i| UsageEvent {
+                        project_id: format!("p{}", (i * 7 + seq as usize) % 300),
+                        metric: Metric::WrittenDataBytes as i32,
+                        kind: Kind::Incremental as i32,
+                        value: 1 + i as u64,
+                        start_unix_ms: NOW - 60_000,
+                        end_unix_ms: NOW,
+                        ..Default::default()
+                    })
+                    .collect();
+                let req = ReportRequest { source_id: source.into(), source_session: 9, batch_seq: seq, events };
+                let batches = validate(&Limits::default(), req, NOW).expect("valid");
+                for _ in 0..2 {
+                    for r in kafka_records(batches.clone(), 4) {
+                        let offset = next.entry(r.partition).or_default();
+                        out.push(Record { partition: r.partition, offset: *offset, payload: r.value });
+                        *offset += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    type Summary =
+        (BTreeMap<i32, (usize, BTreeSet<String>, u64, [u64; 4])>, BTreeMap<i32, BTreeMap<String, ProjectState>>);
+
+    /// Applies `records` through `run_jobs` as if they were `bytes` long;
+    /// the second partition's state already covers its first 5 records.
+    fn run(records: &[Record], bytes: usize) -> Summary {
+        let mut states: HashMap<i32, PartitionState> = (0..4).map(|p| (p, PartitionState::default())).collect();
+        let jobs = states
+            .iter_mut()
+            .map(|(&partition, state)| Job {
+                partition,
+                resume: (partition == 1).then_some(5),
+                state,
+                records: records.iter().filter(|r| r.partition == partition).collect(),
+            })
+            .collect();
+        let outcomes = run_jobs(jobs, bytes, &Retention::default())
+            .into_iter()
+            .map(|(p, o)| (p, (o.rows.len(), o.touched.into_iter().collect(), o.events, o.usage)))
+            .collect();
+        let states = states.into_iter().map(|(p, s)| (p, s.into_iter().collect())).collect();
+        (outcomes, states)
+    }
+
+    #[test]
+    fn partitions_applied_in_parallel_give_what_one_thread_gives() {
+        let records = records();
+        let one = run(&records, 0);
+        assert_eq!(one, run(&records, usize::MAX), "threads changed the outcome");
+        let (outcomes, states) = one;
+        assert_eq!(outcomes.len(), 4);
+        assert_eq!(states.values().map(BTreeMap::len).sum::<usize>(), 300);
+        // Each batch once: retries are duplicates; partition 1 skipped what its state covered.
+        let counted: u64 = outcomes.values().map(|o| o.2).sum();
+        assert!(counted < 12 * 600 && counted > 11 * 600, "{counted}");
+    }
 }

@@ -82,6 +82,13 @@ impl States {
         Ok(())
     }
 
+    /// Every restored partition: its number, the offset its state covers
+    /// (if known), its state.
+    pub(crate) fn partitions_mut(&mut self) -> impl Iterator<Item = (i32, Option<i64>, &mut PartitionState)> {
+        let resume = &self.resume;
+        self.partitions.iter_mut().map(move |(&p, state)| (p, resume.get(&p).copied(), state))
+    }
+
     /// A restored partition's state, mutable.
     pub(crate) fn get_mut(&mut self, partition: i32) -> Option<&mut PartitionState> {
         self.partitions.get_mut(&partition)
