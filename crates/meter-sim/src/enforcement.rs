@@ -15,13 +15,22 @@ use tokio_util::sync::CancellationToken;
 /// The quota given to the first projects of the fleet, at most.
 const SMALL_ACTIVE_SECONDS: u64 = 20_000;
 
-/// The plan's active-time quota for a fleet whose usage starts
-/// `backfill_seconds` back with `computes` per project: 20,000 s, or half
-/// of what the backfill alone gives a project when that is less (early in
-/// a billing cycle the backfill is short), so that some projects cross it.
-pub(crate) fn small_active_seconds(backfill_seconds: i64, computes: usize) -> u64 {
-    let from_backfill = backfill_seconds.max(60) as u64 * computes as u64 / 2;
-    SMALL_ACTIVE_SECONDS.min(from_backfill.max(60))
+/// The plan's active-time quota for a fleet whose computes (`computes`
+/// per project) each report `covered_seconds` of usage during the run
+/// (`covered_seconds`): 20,000 s, or half of what a project's computes
+/// report when that is less (early in a billing cycle the backfill is
+/// short; with 1 s ticks a short run covers little), so that some
+/// projects cross it.
+pub(crate) fn small_active_seconds(covered_seconds: i64, computes: usize) -> u64 {
+    let reported = covered_seconds.max(60) as u64 * computes as u64 / 2;
+    SMALL_ACTIVE_SECONDS.min(reported.max(60))
+}
+
+/// Seconds of usage each compute reports in a run of `duration_s`: one
+/// `span_s` per tick, from `backfill_s` back, never past the present.
+pub(crate) fn covered_seconds(backfill_s: i64, duration_s: u64, tick_ms: u64, span_s: i64) -> i64 {
+    let ticks = (duration_s * 1000 / tick_ms.max(1)) as i64;
+    (ticks * span_s).min(backfill_s + duration_s as i64)
 }
 
 pub(crate) struct Enforcement {
@@ -198,5 +207,13 @@ mod tests {
         assert_eq!(small_active_seconds(24 * 3600, 2), 20_000, "a full day: the documented quota");
         assert_eq!(small_active_seconds(7_200, 2), 7_200, "two hours into a cycle: half of the backfill's usage");
         assert_eq!(small_active_seconds(0, 2), 60, "the first second of a cycle");
+    }
+
+    #[test]
+    fn a_run_covers_what_its_ticks_reach() {
+        use super::covered_seconds;
+        assert_eq!(covered_seconds(86_400, 60, 100, 60), 36_000, "the quickstart's default run");
+        assert_eq!(covered_seconds(7_200, 60, 100, 60), 7_260, "two hours into a cycle: caught up with the present");
+        assert_eq!(covered_seconds(86_400, 20, 1_000, 60), 1_200, "1 s ticks: 20 spans in 20 s");
     }
 }

@@ -146,9 +146,11 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     );
     let enforcement = if a.quota_projects > 0 {
         let ids = (0..a.quota_projects.min(a.projects)).map(|i| format!("{prefix}-p{i:04}")).collect();
-        // The backfill the fleet will have (it never starts before the cycle).
+        // The backfill the fleet will have (it never starts before the
+        // cycle), and how much of it the run's ticks reach.
         let backfill = meter_sim::fleet::backfill_in_cycle(meter_runtime::now_ms(), a.backfill_seconds);
-        let quota = enforcement::small_active_seconds(backfill, a.computes);
+        let covered = enforcement::covered_seconds(backfill, a.duration, a.tick_ms, a.span_seconds);
+        let quota = enforcement::small_active_seconds(covered, a.computes);
         let e = enforcement::Enforcement::setup(
             &a.api,
             &a.control_plane_listen,
