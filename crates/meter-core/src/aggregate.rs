@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::keys::{key_hash, KeySet};
+use crate::small_map::SmallMap;
 use crate::split::{hour_floor, split_hours};
 use crate::{Batch, Cycle, Event, Metric, ProjectId, SeqVerdict, SeqWindow, Span, UnixMs, HOUR_MS};
 
@@ -90,7 +91,7 @@ pub enum ProjectUpdate {
 pub struct Totals {
     pub project_id: ProjectId,
     /// Keyed by cycle start.
-    pub cycles: BTreeMap<UnixMs, CycleCounters>,
+    pub cycles: SmallMap<UnixMs, CycleCounters>,
     pub logical_size: Option<Reading>,
     pub version: u64,
     pub last_ingested_ms: UnixMs,
@@ -103,7 +104,7 @@ impl Totals {
     }
 }
 
-fn counters_at(cycles: &BTreeMap<UnixMs, CycleCounters>, t: UnixMs) -> CycleCounters {
+fn counters_at(cycles: &SmallMap<UnixMs, CycleCounters>, t: UnixMs) -> CycleCounters {
     let cycle = Cycle::containing(t);
     cycles.get(&cycle.start_ms).copied().unwrap_or(CycleCounters { cycle, values: [0; 4] })
 }
@@ -113,10 +114,10 @@ fn counters_at(cycles: &BTreeMap<UnixMs, CycleCounters>, t: UnixMs) -> CycleCoun
 pub struct ProjectState {
     pub project_id: ProjectId,
     /// Keyed by cycle start.
-    pub cycles: BTreeMap<UnixMs, CycleCounters>,
+    pub cycles: SmallMap<UnixMs, CycleCounters>,
     pub logical_size: Option<Reading>,
     /// Source id -> session -> window.
-    pub sources: BTreeMap<String, BTreeMap<u64, SourceEntry>>,
+    pub sources: SmallMap<String, SmallMap<u64, SourceEntry>>,
     /// Idempotency keys counted, by the start of the cycle of the event.
     pub keys: BTreeMap<UnixMs, KeySet>,
     /// Key sets forgotten (cycle start, chunk count) whose persisted chunks
@@ -132,9 +133,9 @@ impl ProjectState {
     pub fn new(project_id: ProjectId) -> Self {
         ProjectState {
             project_id,
-            cycles: BTreeMap::new(),
+            cycles: SmallMap::new(),
             logical_size: None,
-            sources: BTreeMap::new(),
+            sources: SmallMap::new(),
             keys: BTreeMap::new(),
             expired_keys: Vec::new(),
             version: 0,
@@ -180,7 +181,7 @@ impl ProjectState {
             match row.metric.counter_index() {
                 Some(i) => {
                     let cycle = Cycle::containing(row.hour_ms);
-                    let c = self.cycles.entry(cycle.start_ms).or_insert(CycleCounters { cycle, values: [0; 4] });
+                    let c = self.cycles.get_or_insert_with(cycle.start_ms, || CycleCounters { cycle, values: [0; 4] });
                     c.values[i] = c.values[i].saturating_add(row.value);
                 }
                 None => {
@@ -201,7 +202,7 @@ impl ProjectState {
     fn observe_seq(&mut self, batch: &Batch) -> SeqVerdict {
         let sessions = match self.sources.get_mut(batch.source_id.as_str()) {
             Some(s) => s,
-            None => self.sources.entry(batch.source_id.as_str().to_owned()).or_default(),
+            None => self.sources.get_or_insert_with(batch.source_id.as_str().to_owned(), SmallMap::new),
         };
         match sessions.get_mut(&batch.session) {
             Some(entry) => {

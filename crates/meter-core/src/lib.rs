@@ -20,6 +20,7 @@ pub mod partition;
 pub mod quota;
 pub mod rate;
 pub mod retry;
+pub mod small_map;
 pub mod split;
 pub mod target;
 pub mod validate;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use meter_core::aggregate::{CycleCounters, Reading, SourceEntry};
+use meter_core::small_map::SmallMap;
 use meter_core::{Cycle, IdError, KeySet, ProjectId, ProjectState, SeqWindow, Totals};
 
 use crate::v1;
@@ -220,13 +221,13 @@ pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
         cycles: cycles_from_wire(&w.cycles),
         logical_size: reading_from_wire(w.logical_size_bytes, w.logical_size_time_unix_ms),
         sources: w.sources.into_iter().fold(
-            BTreeMap::new(),
-            |mut acc: BTreeMap<String, BTreeMap<u64, SourceEntry>>, s| {
+            SmallMap::new(),
+            |mut acc: SmallMap<String, SmallMap<u64, SourceEntry>>, s| {
                 let entry = SourceEntry {
                     window: SeqWindow { high: s.high_seq, mask: s.seen_mask },
                     last_seen_ms: s.last_seen_unix_ms,
                 };
-                acc.entry(s.source_id).or_default().insert(s.source_session, entry);
+                acc.get_or_insert_with(s.source_id, SmallMap::new).insert(s.source_session, entry);
                 acc
             },
         ),
@@ -237,7 +238,7 @@ pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
     })
 }
 
-fn cycles_from_wire(cycles: &[v1::CycleTotals]) -> BTreeMap<i64, CycleCounters> {
+fn cycles_from_wire(cycles: &[v1::CycleTotals]) -> SmallMap<i64, CycleCounters> {
     cycles
         .iter()
         .map(|c| {
