@@ -88,6 +88,31 @@ async fn history_is_exact_for_every_timeframe_and_paginates() {
             None => break,
         }
     }
+    // The list parameters in both forms Neon documents, and mixed: the same answer.
+    let two: Vec<&String> = seen.iter().filter(|id| id.starts_with(prefix)).take(3).collect();
+    let base = format!("{api}/v1/consumption_history/projects?from={from}&to={to}&granularity=daily");
+    let forms = [
+        format!("{base}&project_ids={},{},{}&metrics=written_data_bytes,logical_size_bytes", two[0], two[1], two[2]),
+        format!(
+            "{base}&project_ids={}&project_ids={}&project_ids={}&metrics=written_data_bytes&metrics=logical_size_bytes",
+            two[0], two[1], two[2]
+        ),
+        format!(
+            "{base}&project_ids={},{}&metrics=written_data_bytes,logical_size_bytes&project_ids={}",
+            two[0], two[1], two[2]
+        ),
+    ];
+    let mut answers = Vec::new();
+    for url in &forms {
+        let (status, body) = api_get(url).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        let ids: Vec<&str> =
+            body["projects"].as_array().expect("projects").iter().filter_map(|p| p["project_id"].as_str()).collect();
+        assert_eq!(ids, [two[0], two[1], two[2]], "{url}: every project asked for, none dropped");
+        answers.push(body);
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "repeated and comma-separated lists answer the same");
+
     let mine: Vec<&String> = seen.iter().filter(|id| id.starts_with(prefix)).collect();
     assert_eq!(mine.len(), truth.projects.len(), "every project exactly once across the pages");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "pages in id order, no repeats");
@@ -141,6 +166,9 @@ async fn bad_history_parameters_get_a_400_naming_them() {
         (format!("/v1/consumption_history/projects?{ok}&granularity=daily&limit=101"), "limit"),
         (format!("/v1/consumption_history/projects?{ok}&granularity=daily&cursor=zz"), "cursor"),
         (format!("/v1/consumption_history/fleet?{ok}&granularity=yearly"), "granularity"),
+        // Given twice, where one value is expected: refused, never one silently dropped.
+        (format!("/v1/consumption_history/fleet?{ok}&granularity=daily&granularity=hourly"), "granularity"),
+        (format!("/v1/consumption_history/projects?{ok}&granularity=daily&limit=5&limit=50"), "limit"),
     ];
     for (path, param) in cases {
         let (status, body) = api_get(&format!("{api}{path}")).await;

@@ -1,6 +1,6 @@
 //! API errors: a status and a JSON body that names the problem.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,7 @@ pub(crate) struct ApiError {
     code: &'static str,
     message: String,
     /// The query parameter at fault, when one is.
-    param: Option<&'static str>,
+    param: Option<String>,
 }
 
 impl ApiError {
@@ -28,9 +28,9 @@ impl ApiError {
 
     /// A 400 naming the query parameter at fault: `{"error": {..., "param": "to"}}`,
     /// the message starting with the parameter's name.
-    pub(crate) fn bad_param(param: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_param(param: &str, message: impl Into<String>) -> Self {
         let mut e = Self::bad_request(format!("{param}: {}", message.into()));
-        e.param = Some(param);
+        e.param = Some(param.to_owned());
         e
     }
 
@@ -83,10 +83,18 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// A query string that does not parse (e.g. a parameter given twice).
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+impl ApiError {
+    /// A query string that does not parse, or a parameter given twice
+    /// (`crate::query::Query`).
+    pub(crate) fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+
+    /// A 400 for a query parameter given more than once, naming it.
+    pub(crate) fn repeated_param(param: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{param}: {}", message.into()));
+        e.param = Some(param.to_owned());
+        e
     }
 }
 

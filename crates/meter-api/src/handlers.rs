@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::Json;
 use meter_core::config_view::ConfigKey;
 use meter_core::cycle::{rfc3339, Cycle};
@@ -15,10 +15,11 @@ use crate::model::{
     Check, ControlPlaneCall, DenyReason, ErrorBody, PlanBody, ProjectList, ProjectListParams, ProjectQuota, ProjectRow,
     ProjectState, Status, SuspensionView, ThresholdReached,
 };
+use crate::query::Query;
 use crate::App;
 
 pub(crate) type Body<T> = Result<Json<T>, JsonRejection>;
-pub(crate) type Params<T> = Result<Query<T>, QueryRejection>;
+pub(crate) type Params<T> = Result<Query<T>, ApiError>;
 pub(crate) type Answer<T> = Result<Json<T>, ApiError>;
 
 /// How project ids are described in the document.

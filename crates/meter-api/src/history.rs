@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use meter_core::cycle::rfc3339;
 use meter_core::history::{HistoryError, HistoryRange};
@@ -17,6 +17,7 @@ use crate::model::{
     ErrorBody, FleetHistory, PageParams, Pagination, ProjectConsumption, ProjectHistory, ProjectsHistory, RangeEcho,
     RangeParams, Timeframe,
 };
+use crate::query::Query;
 use crate::App;
 
 /// Default and largest page of `/v1/consumption_history/projects`.

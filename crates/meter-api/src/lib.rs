@@ -14,6 +14,7 @@ mod handlers;
 mod history;
 mod model;
 mod openapi;
+mod query;
 mod views;
 mod webhooks;
 

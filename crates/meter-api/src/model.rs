@@ -25,7 +25,7 @@ pub(crate) struct ErrorDetail {
     pub(crate) message: String,
     /// The query parameter at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) param: Option<&'static str>,
+    pub(crate) param: Option<String>,
 }
 
 /// `PUT /v1/plans/{name}`.
@@ -387,7 +387,8 @@ pub(crate) struct RangeParams {
     /// At most 168 hourly, 366 daily or 36 monthly timeframes.
     #[param(required = true, value_type = Granularity)]
     pub(crate) granularity: Option<String>,
-    /// Comma-separated metric names; all five when absent.
+    /// Metric names, comma-separated or the parameter repeated (both as
+    /// Neon documents them); all five when absent.
     #[param(example = "active_time_seconds,written_data_bytes")]
     pub(crate) metrics: Option<String>,
 }
@@ -396,7 +397,8 @@ pub(crate) struct RangeParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageParams {
-    /// Comma-separated project ids to restrict to.
+    /// Project ids to restrict to, comma-separated or the parameter
+    /// repeated (both as Neon documents them).
     pub(crate) project_ids: Option<String>,
     /// Projects per page (1-100, default 10).
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]

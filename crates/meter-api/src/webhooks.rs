@@ -3,7 +3,7 @@
 //! and their replay. Requests for the dispatcher (tests, resends, replays)
 //! go through the webhooks topic like the enforcer's events.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use meter_core::config_view::{ConfigKey, WebhookEndpoint};
 use meter_core::cycle::rfc3339;
@@ -18,6 +18,7 @@ use crate::model::{
     AttemptView, DeadLetterList, DeadLetterView, DeliveryList, DeliveryParams, DeliveryView, ErrorBody, Pagination,
     ReplayBody, Replayed, TestSent, Webhook, WebhookBody, WebhookList, WebhookPatch,
 };
+use crate::query::Query;
 use crate::App;
 
 const ENDPOINT_ID: &str = "Endpoint id (project-id rules).";
