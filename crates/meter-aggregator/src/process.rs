@@ -123,8 +123,12 @@ pub(crate) fn apply(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // A counted batch may have no rows (zero values) and still move
+        // the state (version, window): touched and rows are kept apart.
         if !part.rows.is_empty() {
             out.rows.insert(p, part.rows);
+        }
+        if !part.touched.is_empty() {
             out.touched.insert(p, part.touched);
         }
     }

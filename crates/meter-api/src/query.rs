@@ -35,21 +35,17 @@ fn merge(raw: &str) -> Result<String, ApiError> {
     for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
         match pairs.iter_mut().find(|(k, _)| *k == key) {
             None => pairs.push((key.into_owned(), value.into_owned())),
-            Some((k, joined)) => match LISTS.iter().find(|l| **l == k.as_str()) {
-                Some(_) => {
-                    joined.push(',');
-                    joined.push_str(&value);
-                }
-                None => {
-                    return Err(ApiError::repeated_param(
-                        k,
-                        format!(
-                            "given more than once; give it once (only {} take several values)",
-                            LISTS.join(" and ")
-                        ),
-                    ))
-                }
-            },
+            Some((k, joined)) if LISTS.contains(&k.as_str()) => {
+                joined.push(',');
+                joined.push_str(&value);
+            }
+            Some((k, _)) => {
+                let lists = LISTS.join(" and ");
+                return Err(ApiError::repeated_param(
+                    k,
+                    format!("given more than once; give it once (only {lists} take several values)"),
+                ));
+            }
         }
     }
     Ok(form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish())

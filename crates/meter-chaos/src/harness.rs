@@ -51,8 +51,8 @@ pub struct ChaosConfig {
     pub clickhouse_outage: Duration,
 }
 
-/// The load's shape (issue 19).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The load's shape (issue 19), `--shape` of meter-chaos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LoadShape {
     /// 4 nodes, 2 computes per project, a tick every 100 ms, batches of at
     /// most 500 events: each batch carries a few dozen projects.

@@ -29,7 +29,7 @@ struct Cli {
     /// `collectors`: 4 collectors for every project, 1 s ticks, batches of up
     /// to 2,000 events over hundreds of projects (use with `--projects 2000`).
     #[arg(long, value_enum, default_value = "compute-nodes")]
-    shape: Shape,
+    shape: LoadShape,
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Share of batches before which a compute node restarts without memory.
@@ -44,12 +44,6 @@ struct Cli {
     clickhouse_outage_s: u64,
     #[command(flatten)]
     stack: StackArgs,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Shape {
-    ComputeNodes,
-    Collectors,
 }
 
 #[tokio::main]
@@ -70,10 +64,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         kinds: FaultKind::ALL.to_vec(),
         faults_each: cli.faults_each,
         projects: cli.projects,
-        shape: match cli.shape {
-            Shape::ComputeNodes => LoadShape::ComputeNodes,
-            Shape::Collectors => LoadShape::Collectors,
-        },
+        shape: cli.shape,
         seed: cli.seed,
         restart_rate: cli.restart_rate,
         clickhouse_outage: Duration::from_secs(cli.clickhouse_outage_s),

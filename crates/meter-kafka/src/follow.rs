@@ -13,6 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::context::QuietEof;
+use crate::metadata::topic_partitions;
 use crate::{KafkaConfig, Result};
 
 /// A record seen by a follower: topic, partition, key, value (`None`: tombstone).
@@ -41,7 +42,7 @@ impl Follower {
             .create_with_context(QuietEof)?;
         let mut tpl = TopicPartitionList::new();
         let mut pending = HashSet::new();
-        for p in partitions(&consumer, topic)? {
+        for p in topic_partitions(consumer.client(), topic)? {
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;
             pending.insert(p);
         }
@@ -81,29 +82,6 @@ impl Follower {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         true
-    }
-}
-
-/// The partitions of `topic`. A topic created a moment ago may show in the
-/// metadata without partitions or with an error for a while: asking again
-/// for up to 10 s (following nothing would hide every later record).
-fn partitions(consumer: &BaseConsumer<QuietEof>, topic: &str) -> Result<Vec<i32>> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let found: Vec<i32> = md
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if !found.is_empty() {
-            return Ok(found);
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(crate::Error::NoPartitions(topic.to_owned()));
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

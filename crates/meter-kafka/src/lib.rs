@@ -6,6 +6,7 @@ mod admin;
 mod config;
 mod context;
 mod follow;
+mod metadata;
 mod producer;
 mod rebalance;
 mod restore;

@@ -1,8 +1,7 @@
 //! The idempotent producer used by ingest: acks=all, and a batch is reported
 //! written only when every one of its records is.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -11,6 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use meter_proto::report::EventsRecord;
 
+use crate::metadata::topic_partitions;
 use crate::{KafkaConfig, Result};
 
 /// Why a batch was not written. Ingest answers `UNAVAILABLE`; the client
@@ -21,6 +21,16 @@ pub enum ProduceError {
     Delivery(KafkaError),
     #[error("kafka producer queue is full")]
     QueueFull,
+    #[error("{0}")]
+    Metadata(crate::Error),
+}
+
+/// The partition count of the events topic as last read (0: not yet),
+/// and when it was last asked for.
+#[derive(Debug)]
+struct PartitionCount {
+    count: i32,
+    asked: Instant,
 }
 
 /// How often the partition count of the events topic is read again.
@@ -31,8 +41,7 @@ const PARTITIONS_REFRESH: Duration = Duration::from_secs(60);
 pub struct EventProducer {
     producer: FutureProducer,
     topic: String,
-    /// Partitions of the topic (0: not read yet), and when last read.
-    partitions: Arc<(AtomicI32, AtomicU64)>,
+    partitions: Arc<Mutex<PartitionCount>>,
 }
 
 impl std::fmt::Debug for EventProducer {
@@ -45,7 +54,8 @@ impl EventProducer {
     /// A producer for the configured events topic.
     pub fn new(cfg: &KafkaConfig) -> Result<Self> {
         let producer: FutureProducer = cfg.events_producer_config().create()?;
-        Ok(EventProducer { producer, topic: cfg.events_topic.clone(), partitions: Arc::default() })
+        let partitions = Arc::new(Mutex::new(PartitionCount { count: 0, asked: Instant::now() }));
+        Ok(EventProducer { producer, topic: cfg.events_topic.clone(), partitions })
     }
 
     /// The partition count of the events topic, read from the cluster's
@@ -53,31 +63,26 @@ impl EventProducer {
     /// (the last count is kept while a read fails). Ingest places each
     /// project's batches in `partition_of(project, count)`.
     pub async fn partitions(&self) -> Result<i32, ProduceError> {
-        let (count, read_at) = &*self.partitions;
-        let known = count.load(Ordering::Relaxed);
-        let now = Instant::now().duration_since(*EPOCH).as_millis() as u64;
-        let stale = now.saturating_sub(read_at.load(Ordering::Relaxed)) > PARTITIONS_REFRESH.as_millis() as u64;
-        if known > 0 && !stale {
-            return Ok(known);
-        }
-        // One caller refreshes; while it does, the others use the last count.
-        if known > 0 && read_at.swap(now, Ordering::Relaxed) > now.saturating_sub(PARTITIONS_REFRESH.as_millis() as u64)
-        {
-            return Ok(known);
-        }
+        let known = {
+            let mut cached = self.partitions.lock().expect("partitions lock");
+            if cached.count > 0 && cached.asked.elapsed() < PARTITIONS_REFRESH {
+                return Ok(cached.count);
+            }
+            // This caller reads; until it has, the others keep the last count.
+            cached.asked = Instant::now();
+            cached.count
+        };
         let (producer, topic, shared) = (self.producer.clone(), self.topic.clone(), self.partitions.clone());
         let read = tokio::task::spawn_blocking(move || {
-            let n = topic_partitions(&producer, &topic)?;
-            shared.0.store(n, Ordering::Relaxed);
-            shared.1.store(Instant::now().duration_since(*EPOCH).as_millis() as u64, Ordering::Relaxed);
-            Ok::<i32, KafkaError>(n)
+            let n = topic_partitions(producer.client(), &topic)?.len() as i32;
+            shared.lock().expect("partitions lock").count = n;
+            Ok::<i32, crate::Error>(n)
         });
         if known > 0 {
             return Ok(known); // refreshed in the background
         }
         match read.await {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(ProduceError::Delivery(e)),
+            Ok(r) => r.map_err(ProduceError::Metadata),
             Err(_) => Err(ProduceError::Delivery(KafkaError::Canceled)),
         }
     }
@@ -114,17 +119,4 @@ impl EventProducer {
             tracing::warn!(error = %e, "kafka.flush_incomplete");
         }
     }
-}
-
-static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
-
-/// The partition count of `topic` from the cluster's metadata; an error
-/// when the topic does not exist (or has no partitions).
-fn topic_partitions(producer: &FutureProducer, topic: &str) -> Result<i32, KafkaError> {
-    let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let n = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
-    if n == 0 {
-        return Err(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition));
-    }
-    Ok(n as i32)
 }
