@@ -266,7 +266,8 @@ pub(crate) async fn run(
                 let Ok(v) = r.json::<serde_json::Value>().await else { continue };
                 let Some(u) = v["usage"]["active_time_seconds"].as_u64() else { continue };
                 let body = json!({"quota": {"active_time_seconds": u + quota_margin}});
-                if http.put(format!("{api}/v1/projects/{p}/quota")).json(&body).send().await.is_ok() {
+                let r = http.patch(format!("{api}/v1/projects/{p}/quota")).json(&body).send().await;
+                if r.is_ok_and(|r| r.status().is_success()) {
                     n += 1;
                 }
             }

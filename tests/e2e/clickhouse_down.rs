@@ -28,7 +28,8 @@ async fn a_quota_is_enforced_while_clickhouse_is_unreachable_and_history_catches
     p.store_cfg = real.clone();
     p.start_enforcer(fast_enforcer(&cp_url)).await;
     let api = p.api_url.clone();
-    api_put(&format!("{api}/v1/projects/chd-p/quota"), json!({"quota": {"written_data_bytes": 100}})).await;
+    api_put(&format!("{api}/v1/projects/chd-p/quota"), json!({"plan": null, "quota": {"written_data_bytes": 100}}))
+        .await;
 
     let mut client = p.client().await;
     for seq in 1..=3u64 {

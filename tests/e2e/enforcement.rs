@@ -239,7 +239,8 @@ async fn bad_quota_requests_get_4xx_naming_the_problem() {
         ("/v1/projects/q-1/quota", json!({"quota": {"compute_time_seconds": 1.5}}), "compute_time_seconds"),
         ("/v1/projects/q-1/quota", json!({"quota": {"cpu_seconds": 1}}), "unknown field `cpu_seconds`"),
         ("/v1/projects/q-1/quota", json!({"plan": "nope"}), "plan: unknown plan"),
-        ("/v1/projects/bad%20id/quota", json!({}), "project_id"),
+        ("/v1/projects/bad%20id/quota", json!({"plan": null}), "project_id"),
+        ("/v1/projects/q-1/quota", json!({"quota": {"compute_time_seconds": 5}}), "missing field `plan`"),
         ("/v1/plans/p1", json!({"thresholds": [0]}), "thresholds"),
         ("/v1/webhooks/w1", json!({"url": "ftp://x", "secret": SECRET}), "url"),
         ("/v1/webhooks/w1", json!({"url": "http://127.0.0.1:1/", "secret": "plain"}), "secret"),
@@ -264,5 +265,87 @@ async fn bad_quota_requests_get_4xx_naming_the_problem() {
         assert_eq!(s, 404, "{path}: {b}");
         assert!(b["error"]["message"].as_str().unwrap_or_default().contains("never-seen"));
     }
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_patch_merges_and_every_answer_carries_a_request_id() {
+    let Some(mut p) = Pipeline::start("quota_patch").await else { return };
+    p.start_api().await;
+    let api = p.api_url.clone();
+    let http = reqwest::Client::new();
+    let (s, b) = api_put(
+        &format!("{api}/v1/plans/mid"),
+        json!({"quota": {"compute_time_seconds": 500, "written_data_bytes": 900}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let url = format!("{api}/v1/projects/pq-1/quota");
+    let patch = |body: serde_json::Value| {
+        let req = http.patch(&url).header("content-type", "application/merge-patch+json").body(body.to_string());
+        async move {
+            let r = req.send().await.expect("api");
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.expect("json"))
+        }
+    };
+    // Each patch keeps what it does not name.
+    let (s, b) = patch(json!({"plan": "mid"})).await;
+    assert_eq!((s, &b["plan"], &b["quota"]["compute_time_seconds"]), (200, &json!("mid"), &json!(500)), "{b}");
+    let (s, b) = patch(json!({"quota": {"compute_time_seconds": 50, "data_transfer_bytes": 0}})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["plan"], "mid", "{b}");
+    assert_eq!(b["overrides"], json!({"compute_time_seconds": 50, "data_transfer_bytes": 0}), "{b}");
+    assert_eq!(b["quota"]["compute_time_seconds"], 50, "{b}");
+    assert_eq!(b["quota"]["written_data_bytes"], 900, "the plan's limit stays: {b}");
+    // null drops one override: the plan's limit applies again.
+    let (_, b) = patch(json!({"quota": {"compute_time_seconds": null}})).await;
+    assert_eq!(b["overrides"], json!({"data_transfer_bytes": 0}), "{b}");
+    assert_eq!(b["quota"]["compute_time_seconds"], 500, "{b}");
+    // What a later GET reads is what the patches made.
+    let got: serde_json::Value = http.get(&url).send().await.expect("api").json().await.expect("json");
+    assert_eq!((&got["plan"], &got["overrides"]), (&b["plan"], &b["overrides"]), "{got}");
+    let (_, b) = patch(json!({"plan": null, "quota": null})).await;
+    assert_eq!(
+        (&b["plan"], &b["overrides"], &b["quota"]["written_data_bytes"]),
+        (&json!(null), &json!({}), &json!(0)),
+        "{b}"
+    );
+    // Refused patches change nothing and name the field.
+    for (body, expected) in [
+        (json!({"plan": "nope"}), "plan: unknown plan"),
+        (json!({"quota": {"cpu": 1}}), "unknown field `cpu`"),
+        (json!({"quota": {"written_data_bytes": -1}}), "written_data_bytes"),
+    ] {
+        let (s, b) = patch(body.clone()).await;
+        assert_eq!(s, 400, "{body}: {b}");
+        assert!(b["error"]["message"].as_str().unwrap_or_default().contains(expected), "{body}: {b}");
+    }
+
+    // Request ids: the caller's is echoed and written into the error body;
+    // without one (or with one that is not visible ASCII), a UUID is made.
+    let r = http
+        .get(format!("{api}/v1/projects/never-seen/status"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(r.headers()["x-request-id"], "trace-42");
+    let b: serde_json::Value = r.json().await.expect("json");
+    assert_eq!((&b["error"]["code"], &b["error"]["request_id"]), (&json!("not_found"), &json!("trace-42")), "{b}");
+    for given in [None, Some("has space")] {
+        let mut req = http.put(&url).json(&json!({"quota": {}}));
+        if let Some(g) = given {
+            req = req.header("x-request-id", g);
+        }
+        let r = req.send().await.expect("api");
+        assert_eq!(r.status(), 400);
+        let id = r.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+        assert_eq!(id.len(), 36, "{id}");
+        let b: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(b["error"]["request_id"], id.as_str(), "{b}");
+        assert!(b["error"]["message"].as_str().unwrap_or_default().contains("missing field `plan`"), "{b}");
+    }
+    let ok = http.get(&url).header("x-request-id", "ok-1").send().await.expect("api");
+    assert_eq!((ok.status().as_u16(), ok.headers()["x-request-id"].to_str().ok()), (200, Some("ok-1")));
     p.shutdown().await;
 }

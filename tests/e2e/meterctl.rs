@@ -68,6 +68,12 @@ async fn meterctl_manages_quotas_and_reads_usage() {
     .await;
     let out = ctl(&p, &["quota", "get", "ctl-p1"]).await.expect("quota get");
     assert!(out.contains("plan small") && has_row(&out, &["written_data_bytes", "1000"]), "{out}");
+    // `quota set` merges: the plan and the other override stay.
+    let out = ctl(&p, &["quota", "set", "ctl-p1", "--quota", "data_transfer_bytes=7"]).await.expect("merge");
+    assert!(out.contains("plan small") && has_row(&out, &["written_data_bytes", "1000"]), "{out}");
+    assert!(has_row(&out, &["data_transfer_bytes", "7"]), "{out}");
+    let out = ctl(&p, &["quota", "set", "ctl-p1", "--quota", "data_transfer_bytes=inherit"]).await.expect("inherit");
+    assert!(has_row(&out, &["data_transfer_bytes", "unlimited"]), "{out}");
 
     let out = ctl(&p, &["over-quota", "--min-percent", "50"]).await.expect("over-quota");
     let lines: Vec<&str> = out.lines().collect();

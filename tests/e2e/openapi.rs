@@ -175,6 +175,27 @@ async fn every_documented_response_is_what_the_api_returns() {
     let quota = json!({"plan": "oa-plan", "quota": {"written_data_bytes": 1000}});
     c.call("put", "/v1/projects/{id}/quota", &["oa-p1"], "", Some(quota), 200).await;
     c.call("put", "/v1/projects/{id}/quota", &["oa-p1"], "", Some(json!({"plan": "nope"})), 400).await;
+    let merged = c
+        .call(
+            "patch",
+            "/v1/projects/{id}/quota",
+            &["oa-p1"],
+            "",
+            Some(json!({"quota": {"active_time_seconds": 7200}})),
+            200,
+        )
+        .await;
+    assert_eq!(merged["overrides"], json!({"written_data_bytes": 1000, "active_time_seconds": 7200}), "{merged}");
+    c.call(
+        "patch",
+        "/v1/projects/{id}/quota",
+        &["oa-p1"],
+        "",
+        Some(json!({"quota": {"active_time_seconds": null}})),
+        200,
+    )
+    .await;
+    c.call("patch", "/v1/projects/{id}/quota", &["oa-p1"], "", Some(json!({"plan": 5})), 400).await;
 
     // Usage over one quota, as ingest and the aggregator count it.
     let events = vec![inc("oa-p1", Metric::WrittenDataBytes, 2500), inc("oa-p1", Metric::ActiveTimeSeconds, 60)];

@@ -139,8 +139,10 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
     .await;
     let api = p.api_url.clone();
     api_put(&format!("{api}/v1/webhooks/dead"), json!({"url": dead_url, "secret": SECRET})).await;
-    api_put(&format!("{api}/v1/projects/prom-p/quota"), json!({"quota": {"written_data_bytes": 100}})).await;
-    api_put(&format!("{api}/v1/projects/prom-r/quota"), json!({"quota": {"written_data_bytes": 100}})).await;
+    api_put(&format!("{api}/v1/projects/prom-p/quota"), json!({"plan": null, "quota": {"written_data_bytes": 100}}))
+        .await;
+    api_put(&format!("{api}/v1/projects/prom-r/quota"), json!({"plan": null, "quota": {"written_data_bytes": 100}}))
+        .await;
     let mut client = p.client().await;
     client
         .report(report(

@@ -89,7 +89,7 @@ async fn a_healthy_meterd_logs_no_warn_or_error() {
     let cfg = fleet_run(&format!("http://127.0.0.1:{}", ports.ingest), &id, 20);
     let fleet = meter_sim::Fleet::new(cfg.fleet.clone(), meter_runtime::now_ms());
     for p in fleet.project_ids().take(5) {
-        put(format!("/v1/projects/{p}/quota"), json!({"quota": {"active_time_seconds": 600}})).await;
+        put(format!("/v1/projects/{p}/quota"), json!({"plan": null, "quota": {"active_time_seconds": 600}})).await;
     }
 
     tokio::time::sleep(Duration::from_secs(5)).await; // idle

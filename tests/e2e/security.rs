@@ -161,7 +161,7 @@ async fn api_tokens_need_the_scope_of_the_call() {
     let api = p.api_url.clone();
     let http = reqwest::Client::new();
     let quota_url = format!("{api}/v1/projects/apisec-p/quota");
-    let body = serde_json::json!({"quota": {"active_time_seconds": 100}});
+    let body = serde_json::json!({"plan": null, "quota": {"active_time_seconds": 100}});
     let cases = [
         ("GET, no token", http.get(format!("{api}/v1/projects")), 401, "authorization: Bearer"),
         ("GET, unknown token", http.get(format!("{api}/v1/projects")).bearer_auth("x-tok"), 401, "unknown or revoked"),

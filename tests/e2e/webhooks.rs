@@ -29,7 +29,8 @@ async fn flaky_receivers_get_everything_and_dead_letters_replay() {
     let api = p.api_url.clone();
     api_put(&format!("{api}/v1/webhooks/flaky"), json!({"url": flaky_url, "secret": SECRET})).await;
     api_put(&format!("{api}/v1/webhooks/dead"), json!({"url": dead_url, "secret": SECRET})).await;
-    api_put(&format!("{api}/v1/projects/hook-p/quota"), json!({"quota": {"written_data_bytes": 100}})).await;
+    api_put(&format!("{api}/v1/projects/hook-p/quota"), json!({"plan": null, "quota": {"written_data_bytes": 100}}))
+        .await;
     // One batch crosses every threshold at once: 50, 80, 90, 100, exceeded, suspended.
     p.client()
         .await

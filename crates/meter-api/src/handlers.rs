@@ -7,13 +7,13 @@ use axum::extract::{Path, State};
 use axum::Json;
 use meter_core::config_view::ConfigKey;
 use meter_core::cycle::{rfc3339, Cycle};
-use meter_core::{Metric, Plan, ProjectId, ProjectQuotaConfig};
+use meter_core::{Metric, Plan, ProjectId, ProjectQuotaConfig, ProjectQuotaPatch};
 use rdkafka::producer::FutureRecord;
 
 use crate::error::ApiError;
 use crate::model::{
     Check, ControlPlaneCall, DenyReason, ErrorBody, PlanBody, ProjectList, ProjectListParams, ProjectQuota, ProjectRow,
-    ProjectState, Status, SuspensionView, ThresholdReached,
+    ProjectState, QuotaPatchBody, QuotaPut, Status, SuspensionView, ThresholdReached,
 };
 use crate::query::Query;
 use crate::App;
@@ -89,18 +89,44 @@ fn quota_view(state: &crate::views::State, id: &str) -> ProjectQuota {
     ProjectQuota { project_id: id.to_owned(), plan, quota, overrides, thresholds }
 }
 
-/// Sets a project's plan and overrides (replacing both).
+/// Sets a project's plan and overrides (replacing both; `plan` must be
+/// sent, `null` for none).
 #[utoipa::path(put, path = "/v1/projects/{id}/quota", tag = "quotas",
     params(("id" = String, Path, description = PROJECT_ID)),
-    request_body = ProjectQuotaConfig,
+    request_body = QuotaPut,
     responses((status = 200, body = ProjectQuota), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put_quota(
     State(app): State<App>,
     Path(id): Path<String>,
-    body: Body<ProjectQuotaConfig>,
+    body: Body<QuotaPut>,
 ) -> Answer<ProjectQuota> {
-    let Json(cfg) = body?;
+    let Json(put) = body?;
     project_id(&id)?;
+    let _serial = app.config_writes.lock().await;
+    store_quota(&app, id, ProjectQuotaConfig { plan: put.plan, quota: put.quota }).await
+}
+
+/// Changes a project's plan or single overrides, keeping what the body does
+/// not name (JSON merge patch, RFC 7396: `null` drops a value, so the plan's
+/// limit applies again).
+#[utoipa::path(patch, path = "/v1/projects/{id}/quota", tag = "quotas",
+    params(("id" = String, Path, description = PROJECT_ID)),
+    request_body(content = QuotaPatchBody, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = ProjectQuota), (status = 400, body = ErrorBody)))]
+pub(crate) async fn patch_quota(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Body<ProjectQuotaPatch>,
+) -> Answer<ProjectQuota> {
+    let Json(patch) = body?;
+    project_id(&id)?;
+    let _serial = app.config_writes.lock().await;
+    let current = app.views.0.read().expect("views").config.projects.get(&id).cloned().unwrap_or_default();
+    store_quota(&app, id, patch.apply(current)).await
+}
+
+/// Writes a project's configuration once its plan is known to exist.
+async fn store_quota(app: &App, id: String, cfg: ProjectQuotaConfig) -> Answer<ProjectQuota> {
     if let Some(plan) = &cfg.plan {
         if !app.views.0.read().expect("views").config.plans.contains_key(plan) {
             return Err(ApiError::bad_request(format!(
@@ -108,7 +134,7 @@ pub(crate) async fn put_quota(
             )));
         }
     }
-    write_config(&app, ConfigKey::Project(id.clone()), &cfg).await?;
+    write_config(app, ConfigKey::Project(id.clone()), &cfg).await?;
     Ok(Json(quota_view(&app.views.0.read().expect("views"), &id)))
 }
 

@@ -15,6 +15,7 @@ mod history;
 mod model;
 mod openapi;
 mod query;
+mod request_id;
 mod views;
 mod webhooks;
 
@@ -48,6 +49,9 @@ pub(crate) struct App {
     clock: Arc<dyn Clock>,
     /// Address classes webhook URLs may point at besides public ones.
     webhook_targets: Vec<AddressClass>,
+    /// Held by config writes that read what they change (PATCH), so two
+    /// calls to this instance cannot lose one another's change.
+    config_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Every path the router serves (the OpenAPI document must list each).
@@ -76,7 +80,10 @@ fn router(app: App, auth: Auth) -> Router {
     Router::new()
         .route("/v1/plans/{name}", put(handlers::put_plan).get(handlers::get_plan))
         .route("/v1/projects", get(handlers::list_projects))
-        .route("/v1/projects/{id}/quota", put(handlers::put_quota).get(handlers::get_quota))
+        .route(
+            "/v1/projects/{id}/quota",
+            put(handlers::put_quota).patch(handlers::patch_quota).get(handlers::get_quota),
+        )
         .route("/v1/projects/{id}/status", get(handlers::status))
         .route("/v1/projects/{id}/check", get(handlers::check))
         .route("/v1/webhooks", get(webhooks::list_webhooks))
@@ -95,16 +102,8 @@ fn router(app: App, auth: Auth) -> Router {
         .route(openapi::PATH, get(openapi::document))
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(auth, auth::require))
-        .layer(axum::middleware::from_fn(request_span))
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(app)
-}
-
-/// Every request runs in a span `api.request` with its method and path, so
-/// each log line says which call it concerns.
-async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    use tracing::Instrument;
-    let span = tracing::info_span!("api.request", method = %req.method(), path = %req.uri().path());
-    next.run(req).instrument(span).await
 }
 
 /// Runs the api role until `shutdown`: HTTP on `listener`, gRPC
@@ -132,7 +131,8 @@ pub async fn run(
         kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
     let store = meter_store::Store::new(clickhouse)?;
     let (auth, webhook_targets) = security;
-    let app = App { views, producer, kafka: kafka.clone(), store, clock, webhook_targets };
+    let config_writes = Arc::default();
+    let app = App { views, producer, kafka: kafka.clone(), store, clock, webhook_targets, config_writes };
     tracing::info!(http = %listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "api.listening");
     let tls = cfg.tls()?;
     let http_tls = tls.as_ref().map(|f| f.server_config()).transpose()?;

@@ -9,7 +9,7 @@ use meter_core::{Metric, Quota, QuotaOverrides};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// Every error: `{"error": {"code", "message", "param"?}}`.
+/// Every error: `{"error": {"code", "message", "param"?, "request_id"}}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ErrorBody {
     pub(crate) error: ErrorDetail,
@@ -26,6 +26,11 @@ pub(crate) struct ErrorDetail {
     /// The query parameter at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) param: Option<String>,
+    /// The request's id: the caller's `X-Request-ID` when it sent one (1-128
+    /// visible ASCII characters), else a UUID made for it; also in the
+    /// response's `X-Request-ID` header and the api's log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) request_id: Option<String>,
 }
 
 /// `PUT /v1/plans/{name}`.
@@ -37,6 +42,34 @@ pub(crate) struct PlanBody {
     /// Percent of each quota at which an alert fires (1-100); 50, 80, 90
     /// and 100 when absent.
     pub(crate) thresholds: Option<Vec<u8>>,
+}
+
+/// `PUT /v1/projects/{id}/quota`: replaces the plan and every override.
+/// `plan` must be sent (`null`: no plan), so that a body without it cannot
+/// drop the plan by accident; to change single fields use `PATCH`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuotaPut {
+    /// The plan's name, or `null` for none.
+    #[serde(deserialize_with = "Option::deserialize")]
+    #[schema(required = true)]
+    pub(crate) plan: Option<String>,
+    /// Overrides of the plan's limits (absent: inherit; `0`: no limit).
+    #[serde(default)]
+    pub(crate) quota: QuotaOverrides,
+}
+
+/// `PATCH /v1/projects/{id}/quota`, a JSON merge patch (RFC 7396) read as
+/// `meter_core::ProjectQuotaPatch`; this type only describes it in the
+/// document. An absent field is kept; `"plan": null` leaves the project
+/// without a plan; `"quota": null` drops every override; in a `quota`
+/// object, a metric set to `null` drops its override (the plan's limit
+/// applies again) and `0` lifts the limit.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct QuotaPatchBody {
+    plan: Option<String>,
+    quota: Option<QuotaOverrides>,
 }
 
 /// A project's plan, its overrides and the quota they make.

@@ -22,7 +22,8 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
         title = "meter API",
         description = "Quotas, plans, project status, CheckQuota, webhook endpoints and dead letters, and \
             consumption history of the usage-metering pipeline, with Neon's field names. Errors are JSON: \
-            {\"error\": {\"code\", \"message\", \"param\"?}}. With credentials configured, every call but this \
+            {\"error\": {\"code\", \"message\", \"param\"?, \"request_id\"}}; every answer carries \
+            `X-Request-ID` (the caller's, when it sent one). With credentials configured, every call but this \
             document needs `Authorization: Bearer <token>`: a `read` token for GET, a `manage` token for the rest."
     ),
     paths(
@@ -30,6 +31,7 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
         handlers::get_plan,
         handlers::list_projects,
         handlers::put_quota,
+        handlers::patch_quota,
         handlers::get_quota,
         handlers::status,
         handlers::check,

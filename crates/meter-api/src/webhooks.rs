@@ -133,6 +133,7 @@ pub(crate) async fn patch_webhook(
     body: Body<WebhookPatch>,
 ) -> Answer<Webhook> {
     let Json(b) = body?;
+    let _serial = app.config_writes.lock().await;
     let mut w = endpoint(&app, &id)?;
     if let Some(url) = b.url {
         meter_runtime::check_webhook_url(&url, &app.webhook_targets)

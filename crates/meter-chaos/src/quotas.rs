@@ -107,8 +107,8 @@ impl Quotas {
 
     async fn put_quota(&mut self, project: &str, active_time_seconds: u64) -> anyhow::Result<()> {
         let body = json!({"quota": {"active_time_seconds": active_time_seconds}});
-        let r = self.http.put(format!("{}/v1/projects/{project}/quota", self.api)).json(&body).send().await?;
-        anyhow::ensure!(r.status().is_success(), "PUT quota of {project}: {}", r.status());
+        let r = self.http.patch(format!("{}/v1/projects/{project}/quota", self.api)).json(&body).send().await?;
+        anyhow::ensure!(r.status().is_success(), "PATCH quota of {project}: {}", r.status());
         self.changes += 1;
         Ok(())
     }

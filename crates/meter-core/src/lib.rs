@@ -32,7 +32,9 @@ pub use event::{Batch, Event, Span};
 pub use ids::{IdError, ProjectId, SourceId};
 pub use keys::KeySet;
 pub use metric::Metric;
-pub use quota::{Plan, ProjectQuotaConfig, Quota, QuotaOverrides, DEFAULT_THRESHOLDS};
+pub use quota::{
+    Patch, Plan, ProjectQuotaConfig, ProjectQuotaPatch, Quota, QuotaOverrides, QuotaOverridesPatch, DEFAULT_THRESHOLDS,
+};
 pub use validate::{check_measure, BatchError, Limits, MAX_INTERVAL_MS, MAX_TIME_MS};
 
 /// Milliseconds since the Unix epoch, UTC. All times in the domain are this.

@@ -129,9 +129,111 @@ impl ProjectQuotaConfig {
     }
 }
 
+/// One field of a JSON merge patch (RFC 7396): absent keeps the stored
+/// value, `null` clears it, a value replaces it. Fields of this type need
+/// `#[serde(default)]` so that absent means `Keep`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Patch<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(d)?.map_or(Patch::Clear, Patch::Set))
+    }
+}
+
+impl<T> Patch<T> {
+    /// `current` with this patch applied.
+    pub fn apply(self, current: Option<T>) -> Option<T> {
+        match self {
+            Patch::Keep => current,
+            Patch::Clear => None,
+            Patch::Set(v) => Some(v),
+        }
+    }
+}
+
+/// A merge patch of a project's overrides: `null` on a metric drops its
+/// override (the plan's limit applies again).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaOverridesPatch {
+    pub active_time_seconds: Patch<u64>,
+    pub compute_time_seconds: Patch<u64>,
+    pub written_data_bytes: Patch<u64>,
+    pub data_transfer_bytes: Patch<u64>,
+    pub logical_size_bytes: Patch<u64>,
+}
+
+impl QuotaOverridesPatch {
+    /// `current` with this patch applied.
+    pub fn apply(self, current: QuotaOverrides) -> QuotaOverrides {
+        QuotaOverrides {
+            active_time_seconds: self.active_time_seconds.apply(current.active_time_seconds),
+            compute_time_seconds: self.compute_time_seconds.apply(current.compute_time_seconds),
+            written_data_bytes: self.written_data_bytes.apply(current.written_data_bytes),
+            data_transfer_bytes: self.data_transfer_bytes.apply(current.data_transfer_bytes),
+            logical_size_bytes: self.logical_size_bytes.apply(current.logical_size_bytes),
+        }
+    }
+}
+
+/// A merge patch of a project's configuration (`PATCH /v1/projects/{id}/quota`):
+/// `"plan": null` leaves the project without a plan, `"quota": null` drops
+/// every override, and a `quota` object patches single overrides (a metric
+/// absent: kept; `null`: the plan's limit again; `0`: no limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectQuotaPatch {
+    pub plan: Patch<String>,
+    pub quota: Patch<QuotaOverridesPatch>,
+}
+
+impl ProjectQuotaPatch {
+    /// `current` with this patch applied.
+    pub fn apply(self, current: ProjectQuotaConfig) -> ProjectQuotaConfig {
+        let quota = match self.quota {
+            Patch::Keep => current.quota,
+            Patch::Clear => QuotaOverrides::default(),
+            Patch::Set(p) => p.apply(current.quota),
+        };
+        ProjectQuotaConfig { plan: self.plan.apply(current.plan), quota }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_patch_keeps_absent_fields_clears_nulls_and_sets_values() {
+        let current = ProjectQuotaConfig {
+            plan: Some("small".into()),
+            quota: QuotaOverrides {
+                compute_time_seconds: Some(10),
+                written_data_bytes: Some(20),
+                ..Default::default()
+            },
+        };
+        let patch = |j: &str| serde_json::from_str::<ProjectQuotaPatch>(j).unwrap().apply(current.clone());
+        assert_eq!(patch("{}"), current);
+        let p = patch(r#"{"quota": {"compute_time_seconds": null, "data_transfer_bytes": 0}}"#);
+        assert_eq!(p.plan.as_deref(), Some("small"));
+        assert_eq!(
+            p.quota,
+            QuotaOverrides { written_data_bytes: Some(20), data_transfer_bytes: Some(0), ..Default::default() }
+        );
+        let p = patch(r#"{"plan": null, "quota": null}"#);
+        assert_eq!(p, ProjectQuotaConfig::default());
+        assert_eq!(patch(r#"{"plan": "large"}"#).plan.as_deref(), Some("large"));
+        for bad in [r#"{"quota": {"cpu": 1}}"#, r#"{"plans": "x"}"#, r#"{"quota": {"written_data_bytes": -1}}"#] {
+            assert!(serde_json::from_str::<ProjectQuotaPatch>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn highest_use_compares_exact_ratios() {

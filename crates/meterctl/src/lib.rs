@@ -119,12 +119,16 @@ enum QuotaCmd {
     Get {
         project: String,
     },
-    /// Set a project's plan and/or per-metric overrides (raising a quota above usage resumes it).
+    /// Change a project's plan and/or single overrides, keeping the rest
+    /// (PATCH; raising a quota above usage resumes it).
     Set {
         project: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_plan")]
         plan: Option<String>,
-        /// METRIC=LIMIT, repeated (0: no limit).
+        /// Leave the project without a plan.
+        #[arg(long)]
+        no_plan: bool,
+        /// METRIC=LIMIT, repeated (0: no limit; `inherit`: drop the override).
         #[arg(long = "quota", value_name = "METRIC=LIMIT")]
         quota: Vec<String>,
     },
@@ -181,12 +185,18 @@ enum DeadCmd {
 }
 
 /// `METRIC=LIMIT` pairs as a quota object.
-fn quota_object(pairs: &[String]) -> anyhow::Result<Value> {
+/// `--quota` pairs as a JSON object; with `inherit`, `METRIC=inherit` is
+/// `null` (an override dropped by a merge patch).
+fn quota_object(pairs: &[String], inherit: bool) -> anyhow::Result<Value> {
     let mut q = Map::new();
     for p in pairs {
         let (m, v) = p.split_once('=').with_context(|| format!("--quota {p:?}: expected METRIC=LIMIT"))?;
         let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         anyhow::ensure!(known.contains(&m), "--quota {p:?}: unknown metric {m:?}; known: {}", known.join(", "));
+        if inherit && v == "inherit" {
+            q.insert(m.to_owned(), Value::Null);
+            continue;
+        }
         let v: u64 = v.parse().with_context(|| format!("--quota {p:?}: {v:?} is not a whole number"))?;
         q.insert(m.to_owned(), json!(v));
     }
@@ -243,7 +253,7 @@ where
             (api.get(&format!("/v1/plans/{name}")).await?, Box::new(plan_table))
         }
         Cmd::Plan { cmd: PlanCmd::Set { name, quota, thresholds } } => {
-            let mut body = json!({"quota": quota_object(&quota)?});
+            let mut body = json!({"quota": quota_object(&quota, false)?});
             if let Some(t) = thresholds {
                 let t: Result<Vec<u8>, _> = t.split(',').map(|x| x.trim().parse::<u8>()).collect();
                 body["thresholds"] = json!(t.context("--thresholds: expected percents like 50,80,90,100")?);
@@ -253,12 +263,15 @@ where
         Cmd::Quota { cmd: QuotaCmd::Get { project } } => {
             (api.get(&format!("/v1/projects/{project}/quota")).await?, Box::new(quota_table))
         }
-        Cmd::Quota { cmd: QuotaCmd::Set { project, plan, quota } } => {
-            let mut body = json!({"quota": quota_object(&quota)?});
+        Cmd::Quota { cmd: QuotaCmd::Set { project, plan, no_plan, quota } } => {
+            let mut body = json!({"quota": quota_object(&quota, true)?});
             if let Some(p) = plan {
                 body["plan"] = json!(p);
             }
-            (api.put(&format!("/v1/projects/{project}/quota"), &body).await?, Box::new(quota_table))
+            if no_plan {
+                body["plan"] = Value::Null;
+            }
+            (api.patch(&format!("/v1/projects/{project}/quota"), &body).await?, Box::new(quota_table))
         }
         Cmd::Status { project } => (api.get(&format!("/v1/projects/{project}/status")).await?, Box::new(status_table)),
         Cmd::Usage { project, from, to, granularity, metrics } => {
@@ -462,10 +475,19 @@ mod tests {
 
     #[test]
     fn quota_pairs_are_checked() {
-        assert_eq!(quota_object(&["active_time_seconds=10".into()]).unwrap(), json!({"active_time_seconds": 10}));
-        assert!(quota_object(&["cpu=1".into()]).unwrap_err().to_string().contains("unknown metric \"cpu\""));
-        assert!(quota_object(&["active_time_seconds".into()]).unwrap_err().to_string().contains("METRIC=LIMIT"));
-        assert!(quota_object(&["active_time_seconds=-1".into()]).unwrap_err().to_string().contains("whole number"));
+        assert_eq!(
+            quota_object(&["active_time_seconds=10".into()], false).unwrap(),
+            json!({"active_time_seconds": 10})
+        );
+        assert!(quota_object(&["cpu=1".into()], false).unwrap_err().to_string().contains("unknown metric \"cpu\""));
+        assert!(quota_object(&["active_time_seconds".into()], false).unwrap_err().to_string().contains("METRIC=LIMIT"));
+        assert!(quota_object(&["active_time_seconds=-1".into()], false)
+            .unwrap_err()
+            .to_string()
+            .contains("whole number"));
+        let inherit = ["active_time_seconds=inherit".to_owned()];
+        assert_eq!(quota_object(&inherit, true).unwrap(), json!({"active_time_seconds": null}));
+        assert!(quota_object(&inherit, false).unwrap_err().to_string().contains("whole number"));
     }
 
     #[tokio::test]
