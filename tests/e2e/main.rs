@@ -13,6 +13,7 @@ mod helpers;
 mod history;
 mod kafka_down;
 mod meterctl;
+mod neon_api;
 mod openapi;
 mod prometheus;
 mod quiet_logs;

@@ -109,7 +109,7 @@ impl Contract {
 /// The schemas with every `allOf` of objects merged into one object, and
 /// every object with properties closed (`additionalProperties: false`), so
 /// a property the handlers add but the document lacks fails validation.
-fn strict(schemas: &Value) -> Value {
+pub(crate) fn strict(schemas: &Value) -> Value {
     let resolve = |v: &Value| -> Value {
         match v["$ref"].as_str() {
             Some(r) => schemas[r.trim_start_matches("#/components/schemas/")].clone(),

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::model::{ErrorBody, ErrorDetail};
+use crate::neon_model::NeonError;
 
 /// An error answer: `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug)]
@@ -98,17 +99,25 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A 406: a history range longer than its granularity allows (Neon's
+    /// status for it on `/api/v2`).
+    pub(crate) fn not_acceptable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_ACCEPTABLE, "range_too_long", message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message,
-                param: self.param,
-                request_id: crate::request_id::current(),
-            },
+        let context = crate::request_id::current();
+        let request_id = context.as_ref().map(|c| c.id.clone());
+        let mut r = if context.is_some_and(|c| c.neon) {
+            let body = NeonError { code: self.code, message: self.message, request_id };
+            (self.status, Json(body)).into_response()
+        } else {
+            let error = ErrorDetail { code: self.code, message: self.message, param: self.param, request_id };
+            (self.status, Json(ErrorBody { error })).into_response()
         };
-        let mut r = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));

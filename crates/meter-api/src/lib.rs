@@ -13,6 +13,8 @@ mod grpc;
 mod handlers;
 mod history;
 mod model;
+mod neon;
+mod neon_model;
 mod openapi;
 mod query;
 mod request_id;
@@ -99,6 +101,8 @@ fn router(app: App, auth: Auth) -> Router {
         .route("/v1/projects/{id}/consumption_history", get(history::project))
         .route("/v1/consumption_history/projects", get(history::projects))
         .route("/v1/consumption_history/fleet", get(history::fleet))
+        .route("/api/v2/consumption_history/projects", get(neon::projects))
+        .route("/api/v2/consumption_history/account", get(neon::account))
         .route(openapi::PATH, get(openapi::document))
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(auth, auth::require))

@@ -1,7 +1,9 @@
 //! Request ids, as Neon's API has them: a client's `X-Request-ID` is honoured
 //! (when it is 1-128 visible ASCII characters), otherwise a UUID v4 is made;
 //! either is echoed in the response's `X-Request-ID`, carried by the
-//! request's log span and written into every error body.
+//! request's log span and written into every error body. The same context
+//! says which error shape the request gets: Neon's flat one under `/api/v2`,
+//! ours elsewhere.
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
@@ -12,12 +14,20 @@ use tracing::Instrument;
 /// The header, both ways.
 pub(crate) static HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-tokio::task_local! {
-    static CURRENT: String;
+/// What the request's answers need to know about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) id: String,
+    /// Under `/api/v2` (Neon's surface).
+    pub(crate) neon: bool,
 }
 
-/// The id of the request this task is answering, if any.
-pub(crate) fn current() -> Option<String> {
+tokio::task_local! {
+    static CURRENT: Context;
+}
+
+/// The context of the request this task is answering, if any.
+pub(crate) fn current() -> Option<Context> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
@@ -26,11 +36,9 @@ fn acceptable(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// A random UUID (version 4, RFC 9562 variant), lower-case hex.
+/// A random UUID (version 4).
 fn new_id() -> String {
-    let n = rand::random::<u128>() & !(0xf << 76) & !(0x3 << 62) | (0x4 << 76) | (0x2 << 62);
-    let h = format!("{n:032x}");
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    meter_core::ids::uuid(rand::random(), 4)
 }
 
 /// The middleware (outermost, so the auth layer's errors carry the id too):
@@ -39,7 +47,8 @@ pub(crate) async fn layer(req: Request, next: Next) -> Response {
     let given = req.headers().get(&HEADER).and_then(|v| v.to_str().ok()).filter(|s| acceptable(s));
     let id = given.map_or_else(new_id, str::to_owned);
     let span = tracing::info_span!("api.request", method = %req.method(), path = %req.uri().path(), request_id = %id);
-    let mut response = CURRENT.scope(id.clone(), next.run(req)).instrument(span).await;
+    let context = Context { id: id.clone(), neon: req.uri().path().starts_with(crate::neon::PREFIX) };
+    let mut response = CURRENT.scope(context, next.run(req)).instrument(span).await;
     let value = HeaderValue::from_str(&id).expect("visible ASCII is a header value");
     response.headers_mut().insert(HEADER.clone(), value);
     response

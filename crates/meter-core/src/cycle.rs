@@ -24,6 +24,22 @@ impl Cycle {
     pub fn contains(&self, t: UnixMs) -> bool {
         self.start_ms <= t && t < self.end_ms
     }
+
+    /// A stable id of this cycle for `scope` (a project id, or the account):
+    /// a UUID (version 8) from a SHA-256 of both, so every instance and
+    /// every call names the same billing period the same way.
+    pub fn period_id(&self, scope: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::new()
+            .chain_update(b"meter.period\0")
+            .chain_update(scope.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(self.start_ms.to_be_bytes())
+            .finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        crate::ids::uuid(bytes, 8)
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
@@ -92,6 +108,16 @@ pub fn parse_http_date(s: &str) -> Option<UnixMs> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn period_ids_are_stable_per_scope_and_cycle() {
+        let nov = Cycle::containing(parse_rfc3339("2026-11-15T00:00:00Z").unwrap());
+        let dec = Cycle::containing(parse_rfc3339("2026-12-15T00:00:00Z").unwrap());
+        assert_eq!(nov.period_id("p-1"), nov.period_id("p-1"));
+        assert_ne!(nov.period_id("p-1"), dec.period_id("p-1"));
+        assert_ne!(nov.period_id("p-1"), nov.period_id("p-2"));
+        assert_eq!(&nov.period_id("p-1")[14..15], "8");
+    }
 
     #[test]
     fn parses_http_dates() {

@@ -71,6 +71,9 @@ impl Granularity {
 pub struct HistoryError {
     pub param: &'static str,
     pub message: String,
+    /// The range is well formed but covers more timeframes than its
+    /// granularity allows (Neon answers this with 406).
+    pub too_long: bool,
 }
 
 impl std::fmt::Display for HistoryError {
@@ -80,7 +83,7 @@ impl std::fmt::Display for HistoryError {
 }
 
 fn err(param: &'static str, message: impl Into<String>) -> HistoryError {
-    HistoryError { param, message: message.into() }
+    HistoryError { param, message: message.into(), too_long: false }
 }
 
 /// A checked request: `[from_ms, to_ms)` aligned to whole timeframes.
@@ -118,13 +121,11 @@ impl HistoryRange {
         let range = HistoryRange { from_ms, to_ms, granularity, metrics: parse_metrics(metrics)? };
         let max = granularity.max_timeframes();
         if range.timeframes().nth(max).is_some() {
-            return Err(err(
-                "to",
-                format!(
-                    "the range covers more than {max} {} timeframes; ask for a coarser granularity or a shorter range",
-                    granularity.name()
-                ),
-            ));
+            let message = format!(
+                "the range covers more than {max} {} timeframes; ask for a coarser granularity or a shorter range",
+                granularity.name()
+            );
+            return Err(HistoryError { too_long: true, ..err("to", message) });
         }
         Ok(range)
     }
@@ -183,7 +184,7 @@ mod tests {
     fn maximum_ranges_per_granularity() {
         assert!(parse("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z", "hourly").is_ok()); // 168 h
         let e = parse("2026-11-01T00:00:00Z", "2026-11-08T01:00:00Z", "hourly").unwrap_err();
-        assert_eq!(e.param, "to");
+        assert_eq!((e.param, e.too_long), ("to", true));
         assert!(e.message.contains("168"), "{e}");
         assert!(parse("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z", "daily").is_ok());
         assert!(parse("2026-01-01T00:00:00Z", "2028-01-02T00:00:00Z", "daily").is_err());

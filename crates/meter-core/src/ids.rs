@@ -90,3 +90,23 @@ mod tests {
         assert_eq!(ProjectId::new("x".repeat(129)), Err(IdError::TooLong));
     }
 }
+
+/// `bytes` as an RFC 9562 UUID string (lower-case hex, 8-4-4-4-12) with
+/// `version` (4: random, 8: derived from a hash) and the RFC variant set.
+pub fn uuid(mut bytes: [u8; 16], version: u8) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | (version << 4);
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+#[cfg(test)]
+mod uuid_tests {
+    use super::uuid;
+
+    #[test]
+    fn uuids_carry_version_and_variant() {
+        assert_eq!(uuid([0xff; 16], 4), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(uuid([0; 16], 8), "00000000-0000-8000-8000-000000000000");
+    }
+}
