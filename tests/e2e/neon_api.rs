@@ -12,12 +12,13 @@ use std::sync::Arc;
 use meter_core::cycle::{parse_rfc3339, rfc3339, Cycle};
 use meter_core::Metric;
 use meter_e2e::Pipeline;
+use meter_proto::v1::Metric as WireMetric;
 use meter_sim::{run, SendStats, Truth};
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::fleet::{assert_exact, fleet_run};
-use crate::helpers::api_put;
+use crate::helpers::{api_put, inc, report};
 use crate::openapi::strict;
 
 /// Neon's document, and a way to check an answer against it.
@@ -79,9 +80,9 @@ fn neon_client() -> Option<std::path::PathBuf> {
     meter_e2e::skip("Neon's API client is not installed (deploy/local/neon-client)")
 }
 
-/// Runs `tests/neon/client/read-history.cjs` (Neon's client) against `api`.
-async fn read_with_neons_client(dir: &std::path::Path, api: &str, args: &[&str]) -> Value {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("neon/client/read-history.cjs");
+/// Runs `tests/neon/client/<script>` (Neon's client) against `api`.
+async fn with_neons_client(dir: &std::path::Path, script: &str, api: &str, args: &[&str]) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("neon/client").join(script);
     let out = tokio::process::Command::new("node")
         .arg(script)
         .args(args)
@@ -271,7 +272,7 @@ async fn neon_clients_read_exact_consumption_history() {
     // Neon's own client: every page (3 projects each), a project_ids array
     // (its serializer sends `a,b`), and the account, all exact.
     let named = format!("{a},{b}");
-    let read = read_with_neons_client(&client, &api, &[&from, &to, "daily", "3", &named]).await;
+    let read = with_neons_client(&client, "read-history.cjs", &api, &[&from, &to, "daily", "3", &named]).await;
     let pages = read["pages"].as_u64().expect("pages");
     assert_eq!(pages, (ids.len() as u64).div_ceil(3) + 1, "full pages, then the empty one: {read}");
     let got: Vec<&String> = read["projects"].as_object().expect("projects").keys().collect();
@@ -283,5 +284,89 @@ async fn neon_clients_read_exact_consumption_history() {
         read["named"]["projects"].as_array().expect("named").iter().filter_map(|p| p["project_id"].as_str()).collect();
     assert_eq!(named, [b.as_str(), a.as_str()]);
     check_periods(&read["account"]["periods"], "none", &sum);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neon_clients_read_projects_and_patch_their_quota() {
+    let Some(client) = neon_client() else { return };
+    let Some(mut p) = Pipeline::start("neon_project").await else { return };
+    p.start_api().await;
+    let api = p.api_url.clone();
+    let neon = Neon::load();
+    let (s, b) = api_put(
+        &format!("{api}/v1/plans/launch"),
+        json!({"quota": {"written_data_bytes": 1000, "active_time_seconds": 3600}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api_put(&format!("{api}/v1/projects/np-1/quota"), json!({"plan": "launch"})).await;
+    assert_eq!(s, 200, "{b}");
+    let events = vec![inc("np-1", WireMetric::WrittenDataBytes, 400), inc("np-1", WireMetric::ComputeTimeSeconds, 30)];
+    p.client().await.report(report("np-src", 1, events)).await.expect("report accepted");
+    let path = "/projects/{project_id}";
+    let url = format!("{api}/api/v2/projects/np-1");
+    let body = meter_e2e::eventually(std::time::Duration::from_secs(30), "the project shows its usage", || async {
+        let (status, body) = get(&url).await;
+        (status == 200 && body["project"]["written_data_bytes"] == 400).then_some(body.clone()).ok_or(body.to_string())
+    })
+    .await;
+    neon.check(path, "get", 200, &body);
+    let project = &body["project"];
+    let cycle = Cycle::containing(meter_e2e::now_ms());
+    assert_eq!((project["compute_time_seconds"].as_u64(), project["cpu_used_sec"].as_u64()), (Some(30), Some(30)));
+    assert_eq!(project["consumption_period_start"].as_str().and_then(parse_rfc3339), Some(cycle.start_ms));
+    assert_eq!(project["quota_reset_at"].as_str().and_then(parse_rfc3339), Some(cycle.end_ms));
+    assert_eq!(project["settings"]["quota"], json!({"written_data_bytes": 1000, "active_time_seconds": 3600}));
+
+    // PATCH merges: a limit sent replaces the project's, the rest (and the plan) stay.
+    let patch = |quota: Value| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .patch(&url)
+                .json(&json!({"project": {"settings": {"quota": quota}}}))
+                .send()
+                .await;
+            let r = r.expect("api");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let (s, b) = patch(json!({"written_data_bytes": 5000})).await;
+    assert_eq!(s, 200, "{b}");
+    neon.check(path, "patch", 200, &b);
+    assert_eq!(b["project"]["settings"]["quota"], json!({"written_data_bytes": 5000, "active_time_seconds": 3600}));
+    let (_, b) = patch(json!({"compute_time_seconds": 100, "active_time_seconds": 0})).await;
+    assert_eq!(
+        b["project"]["settings"]["quota"],
+        json!({"written_data_bytes": 5000, "compute_time_seconds": 100}),
+        "0 lifts a limit"
+    );
+    let (_, v1) = crate::helpers::api_get(&format!("{api}/v1/projects/np-1/quota")).await;
+    assert_eq!(v1["plan"], "launch", "{v1}");
+    assert_eq!(
+        v1["overrides"],
+        json!({"written_data_bytes": 5000, "compute_time_seconds": 100, "active_time_seconds": 0})
+    );
+
+    // What it does not manage is refused by name, in Neon's error shape.
+    let r =
+        reqwest::Client::new().patch(&url).json(&json!({"project": {"name": "renamed"}})).send().await.expect("api");
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.expect("json");
+    neon.check(path, "patch", 400, &b);
+    assert!(b["message"].as_str().unwrap_or_default().contains("unknown field `name`"), "{b}");
+    let (s, b) = get(&format!("{api}/api/v2/projects/never-seen")).await;
+    assert_eq!(s, 404, "{b}");
+    neon.check(path, "get", 404, &b);
+
+    // Neon's own client: getProject, then updateProject merging one limit.
+    let read = with_neons_client(&client, "project.cjs", &api, &["np-1", r#"{"data_transfer_bytes": 777}"#]).await;
+    assert_eq!(read["before"]["project"]["written_data_bytes"], 400, "{read}");
+    assert_eq!(
+        read["after"]["project"]["settings"]["quota"],
+        json!({"written_data_bytes": 5000, "compute_time_seconds": 100, "data_transfer_bytes": 777}),
+        "{read}"
+    );
     p.shutdown().await;
 }

@@ -79,7 +79,7 @@ pub(crate) async fn get_plan(State(app): State<App>, Path(name): Path<String>) -
     Ok(Json(plan.clone()))
 }
 
-fn known(state: &crate::views::State, id: &str) -> bool {
+pub(crate) fn known(state: &crate::views::State, id: &str) -> bool {
     state.config.projects.contains_key(id) || state.totals.contains_key(id) || state.enforcement.contains_key(id)
 }
 
@@ -103,7 +103,8 @@ pub(crate) async fn put_quota(
     let Json(put) = body?;
     project_id(&id)?;
     let _serial = app.config_writes.lock().await;
-    store_quota(&app, id, ProjectQuotaConfig { plan: put.plan, quota: put.quota }).await
+    write_quota(&app, &id, &ProjectQuotaConfig { plan: put.plan, quota: put.quota }).await?;
+    Ok(Json(quota_view(&app.views.0.read().expect("views"), &id)))
 }
 
 /// Changes a project's plan or single overrides, keeping what the body does
@@ -120,13 +121,20 @@ pub(crate) async fn patch_quota(
 ) -> Answer<ProjectQuota> {
     let Json(patch) = body?;
     project_id(&id)?;
+    patch_project(&app, &id, patch).await?;
+    Ok(Json(quota_view(&app.views.0.read().expect("views"), &id)))
+}
+
+/// Applies `patch` to a project's stored configuration, one change at a
+/// time per instance (so concurrent patches cannot lose one another).
+pub(crate) async fn patch_project(app: &App, id: &str, patch: ProjectQuotaPatch) -> Result<(), ApiError> {
     let _serial = app.config_writes.lock().await;
-    let current = app.views.0.read().expect("views").config.projects.get(&id).cloned().unwrap_or_default();
-    store_quota(&app, id, patch.apply(current)).await
+    let current = app.views.0.read().expect("views").config.projects.get(id).cloned().unwrap_or_default();
+    write_quota(app, id, &patch.apply(current)).await
 }
 
 /// Writes a project's configuration once its plan is known to exist.
-async fn store_quota(app: &App, id: String, cfg: ProjectQuotaConfig) -> Answer<ProjectQuota> {
+async fn write_quota(app: &App, id: &str, cfg: &ProjectQuotaConfig) -> Result<(), ApiError> {
     if let Some(plan) = &cfg.plan {
         if !app.views.0.read().expect("views").config.plans.contains_key(plan) {
             return Err(ApiError::bad_request(format!(
@@ -134,8 +142,7 @@ async fn store_quota(app: &App, id: String, cfg: ProjectQuotaConfig) -> Answer<P
             )));
         }
     }
-    write_config(app, ConfigKey::Project(id.clone()), &cfg).await?;
-    Ok(Json(quota_view(&app.views.0.read().expect("views"), &id)))
+    write_config(app, ConfigKey::Project(id.to_owned()), cfg).await
 }
 
 /// A project's plan, overrides and effective quota.
@@ -206,7 +213,7 @@ pub(crate) async fn list_projects(State(app): State<App>, params: Params<Project
 
 /// A project's usage at `now`, in `Metric::ALL` order: the current cycle's
 /// counters and the latest storage reading.
-fn usage_values(state: &crate::views::State, id: &str, now: i64) -> [u64; 5] {
+pub(crate) fn usage_values(state: &crate::views::State, id: &str, now: i64) -> [u64; 5] {
     let t = state.totals.get(id);
     let counters = t.map_or([0; 4], |t| t.counters_at(now).values);
     let size = t.and_then(|t| t.logical_size).map_or(0, |r| r.value);

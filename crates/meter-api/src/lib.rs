@@ -15,6 +15,7 @@ mod history;
 mod model;
 mod neon;
 mod neon_model;
+mod neon_project;
 mod openapi;
 mod query;
 mod request_id;
@@ -103,6 +104,7 @@ fn router(app: App, auth: Auth) -> Router {
         .route("/v1/consumption_history/fleet", get(history::fleet))
         .route("/api/v2/consumption_history/projects", get(neon::projects))
         .route("/api/v2/consumption_history/account", get(neon::account))
+        .route("/api/v2/projects/{project_id}", get(neon_project::get).patch(neon_project::patch))
         .route(openapi::PATH, get(openapi::document))
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(auth, auth::require))

@@ -94,3 +94,83 @@ pub(crate) struct Pagination {
 pub(crate) struct AccountHistory {
     pub(crate) periods: Vec<Period>,
 }
+
+/// Neon's `ProjectResponse`: `GET /api/v2/projects/{project_id}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProjectResponse {
+    pub(crate) project: Project,
+}
+
+/// `PATCH /api/v2/projects/{project_id}`: Neon's `ProjectResponse` and
+/// `OperationsResponse` (a quota change starts no operation: always empty).
+#[derive(Debug, Serialize)]
+pub(crate) struct ProjectUpdated {
+    pub(crate) project: Project,
+    pub(crate) operations: Vec<serde_json::Value>,
+}
+
+/// Neon's `Project`, as far as a usage pipeline knows it: the current
+/// cycle's consumption and `settings.quota` are real; the fields Neon
+/// requires that only a control plane knows carry the placeholders
+/// `README.md` ("Neon's API") lists.
+#[derive(Debug, Serialize)]
+pub(crate) struct Project {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) platform_id: &'static str,
+    pub(crate) region_id: &'static str,
+    pub(crate) provisioner: &'static str,
+    pub(crate) pg_version: u8,
+    pub(crate) proxy_host: &'static str,
+    pub(crate) store_passwords: bool,
+    pub(crate) creation_source: &'static str,
+    pub(crate) history_retention_seconds: u32,
+    pub(crate) created_at: &'static str,
+    pub(crate) updated_at: &'static str,
+    pub(crate) owner_id: &'static str,
+    /// The `logical_size_bytes` quota in MiB (rounded down) and in bytes;
+    /// 0: none.
+    pub(crate) branch_logical_size_limit: u64,
+    pub(crate) branch_logical_size_limit_bytes: u64,
+    pub(crate) active_time_seconds: u64,
+    pub(crate) compute_time_seconds: u64,
+    /// Neon's deprecated name of `compute_time_seconds`.
+    pub(crate) cpu_used_sec: u64,
+    pub(crate) written_data_bytes: u64,
+    pub(crate) data_transfer_bytes: u64,
+    /// Byte-hours are not kept by this pipeline: always 0.
+    pub(crate) data_storage_bytes_hour: u64,
+    pub(crate) consumption_period_start: String,
+    pub(crate) consumption_period_end: String,
+    pub(crate) quota_reset_at: String,
+    pub(crate) settings: Settings,
+}
+
+/// Neon's `ProjectSettingsData`, its `quota` only: Neon's `ProjectQuota`,
+/// the effective limits, a limit absent when there is none.
+#[derive(Debug, Serialize)]
+pub(crate) struct Settings {
+    pub(crate) quota: meter_core::QuotaOverrides,
+}
+
+/// Neon's `ProjectUpdateRequest`, the part this API manages: anything but
+/// `project.settings.quota` is refused by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProjectUpdateRequest {
+    pub(crate) project: ProjectUpdate,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProjectUpdate {
+    pub(crate) settings: Option<SettingsUpdate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SettingsUpdate {
+    /// Each limit sent replaces the project's own (0: no limit); those not
+    /// sent are kept.
+    pub(crate) quota: Option<meter_core::QuotaOverrides>,
+}

@@ -182,6 +182,22 @@ impl QuotaOverridesPatch {
     }
 }
 
+/// Overrides as a patch: each limit given replaces the current one, the
+/// others are kept (how Neon's `PATCH /projects/{id}` treats
+/// `settings.quota`).
+impl From<QuotaOverrides> for QuotaOverridesPatch {
+    fn from(o: QuotaOverrides) -> Self {
+        let set = |v: Option<u64>| v.map_or(Patch::Keep, Patch::Set);
+        QuotaOverridesPatch {
+            active_time_seconds: set(o.active_time_seconds),
+            compute_time_seconds: set(o.compute_time_seconds),
+            written_data_bytes: set(o.written_data_bytes),
+            data_transfer_bytes: set(o.data_transfer_bytes),
+            logical_size_bytes: set(o.logical_size_bytes),
+        }
+    }
+}
+
 /// A merge patch of a project's configuration (`PATCH /v1/projects/{id}/quota`):
 /// `"plan": null` leaves the project without a plan, `"quota": null` drops
 /// every override, and a `quota` object patches single overrides (a metric
@@ -230,6 +246,18 @@ mod tests {
         let p = patch(r#"{"plan": null, "quota": null}"#);
         assert_eq!(p, ProjectQuotaConfig::default());
         assert_eq!(patch(r#"{"plan": "large"}"#).plan.as_deref(), Some("large"));
+        let sent = QuotaOverrides { written_data_bytes: Some(0), active_time_seconds: Some(5), ..Default::default() };
+        let neon = ProjectQuotaPatch { quota: Patch::Set(sent.into()), ..Default::default() }.apply(current.clone());
+        assert_eq!(
+            neon.quota,
+            QuotaOverrides {
+                compute_time_seconds: Some(10),
+                written_data_bytes: Some(0),
+                active_time_seconds: Some(5),
+                ..Default::default()
+            }
+        );
+        assert_eq!(neon.plan, current.plan);
         for bad in [r#"{"quota": {"cpu": 1}}"#, r#"{"plans": "x"}"#, r#"{"quota": {"written_data_bytes": -1}}"#] {
             assert!(serde_json::from_str::<ProjectQuotaPatch>(bad).is_err(), "{bad}");
         }
