@@ -345,6 +345,15 @@ async fn quota_patch_merges_and_every_answer_carries_a_request_id() {
         assert_eq!(b["error"]["request_id"], id.as_str(), "{b}");
         assert!(b["error"]["message"].as_str().unwrap_or_default().contains("missing field `plan`"), "{b}");
     }
+    // A served path with a method it does not take: a JSON 405, with the id.
+    let r = http.delete(&url).header("x-request-id", "del-1").send().await.expect("api");
+    assert_eq!(r.status(), 405);
+    let b: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(
+        (&b["error"]["code"], &b["error"]["request_id"]),
+        (&json!("method_not_allowed"), &json!("del-1")),
+        "{b}"
+    );
     let ok = http.get(&url).header("x-request-id", "ok-1").send().await.expect("api");
     assert_eq!((ok.status().as_u16(), ok.headers()["x-request-id"].to_str().ok()), (200, Some("ok-1")));
     p.shutdown().await;

@@ -49,6 +49,11 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "permission_denied", message)
     }
 
+    /// 405: the path is served, not with this method.
+    pub(crate) fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)
+    }
+
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
@@ -70,7 +75,7 @@ impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
         match e.status {
             StatusCode::NOT_FOUND => tonic::Status::not_found(e.message),
-            StatusCode::BAD_REQUEST => tonic::Status::invalid_argument(e.message),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => tonic::Status::invalid_argument(e.message),
             StatusCode::UNAUTHORIZED => tonic::Status::unauthenticated(e.message),
             StatusCode::FORBIDDEN => tonic::Status::permission_denied(e.message),
             _ => tonic::Status::unavailable(e.message),

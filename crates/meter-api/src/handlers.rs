@@ -318,3 +318,8 @@ pub(crate) async fn check(State(app): State<App>, Path(id): Path<String>) -> Ans
 pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see the README for the API")
 }
+
+/// A path served, with a method it is not served with.
+pub(crate) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::method_not_allowed(format!("{method} is not served on this path; see the README for the API"))
+}

@@ -107,6 +107,7 @@ fn router(app: App, auth: Auth) -> Router {
         .route("/api/v2/projects/{project_id}", get(neon_project::get).patch(neon_project::patch))
         .route(openapi::PATH, get(openapi::document))
         .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(auth, auth::require))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(app)

@@ -24,7 +24,10 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
             consumption history of the usage-metering pipeline, with Neon's field names. Errors are JSON: \
             {\"error\": {\"code\", \"message\", \"param\"?, \"request_id\"}}; every answer carries \
             `X-Request-ID` (the caller's, when it sent one). With credentials configured, every call but this \
-            document needs `Authorization: Bearer <token>`: a `read` token for GET, a `manage` token for the rest."
+            document needs `Authorization: Bearer <token>`: a `read` token for GET, a `manage` token for the rest. \
+            The same listener serves Neon's API under /api/v2 (consumption_history/projects and /account, \
+            projects/{project_id} GET and PATCH), described by Neon's own OpenAPI document rather than this one \
+            (README, \"Neon's API\")."
     ),
     paths(
         handlers::put_plan,
