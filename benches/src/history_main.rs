@@ -10,7 +10,9 @@
 //! batches per project per hour, e.g. 12 for a source reporting every 5
 //! minutes), plus `--fleet-projects` other projects (one batch per hour),
 //! then asks the api role (in this process, on loopback) for every project's
-//! hourly history over `--hours` hours, `--requests` times per endpoint.
+//! hourly history over `--hours` hours (and one project's, and every
+//! project's daily), and for the account's (the whole fleet's) month,
+//! `--requests` times each.
 
 use std::time::{Duration, Instant};
 
@@ -94,24 +96,26 @@ async fn main() -> anyhow::Result<()> {
     };
     let http = reqwest::Client::new();
     let ids: Vec<String> = (0..cli.projects).map(|i| format!("bench-p{i:04}")).collect();
-    let range = |ids: &[String]| {
+    let span = |g: &str| {
         format!(
-            "from={}&to={}&granularity=hourly&limit=100&project_ids={}",
+            "from={}&to={}&granularity={g}",
             rfc3339(i64::from(first_hour) * 3_600_000),
-            rfc3339(i64::from(hour_now + 1) * 3_600_000),
-            ids.join(",")
+            rfc3339(i64::from(hour_now + 1) * 3_600_000)
         )
     };
-    let (page, one) = (range(&ids), range(&ids[..1]));
+    let page = |g: &str, ids: &[String]| format!("{}&limit=100&project_ids={}", span(g), ids.join(","));
     wait_ready(&http, &api).await?;
+    let (v1, v2) = (format!("{api}/v1/consumption_history"), format!("{api}/api/v2/consumption_history"));
     let endpoints = [
-        ("GET /v1/consumption_history/projects", format!("{api}/v1/consumption_history/projects?{page}"), ids.len()),
+        ("GET /v1/consumption_history/projects, hourly", format!("{v1}/projects?{}", page("hourly", &ids)), ids.len()),
         (
-            "GET /api/v2/consumption_history/projects",
-            format!("{api}/api/v2/consumption_history/projects?{page}"),
+            "GET /api/v2/consumption_history/projects, hourly",
+            format!("{v2}/projects?{}", page("hourly", &ids)),
             ids.len(),
         ),
-        ("  the same, one project", format!("{api}/api/v2/consumption_history/projects?{one}"), 1),
+        ("  the same, one project", format!("{v2}/projects?{}", page("hourly", &ids[..1])), 1),
+        ("  the same, daily", format!("{v2}/projects?{}", page("daily", &ids)), ids.len()),
+        ("GET /api/v2/consumption_history/account, monthly", format!("{v2}/account?{}", span("monthly")), 0),
     ];
     let mut hists = vec![Histogram::<u64>::new(3)?; endpoints.len()];
     // Alternating, so background merges and caches weigh on both alike.
@@ -122,14 +126,15 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(r.status().is_success(), "{name}: {}", r.status());
             let body: serde_json::Value = r.json().await?;
             h.record(t.elapsed().as_micros() as u64)?;
-            anyhow::ensure!(body["projects"].as_array().map(Vec::len) == Some(*len), "{name}: a short page");
+            let got = body["projects"].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(got == *len, "{name}: {got} projects, not {len}");
         }
     }
     let mut base = None;
     for ((name, _, _), h) in endpoints.iter().zip(&hists) {
         let (p50, p99) = (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0);
         let ratio = base.map_or(String::new(), |b: f64| format!("  (p50 = {:.2} x ours)", p50 / b));
-        println!("  {name:<42} p50 {p50:>8.1} ms  p99 {p99:>8.1} ms{ratio}");
+        println!("  {name:<50} p50 {p50:>8.1} ms  p99 {p99:>8.1} ms{ratio}");
         base.get_or_insert(p50);
     }
     stop.cancel();
