@@ -153,6 +153,11 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
         .await
         .expect("ack");
     client.report(report("prom-src", 2, vec![inc("", Metric::WrittenDataBytes, 1)])).await.expect_err("invalid");
+    // An event past the late-event horizon (7 days): refused, and counted as late.
+    let mut late = inc("prom-p", Metric::WrittenDataBytes, 1);
+    (late.start_unix_ms, late.end_unix_ms) = (late.start_unix_ms - 8 * 86_400_000, late.end_unix_ms - 8 * 86_400_000);
+    let refused = client.report(report("prom-src", 2, vec![late])).await.expect_err("late");
+    assert!(refused.message().contains("in the past"), "{refused:?}");
 
     // promtool's linter on what the roles export.
     let body = eventually(Duration::from_secs(30), "a suspension and a dead letter are exported", || async {
@@ -164,10 +169,18 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
             .map_err(|e| e.to_string())?;
         let suspended = body.contains("meter_enforcer_crossing_to_suspend_percentile_seconds{percentile=\"99\"}");
         let dead = body.lines().any(|l| l.starts_with("meter_webhook_dead_letters_total ") && !l.ends_with(" 0"));
-        if suspended && dead {
+        // (The recorder is shared by the tests of this process: other tests' refusals count too.)
+        let refused = ["field=\"project_id\",reason=\"invalid\"}", "field=\"start_unix_ms\",reason=\"late\"}"]
+            .iter()
+            .all(|labels| {
+                let series = format!("meter_ingest_rejected_batches_total{{{labels} ");
+                body.lines().any(|l| l.starts_with(&series) && !l.ends_with(" 0"))
+            });
+        if suspended && dead && refused {
             Ok(body)
         } else {
-            Err(format!("suspended {suspended}, dead letter {dead}"))
+            let lines: Vec<&str> = body.lines().filter(|l| l.starts_with("meter_ingest_rejected")).collect();
+            Err(format!("suspended {suspended}, dead letter {dead}, refusals counted {refused}: {lines:?}"))
         }
     })
     .await;

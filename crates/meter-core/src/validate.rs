@@ -90,17 +90,42 @@ pub struct BatchError {
     pub index: Option<usize>,
     pub field: &'static str,
     pub reason: String,
+    pub kind: Refusal,
+}
+
+/// What kind of refusal a `BatchError` is (a metric label).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Refusal {
+    /// Malformed or out of bounds.
+    #[default]
+    Invalid,
+    /// An event older than the late-event horizon (`max_past_ms`): its
+    /// hour may already be billed.
+    Late,
+    /// An event further in the future than `max_future_ms`.
+    Future,
+}
+
+impl Refusal {
+    /// The label value: `invalid`, `late` or `future`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Invalid => "invalid",
+            Refusal::Late => "late",
+            Refusal::Future => "future",
+        }
+    }
 }
 
 impl BatchError {
     /// A problem with a batch-level field.
     pub fn batch(field: &'static str, reason: impl Into<String>) -> Self {
-        BatchError { index: None, field, reason: reason.into() }
+        BatchError { index: None, field, reason: reason.into(), kind: Refusal::Invalid }
     }
 
     /// A problem with one event's field.
     pub fn event(index: usize, field: &'static str, reason: impl Into<String>) -> Self {
-        BatchError { index: Some(index), field, reason: reason.into() }
+        BatchError { index: Some(index), field, reason: reason.into(), kind: Refusal::Invalid }
     }
 }
 
@@ -143,13 +168,11 @@ impl Limits {
         }
         let check_time = |field: &'static str, t: UnixMs| {
             if t < now_ms.saturating_sub(self.max_past_ms) {
-                Err(BatchError::event(index, field, format!("{t} is more than {} ms in the past", self.max_past_ms)))
+                let reason = format!("{t} is more than {} ms in the past", self.max_past_ms);
+                Err(BatchError { kind: Refusal::Late, ..BatchError::event(index, field, reason) })
             } else if t > now_ms.saturating_add(self.max_future_ms) {
-                Err(BatchError::event(
-                    index,
-                    field,
-                    format!("{t} is more than {} ms in the future", self.max_future_ms),
-                ))
+                let reason = format!("{t} is more than {} ms in the future", self.max_future_ms);
+                Err(BatchError { kind: Refusal::Future, ..BatchError::event(index, field, reason) })
             } else {
                 Ok(())
             }
@@ -240,6 +263,22 @@ mod tests {
         let wide = Limits { max_past_ms: 1000 * day, ..Limits::default() };
         let e = ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: NOW - 500 * day, end_ms: NOW }, 1);
         assert_eq!(wide.check_event(0, &e, NOW).unwrap_err().field, "end_unix_ms");
+    }
+
+    #[test]
+    fn late_and_future_events_are_told_apart_from_invalid_ones() {
+        let l = Limits::default();
+        let at = |t: i64| ev(Metric::LogicalSizeBytes, Span::Instant { time_ms: t }, 1);
+        let kind = |t: i64| l.check_event(0, &at(t), NOW).unwrap_err().kind;
+        assert_eq!(kind(NOW - l.max_past_ms - 1), Refusal::Late);
+        assert_eq!(kind(NOW + l.max_future_ms + 1), Refusal::Future);
+        assert!(l.check_event(0, &at(NOW - l.max_past_ms), NOW).is_ok(), "the horizon itself is accepted");
+        let huge = ev(Metric::ActiveTimeSeconds, Span::Interval { start_ms: NOW - 1, end_ms: NOW }, 1 << 60);
+        assert_eq!(l.check_event(0, &huge, NOW).unwrap_err().kind, Refusal::Invalid);
+        assert_eq!(
+            [Refusal::Invalid, Refusal::Late, Refusal::Future].map(Refusal::label),
+            ["invalid", "late", "future"]
+        );
     }
 
     #[test]

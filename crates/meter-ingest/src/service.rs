@@ -87,7 +87,7 @@ impl IngestService {
         }
         let source_id = req.source_id.clone();
         let batches = validate(&self.limits, req, now_ms()).inspect_err(|e| {
-            metrics::counter!(m::REJECTED, "field" => e.field).increment(1);
+            metrics::counter!(m::REJECTED, "field" => e.field, "reason" => e.kind.label()).increment(1);
         })?;
         let records = self.write(credential.as_ref(), source_id, n_events, batches, started).await?;
         Ok(ReportResponse { accepted_events: n_events as u32, kafka_records: records as u32 })
@@ -111,7 +111,7 @@ impl IngestService {
         };
         let session = rand::random::<u64>() | 1;
         let batches = validate_neon(&self.limits, body, &source_id, session, now_ms()).inspect_err(|e| {
-            metrics::counter!(m::REJECTED, "field" => e.field).increment(1);
+            metrics::counter!(m::REJECTED, "field" => e.field, "reason" => e.kind.label()).increment(1);
         })?;
         let n_events = batches.iter().map(|b| b.events.len()).sum();
         let records = self.write(credential.as_ref(), source_id, n_events, batches, started).await?;
