@@ -55,9 +55,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()))
-        .try_init();
+    meter_runtime::init_logging_or("error");
     let cli = Cli::parse();
     let tag = format!("histbench{:x}", now_ms() % 0xff_ffff);
     let database = cli.reuse.clone().unwrap_or_else(|| tag.clone());

@@ -103,9 +103,7 @@ fn line(name: &str, r: &Rate, base: Option<(&str, f64)>) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .try_init();
+    meter_runtime::init_logging_or("warn");
     let cli = Cli::parse();
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let prefix = format!("bench{:x}", t % 0xff_ffff);

@@ -55,9 +55,7 @@ enum Failing {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()))
-        .try_init();
+    meter_runtime::init_logging_or("error");
     let cli = Cli::parse();
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     println!(

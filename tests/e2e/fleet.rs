@@ -31,6 +31,17 @@ pub(crate) fn fleet_run(url: &str, prefix: &str, secs: u64) -> RunConfig {
     }
 }
 
+/// Runs the 6-second `fleet_run` of `prefix` against `p`'s ingest and
+/// waits until the pipeline counted it exactly; returns its ground truth.
+pub(crate) async fn simulated_fleet(p: &Pipeline, prefix: &str) -> Truth {
+    let stats = Arc::new(SendStats::default());
+    let summary = run(fleet_run(&p.ingest_url, prefix, 6), stats, CancellationToken::new(), CancellationToken::new())
+        .await
+        .expect("simulation");
+    assert_exact(p, prefix, &summary.truth).await;
+    summary.truth
+}
+
 /// Waits until ClickHouse and the totals topic both equal `truth`.
 pub(crate) async fn assert_exact(p: &Pipeline, prefix: &str, truth: &Truth) {
     eventually(Duration::from_secs(90), "clickhouse equals the ground truth", || async {

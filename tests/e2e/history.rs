@@ -2,17 +2,15 @@
 //! the simulator's ground truth (hourly, daily, monthly, per project, by
 //! page and fleet-wide), and bad parameters get a 400 naming them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use meter_core::cycle::{parse_rfc3339, rfc3339};
 use meter_core::Metric;
 use meter_e2e::{eventually, Pipeline};
-use meter_sim::{run, SendStats, Truth};
+use meter_sim::Truth;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-use crate::fleet::{assert_exact, fleet_run};
+use crate::fleet::simulated_fleet;
 use crate::helpers::api_get;
 
 /// Checks every timeframe of one project's `consumption` against the truth.
@@ -43,12 +41,7 @@ async fn history_is_exact_for_every_timeframe_and_paginates() {
     let Some(mut p) = Pipeline::start("history").await else { return };
     p.start_api().await;
     let prefix = "hist";
-    let stats = Arc::new(SendStats::default());
-    let summary = run(fleet_run(&p.ingest_url, prefix, 6), stats, CancellationToken::new(), CancellationToken::new())
-        .await
-        .expect("simulation");
-    let truth = summary.truth;
-    assert_exact(&p, prefix, &truth).await;
+    let truth = simulated_fleet(&p, prefix).await;
     let now = meter_runtime::now_ms();
     let (from, to) = (rfc3339(now - 4 * 86_400_000), rfc3339(now + 3_600_000));
     let api = p.api_url.clone();

@@ -7,18 +7,15 @@
 //! npm, installed by `deploy/local/neon-client`) pages through it and reads
 //! the same numbers.
 
-use std::sync::Arc;
-
 use meter_core::cycle::{parse_rfc3339, rfc3339, Cycle};
 use meter_core::Metric;
 use meter_e2e::Pipeline;
 use meter_proto::v1::Metric as WireMetric;
-use meter_sim::{run, SendStats, Truth};
+use meter_sim::Truth;
 use serde_json::{json, Map, Value};
-use tokio_util::sync::CancellationToken;
 
-use crate::fleet::{assert_exact, fleet_run};
-use crate::helpers::{api_put, inc, report};
+use crate::fleet::simulated_fleet;
+use crate::helpers::{api_get as get, api_put, inc, report};
 use crate::openapi::strict;
 
 /// Neon's document, and a way to check an answer against it.
@@ -94,11 +91,6 @@ async fn with_neons_client(dir: &std::path::Path, script: &str, api: &str, args:
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "Neon's client failed: {stderr}");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("Neon's client printed no JSON ({e}): {stderr}"))
-}
-
-async fn get(url: &str) -> (u16, Value) {
-    let r = reqwest::get(url).await.expect("api reachable");
-    (r.status().as_u16(), r.json().await.expect("json answer"))
 }
 
 /// Checks one scope's periods: each timeframe inside its period's cycle,
@@ -181,12 +173,7 @@ async fn neon_clients_read_exact_consumption_history() {
     let api = p.api_url.clone();
     let neon = Neon::load();
     let prefix = "neon";
-    let stats = Arc::new(SendStats::default());
-    let summary = run(fleet_run(&p.ingest_url, prefix, 6), stats, CancellationToken::new(), CancellationToken::new())
-        .await
-        .expect("simulation");
-    let truth = summary.truth;
-    assert_exact(&p, prefix, &truth).await;
+    let truth = simulated_fleet(&p, prefix).await;
     let ids: Vec<String> = truth.projects.keys().cloned().collect();
     let (s, b) = api_put(&format!("{api}/v1/plans/scale"), json!({"quota": {}})).await;
     assert_eq!(s, 200, "{b}");

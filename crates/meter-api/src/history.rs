@@ -34,7 +34,7 @@ fn range(p: &RangeParams) -> Result<HistoryRange, ApiError> {
     Ok(HistoryRange::parse(p.from.as_deref(), p.to.as_deref(), p.granularity.as_deref(), p.metrics.as_deref())?)
 }
 
-fn store_error(e: meter_store::Error) -> ApiError {
+pub(crate) fn store_error(e: meter_store::Error) -> ApiError {
     tracing::warn!(error = %e, "api.history_query_failed");
     ApiError::unavailable("usage history is unavailable: ClickHouse did not answer; retry later")
 }
@@ -97,18 +97,8 @@ pub(crate) async fn projects(
     let (Query(p), Query(page_params)) = (params?, page?);
     let range = range(&p)?;
     let limit = limit_param(page_params.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
-    let after = match &page_params.cursor {
-        None => String::new(),
-        Some(c) => decode_cursor(c).ok_or_else(|| ApiError::bad_param("cursor", "not a cursor this API returned"))?,
-    };
-    let only: Vec<String> = page_params
-        .project_ids
-        .as_deref()
-        .map(|s| s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect())
-        .unwrap_or_default();
-    if let Some(bad) = only.iter().find(|x| ProjectId::new(x.as_str()).is_err()) {
-        return Err(ApiError::bad_param("project_ids", format!("{bad:?} is not a valid project id")));
-    }
+    let after = cursor_param(page_params.cursor.as_deref())?;
+    let only = project_ids_param(page_params.project_ids.as_deref())?;
     let mut page = app.store.history_projects(&range, &after, &only, limit + 1).await.map_err(store_error)?;
     let more = page.len() > limit;
     page.truncate(limit);
@@ -137,6 +127,26 @@ pub(crate) async fn fleet(State(app): State<App>, params: Params<RangeParams>) -
     let rows = app.store.fleet_history(&range).await.map_err(store_error)?;
     let consumption = timeframes(&range, &rows.iter().collect::<Vec<_>>());
     Ok(Json(FleetHistory { range: echo(&range), consumption }))
+}
+
+/// The `cursor` parameter: the last project id of the previous page, or
+/// empty for the first page.
+pub(crate) fn cursor_param(cursor: Option<&str>) -> Result<String, ApiError> {
+    match cursor {
+        None => Ok(String::new()),
+        Some(c) => decode_cursor(c).ok_or_else(|| ApiError::bad_param("cursor", "not a cursor this API returned")),
+    }
+}
+
+/// The `project_ids` parameter (already joined by commas, `crate::query`):
+/// the ids, each valid; empty when absent.
+pub(crate) fn project_ids_param(list: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let ids: Vec<String> =
+        list.unwrap_or_default().split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect();
+    if let Some(bad) = ids.iter().find(|x| ProjectId::new(x.as_str()).is_err()) {
+        return Err(ApiError::bad_param("project_ids", format!("{bad:?} is not a valid project id")));
+    }
+    Ok(ids)
 }
 
 /// Cursors are opaque to clients: the hex of the last project id of a page.

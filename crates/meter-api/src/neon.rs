@@ -10,12 +10,12 @@ use axum::extract::State;
 use axum::Json;
 use meter_core::cycle::{rfc3339, Cycle};
 use meter_core::history::{HistoryError, HistoryRange};
-use meter_core::{Metric, ProjectId, UnixMs};
+use meter_core::{Metric, UnixMs};
 use meter_store::PeriodUsage;
 
 use crate::error::{limit_param, ApiError};
 use crate::handlers::{Answer, Params};
-use crate::history::{decode_cursor, encode_cursor};
+use crate::history::{cursor_param, encode_cursor, project_ids_param, store_error, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::neon_model::{
     AccountHistory, PageParams, Pagination, Period, ProjectPeriods, ProjectsHistory, RangeParams, Timeframe,
 };
@@ -134,11 +134,6 @@ fn periods(
     out.into_iter().map(|(_, p)| p).collect()
 }
 
-fn store_error(e: meter_store::Error) -> ApiError {
-    tracing::warn!(error = %e, "api.history_query_failed");
-    ApiError::unavailable("usage history is unavailable: ClickHouse did not answer; retry later")
-}
-
 /// Neon's `getConsumptionHistoryPerProject`: a page of projects (those
 /// named by `project_ids`, else those with usage in the range), in id
 /// order, each with its periods. Every non-empty page carries a cursor; the
@@ -150,14 +145,13 @@ pub(crate) async fn projects(
 ) -> Answer<ProjectsHistory> {
     let (Query(p), Query(page_params)) = (params?, page?);
     let (range, extra) = range(&p)?;
-    let limit = limit_param(page_params.limit.as_deref(), 10, 100)?;
-    let after = match &page_params.cursor {
-        None => String::new(),
-        Some(c) => decode_cursor(c).ok_or_else(|| ApiError::bad_param("cursor", "not a cursor this API returned"))?,
-    };
-    let page = match page_params.project_ids.as_deref().filter(|s| !s.is_empty()) {
-        Some(list) => named_page(list, &after, limit)?,
-        None => app.store.history_projects(&range, &after, &[], limit).await.map_err(store_error)?,
+    let limit = limit_param(page_params.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let after = cursor_param(page_params.cursor.as_deref())?;
+    let named = project_ids_param(page_params.project_ids.as_deref())?;
+    let page = if named.is_empty() {
+        app.store.history_projects(&range, &after, &[], limit).await.map_err(store_error)?
+    } else {
+        named_page(named, &after, limit)?
     };
     let rows =
         if page.is_empty() { Vec::new() } else { app.store.history(&range, &page).await.map_err(store_error)? };
@@ -175,17 +169,13 @@ pub(crate) async fn projects(
     Ok(Json(ProjectsHistory { projects, pagination }))
 }
 
-/// The page of an explicit `project_ids` list: at most 100 valid ids,
-/// sorted, those after `after`, at most `limit`.
-fn named_page(list: &str, after: &str, limit: usize) -> Result<Vec<String>, ApiError> {
-    let mut ids: Vec<String> = list.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect();
-    if let Some(bad) = ids.iter().find(|x| ProjectId::new(x.as_str()).is_err()) {
-        return Err(ApiError::bad_param("project_ids", format!("{bad:?} is not a valid project id")));
-    }
+/// The page of an explicit `project_ids` list: at most 100 ids, sorted,
+/// those after `after`, at most `limit`.
+fn named_page(mut ids: Vec<String>, after: &str, limit: usize) -> Result<Vec<String>, ApiError> {
     ids.sort();
     ids.dedup();
-    if ids.len() > 100 {
-        return Err(ApiError::bad_param("project_ids", format!("{} ids; at most 100", ids.len())));
+    if ids.len() > MAX_LIMIT {
+        return Err(ApiError::bad_param("project_ids", format!("{} ids; at most {MAX_LIMIT}", ids.len())));
     }
     Ok(ids.into_iter().filter(|id| id.as_str() > after).take(limit).collect())
 }
@@ -259,11 +249,12 @@ mod tests {
 
     #[test]
     fn named_pages_are_sorted_deduplicated_and_follow_the_cursor() {
-        assert_eq!(named_page("c,a,b,a", "", 2).unwrap(), ["a", "b"]);
-        assert_eq!(named_page("c,a,b", "b", 2).unwrap(), ["c"]);
-        assert!(named_page("c", "c", 2).unwrap().is_empty());
-        assert!(named_page("a,b d", "", 2).is_err());
+        let named = |list: &str, after: &str, limit: usize| named_page(project_ids_param(Some(list))?, after, limit);
+        assert_eq!(named("c,a,b,a", "", 2).unwrap(), ["a", "b"]);
+        assert_eq!(named("c,a,b", "b", 2).unwrap(), ["c"]);
+        assert!(named("c", "c", 2).unwrap().is_empty());
+        assert!(named("a,b d", "", 2).is_err());
         let many: Vec<String> = (0..101).map(|i| format!("p{i}")).collect();
-        assert!(named_page(&many.join(","), "", 10).is_err());
+        assert!(named(&many.join(","), "", 10).is_err());
     }
 }

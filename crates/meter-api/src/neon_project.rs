@@ -5,10 +5,10 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use meter_core::cycle::{rfc3339, Cycle};
-use meter_core::{Patch, ProjectId, ProjectQuotaPatch, Quota, QuotaOverrides};
+use meter_core::{Metric, Patch, ProjectQuotaPatch, Quota, QuotaOverrides};
 
 use crate::error::ApiError;
-use crate::handlers::{known, patch_project, usage_values, Answer, Body};
+use crate::handlers::{known, patch_project, project_id, usage_values, Answer, Body};
 use crate::neon_model::{Project, ProjectResponse, ProjectUpdateRequest, ProjectUpdated, Settings};
 use crate::App;
 
@@ -16,22 +16,14 @@ use crate::App;
 /// know them (README.md, "Neon's API").
 const UNKNOWN_TIME: &str = "1970-01-01T00:00:00Z";
 
-fn project_id(id: &str) -> Result<(), ApiError> {
-    ProjectId::new(id).map(|_| ()).map_err(|e| ApiError::bad_param("project_id", e.to_string()))
-}
-
-/// A limit as Neon's quota shows it: absent when there is none.
-fn limit(v: u64) -> Option<u64> {
-    (v > 0).then_some(v)
-}
-
+/// Neon's `ProjectQuota`: the effective limits, absent where there is none.
 fn neon_quota(q: &Quota) -> QuotaOverrides {
     QuotaOverrides {
-        active_time_seconds: limit(q.active_time_seconds),
-        compute_time_seconds: limit(q.compute_time_seconds),
-        written_data_bytes: limit(q.written_data_bytes),
-        data_transfer_bytes: limit(q.data_transfer_bytes),
-        logical_size_bytes: limit(q.logical_size_bytes),
+        active_time_seconds: q.limit(Metric::ActiveTimeSeconds),
+        compute_time_seconds: q.limit(Metric::ComputeTimeSeconds),
+        written_data_bytes: q.limit(Metric::WrittenDataBytes),
+        data_transfer_bytes: q.limit(Metric::DataTransferBytes),
+        logical_size_bytes: q.limit(Metric::LogicalSizeBytes),
     }
 }
 

@@ -19,5 +19,5 @@ pub use health::Health;
 pub use security::{check_exposure, Auth, SecurityConfig};
 pub use shutdown::cancel_on_signal;
 pub use targets::{check_webhook_url, GuardedResolver};
-pub use telemetry::{init_logging, metrics_handle};
+pub use telemetry::{init_logging, init_logging_or, metrics_handle};
 pub use tls::{TlsFiles, TlsListener};

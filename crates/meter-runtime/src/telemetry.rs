@@ -11,8 +11,14 @@ const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
 
 /// Installs the log subscriber (`RUST_LOG`, default `info`). Safe to call twice.
 pub fn init_logging() {
+    init_logging_or("info");
+}
+
+/// Installs the log subscriber (`RUST_LOG`, default `default`, e.g. `error`
+/// for tools whose own output is the point). Safe to call twice.
+pub fn init_logging_or(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
 }
 
