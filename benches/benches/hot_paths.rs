@@ -110,7 +110,7 @@ fn hot_paths(c: &mut Criterion) {
     g.finish();
     keys(c);
     let quota = Quota { active_time_seconds: 1000, compute_time_seconds: 5000, ..Quota::default() };
-    let usage = Usage { counters: [700, 4000, 10, 10], logical_size: 5, last_ingested_ms: now };
+    let usage = Usage { counters: [700, 4000, 10, 10], branches: vec![("br-main".into(), 5)], last_ingested_ms: now };
     c.bench_function("enforcer: evaluate one project", |b| {
         b.iter(|| evaluate(None, "bench-p00001", &usage, &quota, &DEFAULT_THRESHOLDS, now))
     });

@@ -162,6 +162,7 @@ async fn fill(store: &StoreConfig, cli: &Cli, first_hour: u32) -> anyhow::Result
                         last_value: value << 20,
                         last_time_ms: i64::from(hour) * 3_600_000 + batch as i64,
                         version: batch,
+                        branch_id: if m == Metric::LogicalSizeBytes { "br-main".into() } else { String::new() },
                     });
                 }
             }

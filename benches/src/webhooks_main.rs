@@ -189,6 +189,7 @@ async fn send(producer: &FutureProducer, kafka: &KafkaConfig, id: &str, project:
             id: id.to_owned(),
             kind: AlertType::ThresholdReached,
             project_id: project.to_owned(),
+            branch_id: None,
             metric: Some(meter_core::Metric::ComputeTimeSeconds),
             threshold: Some(80),
             usage: 800,

@@ -35,6 +35,7 @@ async fn rows_are_written_and_read_through_https_with_a_configured_ca() {
             last_value: 0,
             last_time_ms: 1_764_500_400_000,
             version: i,
+            branch_id: String::new(),
         })
         .collect();
     store.write_usage(&rows).await.expect("insert over https");

@@ -65,9 +65,10 @@ pub(crate) async fn assert_exact(p: &Pipeline, prefix: &str, truth: &Truth) {
                     return Err(format!("{id} {m}: totals {sum} truth {}", t.counters[i]));
                 }
             }
-            let gauge = s.logical_size.map(|r| (r.time_ms, r.value));
-            if gauge != t.logical_size {
-                return Err(format!("{id} logical_size: totals {gauge:?} truth {:?}", t.logical_size));
+            let gauge: std::collections::BTreeMap<String, (i64, u64)> =
+                s.branches.iter().map(|(b, r)| (b.clone(), (r.time_ms, r.value))).collect();
+            if gauge != t.branches {
+                return Err(format!("{id} branches' storage: totals {gauge:?} truth {:?}", t.branches));
             }
         }
         Ok(())

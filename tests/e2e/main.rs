@@ -4,6 +4,7 @@
 
 mod aggregators;
 mod bad_input;
+mod branch_storage;
 mod clickhouse_down;
 mod clickhouse_tls;
 mod delivery;

@@ -222,12 +222,14 @@ async fn every_documented_response_is_what_the_api_returns() {
         threshold: 100,
         quota: 1000,
         cycle_start_ms: state.cycle_start_ms,
+        branch: None,
     });
     produce(&p, &p.kafka.enforcement_topic, "oa-p2", json!(state)).await;
     let alert = meter_core::enforce::Alert {
         id: "oa-alert-1".into(),
         kind: AlertType::ProjectSuspended,
         project_id: "oa-p2".into(),
+        branch_id: None,
         metric: Some(CoreMetric::WrittenDataBytes),
         threshold: None,
         usage: 5000,

@@ -64,7 +64,9 @@ async fn documented_billing_queries_return_exact_numbers() {
     let truth = summary.truth;
     assert_exact(&p, prefix, &truth).await;
     let month = Cycle::containing(meter_runtime::now_ms());
-    let project = truth.projects.keys().next().expect("a project").clone();
+    // A project with two branches: its storage is the sum of theirs.
+    let project =
+        truth.projects.iter().find(|(_, t)| t.branches.len() == 2).map(|(id, _)| id.clone()).expect("two branches");
     let queries = documented_queries();
     assert_eq!(queries.len(), 3, "docs/schema.md documents three queries: {:?}", queries.keys());
     let prepare = |sql: &str| {

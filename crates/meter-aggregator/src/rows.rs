@@ -26,6 +26,7 @@ pub(crate) fn encode_rows(rows: &[UsageRow]) -> Vec<Vec<u8>> {
                         last_value: r.last_value,
                         last_time_unix_ms: r.last_time_ms,
                         version: r.version,
+                        branch_id: r.branch_id.clone(),
                     })
                     .collect(),
             }
@@ -54,6 +55,7 @@ pub(crate) fn decode_rows(payload: &[u8]) -> anyhow::Result<Vec<UsageRow>> {
                 last_value: r.last_value,
                 last_time_ms: r.last_time_unix_ms,
                 version: r.version,
+                branch_id: r.branch_id,
             })
         })
         .collect()
@@ -74,6 +76,7 @@ mod tests {
             last_value: i,
             last_time_ms: 1_764_500_400_123,
             version: 42,
+            branch_id: if i % 5 == 4 { format!("br-{i}") } else { String::new() },
         }
     }
 

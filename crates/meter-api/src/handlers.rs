@@ -12,8 +12,8 @@ use rdkafka::producer::FutureRecord;
 
 use crate::error::ApiError;
 use crate::model::{
-    Check, ControlPlaneCall, DenyReason, ErrorBody, PlanBody, ProjectList, ProjectListParams, ProjectQuota, ProjectRow,
-    ProjectState, QuotaPatchBody, QuotaPut, Status, SuspensionView, ThresholdReached,
+    BranchView, Check, ControlPlaneCall, DenyReason, ErrorBody, PlanBody, ProjectList, ProjectListParams, ProjectQuota,
+    ProjectRow, ProjectState, QuotaPatchBody, QuotaPut, Status, SuspensionView, ThresholdReached,
 };
 use crate::query::Query;
 use crate::App;
@@ -185,7 +185,7 @@ pub(crate) async fn list_projects(State(app): State<App>, params: Params<Project
             continue;
         }
         let (quota, _, plan) = g.config.effective(id);
-        let top = quota.highest_use(usage_values(&g, id, now));
+        let top = quota.highest_use(quota_values(&g, id, now));
         let pct = top.map_or(0, |t| t.3);
         if pct < min_percent {
             continue;
@@ -212,12 +212,19 @@ pub(crate) async fn list_projects(State(app): State<App>, params: Params<Project
 }
 
 /// A project's usage at `now`, in `Metric::ALL` order: the current cycle's
-/// counters and the latest storage reading.
+/// counters and its storage (the sum of its branches' latest readings).
 pub(crate) fn usage_values(state: &crate::views::State, id: &str, now: i64) -> [u64; 5] {
     let t = state.totals.get(id);
-    let counters = t.map_or([0; 4], |t| t.counters_at(now).values);
-    let size = t.and_then(|t| t.logical_size).map_or(0, |r| r.value);
-    [counters[0], counters[1], counters[2], counters[3], size]
+    let c = t.map_or([0; 4], |t| t.counters_at(now).values);
+    [c[0], c[1], c[2], c[3], t.map_or(0, |t| t.storage_bytes())]
+}
+
+/// What a project's quotas are judged on at `now`, in `Metric::ALL` order:
+/// the counters, and its largest branch (the storage quota applies to each).
+fn quota_values(state: &crate::views::State, id: &str, now: i64) -> [u64; 5] {
+    let u = state.totals.get(id).map(|t| meter_core::enforce::Usage::of_totals(t, now)).unwrap_or_default();
+    let c = u.counters;
+    [c[0], c[1], c[2], c[3], u.get(Metric::LogicalSizeBytes)]
 }
 
 /// A project's usage, quota and state in its current billing cycle.
@@ -247,12 +254,19 @@ pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> An
             e.fired
                 .iter()
                 .filter(|f| f.threshold != 0)
-                .map(|f| ThresholdReached { metric: f.metric, threshold: f.threshold, quota: f.quota })
+                .map(|f| ThresholdReached {
+                    metric: f.metric,
+                    branch_id: f.branch.clone(),
+                    threshold: f.threshold,
+                    quota: f.quota,
+                })
                 .collect()
         })
         .unwrap_or_default();
+    let branches = branch_views(&g, &id);
     let control_plane = g.calls.get(&id).map(|c| ControlPlaneCall {
-        kind: if c.kind == meter_core::enforce::ActionKind::Suspend { "suspend" } else { "resume" }.into(),
+        kind: c.kind.name().into(),
+        branch_id: c.branch_id.clone(),
         idempotency_key: c.idempotency_key.clone(),
         outcome: if c.outcome == meter_enforcer::CallOutcome::Ok { "ok" } else { "failed" }.into(),
         status: c.status,
@@ -269,9 +283,30 @@ pub(crate) async fn status(State(app): State<App>, Path(id): Path<String>) -> An
         quota,
         state: ProjectState::of(suspension.is_some()),
         suspension,
+        branches,
         thresholds_reached,
         control_plane,
     }))
+}
+
+/// Each branch's latest storage reading and whether its writes are blocked.
+fn branch_views(g: &crate::views::State, id: &str) -> Vec<BranchView> {
+    let blocked = g.enforcement.get(id).map_or(&[][..], |e| e.blocked.as_slice());
+    let Some(t) = g.totals.get(id) else { return Vec::new() };
+    t.branches
+        .iter()
+        .filter(|(b, _)| b.as_str() != meter_core::aggregate::LEGACY_BRANCH)
+        .map(|(b, r)| {
+            let block = blocked.iter().find(|x| x.branch == *b);
+            BranchView {
+                branch_id: b.clone(),
+                logical_size_bytes: r.value,
+                reading_at: rfc3339(r.time_ms),
+                writes_blocked: block.is_some(),
+                blocked_since: block.map(|x| rfc3339(x.since_ms)),
+            }
+        })
+        .collect()
 }
 
 /// The answer to CheckQuota.
@@ -284,8 +319,10 @@ pub(crate) struct CheckOutcome {
 }
 
 /// CheckQuota: may this project start a compute? Denied while it is
-/// suspended, or when any metric is at or over its quota (even before the
-/// enforcer has acted). Shared by the HTTP and gRPC APIs.
+/// suspended, or when any counter is at or over its quota (even before the
+/// enforcer has acted). Storage is not a reason: a branch over the storage
+/// quota has its writes blocked, and computes still start (as in Neon).
+/// Shared by the HTTP and gRPC APIs.
 pub(crate) fn check_quota(app: &App, id: &str) -> Result<CheckOutcome, ApiError> {
     project_id(id)?;
     let now = app.clock.now_ms();
@@ -298,7 +335,7 @@ pub(crate) fn check_quota(app: &App, id: &str) -> Result<CheckOutcome, ApiError>
     }
     let (quota, _, _) = g.config.effective(id);
     let values = usage_values(&g, id, now);
-    let over = Metric::ALL.into_iter().zip(values).find(|(m, v)| quota.limit(*m).is_some_and(|q| *v >= q));
+    let over = Metric::COUNTERS.into_iter().zip(values).find(|(m, v)| quota.limit(*m).is_some_and(|q| *v >= q));
     Ok(match over {
         Some((m, _)) => CheckOutcome { allowed: false, reason: Some(DenyReason::QuotaExceeded), metric: Some(m) },
         None => CheckOutcome { allowed: true, reason: None, metric: None },
@@ -306,7 +343,8 @@ pub(crate) fn check_quota(app: &App, id: &str) -> Result<CheckOutcome, ApiError>
 }
 
 /// CheckQuota: may this project start a compute? Denied while it is
-/// suspended, or when any metric is at or over its quota.
+/// suspended, or when any counter is at or over its quota (storage blocks a
+/// branch's writes, not computes).
 #[utoipa::path(get, path = "/v1/projects/{id}/check", tag = "quotas",
     params(("id" = String, Path, description = PROJECT_ID)),
     responses((status = 200, body = Check), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]

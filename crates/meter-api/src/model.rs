@@ -138,7 +138,7 @@ pub(crate) struct ProjectRow {
 }
 
 /// Usage with Neon's field names: the current cycle's counters and the
-/// latest storage reading.
+/// project's storage (the sum of its branches' latest readings).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Usage {
     pub(crate) active_time_seconds: u64,
@@ -175,6 +175,9 @@ pub(crate) struct Status {
     pub(crate) state: ProjectState,
     /// Why it is suspended (null when active).
     pub(crate) suspension: Option<SuspensionView>,
+    /// Each branch's storage (the storage quota applies to each branch) and
+    /// whether its writes are blocked.
+    pub(crate) branches: Vec<BranchView>,
     /// Alert thresholds reached this cycle.
     pub(crate) thresholds_reached: Vec<ThresholdReached>,
     /// The latest suspend/resume call made for it (null: none yet).
@@ -192,9 +195,27 @@ pub(crate) struct SuspensionView {
     pub(crate) since: String,
 }
 
+/// One branch's storage.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BranchView {
+    /// Empty for readings that named no branch.
+    pub(crate) branch_id: String,
+    /// The latest reading.
+    pub(crate) logical_size_bytes: u64,
+    #[schema(format = DateTime)]
+    pub(crate) reading_at: String,
+    /// Over the storage quota: `block_writes` was called for it.
+    pub(crate) writes_blocked: bool,
+    #[schema(format = DateTime)]
+    pub(crate) blocked_since: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ThresholdReached {
     pub(crate) metric: Metric,
+    /// The branch, for the storage quota (absent for the counters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) branch_id: Option<String>,
     /// Percent of the quota.
     pub(crate) threshold: u8,
     pub(crate) quota: u64,
@@ -353,8 +374,11 @@ pub(crate) struct AttemptView {
 /// How the project's latest control-plane call ended.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ControlPlaneCall {
-    /// `suspend` or `resume`.
+    /// `suspend`, `resume`, `block_writes` or `unblock_writes`.
     pub(crate) kind: String,
+    /// The branch of a `block_writes` or `unblock_writes` call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) branch_id: Option<String>,
     pub(crate) idempotency_key: String,
     /// `ok`, or `failed`: the control plane refused it for good (a 4xx
     /// other than 408/429); the call is not retried.

@@ -191,6 +191,7 @@ pub(crate) async fn test_webhook(
         id: format!("test_{:016x}", rand::random::<u64>()),
         kind: AlertType::WebhookTest,
         project_id: String::new(),
+        branch_id: None,
         metric: None,
         threshold: None,
         usage: 0,

@@ -34,7 +34,7 @@ impl Sampler {
                 let Ok(usage) = store.usage_with_prefix(&prefix).await else { continue }; // ClickHouse down
                 samples += 1;
                 for u in &usage {
-                    let bound = sent.projects.get(&u.project_id).copied().unwrap_or_default();
+                    let bound = sent.projects.get(&u.project_id).cloned().unwrap_or_default();
                     for m in Metric::COUNTERS {
                         let v = u.get(m);
                         let prev = last.insert((u.project_id.clone(), m), v).unwrap_or(0);

@@ -1,4 +1,5 @@
-//! A project's running state: per-cycle counters, the storage gauge, the
+//! A project's running state: per-cycle counters, the storage gauge of each
+//! of its branches, the
 //! dedup windows of the source sessions reporting for it, and the
 //! idempotency keys it counted. Everything here is a pure function of the
 //! batches applied, in order, so that replaying the same Kafka records from
@@ -18,6 +19,9 @@ use crate::{Batch, Cycle, Event, Metric, ProjectId, SeqVerdict, SeqWindow, Span,
 pub struct HourlyRow {
     pub metric: Metric,
     pub hour_ms: UnixMs,
+    /// Gauge only: the branch the readings are of (empty when they name
+    /// none). Counters are the project's, whatever branch reported them.
+    pub branch: String,
     /// Counters: the sum. Gauge: the maximum reading in the hour.
     pub value: u64,
     /// Gauge only: the latest reading in the hour and its time.
@@ -46,6 +50,21 @@ impl Reading {
     }
 }
 
+/// The latest storage reading of each branch of a project, by branch id
+/// (empty for readings that name no branch). As in Neon, the storage quota
+/// applies to each branch; the project's storage is the sum.
+pub type BranchSizes = SmallMap<String, Reading>;
+
+/// Where a state written before storage was kept per branch holds the
+/// project's one reading: not a valid branch id, never enforced on, and
+/// dropped by the first newer reading of any branch.
+pub const LEGACY_BRANCH: &str = "*";
+
+/// The sum of the branches' latest readings.
+pub fn storage_bytes(branches: &BranchSizes) -> u64 {
+    branches.values().fold(0u64, |sum, r| sum.saturating_add(r.value))
+}
+
 /// The dedup memory of one source session, for one project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceEntry {
@@ -61,7 +80,8 @@ pub struct Retention {
     /// A source session's window is dropped after this long without a
     /// batch. It must exceed how old an event ingest accepts (7 days by
     /// default) plus how far in the future: a retry is refused by ingest
-    /// before its session could be forgotten.
+    /// before its session could be forgotten. A branch whose latest reading
+    /// is 0 (a deleted branch) is forgotten after as long.
     pub source_ttl_ms: i64,
 }
 
@@ -92,12 +112,17 @@ pub struct Totals {
     pub project_id: ProjectId,
     /// Keyed by cycle start.
     pub cycles: SmallMap<UnixMs, CycleCounters>,
-    pub logical_size: Option<Reading>,
+    pub branches: BranchSizes,
     pub version: u64,
     pub last_ingested_ms: UnixMs,
 }
 
 impl Totals {
+    /// The project's storage: the sum of its branches' latest readings.
+    pub fn storage_bytes(&self) -> u64 {
+        storage_bytes(&self.branches)
+    }
+
     /// The counters of the cycle containing `t`, zero if none were recorded.
     pub fn counters_at(&self, t: UnixMs) -> CycleCounters {
         counters_at(&self.cycles, t)
@@ -115,7 +140,7 @@ pub struct ProjectState {
     pub project_id: ProjectId,
     /// Keyed by cycle start.
     pub cycles: SmallMap<UnixMs, CycleCounters>,
-    pub logical_size: Option<Reading>,
+    pub branches: BranchSizes,
     /// Source id -> session -> window.
     pub sources: SmallMap<String, SmallMap<u64, SourceEntry>>,
     /// Idempotency keys counted, by the start of the cycle of the event.
@@ -134,7 +159,7 @@ impl ProjectState {
         ProjectState {
             project_id,
             cycles: SmallMap::new(),
-            logical_size: None,
+            branches: SmallMap::new(),
             sources: SmallMap::new(),
             keys: BTreeMap::new(),
             expired_keys: Vec::new(),
@@ -153,7 +178,7 @@ impl ProjectState {
         Totals {
             project_id: self.project_id.clone(),
             cycles: self.cycles.clone(),
-            logical_size: self.logical_size,
+            branches: self.branches.clone(),
             version: self.version,
             last_ingested_ms: self.last_ingested_ms,
         }
@@ -161,7 +186,8 @@ impl ProjectState {
 
     /// Applies one batch of this project: deduplicates it (by its source
     /// session's window, then each event by its idempotency key), adds it
-    /// to the cycle counters and the gauge, and returns its hourly rows.
+    /// to the cycle counters and the branches' gauges, and returns its
+    /// hourly rows.
     pub fn apply(&mut self, batch: &Batch, retention: &Retention) -> ProjectUpdate {
         debug_assert_eq!(batch.project_id, self.project_id);
         if !batch.keyed_only {
@@ -186,8 +212,15 @@ impl ProjectState {
                 }
                 None => {
                     let r = Reading { value: row.last_value, time_ms: row.last_time_ms };
-                    if self.logical_size.is_none_or(|cur| r.beats(&cur)) {
-                        self.logical_size = Some(r);
+                    match self.branches.get_mut(row.branch.as_str()) {
+                        Some(cur) if r.beats(cur) => *cur = r,
+                        Some(_) => {}
+                        None => {
+                            self.branches.insert(row.branch.clone(), r);
+                        }
+                    }
+                    if self.branches.get(LEGACY_BRANCH).is_some_and(|l| l.time_ms <= r.time_ms) {
+                        self.branches.remove(LEGACY_BRANCH);
                     }
                 }
             }
@@ -239,6 +272,9 @@ impl ProjectState {
                 self.expired_keys.push((start, set.chunk_count()));
             }
         }
+        // A later reading of a forgotten branch is newer than the 0 was
+        // (ingest refuses readings older than the source TTL), so it counts.
+        self.branches.retain(|_, r| r.value != 0 || r.time_ms + retention.source_ttl_ms > now);
         self.sources.retain(|_, sessions| {
             sessions.retain(|_, s| s.last_seen_ms + retention.source_ttl_ms > now);
             !sessions.is_empty()
@@ -247,22 +283,23 @@ impl ProjectState {
 }
 
 /// The hourly rows of a batch: counters summed per (metric, hour), gauge
-/// readings reduced to their maximum and latest per hour. Depends on the
-/// batch alone.
+/// readings reduced to their maximum and latest per (hour, branch). Depends
+/// on the batch alone.
 pub fn hourly_rows(batch: &Batch) -> Vec<HourlyRow> {
     hourly_rows_of(batch.events.iter())
 }
 
 /// The hourly rows of some events (see `hourly_rows`).
 pub fn hourly_rows_of<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<HourlyRow> {
-    let mut acc: BTreeMap<(Metric, UnixMs), HourlyRow> = BTreeMap::new();
+    let mut acc: BTreeMap<(Metric, UnixMs, &str), HourlyRow> = BTreeMap::new();
     for e in events {
         match e.span {
             Span::Interval { start_ms, end_ms } => {
                 for (hour_ms, v) in split_hours(start_ms, end_ms, e.value) {
-                    let row = acc.entry((e.metric, hour_ms)).or_insert(HourlyRow {
+                    let row = acc.entry((e.metric, hour_ms, "")).or_insert(HourlyRow {
                         metric: e.metric,
                         hour_ms,
+                        branch: String::new(),
                         value: 0,
                         last_value: 0,
                         last_time_ms: 0,
@@ -273,7 +310,8 @@ pub fn hourly_rows_of<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Hourly
             Span::Instant { time_ms } => {
                 let hour_ms = hour_floor(time_ms);
                 let r = Reading { value: e.value, time_ms };
-                acc.entry((e.metric, hour_ms))
+                let branch = e.branch_id.as_deref().unwrap_or("");
+                acc.entry((e.metric, hour_ms, branch))
                     .and_modify(|row| {
                         row.value = row.value.max(e.value);
                         if r.beats(&Reading { value: row.last_value, time_ms: row.last_time_ms }) {
@@ -281,9 +319,10 @@ pub fn hourly_rows_of<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Hourly
                             row.last_time_ms = time_ms;
                         }
                     })
-                    .or_insert(HourlyRow {
+                    .or_insert_with(|| HourlyRow {
                         metric: e.metric,
                         hour_ms,
+                        branch: branch.to_owned(),
                         value: e.value,
                         last_value: e.value,
                         last_time_ms: time_ms,

@@ -194,6 +194,7 @@ mod tests {
             id: "evt_1".into(),
             kind: AlertType::QuotaExceeded,
             project_id: "p".into(),
+            branch_id: None,
             metric: None,
             threshold: None,
             usage: 1,

@@ -83,6 +83,15 @@ impl Default for Limits {
     }
 }
 
+/// Checks an event's branch id (empty: none) by the rules of ids: it names
+/// the branch in the control plane's `block_writes` path and in alerts.
+pub fn check_branch_id(index: usize, branch: &str) -> Result<(), BatchError> {
+    if branch.is_empty() {
+        return Ok(());
+    }
+    crate::ProjectId::check(branch).map_err(|e| BatchError::event(index, "branch_id", e.to_string()))
+}
+
 /// A refused batch: which event (if any), which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchError {
@@ -213,6 +222,13 @@ mod tests {
         assert_eq!(l.check_event(0, &inc, NOW), Ok(()));
         let abs = ev(Metric::LogicalSizeBytes, Span::Instant { time_ms: NOW }, 5);
         assert_eq!(l.check_event(0, &abs, NOW), Ok(()));
+    }
+
+    #[test]
+    fn a_branch_id_follows_the_rules_of_ids() {
+        assert!(check_branch_id(0, "").is_ok() && check_branch_id(0, "br-cold-snow-123456").is_ok());
+        let err = check_branch_id(4, "br/../x").unwrap_err();
+        assert_eq!((err.index, err.field), (Some(4), "branch_id"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use meter_core::config_view::{ConfigKey, ConfigView};
-use meter_core::enforce::{evaluate, ActionKind, Decision, EnforcementState, Usage};
+use meter_core::enforce::{evaluate, Decision, EnforcementState, Usage};
 use meter_core::{Cycle, Totals};
 use meter_kafka::{
     read_partitions_to_end, send_in_transaction as send, transactional_producer, KafkaConfig, RebalanceWatch,
@@ -191,15 +191,7 @@ impl Enforcer {
             for id in self.dirty.drain() {
                 let (quota, thresholds, _) = config.effective(&id);
                 let (partition, usage) = match (self.totals.get(&id), self.states.get(&id)) {
-                    (Some((p, t)), _) => {
-                        let c = t.counters_at(now);
-                        let usage = Usage {
-                            counters: c.values,
-                            logical_size: t.logical_size.map_or(0, |r| r.value),
-                            last_ingested_ms: t.last_ingested_ms,
-                        };
-                        (*p, usage)
-                    }
+                    (Some((p, t)), _) => (*p, Usage::of_totals(t, now)),
                     (None, Some((p, _))) => (*p, Usage::default()),
                     (None, None) => continue,
                 };
@@ -218,7 +210,7 @@ impl Enforcer {
                 metrics::counter!(m::COMMITS, "outcome" => "committed").increment(1);
                 for (p, d) in decided {
                     for a in &d.actions {
-                        let kind = if a.kind == ActionKind::Suspend { "suspend" } else { "resume" };
+                        let kind = a.kind.name();
                         tracing::info!(project = %a.project_id, kind, key = %a.idempotency_key, reason = %a.reason, "enforcer.decided");
                         metrics::counter!(m::DECISIONS, "kind" => kind).increment(1);
                     }

@@ -1,6 +1,6 @@
 //! The enforce role's metric names.
 
-/// Suspend/resume decisions, by `kind`.
+/// Control-plane decisions, by `kind` (suspend, resume, block_writes, unblock_writes).
 pub(crate) const DECISIONS: &str = "meter_enforcer_decisions_total";
 /// Alerts decided, by `type`.
 pub(crate) const ALERTS: &str = "meter_enforcer_alerts_total";
@@ -30,7 +30,11 @@ pub(crate) const CALLS_FAILED: &str = "meter_enforcer_control_plane_failed_total
 /// starts the counters of every known label set at zero, so dashboards and
 /// alerts see a series before the first event.
 pub(crate) fn describe() {
-    metrics::describe_counter!(DECISIONS, "Suspend/resume decisions, by `kind`.");
+    use meter_core::enforce::ActionKind;
+    metrics::describe_counter!(
+        DECISIONS,
+        "Control-plane decisions, by `kind` (suspend, resume, block_writes, unblock_writes)."
+    );
     metrics::describe_counter!(ALERTS, "Alerts decided, by `type`.");
     metrics::describe_counter!(COMMITS, "Evaluation transactions by outcome.");
     metrics::describe_counter!(CALLS, "Control-plane calls by `kind` and `outcome` (ok, retry).");
@@ -45,7 +49,7 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(WEBHOOK_PENDING, "Webhook deliveries waiting for an attempt, by `endpoint`.");
     metrics::describe_counter!(ENDPOINTS_DISABLED, "Webhook endpoints disabled for failing continuously.");
     metrics::describe_counter!(CALLS_FAILED, "Control-plane calls refused for good (a 4xx other than 429), by `kind`.");
-    for kind in ["suspend", "resume"] {
+    for kind in ActionKind::ALL.map(ActionKind::name) {
         metrics::counter!(DECISIONS, "kind" => kind).increment(0);
         for outcome in ["ok", "retry", "failed"] {
             metrics::counter!(CALLS, "kind" => kind, "outcome" => outcome).increment(0);

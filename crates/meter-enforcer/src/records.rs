@@ -34,6 +34,9 @@ pub struct AlertData {
     #[serde(rename = "type")]
     pub kind: AlertType,
     pub project_id: String,
+    /// The branch, for the storage quota (which applies to each branch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<Metric>,
     /// Percent, for threshold events.
@@ -60,6 +63,7 @@ impl WebhookPayload {
                 id: alert.id.clone(),
                 kind: alert.kind,
                 project_id: alert.project_id.clone(),
+                branch_id: alert.branch_id.clone(),
                 metric: alert.metric,
                 threshold: alert.threshold,
                 usage: alert.usage,
@@ -97,6 +101,9 @@ impl DeadLetter {
 pub struct CallRecord {
     pub project_id: String,
     pub kind: meter_core::enforce::ActionKind,
+    /// The branch, for `block_writes` and `unblock_writes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_id: Option<String>,
     pub idempotency_key: String,
     /// `ok` (2xx) or `failed` (an answer retrying cannot change).
     pub outcome: CallOutcome,

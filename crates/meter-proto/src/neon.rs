@@ -128,6 +128,7 @@ fn event(limits: &Limits, i: usize, e: &Map<String, Value>, now: i64) -> Result<
     meter_core::check_measure(i, metric, span).map_err(json_field)?;
     limits.check_usage(i, value, span, now).map_err(json_field)?;
     let branch = string(i, e, "branch_id")?.or(string(i, e, "timeline_id")?).unwrap_or_default();
+    meter_core::validate::check_branch_id(i, branch).map_err(json_field)?;
     let mut w = v1::UsageEvent {
         endpoint_id: string(i, e, "endpoint_id")?.unwrap_or_default().to_owned(),
         branch_id: branch.to_owned(),

@@ -7,6 +7,7 @@ use meter_core::keys::check_key;
 use std::collections::BTreeMap;
 
 use meter_core::partition::partition_of;
+use meter_core::validate::check_branch_id;
 use meter_core::{BatchError, Limits, ProjectId, SourceId};
 use prost::Message;
 
@@ -45,6 +46,7 @@ pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1:
         let (_, span) = wire_measure(i, &w)?;
         limits.check_usage(i, w.value, span, now)?;
         check_key(i, &w.idempotency_key)?;
+        check_branch_id(i, &w.branch_id)?;
         set_wire_span(&mut w, span);
         let project_id = std::mem::take(&mut w.project_id);
         match known {
@@ -162,6 +164,7 @@ mod tests {
             let e = event_from_wire(i, w.clone(), None)?;
             limits.check_event(i, &e, NOW)?;
             check_key(i, &w.idempotency_key)?;
+            check_branch_id(i, &w.branch_id)?;
             events.push(e);
         }
         let batches = Batch::split_by_project(&source, req.source_session, req.batch_seq, events, NOW);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use meter_core::aggregate::{CycleCounters, Reading, SourceEntry};
+use meter_core::aggregate::{BranchSizes, CycleCounters, Reading, SourceEntry, LEGACY_BRANCH};
 use meter_core::small_map::SmallMap;
 use meter_core::{Cycle, IdError, KeySet, ProjectId, ProjectState, SeqWindow, Totals};
 
@@ -24,8 +24,9 @@ pub fn state_to_wire(s: &ProjectState, now_ms: i64) -> v1::ProjectTotals {
                 data_transfer_bytes: c.values[3],
             })
             .collect(),
-        logical_size_bytes: s.logical_size.map_or(0, |r| r.value),
-        logical_size_time_unix_ms: s.logical_size.map_or(0, |r| r.time_ms),
+        logical_size_bytes: 0,
+        logical_size_time_unix_ms: 0,
+        branches: branches_to_wire(&s.branches),
         sources: s
             .sources
             .iter()
@@ -124,7 +125,7 @@ pub fn decode_usage(bytes: &[u8]) -> Result<Option<Totals>, TotalsDecodeError> {
     Ok(Some(Totals {
         project_id: ProjectId::new(w.project_id).map_err(TotalsDecodeError::Invalid)?,
         cycles: cycles_from_wire(&w.cycles),
-        logical_size: reading_from_wire(w.logical_size_bytes, w.logical_size_time_unix_ms),
+        branches: branches_from_wire(&w.branches, w.logical_size_bytes, w.logical_size_time_unix_ms),
         version: w.version,
         last_ingested_ms: w.last_ingested_unix_ms,
     }))
@@ -219,7 +220,7 @@ pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
     Ok(ProjectState {
         project_id: ProjectId::new(w.project_id)?,
         cycles: cycles_from_wire(&w.cycles),
-        logical_size: reading_from_wire(w.logical_size_bytes, w.logical_size_time_unix_ms),
+        branches: branches_from_wire(&w.branches, w.logical_size_bytes, w.logical_size_time_unix_ms),
         sources: w.sources.into_iter().fold(
             SmallMap::new(),
             |mut acc: SmallMap<String, SmallMap<u64, SourceEntry>>, s| {
@@ -249,8 +250,24 @@ fn cycles_from_wire(cycles: &[v1::CycleTotals]) -> SmallMap<i64, CycleCounters> 
         .collect()
 }
 
-fn reading_from_wire(value: u64, time_ms: i64) -> Option<Reading> {
-    (time_ms != 0 || value != 0).then_some(Reading { value, time_ms })
+fn branches_to_wire(branches: &BranchSizes) -> Vec<v1::BranchSize> {
+    branches
+        .iter()
+        .map(|(id, r)| v1::BranchSize { branch_id: id.clone(), logical_size_bytes: r.value, time_unix_ms: r.time_ms })
+        .collect()
+}
+
+/// The branches' readings; a record written before storage was kept per
+/// branch has its one reading (`legacy_*`) as `LEGACY_BRANCH`.
+fn branches_from_wire(branches: &[v1::BranchSize], legacy_value: u64, legacy_time_ms: i64) -> BranchSizes {
+    let mut out: BranchSizes = branches
+        .iter()
+        .map(|b| (b.branch_id.clone(), Reading { value: b.logical_size_bytes, time_ms: b.time_unix_ms }))
+        .collect();
+    if branches.is_empty() && (legacy_value != 0 || legacy_time_ms != 0) {
+        out.insert(LEGACY_BRANCH.to_owned(), Reading { value: legacy_value, time_ms: legacy_time_ms });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -282,6 +299,10 @@ mod tests {
             events: vec![
                 ev(Metric::ComputeTimeSeconds, Span::Interval { start_ms: t, end_ms: t + 5 }, 11),
                 ev(Metric::LogicalSizeBytes, Span::Instant { time_ms: t }, 99),
+                Event {
+                    branch_id: Some("dev".into()),
+                    ..ev(Metric::LogicalSizeBytes, Span::Instant { time_ms: t }, 7)
+                },
             ],
             ingested_ms: t,
         };
@@ -317,5 +338,20 @@ mod tests {
         assert_eq!(usage.unwrap().counters_at(t).values, [0, 22, 0, 0], "two batches of 11");
         assert_eq!(decode_usage(&[]).unwrap(), None, "a tombstone");
         assert!(decode_usage(b"\x0a\x03a#b").is_err(), "an invalid project id is refused");
+        assert_eq!(back.totals().storage_bytes(), 106, "two branches");
+    }
+
+    #[test]
+    fn a_record_from_before_branches_reads_as_the_legacy_branch() {
+        let old = v1::ProjectTotals {
+            project_id: "p".into(),
+            logical_size_bytes: 42,
+            logical_size_time_unix_ms: 1_795_635_480_000,
+            version: 3,
+            ..Default::default()
+        };
+        let usage = decode_usage(&prost::Message::encode_to_vec(&old)).unwrap().unwrap();
+        assert_eq!(usage.branches.get(LEGACY_BRANCH), Some(&Reading { value: 42, time_ms: 1_795_635_480_000 }));
+        assert_eq!(state_from_wire(old).unwrap().branches.len(), 1);
     }
 }

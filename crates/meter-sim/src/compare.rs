@@ -23,7 +23,7 @@ pub fn compare(truth: &Truth, stored: &[ProjectUsage]) -> Vec<Mismatch> {
     ids.sort_unstable();
     ids.dedup();
     for id in ids {
-        let t = truth.projects.get(id).copied().unwrap_or_default();
+        let t = truth.projects.get(id).cloned().unwrap_or_default();
         let s = stored.iter().find(|s| s.project_id == id);
         for m in Metric::ALL {
             let (tv, sv) = (t.get(m), s.map_or(0, |s| s.get(m)));
@@ -54,8 +54,8 @@ mod tests {
     #[test]
     fn finds_differences_and_missing_projects() {
         let mut t = Truth::default();
-        t.projects.insert("a".into(), ProjectTruth { counters: [5, 0, 0, 0], logical_size: None });
-        t.projects.insert("b".into(), ProjectTruth { counters: [1, 0, 0, 0], logical_size: None });
+        t.projects.insert("a".into(), ProjectTruth { counters: [5, 0, 0, 0], branches: Default::default() });
+        t.projects.insert("b".into(), ProjectTruth { counters: [1, 0, 0, 0], branches: Default::default() });
         assert!(compare(&t, &[usage("a", 5), usage("b", 1)]).is_empty());
         let diff = compare(&t, &[usage("a", 6), usage("c", 1)]);
         let keys: Vec<(&str, u64, u64)> = diff.iter().map(|m| (m.project_id.as_str(), m.truth, m.stored)).collect();

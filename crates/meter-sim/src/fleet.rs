@@ -47,15 +47,18 @@ struct Compute {
     quarters: u32,
     /// Start of the next interval to report, ms.
     cursor_ms: i64,
+    /// Index of its branch in the project's.
+    branch: usize,
 }
 
 #[derive(Debug)]
 struct Project {
     id: ProjectId,
-    branch_id: String,
+    /// Each branch's id and logical size: one branch, or two for every
+    /// other project (the storage quota applies to each branch).
+    branches: Vec<(String, u64)>,
     /// How busy the project's computes are, 0.1 ..= 1.
     intensity: f64,
-    logical_size: u64,
 }
 
 /// The simulated fleet.
@@ -76,16 +79,21 @@ impl Fleet {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
         let start = (now_ms / 1000 - backfill_in_cycle(now_ms, cfg.backfill_seconds)) * 1000;
         let projects: Vec<Project> = (0..cfg.projects)
-            .map(|i| Project {
-                id: ProjectId::new(format!("{}-p{i:04}", cfg.prefix)).expect("valid project id"),
-                branch_id: format!("br-{i:04}"),
-                intensity: 0.1 + 0.9 * rng.random::<f64>().powi(2),
-                logical_size: rng.random_range(10u64 << 20..2u64 << 30),
+            .map(|i| {
+                let id = ProjectId::new(format!("{}-p{i:04}", cfg.prefix)).expect("valid project id");
+                let intensity = 0.1 + 0.9 * rng.random::<f64>().powi(2);
+                let size = rng.random_range(10u64 << 20..2u64 << 30);
+                let mut branches = vec![(format!("br-{i:04}"), size)];
+                if i % 2 == 1 {
+                    branches.push((format!("br-{i:04}-dev"), size / 8));
+                }
+                Project { id, branches, intensity }
             })
             .collect();
         let computes = (0..cfg.projects * cfg.computes_per_project)
             .map(|i| Compute {
                 project: i / cfg.computes_per_project,
+                branch: i % cfg.computes_per_project % projects[i / cfg.computes_per_project].branches.len(),
                 endpoint_id: format!("ep-{i:05}"),
                 state: if rng.random_bool(0.6) { State::Active } else { State::Suspended },
                 quarters: SIZES[rng.random_range(0..SIZES.len())],
@@ -105,7 +113,7 @@ impl Fleet {
     pub fn tick(&mut self, now_ms: i64) -> Vec<Vec<Event>> {
         let mut out: Vec<Vec<Event>> = vec![Vec::new(); self.cfg.nodes];
         let now_s_ms = now_ms / 1000 * 1000;
-        let mut written_by_project = vec![0u64; self.projects.len()];
+        let mut written: Vec<Vec<u64>> = self.projects.iter().map(|p| vec![0; p.branches.len()]).collect();
         for (i, c) in self.computes.iter_mut().enumerate() {
             let end = (c.cursor_ms + self.cfg.span_seconds * 1000).min(now_s_ms);
             if end - c.cursor_ms < 1000 {
@@ -131,14 +139,14 @@ impl Fleet {
                     ]
                 }
             };
-            written_by_project[c.project] += usage[2];
+            written[c.project][c.branch] += usage[2];
             let node = &mut out[i % self.cfg.nodes];
             for (metric, value) in Metric::COUNTERS.into_iter().zip(usage) {
                 if value > 0 {
                     node.push(Event {
                         project_id: p.id.clone(),
                         endpoint_id: Some(c.endpoint_id.clone()),
-                        branch_id: Some(p.branch_id.clone()),
+                        branch_id: Some(p.branches[c.branch].0.clone()),
                         metric,
                         value,
                         span: Span::Interval { start_ms: start, end_ms: end },
@@ -147,20 +155,22 @@ impl Fleet {
                 }
             }
         }
-        for (i, (p, written)) in self.projects.iter_mut().zip(written_by_project).enumerate() {
-            if written == 0 {
-                continue;
+        for (i, (p, written)) in self.projects.iter_mut().zip(written).enumerate() {
+            for ((branch, size), w) in p.branches.iter_mut().zip(written) {
+                if w == 0 {
+                    continue;
+                }
+                *size += w / 2;
+                out[i % self.cfg.nodes].push(Event {
+                    project_id: p.id.clone(),
+                    endpoint_id: None,
+                    branch_id: Some(branch.clone()),
+                    metric: Metric::LogicalSizeBytes,
+                    value: *size,
+                    span: Span::Instant { time_ms: now_ms },
+                    idempotency_key: None,
+                });
             }
-            p.logical_size += written / 2;
-            out[i % self.cfg.nodes].push(Event {
-                project_id: p.id.clone(),
-                endpoint_id: None,
-                branch_id: Some(p.branch_id.clone()),
-                metric: Metric::LogicalSizeBytes,
-                value: p.logical_size,
-                span: Span::Instant { time_ms: now_ms },
-                idempotency_key: None,
-            });
         }
         out
     }

@@ -1,5 +1,6 @@
 //! Stand-ins for the systems a platform owns, as real HTTP servers on
-//! loopback: the control plane (receives suspend/resume) and a webhook
+//! loopback: the control plane (receives suspend/resume of projects and
+//! block_writes/unblock_writes of branches) and a webhook
 //! consumer (verifies Standard Webhooks signatures). Used by the quickstart
 //! and the end-to-end tests; each records what it received.
 
@@ -20,9 +21,11 @@ use tokio_util::sync::CancellationToken;
 /// One call the control plane received.
 #[derive(Debug, Clone)]
 pub struct ControlPlaneCall {
-    /// `suspend` or `resume`.
+    /// `suspend`, `resume`, `block_writes` or `unblock_writes`.
     pub verb: String,
     pub project_id: String,
+    /// The branch, for calls on `/projects/{id}/branches/{branch}/{verb}`.
+    pub branch_id: Option<String>,
     pub idempotency_key: String,
     pub action: Option<Action>,
     pub received_ms: i64,
@@ -51,9 +54,13 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Serves `POST /projects/{id}/{verb}` on `listener` until `shutdown`.
+    /// Serves `POST /projects/{id}/{verb}` and
+    /// `POST /projects/{id}/branches/{branch}/{verb}` on `listener` until `shutdown`.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
-        let app = Router::new().route("/projects/{id}/{verb}", post(control_plane_call)).with_state(self);
+        let app = Router::new()
+            .route("/projects/{id}/{verb}", post(control_plane_call))
+            .route("/projects/{id}/branches/{branch}/{verb}", post(branch_call))
+            .with_state(self);
         axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
     }
 
@@ -92,12 +99,33 @@ async fn control_plane_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap) {
+    record_call(cp, id, None, verb, headers, body)
+}
+
+async fn branch_call(
+    State(cp): State<ControlPlane>,
+    Path((id, branch, verb)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap) {
+    record_call(cp, id, Some(branch), verb, headers, body)
+}
+
+fn record_call(
+    cp: ControlPlane,
+    id: String,
+    branch_id: Option<String>,
+    verb: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap) {
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let action = serde_json::from_slice(&body).ok();
     let answer = cp.answer(&id);
     cp.calls.lock().expect("calls").push(ControlPlaneCall {
         verb,
         project_id: id,
+        branch_id,
         idempotency_key: key,
         action,
         received_ms: now_ms(),

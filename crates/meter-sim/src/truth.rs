@@ -5,20 +5,22 @@ use std::collections::BTreeMap;
 use meter_core::split::{hour_floor, split_hours};
 use meter_core::{Event, Metric, Span, UnixMs};
 
-/// One project's true usage: counters summed over all time, and the latest
-/// storage reading (by time, then by value).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// One project's true usage: counters summed over all time, and each
+/// branch's latest storage reading (by time, then by value), keyed by
+/// branch id ("" for readings that name none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProjectTruth {
     pub counters: [u64; 4],
-    pub logical_size: Option<(i64, u64)>,
+    pub branches: BTreeMap<String, (i64, u64)>,
 }
 
 impl ProjectTruth {
-    /// The value of one metric (the gauge: its latest reading, 0 if none).
+    /// The value of one metric (the gauge: the sum of the branches' latest
+    /// readings, 0 if none).
     pub fn get(&self, m: Metric) -> u64 {
         match m.counter_index() {
             Some(i) => self.counters[i],
-            None => self.logical_size.map_or(0, |(_, v)| v),
+            None => self.branches.values().map(|(_, v)| v).sum(),
         }
     }
 }
@@ -31,8 +33,8 @@ pub struct Truth {
     /// Counters per (project, counter index, hour start), intervals split
     /// across hours in proportion to their overlap.
     pub hourly: BTreeMap<(String, usize, UnixMs), u64>,
-    /// The latest storage reading per (project, hour start).
-    pub hourly_gauge: BTreeMap<(String, UnixMs), (UnixMs, u64)>,
+    /// The latest storage reading per (project, hour start, branch).
+    pub hourly_gauge: BTreeMap<(String, UnixMs, String), (UnixMs, u64)>,
 }
 
 impl Truth {
@@ -53,10 +55,10 @@ impl Truth {
                     }
                 }
                 (None, Span::Instant { time_ms }) => {
-                    if p.logical_size.is_none_or(|cur| (time_ms, e.value) > cur) {
-                        p.logical_size = Some((time_ms, e.value));
-                    }
-                    let h = self.hourly_gauge.entry((id, hour_floor(time_ms))).or_insert((time_ms, e.value));
+                    let branch = e.branch_id.clone().unwrap_or_default();
+                    let latest = p.branches.entry(branch.clone()).or_insert((time_ms, e.value));
+                    *latest = (*latest).max((time_ms, e.value));
+                    let h = self.hourly_gauge.entry((id, hour_floor(time_ms), branch)).or_insert((time_ms, e.value));
                     *h = (*h).max((time_ms, e.value));
                 }
                 (None, Span::Interval { .. }) => {}
@@ -66,13 +68,21 @@ impl Truth {
     }
 
     /// A project's true usage of `m` in `[start, end)` (hour-aligned): the
-    /// counter's sum, or the gauge's latest reading (0 when none).
+    /// counter's sum, or the sum over branches of each one's latest reading
+    /// in the timeframe (0 when none).
     pub fn in_timeframe(&self, project: &str, m: Metric, start: UnixMs, end: UnixMs) -> u64 {
         let id = project.to_owned();
         match m.counter_index() {
             Some(i) => self.hourly.range((id.clone(), i, start)..(id, i, end)).map(|(_, v)| v).sum(),
             None => {
-                self.hourly_gauge.range((id.clone(), start)..(id, end)).map(|(_, r)| *r).max().map_or(0, |(_, v)| v)
+                let mut latest: BTreeMap<&str, (UnixMs, u64)> = BTreeMap::new();
+                for ((_, _, branch), r) in
+                    self.hourly_gauge.range((id.clone(), start, String::new())..(id, end, String::new()))
+                {
+                    let l = latest.entry(branch).or_insert(*r);
+                    *l = (*l).max(*r);
+                }
+                latest.values().map(|(_, v)| v).sum()
             }
         }
     }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use crate::{Result, Store};
 
 /// One project's (or the fleet's) usage in one timeframe, in `Metric::ALL`
-/// order: the four counters summed, and the storage gauge's last reading
-/// in the timeframe (0 when none; for the fleet, the sum of each project's).
+/// order: the four counters summed, and storage: each branch's last reading
+/// in the timeframe, summed (0 when none; for the fleet, over every project).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeriodUsage {
     pub project_id: String,
@@ -56,11 +56,19 @@ fn key_start(g: Granularity, key: u32) -> UnixMs {
     }
 }
 
-const PER_PROJECT: &str = "sumIf(value, metric = 'active_time_seconds') AS active_time_seconds,
+/// Usage per group that includes `branch_id`: the counters (whose rows all
+/// have branch '') summed, and the branch's latest storage reading.
+pub(crate) const PER_BRANCH: &str = "sumIf(value, metric = 'active_time_seconds') AS active_time_seconds,
     sumIf(value, metric = 'compute_time_seconds') AS compute_time_seconds,
     sumIf(value, metric = 'written_data_bytes') AS written_data_bytes,
     sumIf(value, metric = 'data_transfer_bytes') AS data_transfer_bytes,
     toUInt64(argMaxIf(last_value, (last_time_ms, last_value), metric = 'logical_size_bytes')) AS logical_size_bytes";
+
+/// The `PER_BRANCH` columns added up over the branches (and projects).
+pub(crate) const SUMMED: &str = "sum(active_time_seconds) AS active_time_seconds,
+    sum(compute_time_seconds) AS compute_time_seconds,
+    sum(written_data_bytes) AS written_data_bytes, sum(data_transfer_bytes) AS data_transfer_bytes,
+    sum(logical_size_bytes) AS logical_size_bytes";
 
 /// Restricts a query to the projects of a bound array. An `IN` set, which
 /// the primary key (`project_id` first) can serve, unlike `has(?, project_id)`:
@@ -95,9 +103,13 @@ impl Store {
     /// timeframes with usage; ordered by project, then time.
     pub async fn history(&self, range: &HistoryRange, projects: &[String]) -> Result<Vec<PeriodUsage>> {
         let sql = format!(
-            "SELECT project_id, {} AS period, {PER_PROJECT}
-             FROM usage_hourly FINAL
-             WHERE hour >= toDateTime(?) AND hour < toDateTime(?) {PROJECT_IN}
+            "SELECT project_id, period, {SUMMED}
+             FROM (
+                SELECT project_id, {} AS period, branch_id, {PER_BRANCH}
+                FROM usage_hourly FINAL
+                WHERE hour >= toDateTime(?) AND hour < toDateTime(?) {PROJECT_IN}
+                GROUP BY project_id, period, branch_id
+             )
              GROUP BY project_id, period ORDER BY project_id, period",
             period_key(range.granularity)
         );
@@ -108,15 +120,12 @@ impl Store {
     /// The whole fleet's usage per timeframe of `range` (project id empty).
     pub async fn fleet_history(&self, range: &HistoryRange) -> Result<Vec<PeriodUsage>> {
         let sql = format!(
-            "SELECT '' AS project_id, period,
-                sum(active_time_seconds) AS active_time_seconds, sum(compute_time_seconds) AS compute_time_seconds,
-                sum(written_data_bytes) AS written_data_bytes, sum(data_transfer_bytes) AS data_transfer_bytes,
-                sum(logical_size_bytes) AS logical_size_bytes
+            "SELECT '' AS project_id, period, {SUMMED}
              FROM (
-                SELECT project_id, {} AS period, {PER_PROJECT}
+                SELECT project_id, {} AS period, branch_id, {PER_BRANCH}
                 FROM usage_hourly FINAL
                 WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
-                GROUP BY project_id, period
+                GROUP BY project_id, period, branch_id
              )
              GROUP BY period ORDER BY period",
             period_key(range.granularity)

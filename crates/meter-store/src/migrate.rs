@@ -7,16 +7,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result, StoreConfig};
 
-/// `(version, name, statements)`; `{db}` stands for the database.
-pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
-    1,
-    "usage_hourly",
-    &[
-        // One row per (project, metric, hour, source, batch): a batch counted
-        // twice (replay after a crash) writes the same key again, and the
-        // ReplacingMergeTree keeps one. Queries read it with FINAL, which
-        // gives the exact answer whether or not the merge has happened.
-        "CREATE TABLE IF NOT EXISTS {db}.usage_hourly (
+/// `(version, name, statements)`; `{db}` stands for the database. A
+/// statement `ADD COLUMN` is skipped when the column exists (ClickHouse
+/// 18.16 has no `ADD COLUMN IF NOT EXISTS`).
+pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[
+    (
+        1,
+        "usage_hourly",
+        &[
+            // One row per (project, metric, hour, source, batch): a batch counted
+            // twice (replay after a crash) writes the same key again, and the
+            // ReplacingMergeTree keeps one. Queries read it with FINAL, which
+            // gives the exact answer whether or not the merge has happened.
+            "CREATE TABLE IF NOT EXISTS {db}.usage_hourly (
             project_id String,
             metric Enum8('active_time_seconds' = 1, 'compute_time_seconds' = 2,
                          'written_data_bytes' = 3, 'data_transfer_bytes' = 4,
@@ -31,8 +34,35 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
         ) ENGINE = ReplacingMergeTree(version)
         PARTITION BY toYYYYMM(hour)
         ORDER BY (project_id, metric, hour, source_id, batch_seq)",
-    ],
-)];
+        ],
+    ),
+    (
+        2,
+        "usage_hourly_branch_id",
+        &[
+            // Storage is kept per branch: a batch's readings of two branches
+            // in one hour are two rows, so the branch joins the sorting key
+            // (a column added in the same ALTER may; the primary key stays).
+            // No DEFAULT: ClickHouse refuses a key column with one; a String
+            // column reads as '' in the rows written before.
+            "ALTER TABLE {db}.usage_hourly ADD COLUMN branch_id String AFTER batch_seq,
+             MODIFY ORDER BY (project_id, metric, hour, source_id, batch_seq, branch_id)",
+        ],
+    ),
+];
+
+/// True when `sql` adds a column `usage_hourly` already has.
+async fn column_exists(server: &clickhouse::Client, db: &str, sql: &str) -> Result<bool> {
+    let Some(rest) = sql.split("ADD COLUMN ").nth(1) else { return Ok(false) };
+    let column = rest.split_whitespace().next().unwrap_or_default();
+    let n: u64 = server
+        .query("SELECT count() FROM system.columns WHERE database = ? AND table = 'usage_hourly' AND name = ?")
+        .bind(db)
+        .bind(column)
+        .fetch_one()
+        .await?;
+    Ok(n > 0)
+}
 
 #[derive(Debug, Row, Serialize, Deserialize)]
 struct Applied {
@@ -74,6 +104,9 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<String> {
         }
         for sql in statements {
             let sql = sql.replace("{db}", db);
+            if column_exists(&server, db, &sql).await? {
+                continue;
+            }
             server.query(&sql).execute().await.map_err(|source| Error::Migration { version: v, name, source })?;
         }
         let mut ins = client.insert::<Record<'_>>("schema_migrations").await?;

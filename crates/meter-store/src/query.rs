@@ -4,6 +4,7 @@ use clickhouse::Row;
 use meter_core::Metric;
 use serde::Deserialize;
 
+use crate::history::{PER_BRANCH, SUMMED};
 use crate::{Result, StoreConfig};
 
 /// A handle on the pipeline's ClickHouse database.
@@ -18,8 +19,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A project's usage over a time range: the four counters summed, and the
-/// gauge's latest reading in the range.
+/// A project's usage over a time range: the four counters summed, and
+/// storage: each branch's latest reading in the range, summed.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
 pub struct ProjectUsage {
     pub project_id: String,
@@ -87,14 +88,13 @@ impl Store {
         bind: impl FnOnce(clickhouse::query::Query) -> clickhouse::query::Query,
     ) -> Result<Vec<ProjectUsage>> {
         let sql = format!(
-            "SELECT project_id,
-                sumIf(value, metric = 'active_time_seconds') AS active_time_seconds,
-                sumIf(value, metric = 'compute_time_seconds') AS compute_time_seconds,
-                sumIf(value, metric = 'written_data_bytes') AS written_data_bytes,
-                sumIf(value, metric = 'data_transfer_bytes') AS data_transfer_bytes,
-                toUInt64(argMaxIf(last_value, (last_time_ms, last_value), metric = 'logical_size_bytes')) AS logical_size_bytes
-             FROM usage_hourly FINAL
-             WHERE {filter}
+            "SELECT project_id, {SUMMED}
+             FROM (
+                SELECT project_id, branch_id, {PER_BRANCH}
+                FROM usage_hourly FINAL
+                WHERE {filter}
+                GROUP BY project_id, branch_id
+             )
              GROUP BY project_id
              ORDER BY project_id"
         );

@@ -22,6 +22,9 @@ pub struct UsageRow {
     pub last_time_ms: i64,
     /// Kafka offset of the record the row came from.
     pub version: u64,
+    /// Storage rows: the branch read (empty when the readings name none).
+    /// Counter rows: empty.
+    pub branch_id: String,
 }
 
 /// The Enum8 code of a metric in `usage_hourly`.
@@ -50,6 +53,7 @@ impl UsageRow {
             last_value: r.last_value,
             last_time_ms: r.last_time_ms,
             version,
+            branch_id: r.branch.clone(),
         }
     }
 }

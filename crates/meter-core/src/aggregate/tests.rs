@@ -69,7 +69,41 @@ fn the_gauge_keeps_the_latest_reading_and_hourly_max() {
     assert_eq!((rows[0].value, rows[0].last_value, rows[0].last_time_ms), (9, 5, NOV + 30));
     // An older reading arriving later does not move the gauge back.
     s.apply(&batch("s2", 1, vec![gauge(NOV + 1, 100)]), &Retention::default());
-    assert_eq!(s.logical_size, Some(Reading { value: 5, time_ms: NOV + 30 }));
+    assert_eq!(s.branches.get(""), Some(&Reading { value: 5, time_ms: NOV + 30 }));
+}
+
+fn branch_gauge(branch: &str, time_ms: i64, value: u64) -> Event {
+    Event { branch_id: Some(branch.into()), ..gauge(time_ms, value) }
+}
+
+#[test]
+fn each_branch_keeps_its_own_reading_and_the_project_stores_their_sum() {
+    let mut s = ProjectState::new(pid());
+    let b = batch("s1", 1, vec![branch_gauge("main", NOV + 10, 7), branch_gauge("dev", NOV + 20, 3)]);
+    let rows = match s.apply(&b, &Retention::default()) {
+        ProjectUpdate::Counted { rows, .. } => rows,
+        other => panic!("{other:?}"),
+    };
+    let per_branch: Vec<(&str, u64)> = rows.iter().map(|r| (r.branch.as_str(), r.last_value)).collect();
+    assert_eq!(per_branch, [("dev", 3), ("main", 7)], "one row per branch in the hour");
+    // A newer reading of one branch leaves the other's alone.
+    s.apply(&batch("s1", 2, vec![branch_gauge("main", NOV + 40, 2)]), &Retention::default());
+    assert_eq!(s.totals().storage_bytes(), 5);
+    assert_eq!(s.branches.get("dev").map(|r| r.value), Some(3));
+}
+
+#[test]
+fn a_branch_whose_last_reading_is_zero_is_forgotten_after_the_source_ttl() {
+    let r = Retention { cycle_grace_ms: 100 * HOUR_MS, source_ttl_ms: 2 * HOUR_MS };
+    let mut s = ProjectState::new(pid());
+    let mut b = batch("s1", 1, vec![branch_gauge("gone", NOV + 10, 0), branch_gauge("kept", NOV + 10, 4)]);
+    b.ingested_ms = NOV + 20;
+    s.apply(&b, &r);
+    assert_eq!(s.branches.len(), 2);
+    let mut later = batch("s1", 2, vec![branch_gauge("kept", NOV + 3 * HOUR_MS, 4)]);
+    later.ingested_ms = NOV + 3 * HOUR_MS;
+    s.apply(&later, &r);
+    assert_eq!(s.branches.keys().collect::<Vec<_>>(), ["kept"]);
 }
 
 #[test]
@@ -197,4 +231,14 @@ proptest! {
         prop_assert_eq!(row_sum, truth);
         prop_assert_eq!(s.version, batches.len() as u64);
     }
+}
+
+#[test]
+fn the_legacy_reading_gives_way_to_the_first_newer_branch_reading() {
+    let mut s = ProjectState::new(pid());
+    s.branches.insert(LEGACY_BRANCH.into(), Reading { value: 50, time_ms: NOV + 100 });
+    s.apply(&batch("s1", 1, vec![branch_gauge("main", NOV + 50, 7)]), &Retention::default());
+    assert_eq!(s.totals().storage_bytes(), 57, "an older reading does not replace it");
+    s.apply(&batch("s1", 2, vec![branch_gauge("main", NOV + 200, 8)]), &Retention::default());
+    assert_eq!(s.branches.keys().collect::<Vec<_>>(), ["main"]);
 }

@@ -6,7 +6,8 @@ const NOV: i64 = 1_793_491_200_000; // 2026-11-01
 const DEC: i64 = 1_796_083_200_000; // 2026-12-01
 
 fn usage(compute: u64, size: u64) -> Usage {
-    Usage { counters: [0, compute, 0, 0], logical_size: size, last_ingested_ms: NOV + 5 }
+    let branches = if size == 0 { vec![] } else { vec![("main".to_owned(), size)] };
+    Usage { counters: [0, compute, 0, 0], branches, last_ingested_ms: NOV + 5 }
 }
 
 fn quota(compute: u64) -> Quota {
@@ -89,6 +90,11 @@ fn a_new_cycle_resumes_but_storage_stays_counted() {
     let t = &DEFAULT_THRESHOLDS;
     let q = Quota { compute_time_seconds: 100, logical_size_bytes: 1000, ..Quota::default() };
     let d = evaluate(None, "p", &usage(100, 600), &q, t, NOV);
+    assert_eq!(
+        d.alerts.iter().filter(|a| a.branch_id.as_deref() == Some("main")).count(),
+        1,
+        "50 % of the branch's quota"
+    );
     assert!(d.state.suspended.is_some());
     // December: counters start from zero, storage does not.
     let d = evaluate(Some(&d.state), "p", &usage(0, 600), &q, t, DEC + 1);
@@ -97,6 +103,70 @@ fn a_new_cycle_resumes_but_storage_stays_counted() {
     assert!(d.alerts.iter().all(|a| a.metric != Some(Metric::LogicalSizeBytes)), "{:?}", d.alerts);
     assert_eq!(d.state.fired.iter().filter(|f| f.metric == Metric::LogicalSizeBytes).count(), 1);
     assert_eq!(d.state.suspensions, 0);
+}
+
+fn sizes(main: u64, dev: u64) -> Usage {
+    Usage { branches: vec![("main".into(), main), ("dev".into(), dev)], ..usage(0, 0) }
+}
+
+#[test]
+fn a_branch_over_the_storage_quota_is_write_blocked_and_nothing_else() {
+    let t = &[80];
+    let q = Quota { logical_size_bytes: 1000, ..Quota::default() };
+    let d = evaluate(None, "p", &sizes(1200, 100), &q, t, NOV);
+    assert!(d.state.suspended.is_none(), "the project is not suspended");
+    let calls: Vec<_> =
+        d.actions.iter().map(|a| (a.kind, a.branch_id.as_deref(), a.idempotency_key.as_str())).collect();
+    assert_eq!(calls, [(ActionKind::BlockWrites, Some("main"), "block_writes.p.logical_size_bytes@main.1")]);
+    let named: Vec<_> = d.alerts.iter().map(|a| (a.kind, a.branch_id.as_deref())).collect();
+    assert_eq!(
+        named,
+        [
+            (AlertType::ThresholdReached, Some("main")),
+            (AlertType::QuotaExceeded, Some("main")),
+            (AlertType::BranchWritesBlocked, Some("main"))
+        ]
+    );
+    // Once: the same sizes again decide nothing; the other branch crossing 80 % only alerts.
+    let again = evaluate(Some(&d.state), "p", &sizes(1300, 100), &q, t, NOV + 1);
+    assert!(again.actions.is_empty() && again.alerts.is_empty());
+    let dev = evaluate(Some(&d.state), "p", &sizes(1300, 850), &q, t, NOV + 2);
+    assert!(dev.actions.is_empty());
+    assert_eq!(
+        dev.alerts.iter().map(|a| (a.kind, a.branch_id.as_deref())).collect::<Vec<_>>(),
+        [(AlertType::ThresholdReached, Some("dev"))]
+    );
+    // A new cycle does not unblock (storage never resets); raising the quota does.
+    let dec = evaluate(Some(&dev.state), "p", &sizes(1300, 850), &q, t, DEC + 1);
+    assert!(dec.actions.is_empty() && dec.state.blocked.len() == 1);
+    let raised = Quota { logical_size_bytes: 5000, ..q };
+    let d = evaluate(Some(&dec.state), "p", &sizes(1300, 850), &raised, t, DEC + 2);
+    let calls: Vec<_> = d.actions.iter().map(|a| (a.kind, a.idempotency_key.as_str(), a.reason.as_str())).collect();
+    assert_eq!(calls, [(ActionKind::UnblockWrites, "unblock_writes.p.logical_size_bytes@main.1", "quota_raised")]);
+    assert!(d.state.blocked.is_empty());
+    // Over again: a new block, a new key.
+    let d = evaluate(Some(&d.state), "p", &sizes(6000, 850), &raised, t, DEC + 3);
+    assert_eq!(d.actions[0].idempotency_key, "block_writes.p.logical_size_bytes@main.2");
+}
+
+#[test]
+fn a_project_suspended_for_storage_before_branches_is_resumed() {
+    let q = Quota { logical_size_bytes: 1000, ..Quota::default() };
+    let mut old = EnforcementState::new("p", NOV);
+    old.suspensions = 1;
+    old.suspended = Some(Suspension {
+        metric: Metric::LogicalSizeBytes,
+        usage: 1200,
+        quota: 1000,
+        since_ms: NOV,
+        key: "suspend.p.1793491200.1".into(),
+    });
+    let d = evaluate(Some(&old), "p", &usage(0, 1200), &q, &[], NOV + 1);
+    let calls: Vec<_> = d.actions.iter().map(|a| (a.kind, a.reason.as_str())).collect();
+    assert_eq!(
+        calls,
+        [(ActionKind::Resume, "storage_quota_is_per_branch"), (ActionKind::BlockWrites, "quota_exceeded")]
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The actuator: makes each decided suspend/resume call on the control
-//! plane, with its idempotency key. Calls for different projects run at
+//! The actuator: makes each decided call on the control plane (suspend and
+//! resume a project, block and unblock a branch's writes), with its
+//! idempotency key. Calls for different projects run at
 //! once (up to `actuator_concurrency`); one project's calls run in order, so
 //! a resume never overtakes its suspend. Answers are classified
 //! (`meter_core::retry::verdict`): 2xx done; no answer, 408, 429 (after its
@@ -133,8 +134,8 @@ impl Caller {
     /// Makes `action`'s call until it is done or failed for good; false when
     /// `stop` came first (not done: called again after the restart).
     async fn call(&self, action: &Action, stop: &CancellationToken) -> bool {
-        let verb = if action.kind == ActionKind::Suspend { "suspend" } else { "resume" };
-        let url = format!("{}/projects/{}/{verb}", self.base, action.project_id);
+        let verb = action.kind.name();
+        let url = call_url(&self.base, action);
         let mut backoff =
             Backoff::new(RetryPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(10) });
         let mut attempts = 0u32;
@@ -188,6 +189,7 @@ impl Caller {
         let r = CallRecord {
             project_id: a.project_id.clone(),
             kind: a.kind,
+            branch_id: a.branch_id.clone(),
             idempotency_key: a.idempotency_key.clone(),
             outcome,
             status,
@@ -203,8 +205,44 @@ impl Caller {
     }
 }
 
+/// Where an action is POSTed: `{base}/projects/{id}/{suspend|resume}`, and
+/// for a branch `{base}/projects/{id}/branches/{branch}/{block_writes|unblock_writes}`
+/// (`{base}/projects/{id}/{verb}` for readings that named no branch). Ids
+/// are checked at ingest to letters, digits and `-_.:`: safe in a path.
+fn call_url(base: &str, a: &Action) -> String {
+    match a.branch_id.as_deref() {
+        Some(b) if !b.is_empty() => format!("{base}/projects/{}/branches/{b}/{}", a.project_id, a.kind.name()),
+        _ => format!("{base}/projects/{}/{}", a.project_id, a.kind.name()),
+    }
+}
+
 /// The response's `Retry-After` (seconds or an HTTP-date), if any.
 pub(crate) fn retry_after(r: &reqwest::Response) -> Option<Duration> {
     let v = r.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     meter_core::retry::retry_after(v, meter_runtime::now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meter_core::Metric;
+
+    #[test]
+    fn branch_calls_go_to_the_branch() {
+        let mut a = Action {
+            kind: ActionKind::BlockWrites,
+            project_id: "p-1".into(),
+            branch_id: Some("br-main".into()),
+            idempotency_key: "k".into(),
+            metric: Metric::LogicalSizeBytes,
+            reason: "quota_exceeded".into(),
+            crossing_ingested_ms: 0,
+            decided_ms: 0,
+        };
+        assert_eq!(call_url("http://cp", &a), "http://cp/projects/p-1/branches/br-main/block_writes");
+        a.branch_id = Some(String::new());
+        assert_eq!(call_url("http://cp", &a), "http://cp/projects/p-1/block_writes");
+        (a.kind, a.branch_id) = (ActionKind::Suspend, None);
+        assert_eq!(call_url("http://cp", &a), "http://cp/projects/p-1/suspend");
+    }
 }

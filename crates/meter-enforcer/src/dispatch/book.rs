@@ -234,6 +234,7 @@ mod tests {
             id: event.into(),
             kind: AlertType::QuotaExceeded,
             project_id: "p".into(),
+            branch_id: None,
             metric: None,
             threshold: None,
             usage: 0,
