@@ -165,6 +165,19 @@ async fn fill(store: &StoreConfig, cli: &Cli, first_hour: u32) -> anyhow::Result
                         branch_id: if m == Metric::LogicalSizeBytes { "br-main".into() } else { String::new() },
                     });
                 }
+                // The byte-hours the batch's storage reading closed, as the aggregator writes them.
+                rows.push(UsageRow {
+                    project_id: project.clone(),
+                    metric: meter_store::BYTE_HOURS_CODE,
+                    hour: hour * 3600,
+                    source_id: "bench-src".into(),
+                    batch_seq: u64::from(hour) * 1000 + batch,
+                    value: (1 + (u64::from(hour) + batch) % 97) << 18,
+                    last_value: 0,
+                    last_time_ms: 0,
+                    version: batch,
+                    branch_id: String::new(),
+                });
             }
             if rows.len() >= 200_000 {
                 total += rows.len();

@@ -32,6 +32,15 @@ fn check_project(truth: &Truth, project: &str, consumption: &Value, metrics: &[M
                 return Err(format!("{project} {m} [{}, {}): got {got:?}, truth {want}", rfc3339(start), rfc3339(end)));
             }
         }
+        let byte_hours = f.get("logical_size_bytes_hour").and_then(Value::as_u64);
+        let want = truth.byte_hours_in(project, start, end);
+        if metrics == Metric::ALL && byte_hours != Some(want) {
+            return Err(format!(
+                "{project} byte-hours [{}, {}): got {byte_hours:?}, truth {want}",
+                rfc3339(start),
+                rfc3339(end)
+            ));
+        }
     }
     Ok(())
 }

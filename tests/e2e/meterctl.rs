@@ -53,13 +53,27 @@ async fn meterctl_manages_quotas_and_reads_usage() {
         .report(report(
             "ctl-node",
             1,
-            vec![inc("ctl-p1", WireMetric::ActiveTimeSeconds, 150), inc("ctl-p2", WireMetric::ActiveTimeSeconds, 60)],
+            vec![
+                inc("ctl-p1", WireMetric::ActiveTimeSeconds, 150),
+                inc("ctl-p2", WireMetric::ActiveTimeSeconds, 60),
+                meter_proto::v1::UsageEvent {
+                    project_id: "ctl-p1".into(),
+                    branch_id: "br-ctl".into(),
+                    metric: WireMetric::LogicalSizeBytes as i32,
+                    kind: meter_proto::v1::Kind::Absolute as i32,
+                    value: 42,
+                    time_unix_ms: meter_e2e::now_ms(),
+                    ..Default::default()
+                },
+            ],
         ))
         .await
         .expect("ingest");
     eventually(Duration::from_secs(30), "status shows the usage", || async {
         let out = ctl(&p, &["status", "ctl-p1"]).await?;
-        if has_row(&out, &["active_time_seconds", "150", "150.0", "%", "100"]) {
+        if has_row(&out, &["active_time_seconds", "150", "150.0", "%", "100"])
+            && has_row(&out, &["br-ctl", "42", "false", "-"])
+        {
             Ok(out)
         } else {
             Err(out)

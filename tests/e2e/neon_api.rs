@@ -242,7 +242,7 @@ async fn neon_clients_read_exact_consumption_history() {
     for (url, status, text) in [
         (format!("{api}/api/v2/consumption_history/projects?{week_and_more}"), 406, "168"),
         (format!("{base}&metrics=cpu_seconds"), 400, "metrics: unknown metric"),
-        (format!("{base}&metrics=logical_size_bytes_hour"), 400, "byte-hours"),
+        (format!("{base}&metrics=data_storage_bytes_hour"), 400, "byte-hours"),
         (format!("{base}&limit=101"), 400, "limit"),
         (format!("{base}&cursor=zz"), 400, "cursor"),
         (format!("{base}&granularity=daily"), 400, "granularity: given more than once"),

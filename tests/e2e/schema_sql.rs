@@ -49,8 +49,14 @@ fn num(v: &Value) -> u64 {
     v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+/// The five metrics and the byte-hours, as the documented queries' columns.
+fn values(truth: &Truth, id: &str, start: i64, end: i64) -> Vec<u64> {
+    let metrics = Metric::ALL.iter().map(|m| truth.in_timeframe(id, *m, start, end));
+    metrics.chain([truth.byte_hours_in(id, start, end)]).collect()
+}
+
 fn month_values(truth: &Truth, id: &str, c: &Cycle) -> Vec<u64> {
-    Metric::ALL.iter().map(|m| truth.in_timeframe(id, *m, c.start_ms, c.end_ms)).collect()
+    values(truth, id, c.start_ms, c.end_ms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,6 +95,7 @@ async fn documented_billing_queries_return_exact_numbers() {
         .collect();
     let got: Vec<(String, Vec<u64>)> =
         rows.iter().map(|r| (r[0].as_str().expect("id").to_owned(), r[1..].iter().map(num).collect())).collect();
+    assert!(want.iter().any(|(_, v)| v[5] > 0), "the fleet held storage over time (byte-hours)");
     assert_eq!(got, want, "invoice lines");
 
     // Top consumers by compute time.
@@ -111,8 +118,7 @@ async fn documented_billing_queries_return_exact_numbers() {
     for r in &rows {
         let day =
             meter_core::cycle::parse_rfc3339(&format!("{}T00:00:00Z", r[0].as_str().expect("day"))).expect("date");
-        let want: Vec<u64> =
-            Metric::ALL.iter().map(|m| truth.in_timeframe(&project, *m, day, day + 86_400_000)).collect();
+        let want = values(&truth, &project, day, day + 86_400_000);
         let got: Vec<u64> = r[1..].iter().map(num).collect();
         assert_eq!(got, want, "{project} on {}", r[0]);
         for (t, g) in days_total.iter_mut().zip(&got) {

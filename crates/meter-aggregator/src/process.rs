@@ -224,7 +224,7 @@ fn apply_partition(job: Job<'_>, retention: &Retention) -> (i32, PartOutcome) {
                 }
             };
             match state.apply(batch, retention) {
-                ProjectUpdate::Counted { rows: hourly, duplicate_keys } => {
+                ProjectUpdate::Counted { rows: hourly, byte_hours, duplicate_keys } => {
                     out.duplicate_keys += duplicate_keys;
                     for h in &hourly {
                         if let Some(i) = h.metric.counter_index() {
@@ -232,6 +232,7 @@ fn apply_partition(job: Job<'_>, retention: &Retention) -> (i32, PartOutcome) {
                         }
                     }
                     out.rows.extend(UsageRow::of_batch(batch, rec.offset as u64, &hourly));
+                    out.rows.extend(UsageRow::byte_hours_of(batch, rec.offset as u64, &byte_hours));
                     if !out.touched.contains(project) {
                         out.touched.insert(project.to_owned());
                     }

@@ -43,8 +43,8 @@ pub(crate) fn decode_rows(payload: &[u8]) -> anyhow::Result<Vec<UsageRow>> {
         .map(|r| {
             let metric = i8::try_from(r.metric)
                 .ok()
-                .filter(|m| (1..=5).contains(m))
-                .ok_or_else(|| anyhow::anyhow!("metric code {} is not 1..=5", r.metric))?;
+                .filter(|m| (1..=meter_store::BYTE_HOURS_CODE).contains(m))
+                .ok_or_else(|| anyhow::anyhow!("metric code {} is not 1..=6", r.metric))?;
             Ok(UsageRow {
                 project_id: r.project_id,
                 metric,
@@ -68,7 +68,7 @@ mod tests {
     fn row(i: u64) -> UsageRow {
         UsageRow {
             project_id: format!("p{i}"),
-            metric: (i % 5) as i8 + 1,
+            metric: (i % 6) as i8 + 1,
             hour: 1_764_500_400,
             source_id: "node-1/00ab".into(),
             batch_seq: i,

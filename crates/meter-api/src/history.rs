@@ -48,8 +48,12 @@ fn timeframes(range: &HistoryRange, rows: &[&PeriodUsage]) -> Vec<Timeframe> {
         .map(|(start, end)| {
             let mut t =
                 Timeframe { timeframe_start: rfc3339(start), timeframe_end: rfc3339(end), ..Timeframe::default() };
+            let row = by_start.get(&start);
             for m in &range.metrics {
-                t.set(*m, by_start.get(&start).map_or(0, |r| r.get(*m)));
+                t.set(*m, row.map_or(0, |r| r.get(*m)));
+            }
+            if range.byte_hours {
+                t.logical_size_bytes_hour = Some(row.map_or(0, |r| r.logical_size_bytes_hour));
             }
             t
         })
@@ -61,7 +65,13 @@ fn echo(range: &HistoryRange) -> RangeEcho {
         from: rfc3339(range.from_ms),
         to: rfc3339(range.to_ms),
         granularity: range.granularity,
-        metrics: range.metrics.clone(),
+        metrics: range
+            .metrics
+            .iter()
+            .map(|m| m.name())
+            .chain(range.byte_hours.then_some(meter_core::history::BYTE_HOURS))
+            .map(str::to_owned)
+            .collect(),
     }
 }
 

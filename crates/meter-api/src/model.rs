@@ -472,12 +472,15 @@ pub(crate) struct RangeEcho {
     #[schema(format = DateTime)]
     pub(crate) to: String,
     pub(crate) granularity: Granularity,
-    pub(crate) metrics: Vec<Metric>,
+    /// The metric names answered: the five metrics and
+    /// `logical_size_bytes_hour` (storage held, byte-hours).
+    pub(crate) metrics: Vec<String>,
 }
 
 /// One timeframe's usage: for counters the sum over it, for
-/// `logical_size_bytes` the last reading in it (0 when none). A metric is
-/// present when it was asked for.
+/// `logical_size_bytes` each branch's last reading in it, summed (0 when
+/// none), for `logical_size_bytes_hour` the storage held over it in
+/// byte-hours. A metric is present when it was asked for.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub(crate) struct Timeframe {
     #[schema(format = DateTime)]
@@ -494,6 +497,8 @@ pub(crate) struct Timeframe {
     pub(crate) data_transfer_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) logical_size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) logical_size_bytes_hour: Option<u64>,
 }
 
 impl Timeframe {

@@ -33,6 +33,7 @@ const NO_PLAN: &str = "none";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Extra {
     logical_size_bytes: bool,
+    logical_size_bytes_hour: bool,
     data_transfer_bytes: bool,
 }
 
@@ -53,11 +54,15 @@ fn extra_metrics(metrics: Option<&str>, include_v1: Option<&str>) -> Result<Extr
         match name {
             "active_time_seconds" | "compute_time_seconds" | "written_data_bytes" | "synthetic_storage_size_bytes" => {}
             "logical_size_bytes" => extra.logical_size_bytes = true,
+            "logical_size_bytes_hour" => extra.logical_size_bytes_hour = true,
             "data_transfer_bytes" => extra.data_transfer_bytes = true,
-            "data_storage_bytes_hour" | "logical_size_bytes_hour" => {
+            "data_storage_bytes_hour" => {
                 return Err(ApiError::bad_param(
                     "metrics",
-                    format!("{name:?} (byte-hours) is not kept by this pipeline; ask for logical_size_bytes"),
+                    format!(
+                        "{name:?} (storage with WAL, byte-hours) is not kept by this pipeline; \
+                         ask for logical_size_bytes_hour"
+                    ),
                 ))
             }
             other => {
@@ -65,7 +70,8 @@ fn extra_metrics(metrics: Option<&str>, include_v1: Option<&str>) -> Result<Extr
                     "metrics",
                     format!(
                         "unknown metric {other:?}; known: active_time_seconds, compute_time_seconds, \
-                         written_data_bytes, synthetic_storage_size_bytes, logical_size_bytes, data_transfer_bytes"
+                         written_data_bytes, synthetic_storage_size_bytes, logical_size_bytes, \
+                         logical_size_bytes_hour, data_transfer_bytes"
                     ),
                 ))
             }
@@ -114,6 +120,9 @@ fn periods(
             written_data_bytes: get(Metric::WrittenDataBytes),
             synthetic_storage_size_bytes: size,
             logical_size_bytes: extra.logical_size_bytes.then_some(size),
+            logical_size_bytes_hour: extra
+                .logical_size_bytes_hour
+                .then(|| by_start.get(&start).map_or(0, |r| r.logical_size_bytes_hour)),
             data_transfer_bytes: extra.data_transfer_bytes.then(|| get(Metric::DataTransferBytes)),
         };
         let cycle = Cycle::containing(start);
@@ -205,8 +214,13 @@ mod tests {
         let range =
             HistoryRange::parse(Some("2026-10-30T00:00:00Z"), Some("2026-11-02T00:00:00Z"), Some("daily"), None)
                 .unwrap();
-        let used = PeriodUsage { project_id: "p".into(), start_ms: t("2026-11-01T00:00:00Z"), values: [1, 2, 3, 4, 5] };
-        let all = Extra { logical_size_bytes: true, data_transfer_bytes: true };
+        let used = PeriodUsage {
+            project_id: "p".into(),
+            start_ms: t("2026-11-01T00:00:00Z"),
+            values: [1, 2, 3, 4, 5],
+            logical_size_bytes_hour: 6,
+        };
+        let all = Extra { logical_size_bytes: true, logical_size_bytes_hour: true, data_transfer_bytes: true };
         let ps = periods("p", "pro", &range, all, &[&used], t("2026-11-15T00:00:00Z"));
         assert_eq!(ps.len(), 2);
         assert_eq!(
@@ -222,6 +236,7 @@ mod tests {
             (1, 2, 3, Some(4))
         );
         assert_eq!((nov.synthetic_storage_size_bytes, nov.logical_size_bytes), (5, Some(5)));
+        assert_eq!(nov.logical_size_bytes_hour, Some(6));
         assert_eq!(ps[1].period_plan, "pro");
         assert_ne!(ps[0].period_id, ps[1].period_id);
         let plain = periods("p", "pro", &range, Extra::default(), &[&used], 0);
@@ -236,10 +251,11 @@ mod tests {
         assert_eq!(extra_metrics(None, None).unwrap(), Extra::default());
         let e =
             extra_metrics(Some("active_time_seconds,logical_size_bytes,data_transfer_bytes"), Some("false")).unwrap();
-        assert_eq!(e, Extra { logical_size_bytes: true, data_transfer_bytes: true });
+        assert_eq!(e, Extra { logical_size_bytes: true, data_transfer_bytes: true, ..Extra::default() });
+        assert!(extra_metrics(Some("logical_size_bytes_hour"), None).unwrap().logical_size_bytes_hour);
         for (m, v1) in [
             (Some("cpu_seconds"), None),
-            (Some("logical_size_bytes_hour"), None),
+            (Some("data_storage_bytes_hour"), None),
             (None, Some("true")),
             (None, Some("yes")),
         ] {

@@ -50,6 +50,8 @@ pub(crate) struct Timeframe {
     pub(crate) synthetic_storage_size_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) logical_size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) logical_size_bytes_hour: Option<u64>,
     /// Not in Neon's history (its project object has it): on request only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) data_transfer_bytes: Option<u64>,

@@ -96,7 +96,9 @@ impl Default for Retention {
 pub enum ProjectUpdate {
     /// Counted; these rows go to ClickHouse. `duplicate_keys` events were
     /// left out because their idempotency key was counted before.
-    Counted { rows: Vec<HourlyRow>, duplicate_keys: u64 },
+    /// `byte_hours`: the storage the project held, per hour, over the spans
+    /// this batch's readings closed (see `ProjectState::read_storage`).
+    Counted { rows: Vec<HourlyRow>, byte_hours: Vec<(UnixMs, u64)>, duplicate_keys: u64 },
     /// A retry of a batch already counted.
     Duplicate,
     /// Older than the source's dedup window; not counted.
@@ -197,38 +199,71 @@ impl ProjectState {
                 SeqVerdict::New => {}
             }
         }
-        let (rows, duplicate_keys) = if batch.events.iter().any(|e| e.idempotency_key.is_some()) {
+        let (rows, byte_hours, duplicate_keys) = if batch.events.iter().any(|e| e.idempotency_key.is_some()) {
             let kept: Vec<&Event> = batch.events.iter().filter(|e| self.first_time(e)).collect();
-            (hourly_rows_of(kept.iter().copied()), (batch.events.len() - kept.len()) as u64)
+            let byte_hours = self.read_storage(kept.iter().copied());
+            (hourly_rows_of(kept.iter().copied()), byte_hours, (batch.events.len() - kept.len()) as u64)
         } else {
-            (hourly_rows(batch), 0)
+            (hourly_rows(batch), self.read_storage(batch.events.iter()), 0)
         };
         for row in &rows {
-            match row.metric.counter_index() {
-                Some(i) => {
-                    let cycle = Cycle::containing(row.hour_ms);
-                    let c = self.cycles.get_or_insert_with(cycle.start_ms, || CycleCounters { cycle, values: [0; 4] });
-                    c.values[i] = c.values[i].saturating_add(row.value);
-                }
-                None => {
-                    let r = Reading { value: row.last_value, time_ms: row.last_time_ms };
-                    match self.branches.get_mut(row.branch.as_str()) {
-                        Some(cur) if r.beats(cur) => *cur = r,
-                        Some(_) => {}
-                        None => {
-                            self.branches.insert(row.branch.clone(), r);
-                        }
-                    }
-                    if self.branches.get(LEGACY_BRANCH).is_some_and(|l| l.time_ms <= r.time_ms) {
-                        self.branches.remove(LEGACY_BRANCH);
-                    }
-                }
+            if let Some(i) = row.metric.counter_index() {
+                let cycle = Cycle::containing(row.hour_ms);
+                let c = self.cycles.get_or_insert_with(cycle.start_ms, || CycleCounters { cycle, values: [0; 4] });
+                c.values[i] = c.values[i].saturating_add(row.value);
             }
         }
         self.version += 1;
         self.last_ingested_ms = self.last_ingested_ms.max(batch.ingested_ms);
         self.expire(retention);
-        ProjectUpdate::Counted { rows, duplicate_keys }
+        ProjectUpdate::Counted { rows, byte_hours, duplicate_keys }
+    }
+
+    /// Takes the storage readings among `events`, each branch's in time
+    /// order: a reading later than the branch's latest closes the span since
+    /// that one, during which the branch held the latest's size, and
+    /// becomes the latest. Returns the byte-hours of the spans closed, per
+    /// hour: `floor(size * span_ms / 3,600,000)` per span, split over its
+    /// hours by `split_hours` (the pieces add up to it). A reading as late
+    /// as the latest and larger replaces it; an older one changes nothing
+    /// (the past is not rewritten). The first reading of a branch opens its
+    /// first span. Depends on the batch and the branches' latest readings,
+    /// which replaying the same records from the same state restores.
+    fn read_storage<'a>(&mut self, events: impl Iterator<Item = &'a Event>) -> Vec<(UnixMs, u64)> {
+        let mut readings: Vec<(&str, Reading)> = events
+            .filter_map(|e| match (e.metric, e.span) {
+                (Metric::LogicalSizeBytes, Span::Instant { time_ms }) => {
+                    Some((e.branch_id.as_deref().unwrap_or(""), Reading { value: e.value, time_ms }))
+                }
+                _ => None,
+            })
+            .collect();
+        if readings.is_empty() {
+            return Vec::new();
+        }
+        readings.sort_by_key(|(b, r)| (*b, r.time_ms, r.value));
+        let mut hours: BTreeMap<UnixMs, u64> = BTreeMap::new();
+        for (branch, r) in readings {
+            match self.branches.get_mut(branch) {
+                Some(cur) if r.time_ms > cur.time_ms => {
+                    let held = held_byte_hours(cur.value, r.time_ms - cur.time_ms);
+                    for (hour, v) in split_hours(cur.time_ms, r.time_ms, held) {
+                        let h = hours.entry(hour).or_default();
+                        *h = h.saturating_add(v);
+                    }
+                    *cur = r;
+                }
+                Some(cur) if r.beats(cur) => *cur = r,
+                Some(_) => {}
+                None => {
+                    self.branches.insert(branch.to_owned(), r);
+                }
+            }
+            if self.branches.get(LEGACY_BRANCH).is_some_and(|l| l.time_ms <= r.time_ms) {
+                self.branches.remove(LEGACY_BRANCH);
+            }
+        }
+        hours.into_iter().collect()
     }
 
     /// Judges the batch by its source session's window, recording it when new.
@@ -280,6 +315,12 @@ impl ProjectState {
             !sessions.is_empty()
         });
     }
+}
+
+/// Byte-hours of `size` bytes held for `span_ms`, rounded down.
+pub fn held_byte_hours(size: u64, span_ms: i64) -> u64 {
+    let v = u128::from(size) * u128::try_from(span_ms.max(0)).unwrap_or(0) / HOUR_MS as u128;
+    u64::try_from(v).unwrap_or(u64::MAX)
 }
 
 /// The hourly rows of a batch: counters summed per (metric, hour), gauge

@@ -93,12 +93,19 @@ pub struct HistoryRange {
     pub to_ms: UnixMs,
     pub granularity: Granularity,
     pub metrics: Vec<Metric>,
+    /// Whether `logical_size_bytes_hour` (storage held over time, in
+    /// byte-hours; derived, not a metric sources report) was asked for.
+    pub byte_hours: bool,
 }
+
+/// The name of storage held over time, in byte-hours, as Neon names it.
+pub const BYTE_HOURS: &str = "logical_size_bytes_hour";
 
 impl HistoryRange {
     /// Checks the raw parameters. `from` and `to` are RFC 3339; `from` is
     /// rounded down and `to` up to whole timeframes (UTC); `metrics` is a
-    /// comma-separated list of metric names (all five when absent).
+    /// comma-separated list of metric names and `logical_size_bytes_hour`
+    /// (all when absent).
     pub fn parse(
         from: Option<&str>,
         to: Option<&str>,
@@ -118,7 +125,8 @@ impl HistoryRange {
         }
         let from_ms = granularity.floor(from);
         let to_ms = if granularity.floor(to) == to { to } else { granularity.next(granularity.floor(to)) };
-        let range = HistoryRange { from_ms, to_ms, granularity, metrics: parse_metrics(metrics)? };
+        let (metrics, byte_hours) = parse_metrics(metrics)?;
+        let range = HistoryRange { from_ms, to_ms, granularity, metrics, byte_hours };
         let max = granularity.max_timeframes();
         if range.timeframes().nth(max).is_some() {
             let message = format!(
@@ -139,20 +147,25 @@ impl HistoryRange {
     }
 }
 
-/// Parses a comma-separated list of metric names; all five when absent.
-pub fn parse_metrics(s: Option<&str>) -> Result<Vec<Metric>, HistoryError> {
-    let Some(s) = s.filter(|s| !s.is_empty()) else { return Ok(Metric::ALL.to_vec()) };
-    let mut out = Vec::new();
+/// Parses a comma-separated list of metric names and `BYTE_HOURS` (whether
+/// it was named); all when absent.
+pub fn parse_metrics(s: Option<&str>) -> Result<(Vec<Metric>, bool), HistoryError> {
+    let Some(s) = s.filter(|s| !s.is_empty()) else { return Ok((Metric::ALL.to_vec(), true)) };
+    let (mut out, mut byte_hours) = (Vec::new(), false);
     for name in s.split(',').map(str::trim) {
+        if name == BYTE_HOURS {
+            byte_hours = true;
+            continue;
+        }
         let m = Metric::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| {
-            let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+            let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).chain([BYTE_HOURS]).collect();
             err("metrics", format!("unknown metric {name:?}; known: {}", known.join(", ")))
         })?;
         if !out.contains(&m) {
             out.push(m);
         }
     }
-    Ok(out)
+    Ok((out, byte_hours))
 }
 
 #[cfg(test)]
@@ -215,10 +228,11 @@ mod tests {
 
     #[test]
     fn metrics_lists() {
-        assert_eq!(parse_metrics(None).unwrap(), Metric::ALL.to_vec());
+        assert_eq!(parse_metrics(None).unwrap(), (Metric::ALL.to_vec(), true));
         assert_eq!(
             parse_metrics(Some("written_data_bytes, active_time_seconds,written_data_bytes")).unwrap(),
-            vec![Metric::WrittenDataBytes, Metric::ActiveTimeSeconds]
+            (vec![Metric::WrittenDataBytes, Metric::ActiveTimeSeconds], false)
         );
+        assert_eq!(parse_metrics(Some("logical_size_bytes_hour")).unwrap(), (vec![], true));
     }
 }

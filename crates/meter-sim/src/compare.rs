@@ -48,6 +48,7 @@ mod tests {
             written_data_bytes: 0,
             data_transfer_bytes: 0,
             logical_size_bytes: 0,
+            logical_size_bytes_hour: 0,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use meter_core::aggregate::held_byte_hours;
 use meter_core::split::{hour_floor, split_hours};
 use meter_core::{Event, Metric, Span, UnixMs};
 
@@ -35,6 +36,11 @@ pub struct Truth {
     pub hourly: BTreeMap<(String, usize, UnixMs), u64>,
     /// The latest storage reading per (project, hour start, branch).
     pub hourly_gauge: BTreeMap<(String, UnixMs, String), (UnixMs, u64)>,
+    /// Storage held per (project, hour start), byte-hours: each branch's
+    /// size from one reading to its next, per span `floor(size * ms / 1 h)`
+    /// split over the span's hours (readings arrive in time order per
+    /// branch, as the simulator sends them).
+    pub byte_hours: BTreeMap<(String, UnixMs), u64>,
 }
 
 impl Truth {
@@ -57,6 +63,12 @@ impl Truth {
                 (None, Span::Instant { time_ms }) => {
                     let branch = e.branch_id.clone().unwrap_or_default();
                     let latest = p.branches.entry(branch.clone()).or_insert((time_ms, e.value));
+                    if time_ms > latest.0 {
+                        let held = held_byte_hours(latest.1, time_ms - latest.0);
+                        for (hour, v) in split_hours(latest.0, time_ms, held) {
+                            *self.byte_hours.entry((id.clone(), hour)).or_default() += v;
+                        }
+                    }
                     *latest = (*latest).max((time_ms, e.value));
                     let h = self.hourly_gauge.entry((id, hour_floor(time_ms), branch)).or_insert((time_ms, e.value));
                     *h = (*h).max((time_ms, e.value));
@@ -65,6 +77,12 @@ impl Truth {
             }
         }
         self.events += events.len() as u64;
+    }
+
+    /// A project's storage held in `[start, end)` (hour-aligned), byte-hours.
+    pub fn byte_hours_in(&self, project: &str, start: UnixMs, end: UnixMs) -> u64 {
+        let id = project.to_owned();
+        self.byte_hours.range((id.clone(), start)..(id, end)).map(|(_, v)| v).sum()
     }
 
     /// A project's true usage of `m` in `[start, end)` (hour-aligned): the

@@ -10,12 +10,14 @@ use crate::{Result, Store};
 
 /// One project's (or the fleet's) usage in one timeframe, in `Metric::ALL`
 /// order: the four counters summed, and storage: each branch's last reading
-/// in the timeframe, summed (0 when none; for the fleet, over every project).
+/// in the timeframe, summed (0 when none; for the fleet, over every project);
+/// and the byte-hours of storage held in the timeframe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeriodUsage {
     pub project_id: String,
     pub start_ms: UnixMs,
     pub values: [u64; 5],
+    pub logical_size_bytes_hour: u64,
 }
 
 impl PeriodUsage {
@@ -34,6 +36,7 @@ struct Raw {
     written_data_bytes: u64,
     data_transfer_bytes: u64,
     logical_size_bytes: u64,
+    logical_size_bytes_hour: u64,
 }
 
 /// The SQL expression of a row's timeframe key.
@@ -62,13 +65,14 @@ pub(crate) const PER_BRANCH: &str = "sumIf(value, metric = 'active_time_seconds'
     sumIf(value, metric = 'compute_time_seconds') AS compute_time_seconds,
     sumIf(value, metric = 'written_data_bytes') AS written_data_bytes,
     sumIf(value, metric = 'data_transfer_bytes') AS data_transfer_bytes,
-    toUInt64(argMaxIf(last_value, (last_time_ms, last_value), metric = 'logical_size_bytes')) AS logical_size_bytes";
+    toUInt64(argMaxIf(last_value, (last_time_ms, last_value), metric = 'logical_size_bytes')) AS logical_size_bytes,
+    sumIf(value, metric = 'logical_size_bytes_hour') AS logical_size_bytes_hour";
 
 /// The `PER_BRANCH` columns added up over the branches (and projects).
 pub(crate) const SUMMED: &str = "sum(active_time_seconds) AS active_time_seconds,
     sum(compute_time_seconds) AS compute_time_seconds,
     sum(written_data_bytes) AS written_data_bytes, sum(data_transfer_bytes) AS data_transfer_bytes,
-    sum(logical_size_bytes) AS logical_size_bytes";
+    sum(logical_size_bytes) AS logical_size_bytes, sum(logical_size_bytes_hour) AS logical_size_bytes_hour";
 
 /// Restricts a query to the projects of a bound array. An `IN` set, which
 /// the primary key (`project_id` first) can serve, unlike `has(?, project_id)`:
@@ -145,6 +149,7 @@ fn from_raw(g: Granularity, r: Raw) -> PeriodUsage {
             r.data_transfer_bytes,
             r.logical_size_bytes,
         ],
+        logical_size_bytes_hour: r.logical_size_bytes_hour,
         project_id: r.project_id,
     }
 }

@@ -16,7 +16,7 @@ pub use config::StoreConfig;
 pub use history::PeriodUsage;
 pub use migrate::{migrate, MIGRATIONS};
 pub use query::{ProjectUsage, Store, StoredBatch};
-pub use writer::{metric_code, UsageRow};
+pub use writer::{metric_code, UsageRow, BYTE_HOURS_CODE};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -49,6 +49,17 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[
              MODIFY ORDER BY (project_id, metric, hour, source_id, batch_seq, branch_id)",
         ],
     ),
+    (
+        3,
+        "usage_hourly_byte_hours",
+        &[
+            // Storage held over time (byte-hours), written by the aggregator
+            // as rows of their own; adding an Enum8 value rewrites no data.
+            "ALTER TABLE {db}.usage_hourly MODIFY COLUMN metric Enum8('active_time_seconds' = 1,
+                'compute_time_seconds' = 2, 'written_data_bytes' = 3, 'data_transfer_bytes' = 4,
+                'logical_size_bytes' = 5, 'logical_size_bytes_hour' = 6)",
+        ],
+    ),
 ];
 
 /// True when `sql` adds a column `usage_hourly` already has.

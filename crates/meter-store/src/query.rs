@@ -20,7 +20,8 @@ impl std::fmt::Debug for Store {
 }
 
 /// A project's usage over a time range: the four counters summed, and
-/// storage: each branch's latest reading in the range, summed.
+/// storage: each branch's latest reading in the range, summed; and the
+/// byte-hours of storage held in the range.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
 pub struct ProjectUsage {
     pub project_id: String,
@@ -29,6 +30,7 @@ pub struct ProjectUsage {
     pub written_data_bytes: u64,
     pub data_transfer_bytes: u64,
     pub logical_size_bytes: u64,
+    pub logical_size_bytes_hour: u64,
 }
 
 /// A batch as stored: which source, which sequence number, which project.

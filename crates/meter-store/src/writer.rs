@@ -27,6 +27,11 @@ pub struct UsageRow {
     pub branch_id: String,
 }
 
+/// The Enum8 code of the byte-hours rows in `usage_hourly`
+/// (`logical_size_bytes_hour`: storage held over time, derived from the
+/// readings, not a metric sources report).
+pub const BYTE_HOURS_CODE: i8 = 6;
+
 /// The Enum8 code of a metric in `usage_hourly`.
 pub fn metric_code(m: Metric) -> i8 {
     Metric::ALL.iter().position(|x| *x == m).map_or(0, |i| i as i8 + 1)
@@ -55,6 +60,28 @@ impl UsageRow {
             version,
             branch_id: r.branch.clone(),
         }
+    }
+
+    /// The byte-hours rows of `batch` (see `ProjectUpdate::Counted`), keyed
+    /// like its other rows, so that a replay replaces them.
+    pub fn byte_hours_of(batch: &Batch, version: u64, byte_hours: &[(i64, u64)]) -> Vec<UsageRow> {
+        let project = batch.project_id.to_string();
+        let source = row_source_id(batch.source_id.as_str(), batch.session);
+        byte_hours
+            .iter()
+            .map(|&(hour_ms, value)| UsageRow {
+                project_id: project.clone(),
+                metric: BYTE_HOURS_CODE,
+                hour: (hour_ms / 1000) as u32,
+                source_id: source.clone(),
+                batch_seq: batch.batch_seq,
+                value,
+                last_value: 0,
+                last_time_ms: 0,
+                version,
+                branch_id: String::new(),
+            })
+            .collect()
     }
 }
 

@@ -1,17 +1,24 @@
 //! Rebuilding ClickHouse usage rows from `usage.events` for a time range.
 //!
 //! Every record the ingest wrote between `from` and `to` (Kafka record
-//! time, i.e. ingest time) is decoded and its hourly rows written again,
-//! keyed by batch and versioned by offset exactly as the aggregator writes
-//! them: rows that exist are replaced by themselves, rows that were lost
-//! (a dropped table, a restored backup) come back. Nothing is written to
-//! Kafka and the aggregator's totals are not touched.
+//! time, i.e. ingest time) is decoded and applied, in partition order, to
+//! project states that start empty at `from`, as the aggregator applies
+//! them (`ProjectState::apply`: retries and keys counted before in the range
+//! are left out, storage spans between readings become byte-hours); the
+//! rows are written keyed by batch and versioned by offset exactly as the
+//! aggregator writes them: rows that exist are replaced by themselves, rows
+//! that were lost (a dropped table, a restored backup) come back. What
+//! happened before `from` is not known: a key counted then is counted
+//! again, and a branch's span from its last reading before `from` is not
+//! rebuilt. Nothing is written to Kafka and the aggregator's totals are not
+//! touched.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meter_core::aggregate::hourly_rows;
+use meter_core::aggregate::{ProjectUpdate, Retention};
+use meter_core::ProjectState;
 use meter_kafka::KafkaConfig;
 use meter_proto::decode_record;
 use meter_store::{Store, StoreConfig, UsageRow};
@@ -89,6 +96,8 @@ pub async fn backfill(
     consumer.assign(&tpl)?;
     let mut open: std::collections::HashMap<i32, i64> = ranges.iter().map(|(p, _, e)| (*p, *e)).collect();
     let (mut report, mut rows, mut done) = (BackfillReport::default(), Vec::<UsageRow>::new(), 0i64);
+    let mut states: std::collections::HashMap<String, ProjectState> = std::collections::HashMap::new();
+    let retention = Retention::default();
     let mut last_print = Instant::now();
     let mut idle_since = Instant::now();
     while !open.is_empty() {
@@ -109,7 +118,13 @@ pub async fn backfill(
         match decode_record(msg.payload().unwrap_or_default()) {
             Ok(batches) => {
                 for batch in &batches {
-                    rows.extend(UsageRow::of_batch(batch, offset as u64, &hourly_rows(batch)));
+                    let state = states
+                        .entry(batch.project_id.to_string())
+                        .or_insert_with(|| ProjectState::new(batch.project_id.clone()));
+                    if let ProjectUpdate::Counted { rows: hourly, byte_hours, .. } = state.apply(batch, &retention) {
+                        rows.extend(UsageRow::of_batch(batch, offset as u64, &hourly));
+                        rows.extend(UsageRow::byte_hours_of(batch, offset as u64, &byte_hours));
+                    }
                 }
             }
             Err(_) => report.undecodable += 1,

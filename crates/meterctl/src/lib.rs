@@ -366,7 +366,14 @@ fn status_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
             cell(&s["quota"])
         )?;
     }
-    Ok(table::write(out, &["METRIC", "USAGE", "USED", "QUOTA"], &metric_rows(Some(&b["usage"]), &b["quota"]))?)
+    table::write(out, &["METRIC", "USAGE", "USED", "QUOTA"], &metric_rows(Some(&b["usage"]), &b["quota"]))?;
+    // The storage quota applies to each branch.
+    let branches = rows_of(&b["branches"], &["branch_id", "logical_size_bytes", "writes_blocked", "blocked_since"]);
+    if !branches.is_empty() {
+        writeln!(out)?;
+        table::write(out, &["BRANCH", "LOGICAL_SIZE_BYTES", "WRITES_BLOCKED", "SINCE"], &branches)?;
+    }
+    Ok(())
 }
 
 fn usage_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {

@@ -125,7 +125,7 @@ fn keyed(mut e: Event, key: &str) -> Event {
 
 fn counted_rows(u: ProjectUpdate) -> (u64, u64) {
     match u {
-        ProjectUpdate::Counted { rows, duplicate_keys } => (rows.iter().map(|r| r.value).sum(), duplicate_keys),
+        ProjectUpdate::Counted { rows, duplicate_keys, .. } => (rows.iter().map(|r| r.value).sum(), duplicate_keys),
         other => panic!("{other:?}"),
     }
 }
@@ -241,4 +241,31 @@ fn the_legacy_reading_gives_way_to_the_first_newer_branch_reading() {
     assert_eq!(s.totals().storage_bytes(), 57, "an older reading does not replace it");
     s.apply(&batch("s1", 2, vec![branch_gauge("main", NOV + 200, 8)]), &Retention::default());
     assert_eq!(s.branches.keys().collect::<Vec<_>>(), ["main"]);
+}
+
+fn byte_hours(u: ProjectUpdate) -> Vec<(i64, u64)> {
+    match u {
+        ProjectUpdate::Counted { byte_hours, .. } => byte_hours,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn storage_held_between_readings_is_counted_in_byte_hours_per_hour() {
+    let r = Retention::default();
+    let mut s = ProjectState::new(pid());
+    let min = 60_000;
+    assert_eq!(byte_hours(s.apply(&batch("s1", 1, vec![branch_gauge("main", NOV, 3600)]), &r)), [], "opens the span");
+    // 90 minutes at 3600 bytes: 5400 byte-hours, 3600 in the first hour, 1800 in the second.
+    let b = batch("s1", 2, vec![branch_gauge("main", NOV + 90 * min, 7200), branch_gauge("dev", NOV + 90 * min, 10)]);
+    assert_eq!(byte_hours(s.apply(&b, &r)), [(NOV, 3600), (NOV + HOUR_MS, 1800)]);
+    // Two readings of one branch in one batch, out of order in it: taken in time order.
+    let b = batch("s1", 3, vec![branch_gauge("main", NOV + 120 * min, 0), branch_gauge("main", NOV + 100 * min, 3600)]);
+    // 10 min at 7200 (1200) + 20 min at 3600 (1200).
+    assert_eq!(byte_hours(s.apply(&b, &r)), [(NOV + HOUR_MS, 2400)]);
+    // An older reading arriving late rewrites nothing; a retry counts nothing.
+    assert_eq!(byte_hours(s.apply(&batch("s2", 1, vec![branch_gauge("main", NOV + 110 * min, 99)]), &r)), []);
+    assert_eq!(s.apply(&b, &r), ProjectUpdate::Duplicate);
+    assert_eq!(s.branches.get("main"), Some(&Reading { value: 0, time_ms: NOV + 120 * min }));
+    assert_eq!(held_byte_hours(u64::MAX, 2 * HOUR_MS), u64::MAX, "saturates");
 }
