@@ -355,6 +355,30 @@ async fn every_documented_response_is_what_the_api_returns() {
     c.call("get", "/v1/consumption_history/fleet", &[], "from=yesterday", None, 400).await;
     c.call("get", "/v1/openapi.json", &[], "", None, 200).await;
 
+    // Neon's surface, documented in the same document.
+    let neon_projects = "/api/v2/consumption_history/projects";
+    let page = c.call("get", neon_projects, &[], &format!("{range}&project_ids=oa-p1&limit=1"), None, 200).await;
+    assert_eq!(page["projects"][0]["project_id"], "oa-p1", "{page}");
+    c.call("get", neon_projects, &[], "granularity=hourly", None, 400).await;
+    let too_long = format!(
+        "from={}&to={}&granularity=hourly",
+        meter_core::cycle::rfc3339(now - 200 * 3_600_000),
+        meter_core::cycle::rfc3339(now)
+    );
+    c.call("get", neon_projects, &[], &too_long, None, 406).await;
+    let account = "/api/v2/consumption_history/account";
+    c.call("get", account, &[], &format!("{range}&metrics=logical_size_bytes_hour"), None, 200).await;
+    c.call("get", account, &[], "from=yesterday", None, 400).await;
+    c.call("get", account, &[], &too_long, None, 406).await;
+    let neon_project = "/api/v2/projects/{project_id}";
+    c.call("get", neon_project, &["oa-p1"], "", None, 200).await;
+    c.call("get", neon_project, &["bad%20id"], "", None, 400).await;
+    c.call("get", neon_project, &["oa-unknown"], "", None, 404).await;
+    let quota = json!({"project": {"settings": {"quota": {"active_time_seconds": 3600}}}});
+    let patched = c.call("patch", neon_project, &["oa-p3"], "", Some(quota), 200).await;
+    assert_eq!(patched["project"]["settings"]["quota"]["active_time_seconds"], 3600, "{patched}");
+    c.call("patch", neon_project, &["oa-p3"], "", Some(json!({"project": {"name": "x"}})), 400).await;
+
     // Without a token, or with one that may only read.
     p.stop_api().await;
     let credentials: meter_core::auth::Credentials = serde_json::from_value(json!({"api": [
@@ -390,6 +414,8 @@ async fn every_documented_response_is_what_the_api_returns() {
     c.call("get", "/v1/projects/{id}/consumption_history", &["oa-p1"], &range, None, 503).await;
     c.call("get", "/v1/consumption_history/projects", &[], &range, None, 503).await;
     c.call("get", "/v1/consumption_history/fleet", &[], &range, None, 503).await;
+    c.call("get", "/api/v2/consumption_history/projects", &[], &range, None, 503).await;
+    c.call("get", "/api/v2/consumption_history/account", &[], &range, None, 503).await;
 
     let missing: Vec<_> = c.documented().difference(&c.seen).cloned().collect();
     assert!(missing.is_empty(), "documented answers the test never saw: {missing:?}");

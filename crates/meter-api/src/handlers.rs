@@ -23,7 +23,7 @@ pub(crate) type Params<T> = Result<Query<T>, ApiError>;
 pub(crate) type Answer<T> = Result<Json<T>, ApiError>;
 
 /// How project ids are described in the document.
-pub(crate) const PROJECT_ID: &str = "Project id (1-128 characters: letters, digits, '-', '_', '.').";
+pub(crate) const PROJECT_ID: &str = "Project id (1-128 characters: letters, digits, '-', '_', '.', ':').";
 
 pub(crate) fn project_id(id: &str) -> Result<ProjectId, ApiError> {
     ProjectId::new(id).map_err(|e| ApiError::bad_request(format!("project_id: {e}")))

@@ -59,7 +59,7 @@ pub(crate) struct App {
 
 /// Every path the router serves (the OpenAPI document must list each).
 #[cfg(test)]
-const ROUTES: [&str; 16] = [
+const ROUTES: [&str; 19] = [
     "/v1/projects",
     "/v1/plans/{name}",
     "/v1/projects/{id}/quota",
@@ -76,6 +76,9 @@ const ROUTES: [&str; 16] = [
     "/v1/consumption_history/projects",
     "/v1/consumption_history/fleet",
     "/v1/openapi.json",
+    "/api/v2/consumption_history/projects",
+    "/api/v2/consumption_history/account",
+    "/api/v2/projects/{project_id}",
 ];
 
 /// The API's routes over `app` (exposed for the role and for tests).

@@ -17,7 +17,7 @@ use crate::error::{limit_param, ApiError};
 use crate::handlers::{Answer, Params};
 use crate::history::{cursor_param, encode_cursor, project_ids_param, store_error, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::neon_model::{
-    AccountHistory, PageParams, Pagination, Period, ProjectPeriods, ProjectsHistory, RangeParams, Timeframe,
+    AccountHistory, NeonError, PageParams, Pagination, Period, ProjectPeriods, ProjectsHistory, RangeParams, Timeframe,
 };
 use crate::query::Query;
 use crate::App;
@@ -147,6 +147,11 @@ fn periods(
 /// named by `project_ids`, else those with usage in the range), in id
 /// order, each with its periods. Every non-empty page carries a cursor; the
 /// page after the last is empty and carries none.
+#[utoipa::path(get, path = "/api/v2/consumption_history/projects", tag = "neon",
+    operation_id = "getConsumptionHistoryPerProject", params(RangeParams, PageParams),
+    responses((status = 200, body = ProjectsHistory), (status = 400, body = NeonError),
+        (status = 406, description = "More timeframes than the granularity allows.", body = NeonError),
+        (status = 503, description = "ClickHouse did not answer; retry later.", body = NeonError)))]
 pub(crate) async fn projects(
     State(app): State<App>,
     params: Params<RangeParams>,
@@ -192,6 +197,11 @@ fn named_page(mut ids: Vec<String>, after: &str, limit: usize) -> Result<Vec<Str
 /// Neon's `getConsumptionHistoryPerAccount`: every project's usage summed
 /// per timeframe (storage: the sum of each project's last reading), grouped
 /// by billing cycle.
+#[utoipa::path(get, path = "/api/v2/consumption_history/account", tag = "neon",
+    operation_id = "getConsumptionHistoryPerAccount", params(RangeParams),
+    responses((status = 200, body = AccountHistory), (status = 400, body = NeonError),
+        (status = 406, description = "More timeframes than the granularity allows.", body = NeonError),
+        (status = 503, description = "ClickHouse did not answer; retry later.", body = NeonError)))]
 pub(crate) async fn account(State(app): State<App>, params: Params<RangeParams>) -> Answer<AccountHistory> {
     let Query(p) = params?;
     let (range, extra) = range(&p)?;

@@ -9,7 +9,7 @@ use meter_core::{Metric, Patch, ProjectQuotaPatch, Quota, QuotaOverrides};
 
 use crate::error::ApiError;
 use crate::handlers::{known, patch_project, project_id, usage_values, Answer, Body};
-use crate::neon_model::{Project, ProjectResponse, ProjectUpdateRequest, ProjectUpdated, Settings};
+use crate::neon_model::{NeonError, Project, ProjectResponse, ProjectUpdateRequest, ProjectUpdated, Settings};
 use crate::App;
 
 /// What a project's required fields say when only a control plane could
@@ -67,6 +67,9 @@ fn project(app: &App, id: &str) -> Result<Project, ApiError> {
 }
 
 /// Neon's `getProject`.
+#[utoipa::path(get, path = "/api/v2/projects/{project_id}", tag = "neon", operation_id = "getProject",
+    params(("project_id" = String, Path, description = crate::handlers::PROJECT_ID)),
+    responses((status = 200, body = ProjectResponse), (status = 400, body = NeonError), (status = 404, body = NeonError)))]
 pub(crate) async fn get(State(app): State<App>, Path(id): Path<String>) -> Answer<ProjectResponse> {
     project_id(&id)?;
     Ok(Json(ProjectResponse { project: project(&app, &id)? }))
@@ -74,6 +77,10 @@ pub(crate) async fn get(State(app): State<App>, Path(id): Path<String>) -> Answe
 
 /// Neon's `updateProject`, for `settings.quota`: each limit sent becomes
 /// the project's own (0: no limit), the others and the plan are kept.
+#[utoipa::path(patch, path = "/api/v2/projects/{project_id}", tag = "neon", operation_id = "updateProject",
+    params(("project_id" = String, Path, description = crate::handlers::PROJECT_ID)),
+    request_body = ProjectUpdateRequest,
+    responses((status = 200, body = ProjectUpdated), (status = 400, body = NeonError)))]
 pub(crate) async fn patch(
     State(app): State<App>,
     Path(id): Path<String>,

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{handlers, history, webhooks};
+use crate::{handlers, history, neon, neon_project, webhooks};
 
 /// Where the document is served (public: no token needed).
 pub(crate) const PATH: &str = "/v1/openapi.json";
@@ -25,9 +25,9 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
             {\"error\": {\"code\", \"message\", \"param\"?, \"request_id\"}}; every answer carries \
             `X-Request-ID` (the caller's, when it sent one). With credentials configured, every call but this \
             document needs `Authorization: Bearer <token>`: a `read` token for GET, a `manage` token for the rest. \
-            The same listener serves Neon's API under /api/v2 (consumption_history/projects and /account, \
-            projects/{project_id} GET and PATCH), described by Neon's own OpenAPI document rather than this one \
-            (README, \"Neon's API\")."
+            The same listener serves Neon's API under /api/v2 (tag `neon`), with Neon's paths, operation ids, \
+            parameters and shapes (errors there are Neon's flat GeneralError); Neon's own OpenAPI document is \
+            the reference those operations are tested against (README, \"Neon's API\")."
     ),
     paths(
         handlers::put_plan,
@@ -50,6 +50,10 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
         history::project,
         history::projects,
         history::fleet,
+        neon::projects,
+        neon::account,
+        neon_project::get,
+        neon_project::patch,
         document,
     ),
     modifiers(&Security),
@@ -57,6 +61,7 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
         (name = "quotas", description = "Plans, project quotas, status and CheckQuota."),
         (name = "history", description = "Consumption history from ClickHouse."),
         (name = "webhooks", description = "Alert webhook endpoints, their deliveries and dead letters."),
+        (name = "neon", description = "Neon's API (v2): consumption history and the project object, as Neon's clients read them."),
     )
 )]
 pub(crate) struct ApiDoc;
@@ -82,14 +87,15 @@ impl Modify for Security {
             ];
             for (op, writes) in ops {
                 if let Some(op) = op.as_mut() {
-                    protect(op, writes);
+                    let error = if path.starts_with("/api/v2/") { "GeneralError" } else { "ErrorBody" };
+                    protect(op, writes, error);
                 }
             }
         }
     }
 }
 
-fn protect(op: &mut Operation, writes: bool) {
+fn protect(op: &mut Operation, writes: bool, error_schema: &str) {
     let requirement = utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new());
     op.security = Some(vec![requirement]);
     let error = |what: &str| -> RefOr<Response> {
@@ -98,7 +104,7 @@ fn protect(op: &mut Operation, writes: bool) {
             .content(
                 "application/json",
                 utoipa::openapi::content::ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .schema(Some(Ref::from_schema_name(error_schema)))
                     .build(),
             )
             .build()
