@@ -7,6 +7,7 @@ mod bad_input;
 mod branch_storage;
 mod clickhouse_down;
 mod clickhouse_tls;
+mod cluster;
 mod delivery;
 mod enforcement;
 mod fleet;

@@ -124,8 +124,12 @@ impl Pipeline {
     pub async fn start(name: &str) -> Option<Pipeline> {
         let stack = Stack::available().await?;
         let id = unique(name);
+        // 3 on the replicated cluster (deploy/local/cluster-test sets it).
+        let replication_factor =
+            std::env::var("METER_KAFKA_REPLICATION_FACTOR").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
         let kafka = KafkaConfig {
             brokers: stack.brokers.clone(),
+            replication_factor,
             partitions: 4,
             produce_timeout_ms: 5000,
             ..KafkaConfig::default()

@@ -38,7 +38,12 @@ pub struct KafkaConfig {
     pub calls_topic: String,
     /// Partitions of every topic when it is created.
     pub partitions: i32,
+    /// Replicas of every topic when it is created (3 on a replicated cluster).
     pub replication_factor: i32,
+    /// The topics' `min.insync.replicas`: how many replicas must have a
+    /// write before it is acknowledged (producers use `acks=all`). 0: the
+    /// default for the replication factor, 2 from 3 replicas up, else 1.
+    pub min_insync_replicas: i32,
     /// Retention of `events_topic` (the replay horizon), hours.
     pub events_retention_hours: u64,
     /// How long a produce may take before the ingest call fails.
@@ -78,6 +83,7 @@ impl Default for KafkaConfig {
             calls_topic: "meter.actions.calls".into(),
             partitions: 8,
             replication_factor: 1,
+            min_insync_replicas: 0,
             events_retention_hours: 24 * 30,
             produce_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
@@ -114,6 +120,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("calls_topic", &self.calls_topic)
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
+            .field("min_insync_replicas", &self.min_insync_replicas)
             .field("events_retention_hours", &self.events_retention_hours)
             .field("produce_timeout_ms", &self.produce_timeout_ms)
             .field("session_timeout_ms", &self.session_timeout_ms)
@@ -125,6 +132,17 @@ impl std::fmt::Debug for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The topics' `min.insync.replicas`: the configured value, else 2
+    /// from 3 replicas up and 1 below (one broker lost never stops writes;
+    /// an acknowledged write is on two brokers).
+    pub fn min_insync(&self) -> i32 {
+        match self.min_insync_replicas {
+            0 if self.replication_factor >= 3 => 2,
+            0 => 1,
+            n => n,
+        }
+    }
+
     /// Every topic named `<prefix>.<role>`: isolated pipelines side by side
     /// on one broker (tests, tenants).
     pub fn with_topic_prefix(mut self, prefix: &str) -> Self {
@@ -197,5 +215,12 @@ mod tests {
         c.client.insert("security.protocol".into(), "SASL_SSL".into());
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2") && shown.contains("SASL_SSL"), "{shown}");
+    }
+
+    #[test]
+    fn min_insync_follows_the_replication_factor_unless_set() {
+        let with = |rf, min| KafkaConfig { replication_factor: rf, min_insync_replicas: min, ..KafkaConfig::default() };
+        assert_eq!([1, 2, 3, 5].map(|rf| with(rf, 0).min_insync()), [1, 1, 2, 2]);
+        assert_eq!(with(5, 3).min_insync(), 3);
     }
 }

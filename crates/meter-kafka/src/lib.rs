@@ -35,6 +35,16 @@ pub enum Error {
     RestoreTimeout(std::time::Duration, String),
     #[error("topic {0} has no partitions in the cluster's metadata: does it exist? (`meterd migrate` creates it)")]
     NoPartitions(String),
+    #[error(
+        "kafka.replication_factor = {wanted} but the cluster has {brokers} broker(s); \
+         lower it or add brokers (topics cannot be created with more replicas than brokers)"
+    )]
+    ClusterTooSmall { wanted: i32, brokers: usize },
+    #[error(
+        "kafka.min_insync_replicas = {min_isr} is not within 1..=replication_factor ({rf}); \
+         with acks=all no write could ever be acknowledged"
+    )]
+    BadMinInsync { min_isr: i32, rf: i32 },
 }
 
 /// Result of this crate.
