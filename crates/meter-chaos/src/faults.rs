@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::harness::Cluster;
 use crate::procs::{pid_file, signal};
@@ -33,6 +34,9 @@ pub enum FaultKind {
     /// Every aggregator stops (SIGTERM), the consumer group is deleted (full replay
     /// from the earliest offset), and an aggregator starts again.
     GroupReset,
+    /// On a replicated Kafka only: `kill -9` of the broker leading the most
+    /// partitions of the events topic, then a restart.
+    KillLeaderBroker,
 }
 
 impl FaultKind {
@@ -50,6 +54,9 @@ impl FaultKind {
         FaultKind::GroupReset,
     ];
 
+    /// The kinds added on a replicated Kafka (more than one broker).
+    pub const CLUSTER: [FaultKind; 1] = [FaultKind::KillLeaderBroker];
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -63,6 +70,7 @@ impl FaultKind {
             FaultKind::ClickHouseRestart => "clickhouse restart",
             FaultKind::ClickHouseOutage => "clickhouse outage",
             FaultKind::GroupReset => "group reset (full replay)",
+            FaultKind::KillLeaderBroker => "kill -9 leading broker",
         }
     }
 }
@@ -72,6 +80,23 @@ impl FaultKind {
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
+/// The pid file of the broker leading the most partitions of the events
+/// topic: the only broker's on one node, `kafka/node<id>/` on a cluster.
+fn leading_broker_pid_file(c: &Cluster) -> anyhow::Result<std::path::PathBuf> {
+    let single = c.stack_dir.join("kafka/kafka.pid");
+    if single.exists() {
+        return Ok(single);
+    }
+    let probe: BaseConsumer = c.kafka.client_config().create()?;
+    let md = probe.fetch_metadata(Some(&c.kafka.events_topic), Duration::from_secs(10))?;
+    let mut led: std::collections::BTreeMap<i32, usize> = std::collections::BTreeMap::new();
+    for p in md.topics().first().map(|t| t.partitions()).unwrap_or_default() {
+        *led.entry(p.leader()).or_default() += 1;
+    }
+    let id = led.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id).ok_or_else(|| anyhow::anyhow!("no leader"))?;
+    Ok(c.stack_dir.join(format!("kafka/node{id}/kafka.pid")))
 }
 
 /// Stops ClickHouse, by SIGTERM and SIGKILL in turn.
@@ -121,12 +146,26 @@ pub(crate) async fn inject(c: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
             drop(first); // SIGKILL: the group notices at the session timeout
         }
         FaultKind::BrokerPause => {
-            let pid = pid_file(&c.stack_dir.join("kafka/kafka.pid"))?;
+            let pid = pid_file(&leading_broker_pid_file(c)?)?;
             signal(pid, "STOP")?;
             tokio::time::sleep(Duration::from_millis(c.produce_timeout_ms + 2000)).await;
             signal(pid, "CONT")?;
         }
         FaultKind::KillLoad => c.kill_and_restart("load").await?,
+        FaultKind::KillLeaderBroker => {
+            let file = leading_broker_pid_file(c)?;
+            let pid = pid_file(&file)?;
+            signal(pid, "KILL")?;
+            for _ in 0..40 {
+                if !alive(pid) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            println!("chaos: broker {} killed", file.parent().map_or_else(String::new, |d| d.display().to_string()));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            c.stack_up().await?;
+        }
         FaultKind::ClickHouseRestart => {
             stop_clickhouse(c).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;

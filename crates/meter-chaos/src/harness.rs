@@ -28,6 +28,8 @@ pub struct ChaosConfig {
     /// The local stack's directory (pid files).
     pub stack_dir: PathBuf,
     pub brokers: String,
+    /// Replicas of the run's topics (3 on a replicated Kafka).
+    pub replication_factor: i32,
     pub clickhouse_url: String,
     /// How long the load runs.
     pub duration: Duration,
@@ -222,7 +224,7 @@ pub fn meterd_config(
     group_id: &str,
 ) -> String {
     format!(
-        "[kafka]\nbrokers = \"{}\"\npartitions = {}\nproduce_timeout_ms = {}\n\
+        "[kafka]\nbrokers = \"{}\"\npartitions = {}\nreplication_factor = {}\nproduce_timeout_ms = {}\n\
          events_topic = \"{}\"\ntotals_topic = \"{}\"\nrows_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
          actions_topic = \"{}\"\nwebhooks_topic = \"{}\"\ndead_letters_topic = \"{}\"\n\
          deliveries_topic = \"{}\"\ncalls_topic = \"{}\"\n\
@@ -237,6 +239,7 @@ pub fn meterd_config(
          [security]\nwebhook_allowed_targets = [\"loopback\"]\n",
         kafka.brokers,
         kafka.partitions,
+        kafka.replication_factor,
         kafka.produce_timeout_ms,
         kafka.events_topic,
         kafka.totals_topic,
@@ -288,9 +291,14 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     std::fs::create_dir_all(&dir)?;
     let ports = Ports::free()?;
     let produce_timeout_ms = 3000;
-    let kafka =
-        KafkaConfig { brokers: cfg.brokers.clone(), partitions: 4, produce_timeout_ms, ..KafkaConfig::default() }
-            .with_topic_prefix(&prefix);
+    let kafka = KafkaConfig {
+        brokers: cfg.brokers.clone(),
+        partitions: 4,
+        produce_timeout_ms,
+        replication_factor: cfg.replication_factor,
+        ..KafkaConfig::default()
+    }
+    .with_topic_prefix(&prefix);
     let group_id = format!("{prefix}.agg");
     let database = format!("chaos_{prefix}");
     let config = dir.join("meterd.toml");

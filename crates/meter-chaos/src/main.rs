@@ -53,15 +53,21 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let (lo, hi) = cli.gap.split_once('-').ok_or_else(|| anyhow::anyhow!("--gap: expected MIN-MAX, e.g. 3-6"))?;
     let repo = std::env::current_dir()?;
+    // On a replicated Kafka (more than one broker named): topics with three
+    // replicas, and the cluster's fault kinds too.
+    let cluster = cli.stack.brokers.split(',').count() > 1;
+    let kinds: Vec<FaultKind> =
+        FaultKind::ALL.into_iter().chain(if cluster { FaultKind::CLUSTER.to_vec() } else { Vec::new() }).collect();
     let cfg = ChaosConfig {
         meterd: cli.stack.meterd,
         stack_dir: std::fs::canonicalize(&cli.stack.stack_dir)?,
         repo,
         brokers: cli.stack.brokers,
+        replication_factor: if cluster { 3 } else { 1 },
         clickhouse_url: cli.stack.clickhouse_url,
         duration: Duration::from_secs(cli.duration),
         fault_gap_s: (lo.parse()?, hi.parse()?),
-        kinds: FaultKind::ALL.to_vec(),
+        kinds: kinds.clone(),
         faults_each: cli.faults_each,
         projects: cli.projects,
         shape: cli.shape,
@@ -119,11 +125,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         quantile(o, 0.99),
         quantile(o, 1.0)
     );
-    let missing: Vec<&str> = FaultKind::ALL
-        .iter()
-        .filter(|k| r.faults.get(k).copied().unwrap_or(0) < cli.faults_each)
-        .map(|k| k.name())
-        .collect();
+    let missing: Vec<&str> =
+        kinds.iter().filter(|k| r.faults.get(k).copied().unwrap_or(0) < cli.faults_each).map(|k| k.name()).collect();
     if !missing.is_empty() {
         println!("fault kinds injected fewer than {} times: {}", cli.faults_each, missing.join(", "));
     }
