@@ -22,17 +22,6 @@ fn stack_dir() -> String {
     std::env::var("METER_STACK_DIR").expect("METER_STACK_DIR: run deploy/local/cluster-test")
 }
 
-/// The id of the broker leading the most partitions of `topic`.
-fn busiest_leader(p: &Pipeline, topic: &str) -> i32 {
-    let probe: BaseConsumer = p.kafka.client_config().create().expect("consumer");
-    let md = probe.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let mut led: BTreeMap<i32, usize> = BTreeMap::new();
-    for part in md.topics()[0].partitions() {
-        *led.entry(part.leader()).or_default() += 1;
-    }
-    led.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id).expect("a leader")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the 3-broker stack: deploy/local/cluster-test runs it"]
 async fn replicated_topics_and_a_killed_leader_lose_nothing() {
@@ -61,7 +50,7 @@ async fn replicated_topics_and_a_killed_leader_lose_nothing() {
     assert!(err.contains("replication_factor = 4") && err.contains("3 broker"), "{err}");
 
     // Load, and kill -9 of the broker leading the most events partitions.
-    let leader = busiest_leader(&p, &p.kafka.events_topic);
+    let leader = meter_kafka::busiest_leader(&p.kafka, &p.kafka.events_topic).expect("a leader");
     let projects: Vec<String> = (0..12).map(|i| format!("cl-p{i:02}")).collect();
     let mut client = p.client().await;
     let mut truth: BTreeMap<String, u64> = BTreeMap::new();

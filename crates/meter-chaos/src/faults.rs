@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::harness::Cluster;
 use crate::procs::{pid_file, signal};
@@ -89,13 +88,7 @@ fn leading_broker_pid_file(c: &Cluster) -> anyhow::Result<std::path::PathBuf> {
     if single.exists() {
         return Ok(single);
     }
-    let probe: BaseConsumer = c.kafka.client_config().create()?;
-    let md = probe.fetch_metadata(Some(&c.kafka.events_topic), Duration::from_secs(10))?;
-    let mut led: std::collections::BTreeMap<i32, usize> = std::collections::BTreeMap::new();
-    for p in md.topics().first().map(|t| t.partitions()).unwrap_or_default() {
-        *led.entry(p.leader()).or_default() += 1;
-    }
-    let id = led.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id).ok_or_else(|| anyhow::anyhow!("no leader"))?;
+    let id = meter_kafka::busiest_leader(&c.kafka, &c.kafka.events_topic)?;
     Ok(c.stack_dir.join(format!("kafka/node{id}/kafka.pid")))
 }
 

@@ -296,12 +296,6 @@ pub fn evaluate(
         occurred_ms: now_ms,
         reason: None,
     };
-    // What each quota is judged on: each counter, and each branch's size.
-    let subjects: Vec<(Metric, Option<&str>)> = Metric::COUNTERS
-        .into_iter()
-        .map(|m| (m, None))
-        .chain(usage.branches.iter().map(|(b, _)| (Metric::LogicalSizeBytes, Some(b.as_str()))))
-        .collect();
     // Resolve what no longer holds: usage fell under, or the quota changed.
     s.fired.retain(|f| {
         let (m, branch) = (f.metric, f.branch.as_deref());
@@ -319,7 +313,10 @@ pub fn evaluate(
         }
         holds
     });
-    for &(m, branch) in &subjects {
+    // What each quota is judged on: each counter, and each branch's size.
+    let counters = Metric::COUNTERS.into_iter().map(|m| (m, None));
+    let branches = usage.branches.iter().map(|(b, _)| (Metric::LogicalSizeBytes, Some(b.as_str())));
+    for (m, branch) in counters.chain(branches) {
         let Some(q) = quota.limit(m) else { continue };
         let u = usage.of(m, branch);
         let marks = thresholds.iter().copied().map(|t| (t, AlertType::ThresholdReached));

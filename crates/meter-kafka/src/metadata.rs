@@ -28,3 +28,19 @@ pub(crate) fn topic_partitions<C: ClientContext>(client: &Client<C>, topic: &str
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The id of the broker leading the most partitions of `topic` (the one
+/// whose loss moves the most leadership), from the cluster's metadata.
+pub fn busiest_leader(cfg: &crate::KafkaConfig, topic: &str) -> Result<i32> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let probe: BaseConsumer = cfg.client_config().create()?;
+    let md = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut led: std::collections::BTreeMap<i32, usize> = std::collections::BTreeMap::new();
+    for p in md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()) {
+        *led.entry(p.leader()).or_default() += 1;
+    }
+    led.into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(id, _)| id)
+        .ok_or_else(|| crate::Error::NoPartitions(topic.to_owned()))
+}
