@@ -21,9 +21,8 @@ use hdrhistogram::Histogram;
 use meter_core::cycle::rfc3339;
 use meter_core::Metric;
 use meter_kafka::KafkaConfig;
-use meter_runtime::{now_ms, Auth, Health, SystemClock};
+use meter_runtime::now_ms;
 use meter_store::{metric_code, StoreConfig, UsageRow};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(name = "meter-bench-history", about = "Consumption-history read latency through the api role")]
@@ -80,18 +79,8 @@ async fn main() -> anyhow::Result<()> {
 
     let kafka = KafkaConfig { brokers: cli.brokers.clone(), ..KafkaConfig::default() }.with_topic_prefix(&tag);
     meter_kafka::ensure_topics(&kafka).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api = format!("http://{}", listener.local_addr()?);
-    let stop = CancellationToken::new();
-    let role = {
-        let (k, s, t) = (kafka.clone(), store.clone(), stop.clone());
-        tokio::spawn(async move {
-            let cfg = meter_api::ApiConfig::default();
-            let clock = std::sync::Arc::new(SystemClock);
-            meter_api::run(&cfg, &k, &s, (Auth::open(), vec![]), clock, listener, grpc, Health::default(), t).await
-        })
-    };
+    let role = meter_bench::api_role::start(&kafka, &store).await?;
+    let api = role.url.clone();
     let http = reqwest::Client::new();
     let ids: Vec<String> = (0..cli.projects).map(|i| format!("bench-p{i:04}")).collect();
     let span = |g: &str| {
@@ -135,8 +124,7 @@ async fn main() -> anyhow::Result<()> {
         println!("  {name:<50} p50 {p50:>8.1} ms  p99 {p99:>8.1} ms{ratio}");
         base.get_or_insert(p50);
     }
-    stop.cancel();
-    role.await??;
+    role.stop().await?;
     Ok(())
 }
 

@@ -16,8 +16,7 @@
 use std::collections::HashMap;
 
 use clap::{Parser, ValueEnum};
-use meter_core::aggregate::Retention;
-use meter_core::{Batch, Event, Metric, ProjectId, ProjectState, SourceId, Span, Totals};
+use meter_core::Totals;
 use prost::Message as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -40,41 +39,6 @@ struct Cli {
     /// other freed).
     #[arg(long, value_enum)]
     role: Option<Role>,
-}
-
-/// A project's state after one batch of the five metrics from each source.
-fn state(i: usize, sources: usize, now: i64) -> ProjectState {
-    let project = ProjectId::new(format!("proj-{i:07}")).expect("id");
-    let mut s = ProjectState::new(project.clone());
-    for src in 0..sources {
-        let event = |metric, value, span| Event {
-            project_id: project.clone(),
-            endpoint_id: None,
-            branch_id: None,
-            metric,
-            value,
-            span,
-            idempotency_key: None,
-        };
-        let minute = Span::Interval { start_ms: now - 60_000, end_ms: now };
-        let batch = Batch {
-            source_id: SourceId::new(format!("collector-{src:03}")).expect("id"),
-            session: 0x5eed_0000 + src as u64,
-            batch_seq: 1,
-            keyed_only: false,
-            project_id: project.clone(),
-            events: vec![
-                event(Metric::ActiveTimeSeconds, 60, minute),
-                event(Metric::ComputeTimeSeconds, 15, minute),
-                event(Metric::WrittenDataBytes, 1 << 20, minute),
-                event(Metric::DataTransferBytes, 1 << 22, minute),
-                event(Metric::LogicalSizeBytes, 1 << 30, Span::Instant { time_ms: now }),
-            ],
-            ingested_ms: now,
-        };
-        let _ = s.apply(&batch, &Retention::default());
-    }
-    s
 }
 
 /// Resident bytes of this process.
@@ -104,7 +68,7 @@ fn main() -> anyhow::Result<()> {
     let now = meter_runtime::now_ms();
     let records: Vec<(String, Vec<u8>)> = (0..n)
         .map(|i| {
-            let s = state(i, cli.sources_per_project, now);
+            let s = meter_bench::fixtures::project_state(&format!("proj-{i:07}"), cli.sources_per_project, now, 60);
             (s.project_id.to_string(), meter_proto::state_to_wire(&s, now).encode_to_vec())
         })
         .collect();

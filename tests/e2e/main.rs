@@ -8,6 +8,7 @@ mod branch_storage;
 mod clickhouse_down;
 mod clickhouse_tls;
 mod cluster;
+mod console;
 mod delivery;
 mod enforcement;
 mod fleet;

@@ -5,6 +5,8 @@
 //! The tests need the real stack (`deploy/local/stack up`); without it they
 //! fail loudly, naming what is missing.
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;

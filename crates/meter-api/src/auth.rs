@@ -1,7 +1,8 @@
 //! Who may call the API: a bearer token whose credential holds the scope the
 //! call needs (GET: `read`; every other method: `manage`). Answers 401 for a
 //! missing, malformed, unknown or revoked token and 403 for a missing scope,
-//! with a JSON body. The OpenAPI document is public.
+//! with a JSON body. The OpenAPI document is public; the console checks the
+//! same tokens from its sign-in cookie.
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method};
@@ -34,7 +35,9 @@ pub(crate) fn check(auth: &Auth, header: Option<&str>, scope: Scope) -> Result<(
 
 /// The HTTP middleware.
 pub(crate) async fn require(State(auth): State<Auth>, req: Request, next: Next) -> Response {
-    if req.uri().path() == crate::openapi::PATH {
+    // The console signs browsers in itself (crate::console), with the same tokens.
+    let path = req.uri().path();
+    if path == crate::openapi::PATH || path == crate::console::PREFIX || path.starts_with("/console/") {
         return next.run(req).await;
     }
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());

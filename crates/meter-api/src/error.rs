@@ -57,6 +57,16 @@ impl ApiError {
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
+
+    /// The answer's status (the console shows errors as pages).
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What the error says.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 /// The `limit` query parameter: `default` when absent, else 1 to `max`.

@@ -175,39 +175,54 @@ pub(crate) async fn list_projects(State(app): State<App>, params: Params<Project
     let limit = crate::error::limit_param(p.limit.as_deref(), 100, 1000)?;
     let now = app.clock.now_ms();
     let g = app.views.0.read().expect("views");
-    let mut ids: Vec<&String> = g.config.projects.keys().chain(g.totals.keys()).chain(g.enforcement.keys()).collect();
-    ids.sort();
-    ids.dedup();
-    let mut rows: Vec<(u128, ProjectRow)> = Vec::new();
-    for id in ids {
+    // Every known project once, without sorting the fleet: those with a
+    // configuration, then those only with totals, then only enforcement.
+    // Suspended projects all have an enforcement record: only those are read.
+    let all: Box<dyn Iterator<Item = &String>> = if state_filter == Some(true) {
+        Box::new(g.enforcement.iter().filter(|(_, e)| e.suspended.is_some()).map(|(k, _)| k))
+    } else {
+        Box::new(
+            g.config.projects.keys().chain(g.totals.keys().filter(|k| !g.config.projects.contains_key(*k))).chain(
+                g.enforcement.keys().filter(|k| !g.config.projects.contains_key(*k) && !g.totals.contains_key(*k)),
+            ),
+        )
+    };
+    let cycle_start = meter_core::Cycle::containing(now).start_ms;
+    // (rank, id, suspended, top): the rank is the exact ratio, scaled
+    // (usage * 10^6 / quota).
+    let mut rows = Vec::new();
+    for id in all {
         let suspended = g.enforcement.get(id).is_some_and(|e| e.suspended.is_some());
         if state_filter.is_some_and(|want| want != suspended) {
             continue;
         }
-        let (quota, _, plan) = g.config.effective(id);
-        let top = quota.highest_use(quota_values(&g, id, now));
-        let pct = top.map_or(0, |t| t.3);
-        if pct < min_percent {
+        let (quota, _) = g.config.quota_of(id);
+        let top = quota.highest_use(quota_values(&g, id, cycle_start));
+        if top.map_or(0, |t| t.3) < min_percent {
             continue;
         }
-        // Sort by the exact ratio, scaled: usage * 10^6 / quota.
         let rank = top.map_or(0, |(_, u, q, _)| u128::from(u) * 1_000_000 / u128::from(q));
-        rows.push((
-            rank,
-            ProjectRow {
-                project_id: id.clone(),
-                plan,
-                state: ProjectState::of(suspended),
-                metric: top.map(|t| t.0),
-                usage: top.map(|t| t.1),
-                quota: top.map(|t| t.2),
-                percent: top.map(|t| t.3),
-            },
-        ));
+        rows.push((rank, id, suspended, top));
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.project_id.cmp(&b.1.project_id)));
     let total = rows.len();
-    let projects = rows.into_iter().take(limit).map(|(_, v)| v).collect();
+    let order = |a: &(u128, &String, bool, _), b: &(u128, &String, bool, _)| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1));
+    if rows.len() > limit {
+        rows.select_nth_unstable_by(limit, order);
+        rows.truncate(limit);
+    }
+    rows.sort_unstable_by(order);
+    let projects = rows
+        .into_iter()
+        .map(|(_, id, suspended, top)| ProjectRow {
+            project_id: id.clone(),
+            plan: g.config.quota_of(id).1.map(str::to_owned),
+            state: ProjectState::of(suspended),
+            metric: top.map(|t| t.0),
+            usage: top.map(|t| t.1),
+            quota: top.map(|t| t.2),
+            percent: top.map(|t| t.3),
+        })
+        .collect();
     Ok(Json(ProjectList { projects, total }))
 }
 
@@ -219,12 +234,13 @@ pub(crate) fn usage_values(state: &crate::views::State, id: &str, now: i64) -> [
     [c[0], c[1], c[2], c[3], t.map_or(0, |t| t.storage_bytes())]
 }
 
-/// What a project's quotas are judged on at `now`, in `Metric::ALL` order:
-/// the counters, and its largest branch (the storage quota applies to each).
-fn quota_values(state: &crate::views::State, id: &str, now: i64) -> [u64; 5] {
-    let u = state.totals.get(id).map(|t| meter_core::enforce::Usage::of_totals(t, now)).unwrap_or_default();
-    let c = u.counters;
-    [c[0], c[1], c[2], c[3], u.get(Metric::LogicalSizeBytes)]
+/// What a project's quotas are judged on in the cycle starting at
+/// `cycle_start`, in `Metric::ALL` order: the counters, and its largest
+/// branch (the storage quota applies to each).
+fn quota_values(state: &crate::views::State, id: &str, cycle_start: i64) -> [u64; 5] {
+    let Some(t) = state.totals.get(id) else { return [0; 5] };
+    let c = t.cycles.get(&cycle_start).map_or([0; 4], |c| c.values);
+    [c[0], c[1], c[2], c[3], t.largest_branch_bytes()]
 }
 
 /// A project's usage, quota and state in its current billing cycle.

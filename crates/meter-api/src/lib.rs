@@ -8,6 +8,7 @@
 
 mod auth;
 mod config;
+mod console;
 mod error;
 mod grpc;
 mod handlers;
@@ -55,6 +56,10 @@ pub(crate) struct App {
     /// Held by config writes that read what they change (PATCH), so two
     /// calls to this instance cannot lose one another's change.
     config_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Who may call (the console signs browsers in with the same tokens).
+    auth: Auth,
+    /// Whether the listener serves TLS (the console's cookie is then `Secure`).
+    tls: bool,
 }
 
 /// Every path the router serves (the OpenAPI document must list each).
@@ -82,7 +87,8 @@ const ROUTES: [&str; 19] = [
 ];
 
 /// The API's routes over `app` (exposed for the role and for tests).
-fn router(app: App, auth: Auth) -> Router {
+fn router(app: App) -> Router {
+    let auth = app.auth.clone();
     Router::new()
         .route("/v1/plans/{name}", put(handlers::put_plan).get(handlers::get_plan))
         .route("/v1/projects", get(handlers::list_projects))
@@ -109,6 +115,7 @@ fn router(app: App, auth: Auth) -> Router {
         .route("/api/v2/consumption_history/account", get(neon::account))
         .route("/api/v2/projects/{project_id}", get(neon_project::get).patch(neon_project::patch))
         .route(openapi::PATH, get(openapi::document))
+        .merge(console::routes(app.clone()))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(auth, auth::require))
@@ -142,9 +149,19 @@ pub async fn run(
     let store = meter_store::Store::new(clickhouse)?;
     let (auth, webhook_targets) = security;
     let config_writes = Arc::default();
-    let app = App { views, producer, kafka: kafka.clone(), store, clock, webhook_targets, config_writes };
-    tracing::info!(http = %listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "api.listening");
     let tls = cfg.tls()?;
+    let app = App {
+        views,
+        producer,
+        kafka: kafka.clone(),
+        store,
+        clock,
+        webhook_targets,
+        config_writes,
+        auth: auth.clone(),
+        tls: tls.is_some(),
+    };
+    tracing::info!(http = %listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "api.listening");
     let http_tls = tls.as_ref().map(|f| f.server_config()).transpose()?;
     let mut grpc = tonic::transport::Server::builder();
     if let Some(f) = tls {
@@ -164,7 +181,7 @@ pub async fn run(
         shutdown.clone().cancelled_owned(),
     );
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    let routes = router(app, auth);
+    let routes = router(app);
     let stop = shutdown.clone();
     let http = async move {
         match http_tls {

@@ -161,6 +161,19 @@ impl From<[u64; 5]> for Usage {
     }
 }
 
+impl Usage {
+    /// The values in `Metric::ALL` order.
+    pub(crate) fn values(&self) -> [u64; 5] {
+        [
+            self.active_time_seconds,
+            self.compute_time_seconds,
+            self.written_data_bytes,
+            self.data_transfer_bytes,
+            self.logical_size_bytes,
+        ]
+    }
+}
+
 /// A project's state in its current billing cycle.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Status {
@@ -512,6 +525,17 @@ impl Timeframe {
             Metric::LogicalSizeBytes => &mut self.logical_size_bytes,
         };
         *slot = Some(v);
+    }
+
+    /// `m`'s value, when it was asked for.
+    pub(crate) fn get(&self, m: Metric) -> Option<u64> {
+        match m {
+            Metric::ActiveTimeSeconds => self.active_time_seconds,
+            Metric::ComputeTimeSeconds => self.compute_time_seconds,
+            Metric::WrittenDataBytes => self.written_data_bytes,
+            Metric::DataTransferBytes => self.data_transfer_bytes,
+            Metric::LogicalSizeBytes => self.logical_size_bytes,
+        }
     }
 }
 

@@ -129,6 +129,12 @@ impl Totals {
     pub fn counters_at(&self, t: UnixMs) -> CycleCounters {
         counters_at(&self.cycles, t)
     }
+
+    /// The largest branch's latest reading (what the storage quota is
+    /// judged on; the legacy reading is never enforced on), 0 when none.
+    pub fn largest_branch_bytes(&self) -> u64 {
+        self.branches.iter().filter(|(b, _)| b.as_str() != LEGACY_BRANCH).map(|(_, r)| r.value).max().unwrap_or(0)
+    }
 }
 
 fn counters_at(cycles: &SmallMap<UnixMs, CycleCounters>, t: UnixMs) -> CycleCounters {

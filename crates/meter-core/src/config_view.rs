@@ -111,6 +111,14 @@ impl ConfigView {
     }
 
     /// A project's effective quota, thresholds and plan name.
+    /// A project's effective quota and the name of its plan, without
+    /// copying anything (for listings over the whole fleet).
+    pub fn quota_of(&self, project: &str) -> (Quota, Option<&str>) {
+        let Some(cfg) = self.projects.get(project) else { return (Quota::default(), None) };
+        let plan = cfg.plan.as_ref().and_then(|n| self.plans.get(n));
+        (cfg.quota.apply(plan.map(|p| p.quota).unwrap_or_default()), cfg.plan.as_deref())
+    }
+
     pub fn effective(&self, project: &str) -> (Quota, Vec<u8>, Option<String>) {
         let cfg = self.projects.get(project).cloned().unwrap_or_default();
         let plan = cfg.plan.as_ref().and_then(|n| self.plans.get(n));
@@ -130,6 +138,8 @@ mod tests {
         v.apply(b"project/p1", Some(br#"{"plan":"free","quota":{"written_data_bytes":5}}"#)).unwrap();
         let (q, t, plan) = v.effective("p1");
         assert_eq!((q.compute_time_seconds, q.written_data_bytes, plan.as_deref()), (10, 5, Some("free")));
+        assert_eq!(v.quota_of("p1"), (q, Some("free")), "the borrowed form agrees");
+        assert_eq!(v.quota_of("nobody"), (Quota::default(), None));
         assert_eq!(t, crate::DEFAULT_THRESHOLDS);
         assert_eq!(v.apply(b"project/p1", None).unwrap(), ConfigKey::Project("p1".into()));
         assert_eq!(v.effective("p1").0, Quota::default());

@@ -34,6 +34,18 @@ impl Quota {
         (v > 0).then_some(v)
     }
 
+    /// Sets `m`'s limit (`0`: unlimited).
+    pub fn set(&mut self, m: Metric, v: u64) {
+        let slot = match m {
+            Metric::ActiveTimeSeconds => &mut self.active_time_seconds,
+            Metric::ComputeTimeSeconds => &mut self.compute_time_seconds,
+            Metric::WrittenDataBytes => &mut self.written_data_bytes,
+            Metric::DataTransferBytes => &mut self.data_transfer_bytes,
+            Metric::LogicalSizeBytes => &mut self.logical_size_bytes,
+        };
+        *slot = v;
+    }
+
     /// The limited metric with the highest use of its quota, given usage
     /// in `Metric::ALL` order: `(metric, usage, quota, percent)`, percent
     /// rounded down. `None` when nothing is limited.
@@ -69,6 +81,36 @@ pub struct QuotaOverrides {
 }
 
 impl QuotaOverrides {
+    /// `m`'s override, `None` when it inherits the plan's.
+    pub fn get(&self, m: Metric) -> Option<u64> {
+        *self.slot(m)
+    }
+
+    /// Sets or drops (`None`) `m`'s override.
+    pub fn set(&mut self, m: Metric, v: Option<u64>) {
+        *self.slot_mut(m) = v;
+    }
+
+    fn slot(&self, m: Metric) -> &Option<u64> {
+        match m {
+            Metric::ActiveTimeSeconds => &self.active_time_seconds,
+            Metric::ComputeTimeSeconds => &self.compute_time_seconds,
+            Metric::WrittenDataBytes => &self.written_data_bytes,
+            Metric::DataTransferBytes => &self.data_transfer_bytes,
+            Metric::LogicalSizeBytes => &self.logical_size_bytes,
+        }
+    }
+
+    fn slot_mut(&mut self, m: Metric) -> &mut Option<u64> {
+        match m {
+            Metric::ActiveTimeSeconds => &mut self.active_time_seconds,
+            Metric::ComputeTimeSeconds => &mut self.compute_time_seconds,
+            Metric::WrittenDataBytes => &mut self.written_data_bytes,
+            Metric::DataTransferBytes => &mut self.data_transfer_bytes,
+            Metric::LogicalSizeBytes => &mut self.logical_size_bytes,
+        }
+    }
+
     /// `base` with these overrides applied.
     pub fn apply(&self, base: Quota) -> Quota {
         Quota {
@@ -224,6 +266,25 @@ impl ProjectQuotaPatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_and_overrides_are_set_per_metric() {
+        let mut q = Quota::default();
+        let mut o = QuotaOverrides::default();
+        for (i, m) in Metric::ALL.into_iter().enumerate() {
+            q.set(m, i as u64 + 1);
+            o.set(m, Some(i as u64 * 10));
+        }
+        for (i, m) in Metric::ALL.into_iter().enumerate() {
+            assert_eq!(q.limit(m), Some(i as u64 + 1));
+            assert_eq!(o.get(m), Some(i as u64 * 10));
+        }
+        q.set(Metric::WrittenDataBytes, 0);
+        assert_eq!(q.limit(Metric::WrittenDataBytes), None, "0 is unlimited");
+        o.set(Metric::WrittenDataBytes, None);
+        assert_eq!(o.apply(q).written_data_bytes, 0, "no override: the base's");
+        assert_eq!(o.apply(q).data_transfer_bytes, 30);
+    }
 
     #[test]
     fn merge_patch_keeps_absent_fields_clears_nulls_and_sets_values() {

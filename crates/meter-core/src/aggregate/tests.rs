@@ -269,3 +269,21 @@ fn storage_held_between_readings_is_counted_in_byte_hours_per_hour() {
     assert_eq!(s.branches.get("main"), Some(&Reading { value: 0, time_ms: NOV + 120 * min }));
     assert_eq!(held_byte_hours(u64::MAX, 2 * HOUR_MS), u64::MAX, "saturates");
 }
+
+#[test]
+fn the_largest_branch_is_judged_and_the_legacy_reading_never() {
+    let mut t = Totals {
+        project_id: ProjectId::new("p").unwrap(),
+        cycles: SmallMap::default(),
+        branches: BranchSizes::default(),
+        version: 1,
+        last_ingested_ms: 0,
+    };
+    assert_eq!(t.largest_branch_bytes(), 0);
+    t.branches.insert(LEGACY_BRANCH.to_owned(), Reading { value: 900, time_ms: 1 });
+    assert_eq!(t.largest_branch_bytes(), 0, "the legacy reading is never enforced on");
+    assert_eq!(t.storage_bytes(), 900, "but counts in the project's storage");
+    t.branches.insert("main".to_owned(), Reading { value: 300, time_ms: 2 });
+    t.branches.insert("dev".to_owned(), Reading { value: 500, time_ms: 2 });
+    assert_eq!(t.largest_branch_bytes(), 500);
+}
