@@ -34,13 +34,22 @@ def kind(query):
 
 
 def main():
+    # --since UNIX_SECONDS: only what ran from then on (deploy/local/test passes
+    # its start, so statements typed into the stack by hand earlier are not
+    # taken for the suite's).
+    since = 0
+    if len(sys.argv) == 3 and sys.argv[1] == "--since" and sys.argv[2].isdigit():
+        since = int(sys.argv[2])
+    elif len(sys.argv) != 1:
+        print("usage: check-sql [--since UNIX_SECONDS]", file=sys.stderr)
+        return 2
     server("SYSTEM FLUSH LOGS")
     # type 2: QueryFinish (ran without an error on 18.16). 18.16 does not log
     # the database a query ran in; every test database has the same schema,
     # so the replay puts them all in one, `meter`.
     text = server(
         "SELECT query, min(query_start_time) AS first FROM system.query_log "
-        "WHERE type = 2 AND positionCaseInsensitive(query, 'system.') = 0 "
+        f"WHERE type = 2 AND positionCaseInsensitive(query, 'system.') = 0 AND event_time >= toDateTime({since}) "
         "GROUP BY query ORDER BY first FORMAT JSONEachRow"
     )
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]

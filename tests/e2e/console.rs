@@ -45,6 +45,24 @@ fn screenshots() -> PathBuf {
     workspace.join(dir)
 }
 
+/// axe-core's source (`deploy/local/axe-core` installs it; `METER_AXE_JS`
+/// names another copy); `None` after a `skip` when it is missing.
+fn axe_js() -> Option<String> {
+    let path = std::env::var_os("METER_AXE_JS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.stack/axe-core/node_modules/axe-core/axe.min.js")
+    });
+    match std::fs::read_to_string(&path) {
+        Ok(js) => Some(js),
+        Err(e) => meter_e2e::skip(&format!("{} is missing ({e}): run deploy/local/axe-core", path.display())),
+    }
+}
+
+/// Fails naming every WCAG 2.1 A/AA violation axe-core finds on the page.
+async fn assert_accessible(b: &Browser, axe: &str) {
+    let found = b.accessibility_violations(axe).await;
+    assert!(found.is_empty(), "{}: {} accessibility violation(s):\n{}", b.url().await, found.len(), found.join("\n"));
+}
+
 /// `v` with thousands separators, as the console prints exact numbers.
 fn grouped(v: u64) -> String {
     let d = v.to_string();
@@ -67,7 +85,15 @@ async fn sign_in(b: &Browser, api: &str, token: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_the_fleet_and_changes_only_what_a_manage_token_may() {
     let Some(mut p) = Pipeline::start("console").await else { return };
+    let Some(axe) = axe_js() else { return };
     let Some(b) = Browser::start().await else { return };
+    // The accessibility check can fail: a page without alt text, labels or
+    // a language is reported.
+    b.goto("data:text/html,<title>bad</title><img src=x.png><input name=q>").await;
+    let found = b.accessibility_violations(&axe).await.join("\n");
+    for rule in ["image-alt", "label", "html-has-lang"] {
+        assert!(found.contains(rule), "axe-core did not report {rule}: {found}");
+    }
     let stop = CancellationToken::new();
     let (cp, cp_url) = control_plane_on_loopback(&stop).await;
     let hooks = meter_sim::receivers::WebhookReceiver::new(SECRET, meter_sim::receivers::FailMode::Never);
@@ -127,6 +153,7 @@ async fn the_console_shows_the_fleet_and_changes_only_what_a_manage_token_may() 
     // Signing in: a wrong token is refused, the manage token lands on the fleet.
     sign_in(&b, &api, "not-a-token").await;
     assert!(b.source().await.contains("not a valid API token"));
+    assert_accessible(&b, &axe).await;
     b.fill("#token", "console-m").await;
     b.click_and_wait("form[action=\"/console/login\"] button").await;
     assert!(b.title().await.starts_with("Fleet"), "{}", b.title().await);
@@ -138,9 +165,11 @@ async fn the_console_shows_the_fleet_and_changes_only_what_a_manage_token_may() 
     let near_text = b.text("#near ~ table").await;
     assert!(near_text.contains(&near) && near_text.contains("90%"), "{near_text}");
     b.screenshot(&shots.join("fleet.png")).await;
+    assert_accessible(&b, &axe).await;
     assert_eq!(b.find_all("iframe[src=\"/console/fleet/usage\"]").await.len(), 1, "the fleet's charts");
     b.goto(&format!("{api}/console/fleet/usage")).await;
     assert_eq!(b.find_all("figure svg").await.len(), 5, "one fleet chart per metric");
+    assert_accessible(&b, &axe).await;
     let fleet_active = truth.projects.values().map(|t| t.counters[0]).sum::<u64>();
     let caption = b.text("figure:nth-child(1) figcaption").await;
     assert!(caption.ends_with(&format!("total {}", grouped(fleet_active))), "{caption:?}, truth {fleet_active}");
@@ -166,6 +195,7 @@ async fn the_console_shows_the_fleet_and_changes_only_what_a_manage_token_may() 
         assert!(caption.ends_with(&format!("total {want}")), "chart {i}: {caption:?}, truth {want}");
     }
     b.screenshot(&shots.join("project.png")).await;
+    assert_accessible(&b, &axe).await;
 
     // Raising the quota in the page: a confirmation, then the API answers
     // the new quota and the enforcer resumes the project.
@@ -175,6 +205,7 @@ async fn the_console_shows_the_fleet_and_changes_only_what_a_manage_token_may() 
     assert!(b.title().await.starts_with("Confirm the quota change"), "{}", b.title().await);
     assert!(b.text("main").await.contains("(changes)"));
     b.screenshot(&shots.join("confirm.png")).await;
+    assert_accessible(&b, &axe).await;
     b.click_and_wait("button[name=confirm]").await;
     assert!(b.text("main").await.contains("Quota saved."));
     let (_, q) = call(reqwest::Method::GET, &format!("{api}/v1/projects/{over}/quota"), None).await;
@@ -194,6 +225,7 @@ async fn the_console_shows_the_fleet_and_changes_only_what_a_manage_token_may() 
     b.goto(&format!("{api}/console/plans")).await;
     assert!(b.text("main").await.contains("con-small"));
     b.screenshot(&shots.join("plans.png")).await;
+    assert_accessible(&b, &axe).await;
     b.goto(&format!("{api}/console/plans/con-small")).await;
     b.fill("#thresholds", "50, 90, 100").await;
     b.click_and_wait("form[action=\"/console/plans/con-small\"] button[type=submit]").await;
@@ -218,6 +250,7 @@ async fn the_console_shows_the_fleet_and_changes_only_what_a_manage_token_may() 
     assert!(source.contains("con-ok") && source.contains("con-gone"));
     assert!(!source.contains(&SECRET[6..]), "a secret is shown");
     b.screenshot(&shots.join("webhooks.png")).await;
+    assert_accessible(&b, &axe).await;
     b.click_and_wait("form[action=\"/console/webhooks/con-ok\"] button").await;
     assert!(b.text("main").await.contains("Test event"), "{}", b.text("main").await);
     eventually(Duration::from_secs(30), "the test event delivered and listed", || async {
@@ -235,6 +268,7 @@ async fn the_console_shows_the_fleet_and_changes_only_what_a_manage_token_may() 
         .iter()
         .any(|d| d.payload.as_ref().is_some_and(|p| p.kind == meter_core::enforce::AlertType::WebhookTest)));
     b.screenshot(&shots.join("webhook.png")).await;
+    assert_accessible(&b, &axe).await;
 
     // A read token: the same pages, no controls, and the server refuses
     // the form even when posted by hand; a form from another site too.

@@ -187,6 +187,20 @@ impl Browser {
         self.call(reqwest::Method::DELETE, "/cookie", None).await;
     }
 
+    /// Runs axe-core (`axe_js`: the source of `axe.min.js`) on the current
+    /// page against WCAG 2.1 A and AA; returns each violation as `rule
+    /// (impact): help, N elements: the first's HTML`. Empty: none found.
+    pub async fn accessibility_violations(&self, axe_js: &str) -> Vec<String> {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": axe_js, "args": []}))).await;
+        let run = "const done = arguments[arguments.length - 1];\
+            axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})\
+              .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ', ' +\
+                 v.nodes.length + ' elements: ' + v.nodes[0].html)))\
+              .catch(e => done(['axe failed: ' + e]));";
+        let v = self.call(reqwest::Method::POST, "/execute/async", Some(json!({"script": run, "args": []}))).await;
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    }
+
     /// A Chrome DevTools Protocol command (chromedriver's extension).
     async fn cdp(&self, cmd: &str, params: Value) -> Value {
         self.call(reqwest::Method::POST, "/goog/cdp/execute", Some(json!({"cmd": cmd, "params": params}))).await
