@@ -50,6 +50,12 @@ struct Cli {
     quota_margin: Option<u64>,
     #[arg(long, default_value_t = 8)]
     partitions: i32,
+    /// Replicas of every topic (3 on the 3-broker stack, `METER_STACK_BROKERS=3`).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+    /// Aggregator instances (processes in one consumer group) in the pipeline run.
+    #[arg(long, default_value_t = 1)]
+    aggregators: usize,
     /// Measure only the pipeline (for profiling runs): no ratios.
     #[arg(long)]
     skip_baselines: bool,
@@ -90,8 +96,23 @@ impl Shape {
     }
 }
 
-fn stack_pid(dir: &std::path::Path, what: &str) -> Option<u32> {
-    std::fs::read_to_string(dir.join(format!("{what}/{what}.pid"))).ok()?.trim().parse().ok()
+/// The pids of an engine of the stack: `<what>/<what>.pid`, and one per
+/// node of a cluster (`<what>/node<i>/<what>.pid`).
+fn stack_pids(dir: &std::path::Path, what: &str) -> Vec<u32> {
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok()?.trim().parse().ok();
+    let mut pids: Vec<u32> = read(dir.join(format!("{what}/{what}.pid"))).into_iter().collect();
+    for i in 1..=9 {
+        pids.extend(read(dir.join(format!("{what}/node{i}/{what}.pid"))));
+    }
+    pids
+}
+
+/// CPU and peak memory of all of `pids` (CPU added up, memory too).
+fn usage_of_all(pids: &[u32]) -> Usage {
+    pids.iter().map(|p| usage_of(*p)).fold(Usage::default(), |a, b| Usage {
+        cpu_s: a.cpu_s + b.cpu_s,
+        peak_rss_mib: a.peak_rss_mib + b.peak_rss_mib,
+    })
 }
 
 fn line(name: &str, r: &Rate, base: Option<(&str, f64)>) {
@@ -125,8 +146,12 @@ async fn main() -> anyhow::Result<()> {
         "meter-bench {prefix}: shape {:?}: {} sources x {} projects, {} events per batch, {} in flight, rate {} (0: as acknowledged), {} s per measurement, {} partitions",
         cli.shape, load.sources, load.projects_per_source, load.batch, load.concurrency, load.rate, cli.duration, cli.partitions
     );
-    let base_kafka =
-        KafkaConfig { brokers: cli.stack.brokers.clone(), partitions: cli.partitions, ..KafkaConfig::default() };
+    let base_kafka = KafkaConfig {
+        brokers: cli.stack.brokers.clone(),
+        partitions: cli.partitions,
+        replication_factor: cli.replication_factor,
+        ..KafkaConfig::default()
+    };
 
     let none = Rate { events: 0, seconds: 1.0 };
     let meterd = std::fs::canonicalize(&cli.stack.meterd)?;
@@ -150,10 +175,11 @@ async fn main() -> anyhow::Result<()> {
     println!("pipeline run starting");
 
     let ours_kafka = base_kafka.clone().with_topic_prefix(&prefix);
-    let (kpid, cpid) = (stack_pid(&cli.stack.stack_dir, "kafka"), stack_pid(&cli.stack.stack_dir, "clickhouse"));
-    let engines_before: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
-    let ours = ours::run(&load, quota_margin, &meterd, &ours_kafka, &cli.stack.clickhouse_url, &dir).await?;
-    let engines_after: Vec<Usage> = [kpid, cpid].iter().map(|p| p.map(usage_of).unwrap_or_default()).collect();
+    let engines = [stack_pids(&cli.stack.stack_dir, "kafka"), stack_pids(&cli.stack.stack_dir, "clickhouse")];
+    let engines_before: Vec<Usage> = engines.iter().map(|p| usage_of_all(p)).collect();
+    let ours =
+        ours::run(&load, quota_margin, cli.aggregators, &meterd, &ours_kafka, &cli.stack.clickhouse_url, &dir).await?;
+    let engines_after: Vec<Usage> = engines.iter().map(|p| usage_of_all(p)).collect();
 
     let ch_cfg = StoreConfig {
         url: cli.stack.clickhouse_url.clone(),

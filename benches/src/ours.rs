@@ -165,7 +165,8 @@ async fn start(
     let mut procs: Vec<Proc> = Vec::new();
     for (i, role) in roles.iter().enumerate() {
         let admin = format!("127.0.0.1:{}", free_port()?);
-        procs.push(launcher.start(role, role, &admin, i)?);
+        // Each process its own static group member (several aggregators).
+        procs.push(launcher.start(role, &format!("{role}-{i}"), &admin, i)?);
         let deadline = Instant::now() + Duration::from_secs(90);
         while !ready(&admin).await {
             anyhow::ensure!(Instant::now() < deadline, "{role} not ready in 90 s");
@@ -218,9 +219,11 @@ where
 }
 
 /// Runs the pipeline under `load`; `stack_dir` has the stack's pid files.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     load: &LoadConfig,
     quota_margin: u64,
+    aggregators: usize,
     meterd: &Path,
     kafka: &KafkaConfig,
     clickhouse_url: &str,
@@ -228,23 +231,32 @@ pub(crate) async fn run(
 ) -> anyhow::Result<Outcome> {
     let database = format!("bench_{}", load.prefix);
     let group = format!("{}.agg", load.prefix);
-    let roles = roles_of(meterd)?;
+    let roles: Vec<&'static str> = roles_of(meterd)?
+        .into_iter()
+        .flat_map(|r| std::iter::repeat_n(r, if r == "aggregate" { aggregators.max(1) } else { 1 }))
+        .collect();
     let (ports, procs) = start(&roles, meterd, kafka, clickhouse_url, dir, &database, &group).await?;
     let stop = CancellationToken::new();
     let cp = ControlPlane::default();
     let l = tokio::net::TcpListener::bind(("127.0.0.1", ports.control_plane)).await?;
     tokio::spawn(cp.clone().serve(l, stop.clone()));
     let before: Vec<Usage> = procs.iter().map(|p| usage_of(p.pid())).collect();
-    let agg_admin = procs[1].admin().to_owned();
+    let agg_admins: Vec<String> =
+        procs.iter().filter(|p| p.role() == "aggregate").map(|p| p.admin().to_owned()).collect();
     let api = format!("http://127.0.0.1:{}", ports.api);
 
     // Lag sampler and quota setter, while the load runs.
     let samples = tokio::spawn({
-        let (stop, agg_admin) = (stop.clone(), agg_admin.clone());
+        let (stop, agg_admins) = (stop.clone(), agg_admins.clone());
         async move {
             let (t0, mut out) = (Instant::now(), Vec::new());
             while !stop.is_cancelled() {
-                if let Some(l) = lag_of(&agg_admin).await {
+                // The group's lag: each aggregator reports its partitions'.
+                let mut sum = Some(0.0);
+                for admin in &agg_admins {
+                    sum = sum.zip(lag_of(admin).await).map(|(a, b)| a + b);
+                }
+                if let Some(l) = sum {
                     out.push((t0.elapsed().as_secs(), l));
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -316,9 +328,12 @@ pub(crate) async fn run(
     stop.cancel();
     out.lag = samples.await.unwrap_or_default();
     let _ = quotas.await;
+    // Instances of one role: CPU added up, the largest peak memory.
     for ((p, b), role) in procs.iter().zip(&before).zip(&roles) {
         let a = usage_of(p.pid());
-        out.roles.insert((*role).to_owned(), Usage { cpu_s: a.cpu_s - b.cpu_s, peak_rss_mib: a.peak_rss_mib });
+        let u = out.roles.entry((*role).to_owned()).or_default();
+        u.cpu_s += a.cpu_s - b.cpu_s;
+        u.peak_rss_mib = u.peak_rss_mib.max(a.peak_rss_mib);
     }
     let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
     let mut steady = h.clone();
