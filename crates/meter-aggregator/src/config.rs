@@ -34,7 +34,7 @@ impl Default for AggregatorConfig {
             transactional_id_prefix: "meter-aggregator".into(),
             max_batch_records: 20_000,
             max_batch_bytes: 16 << 20,
-            linger_ms: 100,
+            linger_ms: 20,
             restore_timeout_seconds: 120,
             cycle_grace_hours: r.cycle_grace_ms / 3_600_000,
             source_ttl_hours: r.source_ttl_ms / 3_600_000,

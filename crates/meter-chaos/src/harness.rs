@@ -230,7 +230,7 @@ pub fn meterd_config(
          deliveries_topic = \"{}\"\ncalls_topic = \"{}\"\n\
          [clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{database}\"\n\
          [ingest]\nlisten = \"127.0.0.1:{}\"\nhttp_listen = \"127.0.0.1:{}\"\n\
-         [aggregator]\ngroup_id = \"{group_id}\"\ntransactional_id_prefix = \"{group_id}\"\nlinger_ms = 50\n\
+         [aggregator]\ngroup_id = \"{group_id}\"\ntransactional_id_prefix = \"{group_id}\"\n\
          [load]\ngroup_id = \"{group_id}.load\"\nlinger_ms = 100\n\
          [enforcer]\ngroup_id = \"{group_id}.enf\"\ntransactional_id_prefix = \"{group_id}.enf\"\n\
          actuator_group_id = \"{group_id}.act\"\nwebhook_group_id = \"{group_id}.hooks\"\n\
