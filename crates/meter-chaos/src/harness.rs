@@ -51,6 +51,9 @@ pub struct ChaosConfig {
     pub key_twin_rate: f64,
     /// How long a `ClickHouseOutage` keeps ClickHouse down.
     pub clickhouse_outage: Duration,
+    /// Processes of the load and enforce roles (each in its consumer
+    /// group); their kill faults kill one instance at a time.
+    pub instances: usize,
 }
 
 /// The load's shape (issue 19), `--shape` of meter-chaos.
@@ -118,8 +121,11 @@ impl ChaosReport {
 #[derive(Debug)]
 pub(crate) struct Cluster {
     launcher: Launcher,
-    /// `ingest`, `enforce` and `api`: one process each.
+    /// `ingest` and `api` (one process each), `load` and `enforce`
+    /// (`ChaosConfig::instances` each).
     singles: Vec<Proc>,
+    /// Instances killed so far (picks the next victim of a role).
+    kills: usize,
     pub(crate) aggregators: Vec<Proc>,
     pub(crate) kafka: KafkaConfig,
     pub(crate) group_id: String,
@@ -162,10 +168,16 @@ impl Cluster {
         self.wait_ready(&admin).await
     }
 
-    /// `kill -9` of the single-instance `role`, then a restart as the same instance.
+    /// `kill -9` of one instance of `role` (each in turn when it runs
+    /// several), then a restart as the same instance.
     pub(crate) async fn kill_and_restart(&mut self, role: &'static str) -> anyhow::Result<()> {
-        self.singles.retain(|p| p.role() != role); // dropping a Proc SIGKILLs it
-        self.start_as(role, role).await
+        let of_role: Vec<usize> = (0..self.singles.len()).filter(|i| self.singles[*i].role() == role).collect();
+        anyhow::ensure!(!of_role.is_empty(), "no {role} runs");
+        self.kills += 1;
+        let victim = self.singles.remove(of_role[self.kills % of_role.len()]);
+        let instance = victim.instance().to_owned();
+        drop(victim); // dropping a Proc SIGKILLs it
+        self.start_as(role, &instance).await
     }
 
     async fn wait_ready(&self, admin: &str) -> anyhow::Result<()> {
@@ -187,11 +199,18 @@ impl Cluster {
 
     /// Restarts what died on its own, and makes sure one aggregator runs.
     pub(crate) async fn heal(&mut self) -> anyhow::Result<()> {
-        let dead: Vec<&'static str> = self.singles.iter_mut().filter_map(|p| (!p.alive()).then(|| p.role())).collect();
-        for role in dead {
+        let mut dead = Vec::new();
+        self.singles.retain_mut(|p| {
+            let alive = p.alive();
+            if !alive {
+                dead.push((p.role(), p.instance().to_owned()));
+            }
+            alive
+        });
+        for (role, instance) in dead {
             self.crashes += 1;
-            tracing::warn!(role, "chaos.role_died");
-            self.kill_and_restart(role).await?;
+            tracing::warn!(role, instance, "chaos.role_died");
+            self.start_as(role, &instance).await?;
         }
         let mut died = Vec::new();
         self.aggregators.retain_mut(|a| {
@@ -310,6 +329,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut cluster = Cluster {
         launcher,
         singles: Vec::new(),
+        kills: 0,
         aggregators: Vec::new(),
         kafka: kafka.clone(),
         group_id: group_id.clone(),
@@ -323,7 +343,12 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         outage_from: None,
     };
     for role in ["ingest", "load", "enforce", "api"] {
-        cluster.start_as(role, role).await?;
+        let n = if matches!(role, "load" | "enforce") { cfg.instances.max(1) } else { 1 };
+        for i in 0..n {
+            // One instance keeps the role's name (as before); several are numbered.
+            let instance = if n == 1 { role.to_owned() } else { format!("{role}-{i}") };
+            cluster.start_as(role, &instance).await?;
+        }
     }
     cluster.start("aggregate").await?;
     let stop = CancellationToken::new();

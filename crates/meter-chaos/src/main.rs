@@ -42,6 +42,9 @@ struct Cli {
     /// Seconds a ClickHouse outage lasts (the fault `clickhouse outage`).
     #[arg(long, default_value_t = 60)]
     clickhouse_outage_s: u64,
+    /// Processes of the load and enforce roles (their kill faults kill one at a time).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -75,6 +78,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         restart_rate: cli.restart_rate,
         clickhouse_outage: Duration::from_secs(cli.clickhouse_outage_s),
         key_twin_rate: cli.key_twin_rate,
+        instances: cli.instances,
     };
     let r = run(cfg).await?;
     println!("\nfaults injected:");
