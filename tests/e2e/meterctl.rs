@@ -39,6 +39,10 @@ async fn meterctl_manages_quotas_and_reads_usage() {
     );
     let out = ctl(&p, &["plan", "get", "small"]).await.expect("plan get");
     assert!(out.contains("[50,100]") && has_row(&out, &["written_data_bytes", "unlimited"]), "{out}");
+    ctl(&p, &["plan", "set", "large", "--quota", "active_time_seconds=900"]).await.expect("plan set");
+    let out = ctl(&p, &["plan", "list"]).await.expect("plan list");
+    let (large, small) = (out.find("plan large"), out.find("plan small"));
+    assert!(large.is_some() && large < small && has_row(&out, &["active_time_seconds", "900"]), "{out}");
     let err = ctl(&p, &["quota", "set", "ctl-p1", "--plan", "nope"]).await.unwrap_err();
     assert!(err.contains("400") && err.contains("unknown plan"), "{err}");
     let err = ctl(&p, &["quota", "set", "ctl-p1", "--quota", "cpu=3"]).await.unwrap_err();

@@ -172,6 +172,8 @@ async fn every_documented_response_is_what_the_api_returns() {
     c.call("put", "/v1/plans/{name}", &["oa-bad"], "", Some(json!({"thresholds": [0]})), 400).await;
     c.call("get", "/v1/plans/{name}", &["oa-plan"], "", None, 200).await;
     c.call("get", "/v1/plans/{name}", &["oa-none"], "", None, 404).await;
+    let plans = c.call("get", "/v1/plans", &[], "", None, 200).await;
+    assert_eq!(plans["plans"][0]["name"], "oa-plan", "{plans}");
     let quota = json!({"plan": "oa-plan", "quota": {"written_data_bytes": 1000}});
     c.call("put", "/v1/projects/{id}/quota", &["oa-p1"], "", Some(quota), 200).await;
     c.call("put", "/v1/projects/{id}/quota", &["oa-p1"], "", Some(json!({"plan": "nope"})), 400).await;

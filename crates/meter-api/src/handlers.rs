@@ -12,8 +12,8 @@ use rdkafka::producer::FutureRecord;
 
 use crate::error::ApiError;
 use crate::model::{
-    BranchView, Check, ControlPlaneCall, DenyReason, ErrorBody, PlanBody, ProjectList, ProjectListParams, ProjectQuota,
-    ProjectRow, ProjectState, QuotaPatchBody, QuotaPut, Status, SuspensionView, ThresholdReached,
+    BranchView, Check, ControlPlaneCall, DenyReason, ErrorBody, PlanBody, PlanList, ProjectList, ProjectListParams,
+    ProjectQuota, ProjectRow, ProjectState, QuotaPatchBody, QuotaPut, Status, SuspensionView, ThresholdReached,
 };
 use crate::query::Query;
 use crate::App;
@@ -77,6 +77,14 @@ pub(crate) async fn get_plan(State(app): State<App>, Path(name): Path<String>) -
     let g = app.views.0.read().expect("views");
     let plan = g.config.plans.get(&name).ok_or_else(|| ApiError::not_found(format!("no plan {name:?}")))?;
     Ok(Json(plan.clone()))
+}
+
+/// Every plan, by name.
+#[utoipa::path(get, path = "/v1/plans", tag = "quotas", responses((status = 200, body = PlanList)))]
+pub(crate) async fn list_plans(State(app): State<App>) -> Answer<PlanList> {
+    let mut plans: Vec<Plan> = app.views.0.read().expect("views").config.plans.values().cloned().collect();
+    plans.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(PlanList { plans }))
 }
 
 pub(crate) fn known(state: &crate::views::State, id: &str) -> bool {

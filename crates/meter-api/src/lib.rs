@@ -64,8 +64,9 @@ pub(crate) struct App {
 
 /// Every path the router serves (the OpenAPI document must list each).
 #[cfg(test)]
-const ROUTES: [&str; 19] = [
+const ROUTES: [&str; 20] = [
     "/v1/projects",
+    "/v1/plans",
     "/v1/plans/{name}",
     "/v1/projects/{id}/quota",
     "/v1/projects/{id}/status",
@@ -90,6 +91,7 @@ const ROUTES: [&str; 19] = [
 fn router(app: App) -> Router {
     let auth = app.auth.clone();
     Router::new()
+        .route("/v1/plans", get(handlers::list_plans))
         .route("/v1/plans/{name}", put(handlers::put_plan).get(handlers::get_plan))
         .route("/v1/projects", get(handlers::list_projects))
         .route(

@@ -403,6 +403,12 @@ pub(crate) struct ControlPlaneCall {
     pub(crate) at: String,
 }
 
+/// `GET /v1/plans`: every plan, by name.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlanList {
+    pub(crate) plans: Vec<meter_core::Plan>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct WebhookList {
     pub(crate) webhooks: Vec<Webhook>,

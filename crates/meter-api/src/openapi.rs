@@ -30,6 +30,7 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
             the reference those operations are tested against (README, \"Neon's API\")."
     ),
     paths(
+        handlers::list_plans,
         handlers::put_plan,
         handlers::get_plan,
         handlers::list_projects,

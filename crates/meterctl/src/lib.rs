@@ -99,6 +99,8 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum PlanCmd {
+    /// Every plan with its quotas and thresholds.
+    List,
     Get {
         name: String,
     },
@@ -249,6 +251,7 @@ where
     };
     let api = Api::new(&cli.api, cli.token.as_deref(), cli.ca_cert.as_deref())?;
     let (body, render): (Value, Box<Render>) = match cli.cmd {
+        Cmd::Plan { cmd: PlanCmd::List } => (api.get("/v1/plans").await?, Box::new(plans_table)),
         Cmd::Plan { cmd: PlanCmd::Get { name } } => {
             (api.get(&format!("/v1/plans/{name}")).await?, Box::new(plan_table))
         }
@@ -333,6 +336,14 @@ struct Sections {
 fn plan_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(out, "plan {}  thresholds {}", cell(&b["name"]), cell(&b["thresholds"]))?;
     Ok(table::write(out, &["METRIC", "QUOTA"], &metric_rows(None, &b["quota"]))?)
+}
+
+fn plans_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    for p in b["plans"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        plan_table(p, out)?;
+        writeln!(out)?;
+    }
+    Ok(())
 }
 
 fn quota_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {

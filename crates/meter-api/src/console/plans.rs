@@ -14,23 +14,22 @@ use super::html::{document, esc, grouped, limit_text, metric_label, table_head, 
 use super::project::unit;
 use super::{done_notice, parse_amount, see_other, ConsoleError, Form, PageResult};
 use crate::handlers::put_plan;
-use crate::model::PlanBody;
+use crate::model::{PlanBody, PlanList};
 use crate::query::Query;
 use crate::App;
 
 pub(crate) async fn list(State(app): State<App>, Extension(viewer): Extension<Viewer>) -> PageResult {
-    let (mut plans, counts) = {
+    let Json(PlanList { plans }) = crate::handlers::list_plans(State(app.clone())).await?;
+    let counts = {
         let g = app.views.0.read().expect("views");
-        let plans: Vec<Plan> = g.config.plans.values().cloned().collect();
         let mut counts = std::collections::HashMap::<String, usize>::new();
         for c in g.config.projects.values() {
             if let Some(p) = &c.plan {
                 *counts.entry(p.clone()).or_default() += 1;
             }
         }
-        (plans, counts)
+        counts
     };
-    plans.sort_by(|a, b| a.name.cmp(&b.name));
     let mut body = String::new();
     if plans.is_empty() {
         body.push_str("<p class=\"muted\">No plan yet.</p>");
