@@ -171,20 +171,10 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{}/value", e.0), Some(json!({"text": text}))).await;
     }
 
-    /// Chooses the `<option>` of `select_css` whose value is `value`.
-    pub async fn select(&self, select_css: &str, value: &str) {
-        let option = self.find(&format!("{select_css} option[value=\"{value}\"]")).await;
-        self.click(&option).await;
-    }
-
     /// The value of cookie `name` (HttpOnly ones included).
     pub async fn cookie(&self, name: &str) -> Option<String> {
         let v = self.call(reqwest::Method::GET, "/cookie", None).await;
         v.as_array()?.iter().find(|c| c["name"] == json!(name)).and_then(|c| c["value"].as_str()).map(str::to_owned)
-    }
-
-    pub async fn delete_cookies(&self) {
-        self.call(reqwest::Method::DELETE, "/cookie", None).await;
     }
 
     /// Runs axe-core (`axe_js`: the source of `axe.min.js`) on the current

@@ -161,15 +161,26 @@ pub(crate) fn project_ids_param(list: Option<&str>) -> Result<Vec<String>, ApiEr
 
 /// Cursors are opaque to clients: the hex of the last project id of a page.
 pub(crate) fn encode_cursor(last: &str) -> String {
-    last.bytes().map(|b| format!("{b:02x}")).collect()
+    hex(last)
 }
 
 pub(crate) fn decode_cursor(c: &str) -> Option<String> {
-    if !c.len().is_multiple_of(2) || c.len() > 512 {
+    unhex(c, 512)
+}
+
+/// `s`'s bytes in hex (cursors, the console's cookie: opaque and safe in a
+/// URL or a cookie whatever `s` holds).
+pub(crate) fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text `hex` made, if `h` is one of at most `max` hex digits.
+pub(crate) fn unhex(h: &str, max: usize) -> Option<String> {
+    if !h.len().is_multiple_of(2) || h.len() > max {
         return None;
     }
     let bytes: Option<Vec<u8>> =
-        (0..c.len()).step_by(2).map(|i| u8::from_str_radix(c.get(i..i + 2)?, 16).ok()).collect();
+        (0..h.len()).step_by(2).map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok()).collect();
     String::from_utf8(bytes?).ok()
 }
 

@@ -130,10 +130,15 @@ impl Totals {
         counters_at(&self.cycles, t)
     }
 
-    /// The largest branch's latest reading (what the storage quota is
-    /// judged on; the legacy reading is never enforced on), 0 when none.
+    /// The branches the storage quota is judged on, with their latest
+    /// readings: every branch but the legacy reading.
+    pub fn enforced_branches(&self) -> impl Iterator<Item = (&String, u64)> {
+        self.branches.iter().filter(|(b, _)| b.as_str() != LEGACY_BRANCH).map(|(b, r)| (b, r.value))
+    }
+
+    /// The largest of `enforced_branches`, 0 when none.
     pub fn largest_branch_bytes(&self) -> u64 {
-        self.branches.iter().filter(|(b, _)| b.as_str() != LEGACY_BRANCH).map(|(_, r)| r.value).max().unwrap_or(0)
+        self.enforced_branches().map(|(_, v)| v).max().unwrap_or(0)
     }
 }
 

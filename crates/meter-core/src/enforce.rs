@@ -7,7 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::LEGACY_BRANCH;
 use crate::{Cycle, Metric, Quota, Totals, UnixMs};
 
 /// A project's usage in the cycle being evaluated.
@@ -29,12 +28,7 @@ impl Usage {
     pub fn of_totals(t: &Totals, now_ms: UnixMs) -> Usage {
         Usage {
             counters: t.counters_at(now_ms).values,
-            branches: t
-                .branches
-                .iter()
-                .filter(|(id, _)| id.as_str() != LEGACY_BRANCH)
-                .map(|(id, r)| (id.clone(), r.value))
-                .collect(),
+            branches: t.enforced_branches().map(|(id, v)| (id.clone(), v)).collect(),
             last_ingested_ms: t.last_ingested_ms,
         }
     }

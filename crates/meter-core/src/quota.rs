@@ -21,6 +21,11 @@ pub struct Quota {
     pub logical_size_bytes: u64,
 }
 
+/// `used` of a limit `quota` (> 0) in whole percent, rounded down.
+pub fn percent(used: u64, quota: u64) -> u64 {
+    (u128::from(used) * 100 / u128::from(quota)).min(u128::from(u64::MAX)) as u64
+}
+
 impl Quota {
     /// The limit of `m`, `None` when unlimited.
     pub fn limit(&self, m: Metric) -> Option<u64> {
@@ -55,7 +60,7 @@ impl Quota {
             .zip(usage)
             .filter_map(|(m, u)| {
                 let q = self.limit(m)?;
-                let pct = (u128::from(u) * 100 / u128::from(q)).min(u128::from(u64::MAX)) as u64;
+                let pct = percent(u, q);
                 Some((m, u, q, pct))
             })
             .max_by(|a, b| (u128::from(a.1) * u128::from(b.2)).cmp(&(u128::from(b.1) * u128::from(a.2))))

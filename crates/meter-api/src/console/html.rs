@@ -118,8 +118,7 @@ pub(crate) fn metric_label(m: Metric) -> &'static str {
 
 /// `used` of `quota` in whole percent (rounded down), `None` without a quota.
 pub(crate) fn percent(used: u64, quota: Option<u64>) -> Option<u64> {
-    let q = quota.filter(|q| *q > 0)?;
-    Some((u128::from(used) * 100 / u128::from(q)).min(u128::from(u64::MAX)) as u64)
+    Some(meter_core::quota::percent(used, quota.filter(|q| *q > 0)?))
 }
 
 /// A horizontal bar of `used` against `quota` (text alongside: colour is

@@ -23,6 +23,7 @@ use axum::Router;
 use meter_core::auth::Scope;
 
 use crate::error::ApiError;
+use crate::history::{hex, unhex};
 use crate::App;
 use html::{document, esc, notice, Section, Viewer};
 
@@ -58,7 +59,7 @@ pub(crate) fn routes(app: App) -> Router<App> {
 /// longer valid). Without a tokens file everyone may manage.
 fn viewer_of(app: &App, headers: &HeaderMap) -> Option<Viewer> {
     let Some(table) = app.auth.current() else { return Some(Viewer { name: None, manage: true }) };
-    let token = cookie(headers, COOKIE).and_then(|hex| unhex(&hex))?;
+    let token = cookie(headers, COOKIE).and_then(|h| unhex(&h, 1024))?;
     let credential = table.api(&token).filter(|c| c.allows(Scope::Read))?;
     Some(Viewer { name: Some(credential.name.clone()), manage: credential.allows(Scope::Manage) })
 }
@@ -168,19 +169,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<String> {
-    if !s.len().is_multiple_of(2) || s.len() > 1024 {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> =
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect();
-    String::from_utf8(bytes?).ok()
-}
-
 /// A posted form (`application/x-www-form-urlencoded`).
 #[derive(Debug, Default)]
 pub(crate) struct Form(Vec<(String, String)>);
@@ -265,8 +253,8 @@ mod tests {
 
     #[test]
     fn tokens_survive_the_cookie_round_trip() {
-        assert_eq!(unhex(&hex("tok; en=1 ✓")).as_deref(), Some("tok; en=1 ✓"));
-        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex(&hex("tok; en=1 ✓"), 1024).as_deref(), Some("tok; en=1 ✓"));
+        assert_eq!(unhex("zz", 1024), None);
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, HeaderValue::from_static("a=1; meter_console=6869; b=2"));
         assert_eq!(cookie(&h, COOKIE).as_deref(), Some("6869"));
