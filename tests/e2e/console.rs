@@ -221,6 +221,19 @@ async fn the_console_shows_the_fleet_and_changes_only_what_a_manage_token_may() 
     })
     .await;
 
+    // The project's page shows the change just made (by the console's
+    // token) and an adjustment made through the API, with who and why.
+    let adjustment =
+        json!({"metric": "written_data_bytes", "delta": 7, "reason": "console check", "idempotency_key": "con-k"});
+    let (s, a) = call(reqwest::Method::POST, &format!("{api}/v1/projects/{over}/adjustments"), Some(adjustment)).await;
+    assert_eq!(s, 201, "{a}");
+    b.goto(&format!("{api}/console/projects/{over}")).await;
+    let changes = b.text("#quota-changes + table").await;
+    assert!(changes.contains("ops") && changes.contains(&raised.to_string()), "{changes}");
+    let adjustments = b.text("#adjustments + table").await;
+    assert!(adjustments.contains("console check") && adjustments.contains("applied"), "{adjustments}");
+    assert_accessible(&b, &axe).await;
+
     // Plans: listed, and editing thresholds writes the plan.
     b.goto(&format!("{api}/console/plans")).await;
     assert!(b.text("main").await.contains("con-small"));

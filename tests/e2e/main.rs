@@ -2,7 +2,9 @@
 //! ClickHouse, started by `deploy/local/stack up`. Ingest and aggregators run
 //! in process, each test on topics and a database of its own.
 
+mod adjustments;
 mod aggregators;
+mod audit_trail;
 mod bad_input;
 mod branch_storage;
 mod clickhouse_down;

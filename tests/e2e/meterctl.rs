@@ -124,6 +124,22 @@ async fn meterctl_manages_quotas_and_reads_usage() {
     })
     .await;
 
+    // Adjustments: applied once per key, refused below zero, listed with why.
+    let add =
+        ["adjust", "add", "ctl-p1", "--metric", "active_time_seconds", "--delta", "-50", "--reason", "test usage"];
+    let keyed = [&add[..], &["--key", "ctl-k1"]].concat();
+    let out = ctl(&p, &keyed).await.expect("adjust add");
+    assert!(out.contains("applied: ctl-p1 active_time_seconds of") && out.contains("is now 100 (key ctl-k1)"), "{out}");
+    let again = ctl(&p, &keyed).await.expect("adjust add again");
+    assert_eq!(again, out, "the same key applies once");
+    let err =
+        ctl(&p, &["adjust", "add", "ctl-p1", "--metric", "active_time_seconds", "--delta", "-500", "--reason", "r"])
+            .await
+            .unwrap_err();
+    assert!(err.contains("422") && err.contains("below zero: it is 100"), "{err}");
+    let out = ctl(&p, &["adjust", "list", "ctl-p1"]).await.expect("adjust list");
+    assert!(out.lines().any(|l| l.contains("-50") && l.contains("applied") && l.contains("test usage")), "{out}");
+
     let out = ctl(&p, &["dead-letters", "list"]).await.expect("dead letters");
     assert_eq!(out.trim(), "KEY  TYPE  PROJECT  ATTEMPTS  FAILED_AT  LAST_ERROR");
     let err = ctl(&p, &["dead-letters", "replay", "no-such-key"]).await.unwrap_err();

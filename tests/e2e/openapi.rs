@@ -357,6 +357,30 @@ async fn every_documented_response_is_what_the_api_returns() {
     c.call("get", "/v1/consumption_history/fleet", &[], "from=yesterday", None, 400).await;
     c.call("get", "/v1/openapi.json", &[], "", None, 200).await;
 
+    // Adjustments, and the trail of quota and plan changes.
+    let adjust = "/v1/projects/{id}/adjustments";
+    let adjustment = |delta: i64, key: &str| json!({"metric": "written_data_bytes", "delta": delta, "reason": "double-counted", "idempotency_key": key});
+    let applied = c.call("post", adjust, &["oa-p1"], "", Some(adjustment(-500, "oa-k1")), 201).await;
+    assert_eq!(applied["counter_after"], 2000, "{applied}");
+    c.call("post", adjust, &["oa-p1"], "", Some(adjustment(-500, "oa-k1")), 200).await;
+    c.call("post", adjust, &["oa-p1"], "", Some(adjustment(-400, "oa-k1")), 409).await;
+    c.call("post", adjust, &["oa-p1"], "", Some(adjustment(-99_999, "oa-k2")), 422).await;
+    c.call("post", adjust, &["oa-p1"], "", Some(json!({"metric": "cpu", "delta": 1})), 400).await;
+    c.call("post", adjust, &["oa-unknown"], "", Some(adjustment(5, "oa-k3")), 404).await;
+    let listed = c.call("get", adjust, &["oa-p1"], "", None, 200).await;
+    assert_eq!(listed["adjustments"][0]["idempotency_key"], "oa-k1", "{listed}");
+    c.call("get", adjust, &["oa-p1"], "cycle=2026-13", None, 400).await;
+    let trail = c.call("get", "/v1/projects/{id}/quota/history", &["oa-p1"], "", None, 200).await;
+    assert!(!trail["changes"].as_array().expect("changes").is_empty(), "{trail}");
+    c.call("get", "/v1/projects/{id}/quota/history", &["bad%20id"], "", None, 400).await;
+    c.call("get", "/v1/plans/{name}/history", &["oa-plan"], "", None, 200).await;
+    c.call("get", "/v1/plans/{name}/history", &["oa-none"], "", None, 404).await;
+    // With the aggregator stopped, an adjustment is written and not yet judged.
+    p.stop_aggregator().await;
+    let pending = c.call("post", adjust, &["oa-p1"], "", Some(adjustment(5, "oa-k4")), 202).await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    p.start_aggregator();
+
     // Neon's surface, documented in the same document.
     let neon_projects = "/api/v2/consumption_history/projects";
     let page = c.call("get", neon_projects, &[], &format!("{range}&project_ids=oa-p1&limit=1"), None, 200).await;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fleet::{assert_exact, fleet_run};
 
 /// The `<!-- query: NAME -->` blocks of docs/schema.md.
-fn documented_queries() -> BTreeMap<String, String> {
+pub(crate) fn documented_queries() -> BTreeMap<String, String> {
     let doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/schema.md")).expect("docs/schema.md");
     let mut out = BTreeMap::new();
@@ -25,13 +25,13 @@ fn documented_queries() -> BTreeMap<String, String> {
     out
 }
 
-fn ch_time(ms: i64) -> String {
+pub(crate) fn ch_time(ms: i64) -> String {
     let s = meter_core::cycle::rfc3339(ms);
     format!("'{} {}'", &s[..10], &s[11..19])
 }
 
 /// Runs `sql` and returns its rows as JSON arrays (64-bit integers come back quoted).
-async fn query(p: &Pipeline, sql: &str) -> Vec<Vec<Value>> {
+pub(crate) async fn query(p: &Pipeline, sql: &str) -> Vec<Vec<Value>> {
     let r = reqwest::Client::new()
         .post(&p.store_cfg.url)
         .body(format!("{sql} FORMAT JSONCompact"))
@@ -45,7 +45,7 @@ async fn query(p: &Pipeline, sql: &str) -> Vec<Vec<Value>> {
     v["data"].as_array().expect("data").iter().map(|r| r.as_array().expect("row").clone()).collect()
 }
 
-fn num(v: &Value) -> u64 {
+pub(crate) fn num(v: &Value) -> u64 {
     v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
@@ -77,6 +77,7 @@ async fn documented_billing_queries_return_exact_numbers() {
     assert_eq!(queries.len(), 3, "docs/schema.md documents three queries: {:?}", queries.keys());
     let prepare = |sql: &str| {
         sql.replace("meter.usage_hourly", &format!("{}.usage_hourly", p.store_cfg.database))
+            .replace("meter.usage_adjustments", &format!("{}.usage_adjustments", p.store_cfg.database))
             // Through a placeholder: in December 2026 the documented end is
             // the month's start.
             .replace("'2026-11-01 00:00:00'", "{month_start}")

@@ -1,4 +1,5 @@
-//! The load role: `usage.rows` -> ClickHouse's `usage_hourly`.
+//! The load role: `usage.rows` -> ClickHouse's `usage_hourly` (and the
+//! applied adjustments -> `usage_adjustments`).
 //!
 //! A consumer group of its own (instances scale out like the aggregator's)
 //! reads the rows the aggregator committed (read_committed: rows of aborted
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use meter_core::retry::{Backoff, RetryPolicy};
 use meter_kafka::{KafkaConfig, RebalanceWatch};
 use meter_runtime::Health;
-use meter_store::{Store, StoreConfig, UsageRow};
+use meter_store::{AdjustmentRow, Store, StoreConfig, UsageRow};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -54,6 +55,7 @@ struct Loader {
 #[derive(Default)]
 struct Collected {
     rows: Vec<UsageRow>,
+    adjustments: Vec<AdjustmentRow>,
     next: BTreeMap<i32, i64>,
 }
 
@@ -73,7 +75,7 @@ impl Loader {
             if batch.next.is_empty() {
                 continue;
             }
-            if !self.insert(&batch.rows, shutdown) {
+            if !self.insert(&batch, shutdown) {
                 break; // shutdown: the rows are read again by the next owner
             }
             let mut offsets = TopicPartitionList::new();
@@ -113,7 +115,10 @@ impl Loader {
                 Some(Ok(msg)) => {
                     out.next.insert(msg.partition(), msg.offset() + 1);
                     match decode_rows(msg.payload().unwrap_or_default()) {
-                        Ok(rows) => out.rows.extend(rows),
+                        Ok(loadable) => {
+                            out.rows.extend(loadable.rows);
+                            out.adjustments.extend(loadable.adjustments);
+                        }
                         Err(e) => {
                             // The aggregator never writes such a record; skip it, loudly.
                             tracing::error!(
@@ -134,13 +139,18 @@ impl Loader {
 
     /// Inserts the rows, retrying until it succeeds; false if shutdown came
     /// first. Retrying is safe: the rows are keyed by their batch.
-    fn insert(&self, rows: &[UsageRow], shutdown: &CancellationToken) -> bool {
+    fn insert(&self, batch: &Collected, shutdown: &CancellationToken) -> bool {
+        let rows = &batch.rows;
         let started = Instant::now();
         let mut backoff =
             Backoff::new(RetryPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(5) });
         let mut failures = 0u32;
         loop {
-            match self.rt.block_on(self.store.write_usage(rows)) {
+            let written = async {
+                self.store.write_adjustments(&batch.adjustments).await?;
+                self.store.write_usage(rows).await
+            };
+            match self.rt.block_on(written) {
                 Ok(()) => break,
                 Err(e) => {
                     metrics::counter!(m::LOAD_ERRORS).increment(1);

@@ -17,6 +17,8 @@ pub(crate) const DUPLICATE_KEY_EVENTS: &str = "meter_aggregator_duplicate_key_ev
 /// full or its linger is over), `apply`, `kafka` (the transaction).
 pub(crate) const FLUSH_SECONDS: &str = "meter_aggregator_flush_duration_seconds";
 /// Records read again because the group's offsets were ahead of the restored state.
+/// Adjustments judged, by outcome (`applied`, `refused`).
+pub(crate) const ADJUSTMENTS: &str = "meter_aggregator_adjustments_total";
 pub(crate) const REREAD: &str = "meter_aggregator_reread_records_total";
 /// Partition states rebuilt from `usage.totals`.
 pub(crate) const RESTORES: &str = "meter_aggregator_restores_total";
@@ -48,6 +50,10 @@ pub(crate) fn describe() {
         REREAD,
         "Records read again because the group's offsets were ahead of the restored state."
     );
+    metrics::describe_counter!(
+        ADJUSTMENTS,
+        "Adjustments judged, by outcome (`applied`, `refused`: below zero or a cycle no longer kept)."
+    );
     metrics::describe_counter!(RESTORES, "Partition states rebuilt from `usage.totals`.");
     metrics::describe_gauge!(LAG, "Records in `usage.events` not yet committed by this instance.");
     metrics::describe_histogram!(
@@ -59,6 +65,9 @@ pub(crate) fn describe() {
     }
     for outcome in ["committed", "aborted"] {
         metrics::counter!(BATCHES, "outcome" => outcome).increment(0);
+    }
+    for outcome in ["applied", "refused"] {
+        metrics::counter!(ADJUSTMENTS, "outcome" => outcome).increment(0);
     }
     for reason in ["duplicate", "stale_seq", "undecodable", "covered_by_state"] {
         metrics::counter!(DISCARDED, "reason" => reason).increment(0);

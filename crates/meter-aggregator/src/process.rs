@@ -4,10 +4,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use meter_core::adjust::{Adjusted, Adjustment, AdjustmentOutcome};
 use meter_core::aggregate::Retention;
 use meter_core::{ProjectState, ProjectUpdate};
 use meter_kafka::{read_range, KafkaConfig};
-use meter_proto::decode_record;
+use meter_proto::adjust::decode_events;
 use meter_store::UsageRow;
 
 use crate::metrics as m;
@@ -56,6 +57,10 @@ impl Pending {
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     pub(crate) rows: BTreeMap<i32, Vec<UsageRow>>,
+    /// Per partition, the adjustments applied and their offsets (for ClickHouse).
+    pub(crate) adjusted: BTreeMap<i32, Vec<(Adjustment, u64)>>,
+    /// What became of each adjustment judged (for `meter.adjustments`).
+    pub(crate) adjustments: Vec<AdjustmentOutcome>,
     /// Per partition, the projects counted in (looked up before the id is
     /// copied: a collector's batch touches thousands).
     pub(crate) touched: BTreeMap<i32, HashSet<String>>,
@@ -131,6 +136,10 @@ pub(crate) fn apply(
         if !part.touched.is_empty() {
             out.touched.insert(p, part.touched);
         }
+        if !part.adjusted.is_empty() {
+            out.adjusted.insert(p, part.adjusted);
+        }
+        out.adjustments.extend(part.adjustments);
     }
     // Once per batch, not per row: the recorder looks labels up on each call.
     for (metric, v) in meter_core::Metric::COUNTERS.iter().zip(usage) {
@@ -161,6 +170,8 @@ struct Job<'a> {
 #[derive(Default)]
 struct PartOutcome {
     rows: Vec<UsageRow>,
+    adjusted: Vec<(Adjustment, u64)>,
+    adjustments: Vec<AdjustmentOutcome>,
     touched: HashSet<String>,
     events: u64,
     oldest_ingest_ms: Option<i64>,
@@ -198,16 +209,16 @@ fn run_jobs(jobs: Vec<Job<'_>>, bytes: usize, retention: &Retention) -> Vec<(i32
 }
 
 /// Applies one partition's records, in order, to its state.
-fn apply_partition(job: Job<'_>, retention: &Retention) -> (i32, PartOutcome) {
+fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome) {
     let mut out = PartOutcome::default();
     let partition = job.partition;
-    for rec in job.records {
+    for rec in std::mem::take(&mut job.records) {
         if job.resume.is_some_and(|r| rec.offset < r) {
             metrics::counter!(m::DISCARDED, "reason" => "covered_by_state").increment(1);
             continue;
         }
-        let batches = match decode_record(&rec.payload) {
-            Ok(b) => b,
+        let decoded = match decode_events(&rec.payload) {
+            Ok(d) => d,
             Err(e) => {
                 // Ingest never writes such a record; skip it, loudly.
                 tracing::error!(partition = rec.partition, offset = rec.offset, error = %e, "aggregator.record_undecodable");
@@ -215,7 +226,10 @@ fn apply_partition(job: Job<'_>, retention: &Retention) -> (i32, PartOutcome) {
                 continue;
             }
         };
-        for batch in &batches {
+        for a in &decoded.adjustments {
+            adjust(&mut job, &mut out, a, rec.offset, retention);
+        }
+        for batch in &decoded.batches {
             let project = batch.project_id.as_str();
             let state = match job.state.get_mut(project) {
                 Some(s) => s,
@@ -251,6 +265,35 @@ fn apply_partition(job: Job<'_>, retention: &Retention) -> (i32, PartOutcome) {
         }
     }
     (partition, out)
+}
+
+/// Applies one adjustment read at `offset` to its project's state.
+fn adjust(job: &mut Job<'_>, out: &mut PartOutcome, a: &Adjustment, offset: i64, retention: &Retention) {
+    let project = a.project_id.as_str();
+    let state = job.state.entry(project.to_owned()).or_insert_with(|| ProjectState::new(a.project_id.clone()));
+    let version = state.version;
+    let (refusal, counter_after) = match state.adjust(a, retention) {
+        Adjusted::Duplicate => {
+            metrics::counter!(m::DISCARDED, "reason" => "duplicate").increment(1);
+            return;
+        }
+        Adjusted::Applied { counter } => {
+            out.adjusted.push((a.clone(), offset as u64));
+            (None, counter)
+        }
+        Adjusted::Refused { refusal, counter } => (Some(refusal), counter),
+    };
+    let outcome = if refusal.is_none() { "applied" } else { "refused" };
+    metrics::counter!(m::ADJUSTMENTS, "outcome" => outcome).increment(1);
+    if state.version != version {
+        out.touched.insert(project.to_owned());
+    }
+    out.adjustments.push(AdjustmentOutcome {
+        adjustment: a.clone(),
+        refusal,
+        counter_after,
+        decided_ms: meter_runtime::now_ms(),
+    });
 }
 
 #[cfg(test)]

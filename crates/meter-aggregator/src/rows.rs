@@ -1,8 +1,9 @@
 //! Hourly rows on the `usage.rows` topic: `UsageRow` <-> the `UsageRows`
 //! record, written by the aggregator and read by the load role.
 
+use meter_proto::adjust::{adjustment_from_wire, adjustment_to_wire};
 use meter_proto::v1;
-use meter_store::UsageRow;
+use meter_store::{AdjustmentRow, UsageRow};
 use prost::Message as _;
 
 /// Rows per `usage.rows` record at most: ~100 bytes each, so a record stays
@@ -29,16 +30,42 @@ pub(crate) fn encode_rows(rows: &[UsageRow]) -> Vec<Vec<u8>> {
                         branch_id: r.branch_id.clone(),
                     })
                     .collect(),
+                adjustments: Vec::new(),
             }
             .encode_to_vec()
         })
         .collect()
 }
 
-/// The rows of one `usage.rows` record.
-pub(crate) fn decode_rows(payload: &[u8]) -> anyhow::Result<Vec<UsageRow>> {
+/// The `usage.rows` record of applied adjustments (few: one record).
+pub(crate) fn encode_adjustments(applied: &[(meter_core::adjust::Adjustment, u64)]) -> Vec<u8> {
+    let adjustments = applied
+        .iter()
+        .map(|(a, version)| v1::AppliedAdjustment { adjustment: Some(adjustment_to_wire(a)), version: *version })
+        .collect();
+    v1::UsageRows { rows: Vec::new(), adjustments }.encode_to_vec()
+}
+
+/// What one `usage.rows` record holds for ClickHouse.
+#[derive(Debug, Default)]
+pub(crate) struct Loadable {
+    pub(crate) rows: Vec<UsageRow>,
+    pub(crate) adjustments: Vec<AdjustmentRow>,
+}
+
+/// The rows and adjustments of one `usage.rows` record.
+pub(crate) fn decode_rows(payload: &[u8]) -> anyhow::Result<Loadable> {
     let wire = v1::UsageRows::decode(payload)?;
-    wire.rows
+    let adjustments = wire
+        .adjustments
+        .into_iter()
+        .map(|w| {
+            let a = adjustment_from_wire(w.adjustment.unwrap_or_default())?;
+            Ok(AdjustmentRow::of(&a, w.version))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let rows = wire
+        .rows
         .into_iter()
         .map(|r| {
             let metric = i8::try_from(r.metric)
@@ -58,7 +85,8 @@ pub(crate) fn decode_rows(payload: &[u8]) -> anyhow::Result<Vec<UsageRow>> {
                 branch_id: r.branch_id,
             })
         })
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Loadable { rows, adjustments })
 }
 
 #[cfg(test)]
@@ -86,8 +114,27 @@ mod tests {
         let records = encode_rows(&rows);
         assert_eq!(records.len(), 3);
         assert!(records.iter().all(|r| r.len() < 512 * 1024), "{:?}", records.iter().map(Vec::len).collect::<Vec<_>>());
-        let back: Vec<UsageRow> = records.iter().flat_map(|r| decode_rows(r).expect("decodes")).collect();
+        let back: Vec<UsageRow> = records.iter().flat_map(|r| decode_rows(r).expect("decodes").rows).collect();
         assert_eq!(format!("{back:?}"), format!("{rows:?}"));
+    }
+
+    #[test]
+    fn applied_adjustments_survive_the_topic() {
+        let a = meter_core::adjust::Adjustment {
+            project_id: meter_core::ProjectId::new("p1").unwrap(),
+            metric: meter_core::Metric::ActiveTimeSeconds,
+            hour_ms: 1_764_500_400_000,
+            cycle_wide: false,
+            delta: -60,
+            reason: "r".into(),
+            idempotency_key: "k".into(),
+            actor: "ops".into(),
+            created_ms: 1,
+            request_id: "q".into(),
+        };
+        let back = decode_rows(&encode_adjustments(&[(a.clone(), 7)])).expect("decodes");
+        assert!(back.rows.is_empty());
+        assert_eq!(back.adjustments, vec![AdjustmentRow::of(&a, 7)]);
     }
 
     #[test]

@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 use crate::consumer::{group_consumer, GroupConsumer};
 use crate::metrics as m;
 use crate::process::{apply, Outcome, Pending, Record};
-use crate::rows::encode_rows;
+use crate::rows::{encode_adjustments, encode_rows};
 use crate::state::States;
 use crate::AggregatorConfig;
+use meter_core::adjust::outcome_key;
 use meter_runtime::now_ms;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -166,7 +167,8 @@ impl Worker {
 
     /// One transaction: the totals of every touched project (and the
     /// chunks of its idempotency keys that changed), the hourly rows of
-    /// the counted batches, and the offsets.
+    /// the counted batches, the adjustments applied (for ClickHouse) and
+    /// what became of each adjustment judged, and the offsets.
     fn commit(
         &self,
         consumer: &GroupConsumer,
@@ -202,6 +204,16 @@ impl Worker {
                     BaseRecord::<str, [u8]>::to(&self.kafka.rows_topic).partition(*partition).payload(&record),
                 )?;
             }
+        }
+        for (partition, applied) in &outcome.adjusted {
+            let record = encode_adjustments(applied);
+            send(producer, BaseRecord::<str, [u8]>::to(&self.kafka.rows_topic).partition(*partition).payload(&record))?;
+        }
+        for judged in &outcome.adjustments {
+            let a = &judged.adjustment;
+            let key = outcome_key(a.project_id.as_str(), &a.idempotency_key);
+            let value = serde_json::to_vec(judged).expect("an outcome serializes");
+            send(producer, BaseRecord::to(&self.kafka.adjustments_topic).key(key.as_str()).payload(&value))?;
         }
         let mut offsets = TopicPartitionList::new();
         for (&p, &next) in &pending.next {

@@ -22,15 +22,32 @@ fn scope_of(method: &Method) -> Scope {
     }
 }
 
-/// Checks the `authorization` value for `scope` against `auth`.
-pub(crate) fn check(auth: &Auth, header: Option<&str>, scope: Scope) -> Result<(), ApiError> {
-    let Some(table) = auth.current() else { return Ok(()) };
+/// Checks the `authorization` value for `scope` against `auth`; the
+/// credential's name ("" without a tokens file).
+pub(crate) fn check(auth: &Auth, header: Option<&str>, scope: Scope) -> Result<String, ApiError> {
+    let Some(table) = auth.current() else { return Ok(String::new()) };
     let token = bearer(header).map_err(ApiError::unauthenticated)?;
     let credential = table.api(token).ok_or(ApiError::unauthenticated(AuthError::Unknown))?;
     if !credential.allows(scope) {
         return Err(ApiError::forbidden(format!("credential {:?} lacks the {scope} scope", credential.name)));
     }
-    Ok(())
+    Ok(credential.name.clone())
+}
+
+tokio::task_local! {
+    /// The name of the credential the request being answered came with.
+    static ACTOR: String;
+}
+
+/// Who makes the change being answered: the credential's name ("" without
+/// a tokens file), kept with what it writes (adjustments, quota changes).
+pub(crate) fn actor() -> String {
+    ACTOR.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// Runs `next` with `name` as the actor (the console signs in by cookie).
+pub(crate) async fn as_actor(name: String, next: Next, req: Request) -> Response {
+    ACTOR.scope(name, next.run(req)).await
 }
 
 /// The HTTP middleware.
@@ -42,7 +59,7 @@ pub(crate) async fn require(State(auth): State<Auth>, req: Request, next: Next) 
     }
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match check(&auth, header, scope_of(req.method())) {
-        Ok(()) => next.run(req).await,
+        Ok(name) => as_actor(name, next, req).await,
         Err(e) => e.into_response(),
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::Json;
+use meter_core::config_history::{Changed, ConfigChange};
 use meter_core::config_view::ConfigKey;
 use meter_core::cycle::{rfc3339, Cycle};
 use meter_core::{Metric, Plan, ProjectId, ProjectQuotaConfig, ProjectQuotaPatch};
@@ -41,11 +42,31 @@ pub(crate) async fn produce(app: &App, topic: &str, key: &str, value: Option<&[u
         .map_err(|(e, _)| ApiError::unavailable(format!("kafka did not confirm the write: {e}; retry")))
 }
 
-/// Writes a config record, then applies it locally (read-your-writes).
-pub(crate) async fn write_config(app: &App, key: ConfigKey, value: &impl serde::Serialize) -> Result<(), ApiError> {
+/// Writes a config record (and, for quota and plan changes, its entry in
+/// the trail, in the same Kafka transaction), then applies it locally
+/// (read-your-writes).
+pub(crate) async fn write_config(
+    app: &App,
+    key: ConfigKey,
+    value: &impl serde::Serialize,
+    change: Option<Changed>,
+) -> Result<(), ApiError> {
     let bytes = serde_json::to_vec(value).expect("config serializes");
     let k = key.encode();
-    produce(app, &app.kafka.config_topic, &k, Some(&bytes)).await?;
+    let trail = change.map(|changed| {
+        let c = ConfigChange {
+            changed,
+            actor: crate::auth::actor(),
+            request_id: crate::request_id::current().map(|c| c.id).unwrap_or_default(),
+            changed_ms: app.clock.now_ms(),
+        };
+        (c.key(), serde_json::to_vec(&c).expect("a change serializes"))
+    });
+    let (writer, key, value) = (app.config_writer.clone(), k.clone(), bytes.clone());
+    tokio::task::spawn_blocking(move || writer.write(&key, &value, trail))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the config write did not finish: {e}; retry")))?
+        .map_err(|e| ApiError::unavailable(format!("kafka did not commit the write: {e}; retry")))?;
     app.views.0.write().expect("views").config.apply(k.as_bytes(), Some(&bytes)).map_err(ApiError::bad_request)?;
     Ok(())
 }
@@ -58,6 +79,7 @@ pub(crate) async fn write_config(app: &App, key: ConfigKey, value: &impl serde::
 pub(crate) async fn put_plan(State(app): State<App>, Path(name): Path<String>, body: Body<PlanBody>) -> Answer<Plan> {
     let Json(body) = body?;
     ProjectId::new(&name).map_err(|e| ApiError::bad_request(format!("plan name: {e}")))?;
+    let _serial = app.config_writes.lock().await;
     let plan = Plan {
         name: name.clone(),
         quota: body.quota,
@@ -65,7 +87,9 @@ pub(crate) async fn put_plan(State(app): State<App>, Path(name): Path<String>, b
     }
     .normalized()
     .map_err(ApiError::bad_request)?;
-    write_config(&app, ConfigKey::Plan(name), &plan).await?;
+    let before = app.views.0.read().expect("views").config.plans.get(&name).cloned();
+    let change = Changed::Plan { name: name.clone(), before, after: plan.clone() };
+    write_config(&app, ConfigKey::Plan(name), &plan, Some(change)).await?;
     Ok(Json(plan))
 }
 
@@ -150,7 +174,9 @@ async fn write_quota(app: &App, id: &str, cfg: &ProjectQuotaConfig) -> Result<()
             )));
         }
     }
-    write_config(app, ConfigKey::Project(id.to_owned()), cfg).await
+    let before = app.views.0.read().expect("views").config.projects.get(id).cloned();
+    let change = Changed::Project { project_id: id.to_owned(), before, after: cfg.clone() };
+    write_config(app, ConfigKey::Project(id.to_owned()), cfg, Some(change)).await
 }
 
 /// A project's plan, overrides and effective quota.

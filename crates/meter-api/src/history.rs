@@ -55,6 +55,7 @@ fn timeframes(range: &HistoryRange, rows: &[&PeriodUsage]) -> Vec<Timeframe> {
             if range.byte_hours {
                 t.logical_size_bytes_hour = Some(row.map_or(0, |r| r.logical_size_bytes_hour));
             }
+            t.adjusted = row.is_some_and(|r| r.adjusted);
             t
         })
         .collect()

@@ -1,13 +1,17 @@
 //! The api role (HTTP/JSON): plans and project quotas with Neon's field
 //! names, project status, `CheckQuota` for the control plane, webhook
-//! endpoints and their dead letters, consumption history. Reads come from
+//! endpoints and their dead letters, usage adjustments (written to
+//! `usage.events`, judged by the aggregator), consumption history. Reads come from
 //! in-memory views of the state topics (history: from ClickHouse); writes go
 //! to the compacted config topic (acks=all) before they are answered. The
 //! OpenAPI document of all of it, generated from the handlers and the types
 //! of `model.rs`, is served at `/v1/openapi.json`.
 
+mod adjustments;
 mod auth;
 mod config;
+mod config_history;
+mod config_writer;
 mod console;
 mod error;
 mod grpc;
@@ -48,6 +52,10 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct App {
     views: views::Views,
     producer: FutureProducer,
+    /// Writes adjustments to `usage.events`, as ingest writes usage.
+    events: meter_kafka::EventProducer,
+    /// Writes config changes and their trail in one transaction.
+    config_writer: Arc<config_writer::ConfigWriter>,
     kafka: KafkaConfig,
     store: meter_store::Store,
     clock: Arc<dyn Clock>,
@@ -64,11 +72,13 @@ pub(crate) struct App {
 
 /// Every path the router serves (the OpenAPI document must list each).
 #[cfg(test)]
-const ROUTES: [&str; 20] = [
+const ROUTES: [&str; 23] = [
     "/v1/projects",
     "/v1/plans",
     "/v1/plans/{name}",
+    "/v1/plans/{name}/history",
     "/v1/projects/{id}/quota",
+    "/v1/projects/{id}/quota/history",
     "/v1/projects/{id}/status",
     "/v1/projects/{id}/check",
     "/v1/webhooks",
@@ -78,6 +88,7 @@ const ROUTES: [&str; 20] = [
     "/v1/webhooks/{id}/deliveries/{delivery_id}/resend",
     "/v1/webhooks/dead-letters",
     "/v1/webhooks/dead-letters/replay",
+    "/v1/projects/{id}/adjustments",
     "/v1/projects/{id}/consumption_history",
     "/v1/consumption_history/projects",
     "/v1/consumption_history/fleet",
@@ -93,11 +104,13 @@ fn router(app: App) -> Router {
     Router::new()
         .route("/v1/plans", get(handlers::list_plans))
         .route("/v1/plans/{name}", put(handlers::put_plan).get(handlers::get_plan))
+        .route("/v1/plans/{name}/history", get(config_history::plan_history))
         .route("/v1/projects", get(handlers::list_projects))
         .route(
             "/v1/projects/{id}/quota",
             put(handlers::put_quota).patch(handlers::patch_quota).get(handlers::get_quota),
         )
+        .route("/v1/projects/{id}/quota/history", get(config_history::quota_history))
         .route("/v1/projects/{id}/status", get(handlers::status))
         .route("/v1/projects/{id}/check", get(handlers::check))
         .route("/v1/webhooks", get(webhooks::list_webhooks))
@@ -110,6 +123,7 @@ fn router(app: App) -> Router {
         .route("/v1/webhooks/{id}/deliveries/{delivery_id}/resend", post(webhooks::resend_delivery))
         .route("/v1/webhooks/dead-letters", get(webhooks::list_dead_letters))
         .route("/v1/webhooks/dead-letters/replay", post(webhooks::replay_dead_letters))
+        .route("/v1/projects/{id}/adjustments", post(adjustments::post_adjustment).get(adjustments::list_adjustments))
         .route("/v1/projects/{id}/consumption_history", get(history::project))
         .route("/v1/consumption_history/projects", get(history::projects))
         .route("/v1/consumption_history/fleet", get(history::fleet))
@@ -148,6 +162,8 @@ pub async fn run(
     }
     let producer: FutureProducer =
         kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
+    let events = meter_kafka::EventProducer::new(kafka)?;
+    let config_writer = Arc::new(config_writer::ConfigWriter::new(kafka)?);
     let store = meter_store::Store::new(clickhouse)?;
     let (auth, webhook_targets) = security;
     let config_writes = Arc::default();
@@ -155,6 +171,8 @@ pub async fn run(
     let app = App {
         views,
         producer,
+        events,
+        config_writer,
         kafka: kafka.clone(),
         store,
         clock,

@@ -18,7 +18,8 @@ pub(crate) struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ErrorDetail {
     /// `invalid_argument`, `invalid_json`, `invalid_query`, `not_found`,
-    /// `unauthenticated`, `permission_denied` or `unavailable`.
+    /// `unauthenticated`, `permission_denied`, `conflict`, `below_zero`,
+    /// `cycle_not_kept` or `unavailable`.
     #[schema(example = "invalid_argument")]
     pub(crate) code: &'static str,
     /// What is wrong, starting with the parameter or field at fault.
@@ -518,6 +519,10 @@ pub(crate) struct Timeframe {
     pub(crate) logical_size_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) logical_size_bytes_hour: Option<u64>,
+    /// True when the counters include adjustments booked in this timeframe
+    /// (`GET /v1/projects/{id}/adjustments` lists them); absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) adjusted: bool,
 }
 
 impl Timeframe {
@@ -584,4 +589,121 @@ pub(crate) struct FleetHistory {
     #[serde(flatten)]
     pub(crate) range: RangeEcho,
     pub(crate) consumption: Vec<Timeframe>,
+}
+
+/// `POST /v1/projects/{id}/adjustments`: a correction of one counter.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdjustmentBody {
+    /// A counter: `active_time_seconds`, `compute_time_seconds`,
+    /// `written_data_bytes` or `data_transfer_bytes`.
+    pub(crate) metric: String,
+    /// The hour it is booked in (RFC 3339, on the hour, begun). Give `hour`
+    /// or `cycle`; neither: the current hour.
+    #[schema(format = DateTime, example = "2026-11-30T10:00:00Z")]
+    pub(crate) hour: Option<String>,
+    /// A whole billing cycle, `YYYY-MM` (booked at its first hour).
+    #[schema(example = "2026-11")]
+    pub(crate) cycle: Option<String>,
+    /// Added to the counter; negative to take usage away. Refused (422)
+    /// when it would take the cycle's counter below zero.
+    pub(crate) delta: i64,
+    /// Why (1-500 characters), kept with it.
+    pub(crate) reason: String,
+    /// 1-128 visible ASCII characters: one adjustment per project and key,
+    /// ever. Sending the same request again answers what the first got.
+    pub(crate) idempotency_key: String,
+}
+
+/// An adjustment, who made it and what became of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AdjustmentView {
+    pub(crate) project_id: String,
+    pub(crate) metric: Metric,
+    /// The hour it is booked in.
+    #[schema(format = DateTime)]
+    pub(crate) hour: String,
+    /// The cycle whose counter it changes, `YYYY-MM`.
+    pub(crate) cycle: String,
+    /// Asked for the whole cycle rather than an hour.
+    pub(crate) cycle_wide: bool,
+    pub(crate) delta: i64,
+    pub(crate) reason: String,
+    pub(crate) idempotency_key: String,
+    /// The name of the API credential that made it (empty without a tokens file).
+    pub(crate) actor: String,
+    #[schema(format = DateTime)]
+    pub(crate) created_at: String,
+    /// The `X-Request-ID` of the request that made it.
+    pub(crate) request_id: String,
+    /// `applied`, `refused` or `pending` (written, not yet judged).
+    pub(crate) status: AdjustmentStatus,
+    /// Why it was refused: `below_zero` or `cycle_not_kept`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refusal: Option<meter_core::adjust::Refusal>,
+    /// The cycle's counter once it was applied (or, refused, as it stayed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) counter_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AdjustmentStatus {
+    Applied,
+    Refused,
+    Pending,
+}
+
+/// `GET /v1/projects/{id}/adjustments`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AdjustmentList {
+    pub(crate) adjustments: Vec<AdjustmentView>,
+}
+
+/// `GET /v1/projects/{id}/adjustments` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AdjustmentListParams {
+    /// Only the adjustments of this cycle, `YYYY-MM`.
+    pub(crate) cycle: Option<String>,
+}
+
+/// One change of a project's plan or overrides.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QuotaChange {
+    #[schema(format = DateTime)]
+    pub(crate) changed_at: String,
+    /// The name of the API credential that made it (empty without a tokens file).
+    pub(crate) actor: String,
+    /// The `X-Request-ID` of the request that made it.
+    pub(crate) request_id: String,
+    /// The plan and overrides before (null: none were set).
+    pub(crate) before: Option<meter_core::ProjectQuotaConfig>,
+    pub(crate) after: meter_core::ProjectQuotaConfig,
+}
+
+/// `GET /v1/projects/{id}/quota/history`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QuotaHistory {
+    pub(crate) project_id: String,
+    pub(crate) changes: Vec<QuotaChange>,
+}
+
+/// One change of a plan.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlanChange {
+    #[schema(format = DateTime)]
+    pub(crate) changed_at: String,
+    pub(crate) actor: String,
+    pub(crate) request_id: String,
+    /// The plan before (null: it was created by this change).
+    pub(crate) before: Option<meter_core::Plan>,
+    pub(crate) after: meter_core::Plan,
+}
+
+/// `GET /v1/plans/{name}/history`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlanHistory {
+    pub(crate) name: String,
+    pub(crate) changes: Vec<PlanChange>,
 }

@@ -229,6 +229,7 @@ mod tests {
             start_ms: t("2026-11-01T00:00:00Z"),
             values: [1, 2, 3, 4, 5],
             logical_size_bytes_hour: 6,
+            adjusted: false,
         };
         let all = Extra { logical_size_bytes: true, logical_size_bytes_hour: true, data_transfer_bytes: true };
         let ps = periods("p", "pro", &range, all, &[&used], t("2026-11-15T00:00:00Z"));

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{handlers, history, neon, neon_project, webhooks};
+use crate::{adjustments, config_history, handlers, history, neon, neon_project, webhooks};
 
 /// Where the document is served (public: no token needed).
 pub(crate) const PATH: &str = "/v1/openapi.json";
@@ -20,8 +20,8 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
 #[openapi(
     info(
         title = "meter API",
-        description = "Quotas, plans, project status, CheckQuota, webhook endpoints and dead letters, and \
-            consumption history of the usage-metering pipeline, with Neon's field names. Errors are JSON: \
+        description = "Quotas, plans, project status, CheckQuota, webhook endpoints and dead letters, usage \
+            adjustments and consumption history of the usage-metering pipeline, with Neon's field names. Errors are JSON: \
             {\"error\": {\"code\", \"message\", \"param\"?, \"request_id\"}}; every answer carries \
             `X-Request-ID` (the caller's, when it sent one). With credentials configured, every call but this \
             document needs `Authorization: Bearer <token>`: a `read` token for GET, a `manage` token for the rest. \
@@ -37,6 +37,8 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
         handlers::put_quota,
         handlers::patch_quota,
         handlers::get_quota,
+        config_history::quota_history,
+        config_history::plan_history,
         handlers::status,
         handlers::check,
         webhooks::list_webhooks,
@@ -48,6 +50,8 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
         webhooks::resend_delivery,
         webhooks::list_dead_letters,
         webhooks::replay_dead_letters,
+        adjustments::post_adjustment,
+        adjustments::list_adjustments,
         history::project,
         history::projects,
         history::fleet,
@@ -61,6 +65,7 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
     tags(
         (name = "quotas", description = "Plans, project quotas, status and CheckQuota."),
         (name = "history", description = "Consumption history from ClickHouse."),
+        (name = "adjustments", description = "Corrections of usage, with who made them and why."),
         (name = "webhooks", description = "Alert webhook endpoints, their deliveries and dead letters."),
         (name = "neon", description = "Neon's API (v2): consumption history and the project object, as Neon's clients read them."),
     )

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use meter_core::adjust::AdjustmentOutcome;
+use meter_core::config_history::ConfigChange;
 use meter_core::config_view::ConfigView;
 use meter_core::delivery::Delivery;
 use meter_core::enforce::EnforcementState;
@@ -22,6 +24,11 @@ pub(crate) struct State {
     pub(crate) deliveries: HashMap<String, Delivery>,
     /// The latest control-plane call per project.
     pub(crate) calls: HashMap<String, CallRecord>,
+    /// Every quota and plan change, by config key (`project/<id>`,
+    /// `plan/<name>`), oldest first.
+    pub(crate) config_history: HashMap<String, Vec<ConfigChange>>,
+    /// Every adjustment judged, by project and idempotency key.
+    pub(crate) adjustments: HashMap<String, BTreeMap<String, AdjustmentOutcome>>,
 }
 
 /// Shared handle on the views.
@@ -89,6 +96,26 @@ impl Views {
                 Err(e) => tracing::error!(error = %e, "api.bad_call_record"),
             }
         })?;
-        Ok((views, vec![config, totals, enforcement, dead, deliveries, calls]))
+        let v = views.clone();
+        let adjustments = Follower::start(kafka, &kafka.adjustments_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match serde_json::from_slice::<AdjustmentOutcome>(bytes) {
+                Ok(o) => {
+                    let mut g = v.0.write().expect("views");
+                    let project = g.adjustments.entry(o.adjustment.project_id.to_string()).or_default();
+                    project.insert(o.adjustment.idempotency_key.clone(), o);
+                }
+                Err(e) => tracing::error!(error = %e, "api.bad_adjustment_record"),
+            }
+        })?;
+        let v = views.clone();
+        let history = Follower::start(kafka, &kafka.config_history_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match serde_json::from_slice::<ConfigChange>(bytes) {
+                Ok(c) => v.0.write().expect("views").config_history.entry(c.key()).or_default().push(c),
+                Err(e) => tracing::error!(error = %e, "api.bad_config_history_record"),
+            }
+        })?;
+        Ok((views, vec![config, totals, enforcement, dead, deliveries, calls, adjustments, history]))
     }
 }

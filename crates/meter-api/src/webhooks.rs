@@ -58,7 +58,7 @@ pub(crate) async fn put_webhook(
         disabled: b.disabled,
         disabled_reason: None,
     };
-    write_config(&app, ConfigKey::Webhook(id), &w).await?;
+    write_config(&app, ConfigKey::Webhook(id), &w, None).await?;
     Ok(Json(redacted(&w)))
 }
 
@@ -154,7 +154,7 @@ pub(crate) async fn patch_webhook(
             w.disabled_reason = None;
         }
     }
-    write_config(&app, ConfigKey::Webhook(id), &w).await?;
+    write_config(&app, ConfigKey::Webhook(id), &w, None).await?;
     Ok(Json(redacted(&w)))
 }
 

@@ -246,7 +246,7 @@ pub fn meterd_config(
         "[kafka]\nbrokers = \"{}\"\npartitions = {}\nreplication_factor = {}\nproduce_timeout_ms = {}\n\
          events_topic = \"{}\"\ntotals_topic = \"{}\"\nrows_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
          actions_topic = \"{}\"\nwebhooks_topic = \"{}\"\ndead_letters_topic = \"{}\"\n\
-         deliveries_topic = \"{}\"\ncalls_topic = \"{}\"\n\
+         deliveries_topic = \"{}\"\ncalls_topic = \"{}\"\nadjustments_topic = \"{}\"\nconfig_history_topic = \"{}\"\n\
          [clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{database}\"\n\
          [ingest]\nlisten = \"127.0.0.1:{}\"\nhttp_listen = \"127.0.0.1:{}\"\n\
          [aggregator]\ngroup_id = \"{group_id}\"\ntransactional_id_prefix = \"{group_id}\"\n\
@@ -270,6 +270,8 @@ pub fn meterd_config(
         kafka.dead_letters_topic,
         kafka.deliveries_topic,
         kafka.calls_topic,
+        kafka.adjustments_topic,
+        kafka.config_history_topic,
         ports.ingest,
         ports.ingest_http,
         ports.control_plane,

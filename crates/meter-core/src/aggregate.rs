@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::adjust::{Adjusted, Adjustment, Refusal};
 use crate::keys::{key_hash, KeySet};
 use crate::small_map::SmallMap;
 use crate::split::{hour_floor, split_hours};
@@ -228,6 +229,38 @@ impl ProjectState {
         self.last_ingested_ms = self.last_ingested_ms.max(batch.ingested_ms);
         self.expire(retention);
         ProjectUpdate::Counted { rows, byte_hours, duplicate_keys }
+    }
+
+    /// Applies one adjustment (see `crate::adjust`): refused when the
+    /// cycle it books into is no longer kept or when its counter would go
+    /// below zero, a duplicate when the project has seen its key in that
+    /// cycle. A refusal remembers the key too: a retry gets the same answer.
+    pub fn adjust(&mut self, a: &Adjustment, retention: &Retention) -> Adjusted {
+        debug_assert_eq!(a.project_id, self.project_id);
+        let cycle = a.cycle();
+        let now = self.last_ingested_ms.max(a.created_ms);
+        let i = a.metric.counter_index().expect("adjustments are checked to be of counters");
+        let counter = self.counters_at(a.hour_ms).values[i];
+        if cycle.end_ms + retention.cycle_grace_ms <= now {
+            // Nothing to remember: the cycle stays forgotten, a retry is refused alike.
+            return Adjusted::Refused { refusal: Refusal::CycleNotKept, counter };
+        }
+        if !self.keys.entry(cycle.start_ms).or_default().insert(key_hash(&a.key_for_dedup())) {
+            return Adjusted::Duplicate;
+        }
+        let outcome = match counter.checked_add_signed(a.delta) {
+            None if a.delta < 0 => Adjusted::Refused { refusal: Refusal::BelowZero, counter },
+            after => {
+                let after = after.unwrap_or(u64::MAX);
+                let c = self.cycles.get_or_insert_with(cycle.start_ms, || CycleCounters { cycle, values: [0; 4] });
+                c.values[i] = after;
+                Adjusted::Applied { counter: after }
+            }
+        };
+        self.version += 1;
+        self.last_ingested_ms = now;
+        self.expire(retention);
+        outcome
     }
 
     /// Takes the storage readings among `events`, each branch's in time

@@ -363,6 +363,8 @@ pub fn evaluate(
                 // Suspended for storage before the storage quota applied to each branch.
                 _ if sus.metric.counter_index().is_none() => "storage_quota_is_per_branch",
                 _ if new_cycle => "new_cycle",
+                // The same quota, less usage: a negative adjustment.
+                _ if quota.limit(sus.metric) == Some(sus.quota) => "usage_adjusted",
                 _ => "quota_raised",
             };
             actions.push(action(ActionKind::Resume, None, &key, sus.metric, reason));

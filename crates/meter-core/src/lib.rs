@@ -3,8 +3,10 @@
 //! hours and billing cycles, how retried batches are recognised, and how a
 //! project's totals advance.
 
+pub mod adjust;
 pub mod aggregate;
 pub mod auth;
+pub mod config_history;
 pub mod config_view;
 pub mod cycle;
 pub mod dedup;

@@ -39,6 +39,11 @@ pub async fn ensure_topics<'a>(cfg: &'a KafkaConfig) -> Result<()> {
         safe(NewTopic::new(name, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor)))
             .set("retention.ms", &retention)
     };
+    // Kept forever, never compacted: an audit trail.
+    let forever = |name: &'a str| {
+        safe(NewTopic::new(name, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor)))
+            .set("retention.ms", "-1")
+    };
     let topics = [
         plain(&cfg.events_topic),
         compacted(&cfg.totals_topic),
@@ -50,6 +55,8 @@ pub async fn ensure_topics<'a>(cfg: &'a KafkaConfig) -> Result<()> {
         compacted(&cfg.dead_letters_topic),
         compacted(&cfg.deliveries_topic),
         compacted(&cfg.calls_topic),
+        compacted(&cfg.adjustments_topic),
+        forever(&cfg.config_history_topic),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&topics, &opts).await? {

@@ -36,6 +36,13 @@ pub struct KafkaConfig {
     /// The latest control-plane call per project and how it ended
     /// (compacted; written by the actuator, shown in project status).
     pub calls_topic: String,
+    /// Every adjustment and what became of it (compacted, key
+    /// `<project>#<idempotency key>`, kept forever; written by the
+    /// aggregator in the transaction that applies it).
+    pub adjustments_topic: String,
+    /// Every quota and plan change, who made it and when (kept forever;
+    /// written by the api in the transaction of the change).
+    pub config_history_topic: String,
     /// Partitions of every topic when it is created.
     pub partitions: i32,
     /// Replicas of every topic when it is created (3 on a replicated cluster).
@@ -81,6 +88,8 @@ impl Default for KafkaConfig {
             dead_letters_topic: "meter.webhooks.dead".into(),
             deliveries_topic: "meter.webhooks.deliveries".into(),
             calls_topic: "meter.actions.calls".into(),
+            adjustments_topic: "meter.adjustments".into(),
+            config_history_topic: "meter.config.history".into(),
             partitions: 8,
             replication_factor: 1,
             min_insync_replicas: 0,
@@ -118,6 +127,8 @@ impl std::fmt::Debug for KafkaConfig {
             .field("dead_letters_topic", &self.dead_letters_topic)
             .field("deliveries_topic", &self.deliveries_topic)
             .field("calls_topic", &self.calls_topic)
+            .field("adjustments_topic", &self.adjustments_topic)
+            .field("config_history_topic", &self.config_history_topic)
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
             .field("min_insync_replicas", &self.min_insync_replicas)
@@ -156,6 +167,8 @@ impl KafkaConfig {
         self.dead_letters_topic = format!("{prefix}.webhooks.dead");
         self.deliveries_topic = format!("{prefix}.webhooks.deliveries");
         self.calls_topic = format!("{prefix}.actions.calls");
+        self.adjustments_topic = format!("{prefix}.adjustments");
+        self.config_history_topic = format!("{prefix}.config.history");
         self
     }
 

@@ -25,7 +25,7 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-fn metric_from_wire(code: i32) -> Option<Metric> {
+pub(crate) fn metric_from_wire(code: i32) -> Option<Metric> {
     match v1::Metric::try_from(code).ok()? {
         v1::Metric::Unspecified => None,
         v1::Metric::ActiveTimeSeconds => Some(Metric::ActiveTimeSeconds),
@@ -134,15 +134,10 @@ pub fn encode_batch(b: &Batch) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// Decodes a record of `usage.events`: the batches of an `EventsRecord`
-/// (written since 2026-12-01), or the one `ProjectBatch` of a record
-/// written before (see `EventsRecord` in ingest.proto). All or nothing.
+/// The batches of a record of `usage.events` (see `decode_events`; its
+/// adjustments are left out). All or nothing.
 pub fn decode_record(bytes: &[u8]) -> Result<Vec<Batch>, DecodeError> {
-    let packed = v1::EventsRecord::decode(bytes).map_err(DecodeError::Protobuf)?;
-    if packed.batches.is_empty() {
-        return Ok(vec![decode_batch(bytes)?]);
-    }
-    packed.batches.into_iter().map(batch_from_wire).collect()
+    Ok(crate::adjust::decode_events(bytes)?.batches)
 }
 
 /// Decodes one `ProjectBatch` written by `encode_batch`.
@@ -150,7 +145,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     batch_from_wire(v1::ProjectBatch::decode(bytes).map_err(DecodeError::Protobuf)?)
 }
 
-fn batch_from_wire(w: v1::ProjectBatch) -> Result<Batch, DecodeError> {
+pub(crate) fn batch_from_wire(w: v1::ProjectBatch) -> Result<Batch, DecodeError> {
     let invalid = |field, e: meter_core::IdError| DecodeError::Invalid(BatchError::batch(field, e.to_string()));
     let project_id = ProjectId::new(w.project_id).map_err(|e| invalid("project_id", e))?;
     let source_id = SourceId::new(w.source_id).map_err(|e| invalid("source_id", e))?;

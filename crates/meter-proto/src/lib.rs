@@ -13,6 +13,7 @@ pub mod v1 {
 /// (`RESOURCE_EXHAUSTED`): milliseconds to wait before retrying.
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
+pub mod adjust;
 mod batch;
 pub mod neon;
 pub mod report;

@@ -1,5 +1,5 @@
 //! Consumption history: usage per project and timeframe, read with FINAL
-//! (exact whatever merges have or have not happened).
+//! (exact whatever merges have or have not happened), adjustments included.
 
 use clickhouse::Row;
 use meter_core::history::{Granularity, HistoryRange};
@@ -18,6 +18,8 @@ pub struct PeriodUsage {
     pub start_ms: UnixMs,
     pub values: [u64; 5],
     pub logical_size_bytes_hour: u64,
+    /// The counters include adjustments booked in this timeframe.
+    pub adjusted: bool,
 }
 
 impl PeriodUsage {
@@ -40,7 +42,7 @@ struct Raw {
 }
 
 /// The SQL expression of a row's timeframe key.
-fn period_key(g: Granularity) -> &'static str {
+pub(crate) fn period_key(g: Granularity) -> &'static str {
     match g {
         Granularity::Hourly => "toUInt32(hour)",
         Granularity::Daily => "toUInt32(intDiv(toUInt32(hour), 86400) * 86400)",
@@ -49,7 +51,7 @@ fn period_key(g: Granularity) -> &'static str {
 }
 
 /// The timeframe start of a key returned by `period_key`.
-fn key_start(g: Granularity, key: u32) -> UnixMs {
+pub(crate) fn key_start(g: Granularity, key: u32) -> UnixMs {
     match g {
         Granularity::Hourly | Granularity::Daily => i64::from(key) * 1000,
         Granularity::Monthly => {
@@ -118,7 +120,10 @@ impl Store {
             period_key(range.granularity)
         );
         let q = self.client.query(&sql).bind(range.from_ms / 1000).bind(range.to_ms / 1000).bind(projects);
-        Ok(q.fetch_all::<Raw>().await?.into_iter().map(|r| from_raw(range.granularity, r)).collect())
+        let mut usage: Vec<PeriodUsage> =
+            q.fetch_all::<Raw>().await?.into_iter().map(|r| from_raw(range.granularity, r)).collect();
+        self.add_adjustments(range, Some(projects), &mut usage).await?;
+        Ok(usage)
     }
 
     /// The whole fleet's usage per timeframe of `range` (project id empty).
@@ -135,7 +140,10 @@ impl Store {
             period_key(range.granularity)
         );
         let q = self.client.query(&sql).bind(range.from_ms / 1000).bind(range.to_ms / 1000);
-        Ok(q.fetch_all::<Raw>().await?.into_iter().map(|r| from_raw(range.granularity, r)).collect())
+        let mut usage: Vec<PeriodUsage> =
+            q.fetch_all::<Raw>().await?.into_iter().map(|r| from_raw(range.granularity, r)).collect();
+        self.add_adjustments(range, None, &mut usage).await?;
+        Ok(usage)
     }
 }
 
@@ -151,6 +159,7 @@ fn from_raw(g: Granularity, r: Raw) -> PeriodUsage {
         ],
         logical_size_bytes_hour: r.logical_size_bytes_hour,
         project_id: r.project_id,
+        adjusted: false,
     }
 }
 

@@ -5,6 +5,7 @@
 //! with validation off and sends no setting that old servers lack, and
 //! exactness never depends on ClickHouse's insert deduplication.
 
+mod adjustments;
 mod config;
 mod history;
 mod migrate;
@@ -12,6 +13,7 @@ mod query;
 mod tls;
 mod writer;
 
+pub use adjustments::AdjustmentRow;
 pub use config::StoreConfig;
 pub use history::PeriodUsage;
 pub use migrate::{migrate, MIGRATIONS};

@@ -60,6 +60,30 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[
                 'logical_size_bytes' = 5, 'logical_size_bytes_hour' = 6)",
         ],
     ),
+    (
+        4,
+        "usage_adjustments",
+        &[
+            // Corrections the aggregator applied: one row per (project, key),
+            // signed; written again after a load crash, it replaces itself.
+            "CREATE TABLE IF NOT EXISTS {db}.usage_adjustments (
+            project_id String,
+            metric Enum8('active_time_seconds' = 1, 'compute_time_seconds' = 2,
+                         'written_data_bytes' = 3, 'data_transfer_bytes' = 4),
+            hour DateTime('UTC'),
+            idempotency_key String,
+            delta Int64,
+            cycle_wide UInt8,
+            reason String,
+            actor String,
+            created_ms Int64,
+            request_id String,
+            version UInt64
+        ) ENGINE = ReplacingMergeTree(version)
+        PARTITION BY toYYYYMM(hour)
+        ORDER BY (project_id, idempotency_key)",
+        ],
+    ),
 ];
 
 /// True when `sql` adds a column `usage_hourly` already has.

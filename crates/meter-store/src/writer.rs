@@ -88,10 +88,19 @@ impl UsageRow {
 impl Store {
     /// Inserts rows in one INSERT. Idempotent: rows are keyed by their batch.
     pub async fn write_usage(&self, rows: &[UsageRow]) -> Result<()> {
+        self.insert_all("usage_hourly", rows).await
+    }
+
+    /// Inserts `rows` into `table` in one INSERT (none: nothing sent).
+    pub(crate) async fn insert_all<R: clickhouse::RowOwned + clickhouse::RowWrite>(
+        &self,
+        table: &str,
+        rows: &[R],
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut ins = self.client.insert::<UsageRow>("usage_hourly").await?;
+        let mut ins = self.client.insert::<R>(table).await?;
         for r in rows {
             ins.write(r).await?;
         }

@@ -1,8 +1,9 @@
 //! `meterctl`, the operator CLI of the metering pipeline: quotas and plans,
-//! a project's usage and status, the projects over or near quota, webhook
+//! a project's usage, adjustments and status, the projects over or near quota, webhook
 //! dead letters, and a ClickHouse backfill from Kafka. Human tables by
 //! default, `--json` for scripts; errors name the problem and exit non-zero.
 
+mod adjust;
 mod api;
 mod backfill;
 mod table;
@@ -54,6 +55,11 @@ enum Cmd {
     },
     /// A project's usage this cycle, its quota and whether it is suspended.
     Status { project: String },
+    /// Corrections of a project's usage, with why and by whom.
+    Adjust {
+        #[command(subcommand)]
+        cmd: adjust::AdjustCmd,
+    },
     /// A project's usage per hour, day or month.
     Usage {
         project: String,
@@ -205,7 +211,7 @@ fn quota_object(pairs: &[String], inherit: bool) -> anyhow::Result<Value> {
     Ok(Value::Object(q))
 }
 
-fn cell(v: &Value) -> String {
+pub(crate) fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -232,7 +238,7 @@ fn metric_rows(usage: Option<&Value>, quota: &Value) -> Vec<Vec<String>> {
 }
 
 /// How a command's answer is shown as text.
-type Render = dyn Fn(&Value, &mut dyn Write) -> anyhow::Result<()>;
+pub(crate) type Render = dyn Fn(&Value, &mut dyn Write) -> anyhow::Result<()>;
 
 /// Parses `args` (the first is the program name) and runs the command,
 /// writing its output to `out`.
@@ -277,6 +283,7 @@ where
             (api.patch(&format!("/v1/projects/{project}/quota"), &body).await?, Box::new(quota_table))
         }
         Cmd::Status { project } => (api.get(&format!("/v1/projects/{project}/status")).await?, Box::new(status_table)),
+        Cmd::Adjust { cmd } => adjust::adjust(&api, cmd).await?,
         Cmd::Usage { project, from, to, granularity, metrics } => {
             let mut path =
                 format!("/v1/projects/{project}/consumption_history?from={from}&to={to}&granularity={granularity}");
@@ -407,7 +414,7 @@ fn usage_table(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 /// The `keys` of each object of the array `list`, as table cells.
-fn rows_of(list: &Value, keys: &[&str]) -> Vec<Vec<String>> {
+pub(crate) fn rows_of(list: &Value, keys: &[&str]) -> Vec<Vec<String>> {
     list.as_array().map(|a| a.iter().map(|o| keys.iter().map(|k| cell(&o[*k])).collect()).collect()).unwrap_or_default()
 }
 

@@ -6,6 +6,7 @@
 //! webhook endpoints (each change confirmed on a second page). No script and
 //! nothing fetched from outside the binary.
 
+mod audit;
 mod chart;
 mod fleet;
 mod html;
@@ -89,8 +90,9 @@ async fn session(State(app): State<App>, mut req: Request, next: Next) -> Respon
             .into_response();
         }
     }
+    let name = viewer.name.clone().unwrap_or_default();
     req.extensions_mut().insert(viewer);
-    next.run(req).await
+    crate::auth::as_actor(name, next, req).await
 }
 
 /// Whether the browser says the request comes from another site.

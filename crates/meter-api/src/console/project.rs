@@ -1,6 +1,7 @@
 //! A project's page: state and why, this cycle's usage against each quota,
 //! thresholds reached, branches, the last control-plane call, its plan and
-//! overrides (editable, with a confirmation step), and its history as charts.
+//! overrides (editable, with a confirmation step) and their changes, its
+//! adjustments, and its history as charts.
 
 use std::fmt::Write;
 
@@ -74,6 +75,8 @@ pub(crate) async fn page(
             "<p class=\"muted\">Read only: changing the plan or overrides needs a token with the manage scope.</p>",
         );
     }
+    super::audit::quota_changes(&mut body, &app, &id).await;
+    super::audit::adjustments(&mut body, &app, &id).await;
     history(&mut body, &app, &id, daily).await;
     Ok(Html(document(&format!("Project {id}"), Section::Fleet, Some(&viewer), &body)).into_response())
 }

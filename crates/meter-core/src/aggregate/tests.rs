@@ -287,3 +287,52 @@ fn the_largest_branch_is_judged_and_the_legacy_reading_never() {
     t.branches.insert("dev".to_owned(), Reading { value: 500, time_ms: 2 });
     assert_eq!(t.largest_branch_bytes(), 500);
 }
+
+fn adjustment(key: &str, metric: Metric, hour_ms: i64, delta: i64) -> crate::adjust::Adjustment {
+    crate::adjust::Adjustment {
+        project_id: pid(),
+        metric,
+        hour_ms,
+        cycle_wide: false,
+        delta,
+        reason: "correction".into(),
+        idempotency_key: key.into(),
+        actor: "billing".into(),
+        created_ms: NOV + 11 * HOUR_MS,
+        request_id: "r".into(),
+    }
+}
+
+#[test]
+fn adjustments_move_the_cycle_counter_once_per_key_and_never_below_zero() {
+    use crate::adjust::{Adjusted, Refusal};
+    let r = Retention::default();
+    let mut s = ProjectState::new(pid());
+    s.apply(&batch("s1", 1, vec![inc(Metric::ComputeTimeSeconds, NOV, NOV + 1000, 500)]), &r);
+    let minus = adjustment("a1", Metric::ComputeTimeSeconds, NOV + 5 * HOUR_MS, -200);
+    assert_eq!(s.adjust(&minus, &r), Adjusted::Applied { counter: 300 });
+    assert_eq!(s.adjust(&minus, &r), Adjusted::Duplicate, "same key again");
+    let too_much = adjustment("a2", Metric::ComputeTimeSeconds, NOV, -301);
+    assert_eq!(s.adjust(&too_much, &r), Adjusted::Refused { refusal: Refusal::BelowZero, counter: 300 });
+    assert_eq!(s.adjust(&too_much, &r), Adjusted::Duplicate, "a refused key is remembered too");
+    let plus = adjustment("a3", Metric::WrittenDataBytes, NOV + HOUR_MS, 7);
+    assert_eq!(s.adjust(&plus, &r), Adjusted::Applied { counter: 7 });
+    assert_eq!(s.counters_at(NOV).values, [0, 300, 7, 0]);
+    // Its key does not collide with a usage event's key of the same text.
+    let mut keyed = inc(Metric::WrittenDataBytes, NOV, NOV + 1000, 5);
+    keyed.idempotency_key = Some("a3".into());
+    s.apply(&batch("s1", 2, vec![keyed]), &r);
+    assert_eq!(s.counters_at(NOV).values, [0, 300, 12, 0]);
+    assert_eq!(s.version, 5);
+}
+
+#[test]
+fn an_adjustment_of_a_forgotten_cycle_is_refused() {
+    use crate::adjust::{Adjusted, Refusal};
+    let r = Retention::default();
+    let mut s = ProjectState::new(pid());
+    let mut late = adjustment("old", Metric::ActiveTimeSeconds, NOV - 40 * 24 * HOUR_MS, 10);
+    late.created_ms = NOV + 11 * HOUR_MS;
+    assert_eq!(s.adjust(&late, &r), Adjusted::Refused { refusal: Refusal::CycleNotKept, counter: 0 });
+    assert!(s.keys.is_empty(), "nothing remembered for a forgotten cycle");
+}

@@ -67,6 +67,18 @@ fn raising_the_quota_resumes_and_resolves() {
 }
 
 #[test]
+fn usage_adjusted_under_the_quota_resumes_with_that_reason() {
+    let t = &DEFAULT_THRESHOLDS;
+    let d = evaluate(None, "p", &usage(120, 0), &quota(100), t, NOV);
+    let d = evaluate(Some(&d.state), "p", &usage(70, 0), &quota(100), t, NOV + 1);
+    assert_eq!(d.actions.len(), 1);
+    assert_eq!((d.actions[0].kind, d.actions[0].reason.as_str()), (ActionKind::Resume, "usage_adjusted"));
+    let resolved: Vec<_> =
+        d.alerts.iter().filter(|a| a.kind == AlertType::ThresholdResolved).map(|a| a.threshold).collect();
+    assert_eq!(resolved, [Some(80), Some(90), Some(100)], "70 of 100 is still past 50 %");
+}
+
+#[test]
 fn an_alert_is_sent_once_per_cycle_even_if_its_condition_returns() {
     let t = &DEFAULT_THRESHOLDS;
     let d = evaluate(None, "p", &usage(120, 0), &quota(100), t, NOV);
