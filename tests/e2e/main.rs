@@ -13,6 +13,7 @@ mod cluster;
 mod console;
 mod delivery;
 mod enforcement;
+mod finality;
 mod fleet;
 mod helpers;
 mod history;

@@ -355,6 +355,7 @@ async fn every_documented_response_is_what_the_api_returns() {
     c.call("get", "/v1/consumption_history/projects", &[], &format!("{range}&limit=0"), None, 400).await;
     c.call("get", "/v1/consumption_history/fleet", &[], &range, None, 200).await;
     c.call("get", "/v1/consumption_history/fleet", &[], "from=yesterday", None, 400).await;
+    c.call("get", "/v1/watermark", &[], "", None, 200).await;
     c.call("get", "/v1/openapi.json", &[], "", None, 200).await;
 
     // Adjustments, and the trail of quota and plan changes.
@@ -404,6 +405,25 @@ async fn every_documented_response_is_what_the_api_returns() {
     let patched = c.call("patch", neon_project, &["oa-p3"], "", Some(quota), 200).await;
     assert_eq!(patched["project"]["settings"]["quota"]["active_time_seconds"], 3600, "{patched}");
     c.call("patch", neon_project, &["oa-p3"], "", Some(json!({"project": {"name": "x"}})), 400).await;
+
+    // Billing cycles: this month is not final; last month is once the api's clock is past the
+    // late-event horizon (the probes it writes then reach ClickHouse).
+    let this = meter_core::Cycle::containing(now);
+    let last = meter_core::adjust::cycle_name(meter_core::Cycle::containing(this.start_ms - 1));
+    let this = meter_core::adjust::cycle_name(this);
+    c.call("get", "/v1/cycles/{cycle}", &[&this], "", None, 200).await;
+    c.call("get", "/v1/cycles/{cycle}", &["2026-13"], "", None, 400).await;
+    c.call("post", "/v1/cycles/{cycle}/close", &[&this], "", None, 409).await;
+    c.call("post", "/v1/cycles/{cycle}/close", &["26-1"], "", None, 400).await;
+    p.clock.jump_to(now + 8 * 86_400_000);
+    let url = format!("{}/v1/cycles/{last}", p.api_url);
+    eventually(Duration::from_secs(30), "last month final", || async {
+        let v: Value = reqwest::get(&url).await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        (v["final"] == true).then_some(()).ok_or(v.to_string())
+    })
+    .await;
+    c.call("post", "/v1/cycles/{cycle}/close", &[&last], "", None, 201).await;
+    c.call("post", "/v1/cycles/{cycle}/close", &[&last], "", None, 200).await;
 
     // Without a token, or with one that may only read.
     p.stop_api().await;

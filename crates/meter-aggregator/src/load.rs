@@ -1,5 +1,6 @@
 //! The load role: `usage.rows` -> ClickHouse's `usage_hourly` (and the
-//! applied adjustments -> `usage_adjustments`).
+//! applied adjustments -> `usage_adjustments`, the probes ->
+//! `pipeline_watermarks`).
 //!
 //! A consumer group of its own (instances scale out like the aggregator's)
 //! reads the rows the aggregator committed (read_committed: rows of aborted
@@ -56,6 +57,8 @@ struct Loader {
 struct Collected {
     rows: Vec<UsageRow>,
     adjustments: Vec<AdjustmentRow>,
+    /// The latest probe per partition (inserted after the rows).
+    probes: BTreeMap<i32, i64>,
     next: BTreeMap<i32, i64>,
 }
 
@@ -118,6 +121,10 @@ impl Loader {
                         Ok(loadable) => {
                             out.rows.extend(loadable.rows);
                             out.adjustments.extend(loadable.adjustments);
+                            if let Some(&latest) = loadable.probes.iter().max() {
+                                let p = out.probes.entry(msg.partition()).or_insert(latest);
+                                *p = (*p).max(latest);
+                            }
                         }
                         Err(e) => {
                             // The aggregator never writes such a record; skip it, loudly.
@@ -148,7 +155,9 @@ impl Loader {
         loop {
             let written = async {
                 self.store.write_adjustments(&batch.adjustments).await?;
-                self.store.write_usage(rows).await
+                self.store.write_usage(rows).await?;
+                // Last: a probe is queryable only once what came before it is.
+                self.store.write_probes(&batch.probes).await
             };
             match self.rt.block_on(written) {
                 Ok(()) => break,

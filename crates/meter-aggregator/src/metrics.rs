@@ -19,6 +19,8 @@ pub(crate) const FLUSH_SECONDS: &str = "meter_aggregator_flush_duration_seconds"
 /// Records read again because the group's offsets were ahead of the restored state.
 /// Adjustments judged, by outcome (`applied`, `refused`).
 pub(crate) const ADJUSTMENTS: &str = "meter_aggregator_adjustments_total";
+/// Events of a closed cycle read after its close.
+pub(crate) const CLOSED_CYCLE_EVENTS: &str = "meter_aggregator_closed_cycle_events_total";
 pub(crate) const REREAD: &str = "meter_aggregator_reread_records_total";
 /// Partition states rebuilt from `usage.totals`.
 pub(crate) const RESTORES: &str = "meter_aggregator_restores_total";
@@ -54,13 +56,17 @@ pub(crate) fn describe() {
         ADJUSTMENTS,
         "Adjustments judged, by outcome (`applied`, `refused`: below zero or a cycle no longer kept)."
     );
+    metrics::describe_counter!(
+        CLOSED_CYCLE_EVENTS,
+        "Events of a closed cycle read after its close: counters counted in the next open cycle's first hour, storage readings left out."
+    );
     metrics::describe_counter!(RESTORES, "Partition states rebuilt from `usage.totals`.");
     metrics::describe_gauge!(LAG, "Records in `usage.events` not yet committed by this instance.");
     metrics::describe_histogram!(
         INGEST_TO_COMMIT_SECONDS,
         "From ingest's acceptance of a batch to the commit of its totals."
     );
-    for c in [RESTORES, REREAD, EVENTS, DUPLICATE_KEY_EVENTS] {
+    for c in [RESTORES, REREAD, EVENTS, DUPLICATE_KEY_EVENTS, CLOSED_CYCLE_EVENTS] {
         metrics::counter!(c).increment(0);
     }
     for outcome in ["committed", "aborted"] {

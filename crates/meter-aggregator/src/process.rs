@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use meter_core::adjust::{Adjusted, Adjustment, AdjustmentOutcome};
-use meter_core::aggregate::Retention;
+use meter_core::aggregate::{ClosedCycles, Retention};
 use meter_core::{ProjectState, ProjectUpdate};
 use meter_kafka::{read_range, KafkaConfig};
-use meter_proto::adjust::decode_events;
+use meter_proto::events::decode_events;
 use meter_store::UsageRow;
 
 use crate::metrics as m;
@@ -61,6 +61,10 @@ pub(crate) struct Outcome {
     pub(crate) adjusted: BTreeMap<i32, Vec<(Adjustment, u64)>>,
     /// What became of each adjustment judged (for `meter.adjustments`).
     pub(crate) adjustments: Vec<AdjustmentOutcome>,
+    /// Per partition, the probes read (passed on to `usage.rows`).
+    pub(crate) probes: BTreeMap<i32, Vec<i64>>,
+    /// Per partition, the cycles it closed in this batch.
+    pub(crate) closes: BTreeMap<i32, Vec<i64>>,
     /// Per partition, the projects counted in (looked up before the id is
     /// copied: a collector's batch touches thousands).
     pub(crate) touched: BTreeMap<i32, HashSet<String>>,
@@ -108,17 +112,18 @@ pub(crate) fn apply(
     }
     let jobs: Vec<Job<'_>> = states
         .partitions_mut()
-        .filter_map(|(partition, resume, state)| {
-            Some(Job { partition, resume, state, records: by_partition.remove(&partition)? })
+        .filter_map(|(partition, resume, closed, state)| {
+            Some(Job { partition, resume, closed, state, records: by_partition.remove(&partition)? })
         })
         .collect();
     if let Some(p) = by_partition.keys().next() {
         anyhow::bail!("partition {p} has records but no state (restore_missing skipped it)");
     }
     let done = run_jobs(jobs, pending.bytes, retention);
-    let (mut too_old, mut usage, mut duplicate_keys) = (0u64, [0u64; 4], 0u64);
+    let (mut too_old, mut usage, mut duplicate_keys, mut closed_events) = (0u64, [0u64; 4], 0u64, 0u64);
     for (p, part) in done {
         too_old += part.too_old;
+        closed_events += part.closed_cycle_events;
         duplicate_keys += part.duplicate_keys;
         for (total, v) in usage.iter_mut().zip(part.usage) {
             *total = total.saturating_add(v);
@@ -140,6 +145,13 @@ pub(crate) fn apply(
             out.adjusted.insert(p, part.adjusted);
         }
         out.adjustments.extend(part.adjustments);
+        if !part.probes.is_empty() {
+            out.probes.insert(p, part.probes);
+        }
+        if !part.closes.is_empty() {
+            states.add_closed(p, &part.closes);
+            out.closes.insert(p, part.closes);
+        }
     }
     // Once per batch, not per row: the recorder looks labels up on each call.
     for (metric, v) in meter_core::Metric::COUNTERS.iter().zip(usage) {
@@ -147,6 +159,9 @@ pub(crate) fn apply(
     }
     if duplicate_keys > 0 {
         metrics::counter!(m::DUPLICATE_KEY_EVENTS).increment(duplicate_keys);
+    }
+    if closed_events > 0 {
+        metrics::counter!(m::CLOSED_CYCLE_EVENTS).increment(closed_events);
     }
     if too_old > 0 {
         tracing::warn!(records = too_old, "aggregator.batches_outside_dedup_window");
@@ -162,6 +177,8 @@ pub(crate) fn apply(
 struct Job<'a> {
     partition: i32,
     resume: Option<i64>,
+    /// The cycles closed as of the batch's start (grows with its closes).
+    closed: ClosedCycles,
     state: &'a mut PartitionState,
     records: Vec<&'a Record>,
 }
@@ -172,6 +189,10 @@ struct PartOutcome {
     rows: Vec<UsageRow>,
     adjusted: Vec<(Adjustment, u64)>,
     adjustments: Vec<AdjustmentOutcome>,
+    probes: Vec<i64>,
+    closes: Vec<i64>,
+    /// Events of closed cycles (counters moved on, readings left out).
+    closed_cycle_events: u64,
     touched: HashSet<String>,
     events: u64,
     oldest_ingest_ms: Option<i64>,
@@ -226,6 +247,13 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
                 continue;
             }
         };
+        out.probes.extend(&decoded.probes);
+        for &c in &decoded.closes {
+            if job.closed.insert(c) {
+                tracing::info!(partition, cycle_start_ms = c, "aggregator.cycle_closed");
+                out.closes.push(c);
+            }
+        }
         for a in &decoded.adjustments {
             adjust(&mut job, &mut out, a, rec.offset, retention);
         }
@@ -237,9 +265,10 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
                     job.state.entry(project.to_owned()).or_insert_with(|| ProjectState::new(batch.project_id.clone()))
                 }
             };
-            match state.apply(batch, retention) {
-                ProjectUpdate::Counted { rows: hourly, byte_hours, duplicate_keys } => {
+            match state.apply_closed(batch, retention, &job.closed) {
+                ProjectUpdate::Counted { rows: hourly, byte_hours, duplicate_keys, closed } => {
                     out.duplicate_keys += duplicate_keys;
+                    out.closed_cycle_events += closed;
                     for h in &hourly {
                         if let Some(i) = h.metric.counter_index() {
                             out.usage[i] = out.usage[i].saturating_add(h.value);
@@ -272,7 +301,7 @@ fn adjust(job: &mut Job<'_>, out: &mut PartOutcome, a: &Adjustment, offset: i64,
     let project = a.project_id.as_str();
     let state = job.state.entry(project.to_owned()).or_insert_with(|| ProjectState::new(a.project_id.clone()));
     let version = state.version;
-    let (refusal, counter_after) = match state.adjust(a, retention) {
+    let (refusal, counter_after) = match state.adjust(a, retention, &job.closed) {
         Adjusted::Duplicate => {
             metrics::counter!(m::DISCARDED, "reason" => "duplicate").increment(1);
             return;
@@ -352,6 +381,7 @@ mod tests {
             .map(|(&partition, state)| Job {
                 partition,
                 resume: (partition == 1).then_some(5),
+                closed: ClosedCycles::new(),
                 state,
                 records: records.iter().filter(|r| r.partition == partition).collect(),
             })

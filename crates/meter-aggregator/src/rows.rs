@@ -30,7 +30,7 @@ pub(crate) fn encode_rows(rows: &[UsageRow]) -> Vec<Vec<u8>> {
                         branch_id: r.branch_id.clone(),
                     })
                     .collect(),
-                adjustments: Vec::new(),
+                ..Default::default()
             }
             .encode_to_vec()
         })
@@ -43,7 +43,13 @@ pub(crate) fn encode_adjustments(applied: &[(meter_core::adjust::Adjustment, u64
         .iter()
         .map(|(a, version)| v1::AppliedAdjustment { adjustment: Some(adjustment_to_wire(a)), version: *version })
         .collect();
-    v1::UsageRows { rows: Vec::new(), adjustments }.encode_to_vec()
+    v1::UsageRows { adjustments, ..Default::default() }.encode_to_vec()
+}
+
+/// The `usage.rows` record of the probes read from one partition.
+pub(crate) fn encode_probes(written_ms: &[i64]) -> Vec<u8> {
+    let probes = written_ms.iter().map(|&t| v1::Probe { written_unix_ms: t }).collect();
+    v1::UsageRows { probes, ..Default::default() }.encode_to_vec()
 }
 
 /// What one `usage.rows` record holds for ClickHouse.
@@ -51,6 +57,8 @@ pub(crate) fn encode_adjustments(applied: &[(meter_core::adjust::Adjustment, u64
 pub(crate) struct Loadable {
     pub(crate) rows: Vec<UsageRow>,
     pub(crate) adjustments: Vec<AdjustmentRow>,
+    /// When each probe in it was written.
+    pub(crate) probes: Vec<i64>,
 }
 
 /// The rows and adjustments of one `usage.rows` record.
@@ -86,7 +94,8 @@ pub(crate) fn decode_rows(payload: &[u8]) -> anyhow::Result<Loadable> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    Ok(Loadable { rows, adjustments })
+    let probes = wire.probes.iter().map(|p| p.written_unix_ms).collect();
+    Ok(Loadable { rows, adjustments, probes })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meter_kafka::{send_in_transaction as send, transactional_producer, KafkaConfig, TxProducer};
-use meter_proto::{key_chunk_records, mark_keys_persisted, state_to_wire};
+use meter_proto::{closed_record, key_chunk_records, mark_keys_persisted, state_to_wire};
 use meter_runtime::Health;
 use prost::Message as _;
 use rdkafka::consumer::Consumer;
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::consumer::{group_consumer, GroupConsumer};
 use crate::metrics as m;
 use crate::process::{apply, Outcome, Pending, Record};
-use crate::rows::{encode_adjustments, encode_rows};
+use crate::rows::{encode_adjustments, encode_probes, encode_rows};
 use crate::state::States;
 use crate::AggregatorConfig;
 use meter_core::adjust::outcome_key;
@@ -168,7 +168,8 @@ impl Worker {
     /// One transaction: the totals of every touched project (and the
     /// chunks of its idempotency keys that changed), the hourly rows of
     /// the counted batches, the adjustments applied (for ClickHouse) and
-    /// what became of each adjustment judged, and the offsets.
+    /// what became of each adjustment judged, the probes read, and the
+    /// offsets.
     fn commit(
         &self,
         consumer: &GroupConsumer,
@@ -207,6 +208,19 @@ impl Worker {
         }
         for (partition, applied) in &outcome.adjusted {
             let record = encode_adjustments(applied);
+            send(producer, BaseRecord::<str, [u8]>::to(&self.kafka.rows_topic).partition(*partition).payload(&record))?;
+        }
+        for (&partition, cycles) in &outcome.closes {
+            let next_offset = pending.next.get(&partition).copied().unwrap_or_default();
+            for &c in cycles {
+                let (key, value) = closed_record(c, next_offset);
+                let topic = &self.kafka.totals_topic;
+                send(producer, BaseRecord::to(topic).partition(partition).key(key.as_str()).payload(&value))?;
+            }
+        }
+        // After the partition's rows: a probe says everything before it is on its way.
+        for (partition, probes) in &outcome.probes {
+            let record = encode_probes(probes);
             send(producer, BaseRecord::<str, [u8]>::to(&self.kafka.rows_topic).partition(*partition).payload(&record))?;
         }
         for judged in &outcome.adjustments {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use meter_core::aggregate::ClosedCycles;
 use meter_core::ProjectState;
 use meter_kafka::{read_partitions_to_end, KafkaConfig};
 use meter_proto::restore;
@@ -21,6 +22,8 @@ pub(crate) struct States {
     /// Per restored partition, the `usage.events` offset its state covers
     /// (everything before it is counted); absent when no record says.
     resume: HashMap<i32, i64>,
+    /// Per restored partition, the cycles whose close it applied.
+    closed: HashMap<i32, ClosedCycles>,
 }
 
 impl States {
@@ -28,12 +31,19 @@ impl States {
     pub(crate) fn clear(&mut self) {
         self.partitions.clear();
         self.resume.clear();
+        self.closed.clear();
     }
 
     /// Forgets one partition (after an aborted transaction touched it).
     pub(crate) fn forget(&mut self, partition: i32) {
         self.partitions.remove(&partition);
         self.resume.remove(&partition);
+        self.closed.remove(&partition);
+    }
+
+    /// Records that `partition` applied the close of `cycles`.
+    pub(crate) fn add_closed(&mut self, partition: i32, cycles: &[i64]) {
+        self.closed.entry(partition).or_default().extend(cycles);
     }
 
     /// Records that the state of `partition` now covers every record before `offset`.
@@ -64,6 +74,7 @@ impl States {
             let restored =
                 restore(records).map_err(|(key, e)| anyhow::anyhow!("usage.totals record (key {key:?}): {e}"))?;
             let (state, resume, keys) = (restored.states, restored.resume_offset, restored.keys);
+            self.closed.insert(partition, restored.closed);
             metrics::counter!(m::RESTORES).increment(1);
             tracing::info!(
                 partition,
@@ -83,10 +94,14 @@ impl States {
     }
 
     /// Every restored partition: its number, the offset its state covers
-    /// (if known), its state.
-    pub(crate) fn partitions_mut(&mut self) -> impl Iterator<Item = (i32, Option<i64>, &mut PartitionState)> {
-        let resume = &self.resume;
-        self.partitions.iter_mut().map(move |(&p, state)| (p, resume.get(&p).copied(), state))
+    /// (if known), the cycles it closed, its state.
+    pub(crate) fn partitions_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (i32, Option<i64>, ClosedCycles, &mut PartitionState)> {
+        let (resume, closed) = (&self.resume, &self.closed);
+        self.partitions
+            .iter_mut()
+            .map(move |(&p, state)| (p, resume.get(&p).copied(), closed.get(&p).cloned().unwrap_or_default(), state))
     }
 
     /// A restored partition's state, mutable.

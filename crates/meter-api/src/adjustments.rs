@@ -93,7 +93,7 @@ fn answer(asked: &Adjustment, o: &AdjustmentOutcome) -> Result<(StatusCode, Json
         (status = 202, description = "Written, not yet judged (the aggregator is behind); see the list.", body = AdjustmentView),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The key was used for a different adjustment.", body = ErrorBody),
-        (status = 422, description = "Refused: `below_zero` or `cycle_not_kept`.", body = ErrorBody)))]
+        (status = 422, description = "Refused: `below_zero`, `cycle_closed` or `cycle_not_kept`.", body = ErrorBody)))]
 pub(crate) async fn post_adjustment(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -131,7 +131,7 @@ pub(crate) async fn post_adjustment(
     Ok((StatusCode::ACCEPTED, Json(view(&a, None))))
 }
 
-fn unwritten(e: meter_kafka::ProduceError) -> ApiError {
+pub(crate) fn unwritten(e: meter_kafka::ProduceError) -> ApiError {
     ApiError::unavailable(format!("kafka did not confirm the write: {e}; retry with the same idempotency_key"))
 }
 
@@ -144,6 +144,12 @@ fn precheck(app: &App, a: &Adjustment, now: i64) -> Result<(), ApiError> {
         return Err(ApiError::not_found(format!("unknown project {:?}", a.project_id.as_str())));
     }
     let cycle = a.cycle();
+    if g.config.closed_cycles.contains_key(&cycle_name(cycle)) {
+        return Err(ApiError::refused(
+            "cycle_closed",
+            format!("hour: the cycle {} is closed: its numbers never change; adjust a later cycle", cycle_name(cycle)),
+        ));
+    }
     if cycle.end_ms + Retention::default().cycle_grace_ms <= now {
         return Err(ApiError::refused(
             "cycle_not_kept",

@@ -18,6 +18,10 @@ pub struct ApiConfig {
     /// neither.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Ingest's late-event horizon (`ingest.max_past_seconds`, which meterd
+    /// copies here): what makes a timeframe final.
+    #[serde(skip)]
+    pub late_horizon_seconds: i64,
 }
 
 impl Default for ApiConfig {
@@ -27,6 +31,7 @@ impl Default for ApiConfig {
             grpc_listen: "127.0.0.1:50052".into(),
             tls_cert_file: None,
             tls_key_file: None,
+            late_horizon_seconds: meter_core::Limits::default().max_past_ms / 1000,
         }
     }
 }

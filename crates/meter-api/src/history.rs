@@ -41,7 +41,7 @@ pub(crate) fn store_error(e: meter_store::Error) -> ApiError {
 
 /// Every timeframe of `range`, with the usage of `rows` (one project's, in
 /// time order) where there is some and zeros elsewhere.
-fn timeframes(range: &HistoryRange, rows: &[&PeriodUsage]) -> Vec<Timeframe> {
+fn timeframes(range: &HistoryRange, rows: &[&PeriodUsage], final_before: Option<i64>) -> Vec<Timeframe> {
     let by_start: HashMap<i64, &PeriodUsage> = rows.iter().map(|r| (r.start_ms, *r)).collect();
     range
         .timeframes()
@@ -56,13 +56,19 @@ fn timeframes(range: &HistoryRange, rows: &[&PeriodUsage]) -> Vec<Timeframe> {
                 t.logical_size_bytes_hour = Some(row.map_or(0, |r| r.logical_size_bytes_hour));
             }
             t.adjusted = row.is_some_and(|r| r.adjusted);
+            t.is_final = final_before.is_some_and(|f| end <= f);
             t
         })
         .collect()
 }
 
-fn echo(range: &HistoryRange) -> RangeEcho {
+async fn final_before(app: &App) -> Option<i64> {
+    app.watermark.final_before(app.watermark.loaded(app).await)
+}
+
+fn echo(range: &HistoryRange, final_before: Option<i64>) -> RangeEcho {
     RangeEcho {
+        final_before: final_before.map(rfc3339),
         from: rfc3339(range.from_ms),
         to: rfc3339(range.to_ms),
         granularity: range.granularity,
@@ -90,8 +96,9 @@ pub(crate) async fn project(
     ProjectId::new(&id).map_err(|e| ApiError::bad_param("project_id", e.to_string()))?;
     let range = range(&p)?;
     let rows = app.store.history(&range, std::slice::from_ref(&id)).await.map_err(store_error)?;
-    let consumption = timeframes(&range, &rows.iter().collect::<Vec<_>>());
-    Ok(Json(ProjectHistory { range: echo(&range), project_id: id, consumption }))
+    let f = final_before(&app).await;
+    let consumption = timeframes(&range, &rows.iter().collect::<Vec<_>>(), f);
+    Ok(Json(ProjectHistory { range: echo(&range, f), project_id: id, consumption }))
 }
 
 /// A page of projects (those with usage in the range, in id order), each
@@ -115,15 +122,16 @@ pub(crate) async fn projects(
     page.truncate(limit);
     let rows =
         if page.is_empty() { Vec::new() } else { app.store.history(&range, &page).await.map_err(store_error)? };
+    let f = final_before(&app).await;
     let projects = page
         .iter()
         .map(|id| {
             let mine: Vec<&PeriodUsage> = rows.iter().filter(|r| &r.project_id == id).collect();
-            ProjectConsumption { project_id: id.clone(), consumption: timeframes(&range, &mine) }
+            ProjectConsumption { project_id: id.clone(), consumption: timeframes(&range, &mine, f) }
         })
         .collect();
     let next_cursor = more.then(|| page.last().map(|l| encode_cursor(l))).flatten();
-    Ok(Json(ProjectsHistory { range: echo(&range), projects, pagination: Pagination { next_cursor, limit } }))
+    Ok(Json(ProjectsHistory { range: echo(&range, f), projects, pagination: Pagination { next_cursor, limit } }))
 }
 
 /// Every project's usage summed per timeframe (storage: the sum of each
@@ -136,8 +144,9 @@ pub(crate) async fn fleet(State(app): State<App>, params: Params<RangeParams>) -
     let Query(p) = params?;
     let range = range(&p)?;
     let rows = app.store.fleet_history(&range).await.map_err(store_error)?;
-    let consumption = timeframes(&range, &rows.iter().collect::<Vec<_>>());
-    Ok(Json(FleetHistory { range: echo(&range), consumption }))
+    let f = final_before(&app).await;
+    let consumption = timeframes(&range, &rows.iter().collect::<Vec<_>>(), f);
+    Ok(Json(FleetHistory { range: echo(&range, f), consumption }))
 }
 
 /// The `cursor` parameter: the last project id of the previous page, or

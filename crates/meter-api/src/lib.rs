@@ -13,6 +13,7 @@ mod config;
 mod config_history;
 mod config_writer;
 mod console;
+mod cycles;
 mod error;
 mod grpc;
 mod handlers;
@@ -25,6 +26,7 @@ mod openapi;
 mod query;
 mod request_id;
 mod views;
+mod watermark;
 mod webhooks;
 
 pub use config::ApiConfig;
@@ -56,6 +58,8 @@ pub(crate) struct App {
     events: meter_kafka::EventProducer,
     /// Writes config changes and their trail in one transaction.
     config_writer: Arc<config_writer::ConfigWriter>,
+    /// How far usage is final.
+    watermark: Arc<watermark::Watermark>,
     kafka: KafkaConfig,
     store: meter_store::Store,
     clock: Arc<dyn Clock>,
@@ -72,7 +76,7 @@ pub(crate) struct App {
 
 /// Every path the router serves (the OpenAPI document must list each).
 #[cfg(test)]
-const ROUTES: [&str; 23] = [
+const ROUTES: [&str; 26] = [
     "/v1/projects",
     "/v1/plans",
     "/v1/plans/{name}",
@@ -92,6 +96,9 @@ const ROUTES: [&str; 23] = [
     "/v1/projects/{id}/consumption_history",
     "/v1/consumption_history/projects",
     "/v1/consumption_history/fleet",
+    "/v1/watermark",
+    "/v1/cycles/{cycle}",
+    "/v1/cycles/{cycle}/close",
     "/v1/openapi.json",
     "/api/v2/consumption_history/projects",
     "/api/v2/consumption_history/account",
@@ -127,6 +134,9 @@ fn router(app: App) -> Router {
         .route("/v1/projects/{id}/consumption_history", get(history::project))
         .route("/v1/consumption_history/projects", get(history::projects))
         .route("/v1/consumption_history/fleet", get(history::fleet))
+        .route("/v1/watermark", get(watermark::watermark))
+        .route("/v1/cycles/{cycle}", get(cycles::get_cycle))
+        .route("/v1/cycles/{cycle}/close", post(cycles::close_cycle))
         .route("/api/v2/consumption_history/projects", get(neon::projects))
         .route("/api/v2/consumption_history/account", get(neon::account))
         .route("/api/v2/projects/{project_id}", get(neon_project::get).patch(neon_project::patch))
@@ -173,6 +183,7 @@ pub async fn run(
         producer,
         events,
         config_writer,
+        watermark: watermark::Watermark::new(cfg.late_horizon_seconds * 1000, kafka.produce_timeout_ms as i64),
         kafka: kafka.clone(),
         store,
         clock,
@@ -200,6 +211,7 @@ pub async fn run(
         tonic::transport::server::TcpIncoming::from(grpc_listener),
         shutdown.clone().cancelled_owned(),
     );
+    tokio::spawn(watermark::write_probes(app.events.clone(), app.clock.clone(), shutdown.clone()));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let routes = router(app);
     let stop = shutdown.clone();

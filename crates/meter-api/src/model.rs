@@ -19,7 +19,7 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ErrorDetail {
     /// `invalid_argument`, `invalid_json`, `invalid_query`, `not_found`,
     /// `unauthenticated`, `permission_denied`, `conflict`, `below_zero`,
-    /// `cycle_not_kept` or `unavailable`.
+    /// `cycle_closed`, `cycle_not_kept` or `unavailable`.
     #[schema(example = "invalid_argument")]
     pub(crate) code: &'static str,
     /// What is wrong, starting with the parameter or field at fault.
@@ -495,6 +495,10 @@ pub(crate) struct RangeEcho {
     /// The metric names answered: the five metrics and
     /// `logical_size_bytes_hour` (storage held, byte-hours).
     pub(crate) metrics: Vec<String>,
+    /// Timeframes ending at or before this are final (see `GET
+    /// /v1/watermark`); null until the pipeline has reported how far it is.
+    #[schema(format = DateTime)]
+    pub(crate) final_before: Option<String>,
 }
 
 /// One timeframe's usage: for counters the sum over it, for
@@ -523,6 +527,11 @@ pub(crate) struct Timeframe {
     /// (`GET /v1/projects/{id}/adjustments` lists them); absent otherwise.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) adjusted: bool,
+    /// True when no more usage can arrive for it: its end plus the
+    /// late-event horizon has passed and everything acknowledged until then
+    /// is counted here. Only an adjustment can still change it.
+    #[serde(rename = "final")]
+    pub(crate) is_final: bool,
 }
 
 impl Timeframe {
@@ -706,4 +715,41 @@ pub(crate) struct PlanChange {
 pub(crate) struct PlanHistory {
     pub(crate) name: String,
     pub(crate) changes: Vec<PlanChange>,
+}
+
+/// `GET /v1/watermark`: how far usage is final.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WatermarkView {
+    /// Timeframes ending at or before this are final: no event for them can
+    /// still be acknowledged (the late-event horizon has passed) and every
+    /// event acknowledged is counted. Null until every partition has
+    /// reported.
+    #[schema(format = DateTime)]
+    pub(crate) final_before: Option<String>,
+    /// Every event acknowledged before this (less the produce timeout and a
+    /// minute for clocks) is in ClickHouse.
+    #[schema(format = DateTime)]
+    pub(crate) loaded_through: Option<String>,
+    /// How old an event ingest still accepts (`ingest.max_past_seconds`).
+    pub(crate) late_event_horizon_seconds: i64,
+}
+
+/// A billing cycle (a calendar month, UTC).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CycleView {
+    /// `YYYY-MM`.
+    pub(crate) cycle: String,
+    #[schema(format = DateTime)]
+    pub(crate) start: String,
+    #[schema(format = DateTime)]
+    pub(crate) end: String,
+    /// No more usage can arrive for it (see `GET /v1/watermark`).
+    #[serde(rename = "final")]
+    pub(crate) is_final: bool,
+    /// Closed: its numbers never change again.
+    pub(crate) closed: bool,
+    #[schema(format = DateTime)]
+    pub(crate) closed_at: Option<String>,
+    /// The name of the API credential that closed it.
+    pub(crate) closed_by: Option<String>,
 }

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{adjustments, config_history, handlers, history, neon, neon_project, webhooks};
+use crate::{adjustments, config_history, cycles, handlers, history, neon, neon_project, watermark, webhooks};
 
 /// Where the document is served (public: no token needed).
 pub(crate) const PATH: &str = "/v1/openapi.json";
@@ -55,6 +55,9 @@ pub(crate) const PATH: &str = "/v1/openapi.json";
         history::project,
         history::projects,
         history::fleet,
+        watermark::watermark,
+        cycles::get_cycle,
+        cycles::close_cycle,
         neon::projects,
         neon::account,
         neon_project::get,

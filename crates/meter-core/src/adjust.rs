@@ -171,6 +171,8 @@ pub enum Refusal {
     BelowZero,
     /// The cycle is no longer kept (its grace after the end has passed).
     CycleNotKept,
+    /// The cycle was closed: its numbers never change again.
+    CycleClosed,
 }
 
 impl Refusal {
@@ -179,6 +181,7 @@ impl Refusal {
         match self {
             Refusal::BelowZero => "below_zero",
             Refusal::CycleNotKept => "cycle_not_kept",
+            Refusal::CycleClosed => "cycle_closed",
         }
     }
 
@@ -186,6 +189,7 @@ impl Refusal {
         match self {
             Refusal::BelowZero => "the adjustment would take the cycle's counter below zero",
             Refusal::CycleNotKept => "the cycle is no longer kept; adjust a later cycle",
+            Refusal::CycleClosed => "the cycle is closed; adjust a later cycle",
         }
     }
 }

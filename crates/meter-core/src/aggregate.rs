@@ -99,7 +99,10 @@ pub enum ProjectUpdate {
     /// left out because their idempotency key was counted before.
     /// `byte_hours`: the storage the project held, per hour, over the spans
     /// this batch's readings closed (see `ProjectState::read_storage`).
-    Counted { rows: Vec<HourlyRow>, byte_hours: Vec<(UnixMs, u64)>, duplicate_keys: u64 },
+    /// `closed`: events of a closed cycle (counters counted in the next
+    /// open cycle's first hour, storage readings left out: see
+    /// `ProjectState::apply_closed`).
+    Counted { rows: Vec<HourlyRow>, byte_hours: Vec<(UnixMs, u64)>, duplicate_keys: u64, closed: u64 },
     /// A retry of a batch already counted.
     Duplicate,
     /// Older than the source's dedup window; not counted.
@@ -203,6 +206,17 @@ impl ProjectState {
     /// to the cycle counters and the branches' gauges, and returns its
     /// hourly rows.
     pub fn apply(&mut self, batch: &Batch, retention: &Retention) -> ProjectUpdate {
+        self.apply_closed(batch, retention, &ClosedCycles::new())
+    }
+
+    /// `apply`, where the cycles starting at `closed` are closed: their
+    /// numbers never change again. A counter event of a closed cycle (one
+    /// acknowledged before the close, or with a late-event horizon longer
+    /// than the wait for finality) is counted in the first hour of the next
+    /// open cycle instead, after its idempotency key was judged in its own
+    /// cycle; a storage reading of a closed cycle is older than what the
+    /// cycle ended with and is left out (the past is not rewritten).
+    pub fn apply_closed(&mut self, batch: &Batch, retention: &Retention, closed: &ClosedCycles) -> ProjectUpdate {
         debug_assert_eq!(batch.project_id, self.project_id);
         if !batch.keyed_only {
             match self.observe_seq(batch) {
@@ -211,12 +225,21 @@ impl ProjectState {
                 SeqVerdict::New => {}
             }
         }
-        let (rows, byte_hours, duplicate_keys) = if batch.events.iter().any(|e| e.idempotency_key.is_some()) {
-            let kept: Vec<&Event> = batch.events.iter().filter(|e| self.first_time(e)).collect();
-            let byte_hours = self.read_storage(kept.iter().copied());
-            (hourly_rows_of(kept.iter().copied()), byte_hours, (batch.events.len() - kept.len()) as u64)
-        } else {
-            (hourly_rows(batch), self.read_storage(batch.events.iter()), 0)
+        let keyed = batch.events.iter().any(|e| e.idempotency_key.is_some());
+        let kept: Vec<&Event> =
+            if keyed { batch.events.iter().filter(|e| self.first_time(e)).collect() } else { Vec::new() };
+        let duplicate_keys = if keyed { (batch.events.len() - kept.len()) as u64 } else { 0 };
+        let in_closed = |e: &Event| closed.contains(&Cycle::containing(e.span.start_ms()).start_ms);
+        let closes = !closed.is_empty() && batch.events.iter().any(in_closed);
+        let (rows, byte_hours, moved) = match (keyed, closes) {
+            (false, false) => (hourly_rows(batch), self.read_storage(batch.events.iter()), 0),
+            (true, false) => (hourly_rows_of(kept.iter().copied()), self.read_storage(kept.iter().copied()), 0),
+            (_, true) => {
+                let chosen: Vec<&Event> = if keyed { kept } else { batch.events.iter().collect() };
+                let moved = chosen.iter().filter(|e| in_closed(e)).count() as u64;
+                let open: Vec<Event> = chosen.into_iter().filter_map(|e| rebook(e, closed)).collect();
+                (hourly_rows_of(open.iter()), self.read_storage(open.iter()), moved)
+            }
         };
         for row in &rows {
             if let Some(i) = row.metric.counter_index() {
@@ -228,16 +251,20 @@ impl ProjectState {
         self.version += 1;
         self.last_ingested_ms = self.last_ingested_ms.max(batch.ingested_ms);
         self.expire(retention);
-        ProjectUpdate::Counted { rows, byte_hours, duplicate_keys }
+        ProjectUpdate::Counted { rows, byte_hours, duplicate_keys, closed: moved }
     }
 
     /// Applies one adjustment (see `crate::adjust`): refused when the
     /// cycle it books into is no longer kept or when its counter would go
     /// below zero, a duplicate when the project has seen its key in that
     /// cycle. A refusal remembers the key too: a retry gets the same answer.
-    pub fn adjust(&mut self, a: &Adjustment, retention: &Retention) -> Adjusted {
+    pub fn adjust(&mut self, a: &Adjustment, retention: &Retention, closed: &ClosedCycles) -> Adjusted {
         debug_assert_eq!(a.project_id, self.project_id);
         let cycle = a.cycle();
+        if closed.contains(&cycle.start_ms) {
+            let counter = a.metric.counter_index().map_or(0, |i| self.counters_at(a.hour_ms).values[i]);
+            return Adjusted::Refused { refusal: Refusal::CycleClosed, counter };
+        }
         let now = self.last_ingested_ms.max(a.created_ms);
         let i = a.metric.counter_index().expect("adjustments are checked to be of counters");
         let counter = self.counters_at(a.hour_ms).values[i];
@@ -359,6 +386,26 @@ impl ProjectState {
             !sessions.is_empty()
         });
     }
+}
+
+/// The starts of the cycles closed (`meterctl cycle close`).
+pub type ClosedCycles = std::collections::BTreeSet<UnixMs>;
+
+/// `e` as counted once its cycle is closed: a counter moved to the first
+/// hour of the next open cycle (whole, in that hour); a storage reading
+/// left out (`None`). Events of open cycles are unchanged.
+fn rebook(e: &Event, closed: &ClosedCycles) -> Option<Event> {
+    let mut cycle = Cycle::containing(e.span.start_ms());
+    if !closed.contains(&cycle.start_ms) {
+        return Some(e.clone());
+    }
+    if e.metric.is_gauge() {
+        return None;
+    }
+    while closed.contains(&cycle.start_ms) {
+        cycle = Cycle::containing(cycle.end_ms);
+    }
+    Some(Event { span: Span::Interval { start_ms: cycle.start_ms, end_ms: cycle.start_ms + 1 }, ..e.clone() })
 }
 
 /// Byte-hours of `size` bytes held for `span_ms`, rounded down.

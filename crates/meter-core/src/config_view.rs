@@ -55,6 +55,8 @@ pub enum ConfigKey {
     Plan(String),
     Project(String),
     Webhook(String),
+    /// A closed billing cycle, by name (`2026-11`).
+    Cycle(String),
 }
 
 impl ConfigKey {
@@ -64,6 +66,7 @@ impl ConfigKey {
             ConfigKey::Plan(n) => format!("plan/{n}"),
             ConfigKey::Project(p) => format!("project/{p}"),
             ConfigKey::Webhook(w) => format!("webhook/{w}"),
+            ConfigKey::Cycle(c) => format!("cycle/{c}"),
         }
     }
 
@@ -74,6 +77,7 @@ impl ConfigKey {
             "plan" => Some(ConfigKey::Plan(name.to_owned())),
             "project" => Some(ConfigKey::Project(name.to_owned())),
             "webhook" => Some(ConfigKey::Webhook(name.to_owned())),
+            "cycle" => Some(ConfigKey::Cycle(name.to_owned())),
             _ => None,
         }
     }
@@ -85,6 +89,19 @@ pub struct ConfigView {
     pub plans: HashMap<String, Plan>,
     pub projects: HashMap<String, ProjectQuotaConfig>,
     pub webhooks: BTreeMap<String, WebhookEndpoint>,
+    /// Closed billing cycles, by name (`2026-11`).
+    pub closed_cycles: BTreeMap<String, CycleClosed>,
+}
+
+/// A billing cycle's close: who closed it and when. Its numbers never
+/// change after (see `meter_core::aggregate::ProjectState::apply_closed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CycleClosed {
+    pub cycle_start_ms: crate::UnixMs,
+    pub closed_ms: crate::UnixMs,
+    pub actor: String,
+    pub request_id: String,
 }
 
 impl ConfigView {
@@ -103,6 +120,10 @@ impl ConfigView {
             (ConfigKey::Webhook(w), Some(v)) => {
                 self.webhooks.insert(w.clone(), serde_json::from_slice(v).map_err(bad)?);
             }
+            (ConfigKey::Cycle(c), Some(v)) => {
+                self.closed_cycles.insert(c.clone(), serde_json::from_slice(v).map_err(bad)?);
+            }
+            (ConfigKey::Cycle(c), None) => drop(self.closed_cycles.remove(c)),
             (ConfigKey::Plan(n), None) => drop(self.plans.remove(n)),
             (ConfigKey::Project(p), None) => drop(self.projects.remove(p)),
             (ConfigKey::Webhook(w), None) => drop(self.webhooks.remove(w)),

@@ -4,10 +4,10 @@
 
 use meter_core::adjust::Adjustment;
 use meter_core::partition::partition_of;
-use meter_core::{Batch, BatchError, Metric, ProjectId};
+use meter_core::{BatchError, Metric, ProjectId};
 use prost::Message;
 
-use crate::batch::{batch_from_wire, metric_from_wire, metric_to_wire, DecodeError};
+use crate::batch::{metric_from_wire, metric_to_wire, DecodeError};
 use crate::report::EventsRecord;
 use crate::v1;
 
@@ -54,29 +54,8 @@ pub fn adjustment_record(a: &Adjustment, partitions: i32) -> EventsRecord {
     EventsRecord {
         partition: partition_of(a.project_id.as_str(), partitions),
         key: a.project_id.to_string(),
-        value: v1::EventsRecord { batches: Vec::new(), adjustments: vec![adjustment_to_wire(a)] }.encode_to_vec(),
+        value: v1::EventsRecord { adjustments: vec![adjustment_to_wire(a)], ..Default::default() }.encode_to_vec(),
     }
-}
-
-/// What one `usage.events` record holds.
-#[derive(Debug, Default)]
-pub struct Decoded {
-    pub batches: Vec<Batch>,
-    pub adjustments: Vec<Adjustment>,
-}
-
-/// Decodes a record of `usage.events`: the batches or adjustments of an
-/// `EventsRecord`, or the one `ProjectBatch` of a record written before
-/// 2026-12-01 (see `EventsRecord` in ingest.proto). All or nothing.
-pub fn decode_events(bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    let packed = v1::EventsRecord::decode(bytes).map_err(DecodeError::Protobuf)?;
-    if packed.batches.is_empty() && packed.adjustments.is_empty() {
-        return Ok(Decoded { batches: vec![crate::decode_batch(bytes)?], adjustments: Vec::new() });
-    }
-    Ok(Decoded {
-        batches: packed.batches.into_iter().map(batch_from_wire).collect::<Result<_, _>>()?,
-        adjustments: packed.adjustments.into_iter().map(adjustment_from_wire).collect::<Result<_, _>>()?,
-    })
 }
 
 #[cfg(test)]
@@ -99,7 +78,7 @@ mod tests {
         };
         let rec = adjustment_record(&a, 8);
         assert_eq!(rec.partition, partition_of("acme-prod", 8));
-        let d = decode_events(&rec.value).expect("decodes");
+        let d = crate::events::decode_events(&rec.value).expect("decodes");
         assert!(d.batches.is_empty());
         assert_eq!(d.adjustments, vec![a]);
         // Readers of batches alone see none in it.

@@ -137,7 +137,7 @@ pub fn encode_batch(b: &Batch) -> Vec<u8> {
 /// The batches of a record of `usage.events` (see `decode_events`; its
 /// adjustments are left out). All or nothing.
 pub fn decode_record(bytes: &[u8]) -> Result<Vec<Batch>, DecodeError> {
-    Ok(crate::adjust::decode_events(bytes)?.batches)
+    Ok(crate::events::decode_events(bytes)?.batches)
 }
 
 /// Decodes one `ProjectBatch` written by `encode_batch`.

@@ -15,6 +15,7 @@ pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 pub mod adjust;
 mod batch;
+pub mod events;
 pub mod neon;
 pub mod report;
 mod totals;
@@ -32,6 +33,6 @@ pub use batch::{
     wire_measure, DecodeError,
 };
 pub use totals::{
-    decode_totals, decode_usage, key_chunk_key, key_chunk_records, key_sets, mark_keys_persisted, restore,
-    state_from_wire, state_to_wire, Restored, TotalsDecodeError, TotalsRecord,
+    closed_record, decode_totals, decode_usage, key_chunk_key, key_chunk_records, key_sets, mark_keys_persisted,
+    restore, state_from_wire, state_to_wire, Restored, TotalsDecodeError, TotalsRecord,
 };

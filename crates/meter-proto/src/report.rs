@@ -107,7 +107,7 @@ pub fn kafka_records(batches: Vec<v1::ProjectBatch>, partitions: i32) -> Vec<Eve
             records.into_iter().map(move |(batches, _)| EventsRecord {
                 partition,
                 key: key.clone(),
-                value: v1::EventsRecord { batches, adjustments: Vec::new() }.encode_to_vec(),
+                value: v1::EventsRecord { batches, ..Default::default() }.encode_to_vec(),
             })
         })
         .collect()

@@ -45,6 +45,7 @@ pub fn state_to_wire(s: &ProjectState, now_ms: i64) -> v1::ProjectTotals {
         last_ingested_unix_ms: s.last_ingested_ms,
         events_next_offset: 0,
         key_chunk: None,
+        closed_cycle_start_unix_s: None,
     }
 }
 
@@ -119,7 +120,7 @@ pub fn decode_usage(bytes: &[u8]) -> Result<Option<Totals>, TotalsDecodeError> {
         return Ok(None);
     }
     let w = <v1::ProjectTotalsView as prost::Message>::decode(bytes).map_err(TotalsDecodeError::Protobuf)?;
-    if w.key_chunk.is_some() {
+    if w.key_chunk.is_some() || w.closed_cycle_start_unix_s.is_some() {
         return Ok(None);
     }
     Ok(Some(Totals {
@@ -139,6 +140,8 @@ pub enum TotalsRecord {
     Project(ProjectState, i64),
     /// A chunk of a project's idempotency keys for one cycle.
     Keys { project_id: String, cycle_start_ms: i64, index: u32, hashes: Vec<u64>, events_next_offset: i64 },
+    /// The partition's aggregator applied the close of the cycle starting then.
+    Closed { cycle_start_ms: i64, events_next_offset: i64 },
     /// A deleted record (an empty value).
     Tombstone,
 }
@@ -150,6 +153,9 @@ pub fn decode_totals(bytes: &[u8]) -> Result<TotalsRecord, TotalsDecodeError> {
     }
     let mut wire = <v1::ProjectTotals as prost::Message>::decode(bytes).map_err(TotalsDecodeError::Protobuf)?;
     let offset = wire.events_next_offset;
+    if let Some(start) = wire.closed_cycle_start_unix_s {
+        return Ok(TotalsRecord::Closed { cycle_start_ms: start * 1000, events_next_offset: offset });
+    }
     if let Some(chunk) = wire.key_chunk.take() {
         ProjectId::check(&wire.project_id).map_err(TotalsDecodeError::Invalid)?;
         return Ok(TotalsRecord::Keys {
@@ -179,6 +185,8 @@ pub struct Restored {
     pub keys: usize,
     /// Bytes of the key chunk records read.
     pub key_bytes: u64,
+    /// The cycles whose close the partition's aggregator applied.
+    pub closed: meter_core::aggregate::ClosedCycles,
 }
 
 /// Rebuilds the states of one partition from its `usage.totals` records
@@ -201,6 +209,10 @@ pub fn restore<K: AsRef<[u8]>, V: AsRef<[u8]>>(
                 out.resume_offset = out.resume_offset.max(events_next_offset);
                 out.key_bytes += value.len() as u64;
                 chunks.entry(project_id).or_default().entry(cycle_start_ms).or_default().insert(index, hashes);
+            }
+            TotalsRecord::Closed { cycle_start_ms, events_next_offset } => {
+                out.resume_offset = out.resume_offset.max(events_next_offset);
+                out.closed.insert(cycle_start_ms);
             }
             TotalsRecord::Tombstone => {}
         }
@@ -270,11 +282,33 @@ fn branches_from_wire(branches: &[v1::BranchSize], legacy_value: u64, legacy_tim
     out
 }
 
+/// The `usage.totals` record (key, value) saying the partition's aggregator
+/// applied the close of the cycle starting at `cycle_start_ms`, in the
+/// transaction that committed `events_next_offset`.
+pub fn closed_record(cycle_start_ms: i64, events_next_offset: i64) -> (String, Vec<u8>) {
+    let wire = v1::ProjectTotals {
+        closed_cycle_start_unix_s: Some(cycle_start_ms / 1000),
+        events_next_offset,
+        ..Default::default()
+    };
+    (format!("#closed#{}", cycle_start_ms / 1000), prost::Message::encode_to_vec(&wire))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use meter_core::aggregate::Retention;
     use meter_core::{Batch, Event, Metric, SourceId, Span};
+
+    #[test]
+    fn a_closed_cycle_record_is_restored_and_skipped_by_readers() {
+        let (key, value) = closed_record(1_793_491_200_000, 42);
+        assert_eq!(key, "#closed#1793491200");
+        assert!(decode_usage(&value).expect("decodes").is_none(), "readers of the totals skip it");
+        let restored = restore([(key, value)]).expect("restores");
+        assert_eq!(restored.closed.into_iter().collect::<Vec<_>>(), [1_793_491_200_000]);
+        assert_eq!((restored.resume_offset, restored.states.len()), (42, 0));
+    }
 
     #[test]
     fn state_round_trips() {

@@ -11,6 +11,7 @@ mod history;
 mod migrate;
 mod query;
 mod tls;
+mod watermark;
 mod writer;
 
 pub use adjustments::AdjustmentRow;

@@ -84,6 +84,19 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[
         ORDER BY (project_id, idempotency_key)",
         ],
     ),
+    (
+        5,
+        "pipeline_watermarks",
+        &[
+            // The latest probe loaded per usage.events partition: merges keep
+            // one row each; readers take max() and need no FINAL.
+            "CREATE TABLE IF NOT EXISTS {db}.pipeline_watermarks (
+            partition UInt32,
+            written_ms Int64
+        ) ENGINE = ReplacingMergeTree(written_ms)
+        ORDER BY partition",
+        ],
+    ),
 ];
 
 /// True when `sql` adds a column `usage_hourly` already has.

@@ -60,6 +60,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: adjust::AdjustCmd,
     },
+    /// Billing cycles: final or not, closing one.
+    Cycle {
+        #[command(subcommand)]
+        cmd: adjust::CycleCmd,
+    },
     /// A project's usage per hour, day or month.
     Usage {
         project: String,
@@ -284,6 +289,7 @@ where
         }
         Cmd::Status { project } => (api.get(&format!("/v1/projects/{project}/status")).await?, Box::new(status_table)),
         Cmd::Adjust { cmd } => adjust::adjust(&api, cmd).await?,
+        Cmd::Cycle { cmd } => adjust::cycle(&api, cmd).await?,
         Cmd::Usage { project, from, to, granularity, metrics } => {
             let mut path =
                 format!("/v1/projects/{project}/consumption_history?from={from}&to={to}&granularity={granularity}");

@@ -94,14 +94,10 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         let grpc = TcpListener::bind(&cfg.api.grpc_listen)
             .await
             .with_context(|| format!("binding api grpc {}", cfg.api.grpc_listen))?;
-        let (c, k, ch, h, s, cl) = (
-            cfg.api.clone(),
-            cfg.kafka.clone(),
-            cfg.clickhouse.clone(),
-            health.clone(),
-            shutdown.clone(),
-            clock.clone(),
-        );
+        let mut api_cfg = cfg.api.clone();
+        api_cfg.late_horizon_seconds = cfg.ingest.max_past_seconds;
+        let (c, k, ch, h, s, cl) =
+            (api_cfg, cfg.kafka.clone(), cfg.clickhouse.clone(), health.clone(), shutdown.clone(), clock.clone());
         let auth = meter_runtime::Auth::start(&cfg.security, "api", &cfg.api.listen, shutdown.clone())?;
         let security = (auth, cfg.security.webhook_allowed_targets.clone());
         tasks.spawn(async move { ("api", meter_api::run(&c, &k, &ch, security, cl, listener, grpc, h, s).await) });

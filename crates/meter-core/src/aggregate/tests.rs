@@ -310,13 +310,16 @@ fn adjustments_move_the_cycle_counter_once_per_key_and_never_below_zero() {
     let mut s = ProjectState::new(pid());
     s.apply(&batch("s1", 1, vec![inc(Metric::ComputeTimeSeconds, NOV, NOV + 1000, 500)]), &r);
     let minus = adjustment("a1", Metric::ComputeTimeSeconds, NOV + 5 * HOUR_MS, -200);
-    assert_eq!(s.adjust(&minus, &r), Adjusted::Applied { counter: 300 });
-    assert_eq!(s.adjust(&minus, &r), Adjusted::Duplicate, "same key again");
+    assert_eq!(s.adjust(&minus, &r, &ClosedCycles::new()), Adjusted::Applied { counter: 300 });
+    assert_eq!(s.adjust(&minus, &r, &ClosedCycles::new()), Adjusted::Duplicate, "same key again");
     let too_much = adjustment("a2", Metric::ComputeTimeSeconds, NOV, -301);
-    assert_eq!(s.adjust(&too_much, &r), Adjusted::Refused { refusal: Refusal::BelowZero, counter: 300 });
-    assert_eq!(s.adjust(&too_much, &r), Adjusted::Duplicate, "a refused key is remembered too");
+    assert_eq!(
+        s.adjust(&too_much, &r, &ClosedCycles::new()),
+        Adjusted::Refused { refusal: Refusal::BelowZero, counter: 300 }
+    );
+    assert_eq!(s.adjust(&too_much, &r, &ClosedCycles::new()), Adjusted::Duplicate, "a refused key is remembered too");
     let plus = adjustment("a3", Metric::WrittenDataBytes, NOV + HOUR_MS, 7);
-    assert_eq!(s.adjust(&plus, &r), Adjusted::Applied { counter: 7 });
+    assert_eq!(s.adjust(&plus, &r, &ClosedCycles::new()), Adjusted::Applied { counter: 7 });
     assert_eq!(s.counters_at(NOV).values, [0, 300, 7, 0]);
     // Its key does not collide with a usage event's key of the same text.
     let mut keyed = inc(Metric::WrittenDataBytes, NOV, NOV + 1000, 5);
@@ -333,6 +336,38 @@ fn an_adjustment_of_a_forgotten_cycle_is_refused() {
     let mut s = ProjectState::new(pid());
     let mut late = adjustment("old", Metric::ActiveTimeSeconds, NOV - 40 * 24 * HOUR_MS, 10);
     late.created_ms = NOV + 11 * HOUR_MS;
-    assert_eq!(s.adjust(&late, &r), Adjusted::Refused { refusal: Refusal::CycleNotKept, counter: 0 });
+    assert_eq!(
+        s.adjust(&late, &r, &ClosedCycles::new()),
+        Adjusted::Refused { refusal: Refusal::CycleNotKept, counter: 0 }
+    );
     assert!(s.keys.is_empty(), "nothing remembered for a forgotten cycle");
+}
+
+#[test]
+fn a_closed_cycle_never_changes_and_its_late_counters_move_on() {
+    use crate::adjust::{Adjusted, Refusal};
+    let r = Retention::default();
+    let closed: ClosedCycles = [NOV].into();
+    let mut s = ProjectState::new(pid());
+    let mut keyed = inc(Metric::ComputeTimeSeconds, DEC - 60_000, DEC - 1000, 50);
+    keyed.idempotency_key = Some("k".into());
+    s.apply(&batch("s1", 1, vec![keyed.clone()]), &r);
+    // After the close: a retry of the keyed event is still a duplicate (judged in November),
+    // a new November counter moves to December's first hour, a November reading is left out.
+    let late = vec![keyed, inc(Metric::ComputeTimeSeconds, NOV + HOUR_MS, NOV + 2 * HOUR_MS, 7), gauge(NOV + 5, 99)];
+    let ProjectUpdate::Counted { rows, duplicate_keys, closed: moved, .. } =
+        s.apply_closed(&batch("s1", 2, late), &r, &closed)
+    else {
+        panic!("counted")
+    };
+    assert_eq!((duplicate_keys, moved), (1, 2));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].metric, rows[0].hour_ms, rows[0].value), (Metric::ComputeTimeSeconds, DEC, 7));
+    assert_eq!(s.counters_at(NOV).values, [0, 50, 0, 0]);
+    assert_eq!(s.counters_at(DEC).values, [0, 7, 0, 0]);
+    assert!(s.branches.is_empty(), "the closed cycle's reading is left out");
+    // Adjustments of the closed cycle are refused, without using their key.
+    let a = adjustment("late", Metric::ComputeTimeSeconds, NOV, -10);
+    assert_eq!(s.adjust(&a, &r, &closed), Adjusted::Refused { refusal: Refusal::CycleClosed, counter: 50 });
+    assert_eq!(s.adjust(&a, &r, &ClosedCycles::new()), Adjusted::Applied { counter: 40 }, "the key was not used");
 }

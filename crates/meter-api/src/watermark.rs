@@ -1,0 +1,103 @@
+//! When a timeframe's usage is final. Ingest refuses an event older than
+//! the late-event horizon (`ingest.max_past_seconds`), so no event for a
+//! timeframe ending at E is acknowledged after E + horizon; the api writes a
+//! probe to every partition of `usage.events` every few seconds, which the
+//! aggregator and the load role carry to ClickHouse behind the rows before
+//! it, so once every partition's probe written at T is queryable, every
+//! event acknowledged before T (less the produce timeout and a margin for
+//! clocks) is too. A timeframe ending at or before `loaded - settle -
+//! horizon` is therefore final: its usage never changes again (only an
+//! explicit adjustment can, until its cycle is closed).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::Json;
+use meter_core::cycle::rfc3339;
+use meter_core::split::hour_floor;
+use meter_core::UnixMs;
+use meter_kafka::EventProducer;
+use meter_proto::events::probe_records;
+use meter_runtime::Clock;
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::Answer;
+use crate::model::WatermarkView;
+use crate::App;
+
+/// How often a probe is written.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How long a read of ClickHouse's watermark is reused.
+const REUSE: Duration = Duration::from_secs(2);
+/// Allowance for clocks that disagree between ingest and api instances.
+const CLOCK_MARGIN_MS: i64 = 60_000;
+
+/// The finality rule and the last watermark read.
+#[derive(Debug)]
+pub(crate) struct Watermark {
+    horizon_ms: i64,
+    /// The produce timeout and the clock margin.
+    settle_ms: i64,
+    last: Mutex<Option<(Instant, Option<UnixMs>)>>,
+}
+
+impl Watermark {
+    pub(crate) fn new(horizon_ms: i64, produce_timeout_ms: i64) -> Arc<Watermark> {
+        Arc::new(Watermark { horizon_ms, settle_ms: produce_timeout_ms + CLOCK_MARGIN_MS, last: Mutex::new(None) })
+    }
+
+    /// When the oldest partition's latest loaded probe was written (`None`:
+    /// not every partition has had one loaded, or ClickHouse did not answer).
+    pub(crate) async fn loaded(&self, app: &App) -> Option<UnixMs> {
+        if let Some((at, v)) = *self.last.lock().expect("watermark") {
+            if at.elapsed() < REUSE {
+                return v;
+            }
+        }
+        let partitions = app.events.partitions().await.ok()?;
+        let v = app.store.loaded_through(partitions as u32).await.unwrap_or(None);
+        *self.last.lock().expect("watermark") = Some((Instant::now(), v));
+        v
+    }
+
+    /// Timeframes ending at or before this are final (an hour boundary).
+    pub(crate) fn final_before(&self, loaded: Option<UnixMs>) -> Option<UnixMs> {
+        loaded.map(|l| hour_floor(l - self.settle_ms - self.horizon_ms))
+    }
+
+    pub(crate) fn horizon_ms(&self) -> i64 {
+        self.horizon_ms
+    }
+}
+
+/// Writes a probe to every partition of the events topic every
+/// `PROBE_EVERY` until `shutdown` (a failed write is tried again at the next).
+pub(crate) async fn write_probes(events: EventProducer, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+    loop {
+        let written = async {
+            let partitions = events.partitions().await?;
+            events.send_all(&probe_records(clock.now_ms(), partitions)).await
+        };
+        if let Err(e) = written.await {
+            tracing::info!(error = %e, "api.probe_not_written");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PROBE_EVERY) => {}
+        }
+    }
+}
+
+/// How far usage is final: timeframes ending at or before `final_before`
+/// will not change again but by an adjustment.
+#[utoipa::path(get, path = "/v1/watermark", tag = "history",
+    responses((status = 200, body = WatermarkView)))]
+pub(crate) async fn watermark(State(app): State<App>) -> Answer<WatermarkView> {
+    let loaded = app.watermark.loaded(&app).await;
+    Ok(Json(WatermarkView {
+        final_before: app.watermark.final_before(loaded).map(rfc3339),
+        loaded_through: loaded.map(rfc3339),
+        late_event_horizon_seconds: app.watermark.horizon_ms() / 1000,
+    }))
+}

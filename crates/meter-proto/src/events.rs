@@ -1,0 +1,77 @@
+//! What a record of `usage.events` holds: usage batches, adjustments,
+//! probes or cycle closes (see ingest.proto), and the records the api
+//! writes to every partition (probes, closes).
+
+use meter_core::adjust::Adjustment;
+use meter_core::{Batch, UnixMs};
+use prost::Message;
+
+use crate::adjust::adjustment_from_wire;
+use crate::batch::{batch_from_wire, DecodeError};
+use crate::report::EventsRecord;
+use crate::v1;
+
+/// What one `usage.events` record holds.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub batches: Vec<Batch>,
+    pub adjustments: Vec<Adjustment>,
+    /// When each probe in it was written.
+    pub probes: Vec<UnixMs>,
+    /// The starts of the cycles it closes.
+    pub closes: Vec<UnixMs>,
+}
+
+/// Decodes a record of `usage.events`: the batches, adjustments or probes of
+/// an `EventsRecord`, or the one `ProjectBatch` of a record written before
+/// 2026-12-01 (see `EventsRecord` in ingest.proto). All or nothing.
+pub fn decode_events(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let packed = v1::EventsRecord::decode(bytes).map_err(DecodeError::Protobuf)?;
+    if packed.batches.is_empty()
+        && packed.adjustments.is_empty()
+        && packed.probes.is_empty()
+        && packed.closes.is_empty()
+    {
+        return Ok(Decoded { batches: vec![crate::decode_batch(bytes)?], ..Decoded::default() });
+    }
+    Ok(Decoded {
+        batches: packed.batches.into_iter().map(batch_from_wire).collect::<Result<_, _>>()?,
+        adjustments: packed.adjustments.into_iter().map(adjustment_from_wire).collect::<Result<_, _>>()?,
+        probes: packed.probes.into_iter().map(|p| p.written_unix_ms).collect(),
+        closes: packed.closes.into_iter().map(|c| c.cycle_start_unix_s * 1000).collect(),
+    })
+}
+
+/// One probe record for each of `partitions` partitions, written at `now_ms`.
+pub fn probe_records(now_ms: UnixMs, partitions: i32) -> Vec<EventsRecord> {
+    let value = v1::EventsRecord { probes: vec![v1::Probe { written_unix_ms: now_ms }], ..Default::default() };
+    to_every_partition("probe", &value, partitions)
+}
+
+/// One record closing the cycle that starts at `cycle_start_ms` for each
+/// of `partitions` partitions.
+pub fn close_records(cycle_start_ms: UnixMs, partitions: i32) -> Vec<EventsRecord> {
+    let close = v1::CycleClose { cycle_start_unix_s: cycle_start_ms / 1000 };
+    to_every_partition("close", &v1::EventsRecord { closes: vec![close], ..Default::default() }, partitions)
+}
+
+fn to_every_partition(key: &str, value: &v1::EventsRecord, partitions: i32) -> Vec<EventsRecord> {
+    let value = value.encode_to_vec();
+    (0..partitions).map(|partition| EventsRecord { partition, key: key.into(), value: value.clone() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_goes_to_every_partition_and_is_read_back_alone() {
+        let records = probe_records(1_796_083_200_000, 3);
+        assert_eq!(records.iter().map(|r| r.partition).collect::<Vec<_>>(), [0, 1, 2]);
+        let d = decode_events(&records[2].value).expect("decodes");
+        assert_eq!((d.batches.len(), d.adjustments.len(), d.probes), (0, 0, vec![1_796_083_200_000]));
+        assert!(crate::decode_record(&records[0].value).expect("decodes").is_empty());
+        let closes = close_records(1_793_491_200_000, 2);
+        assert_eq!(decode_events(&closes[1].value).expect("decodes").closes, vec![1_793_491_200_000]);
+    }
+}
