@@ -11,6 +11,7 @@ use meter_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::adjust::Ledger;
 use crate::harness::ChaosReport;
 
 /// Samples ClickHouse every second: no counter may go down, or above what
@@ -71,7 +72,10 @@ pub(crate) async fn final_check(
     prefix: &str,
     truth: &Truth,
     stats: &SendStats,
+    ledger: &Ledger,
 ) -> anyhow::Result<()> {
+    report.adjustments_applied = ledger.made;
+    report.adjustment_retries = ledger.retries;
     let started = Instant::now();
     let mut diff = Vec::new();
     while started.elapsed() < Duration::from_secs(180) {
@@ -109,7 +113,7 @@ pub(crate) async fn final_check(
     // its own time to converge.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        report.totals_topic_exact = totals_match(kafka, truth).await?;
+        report.totals_topic_exact = totals_match(kafka, truth, &ledger.applied).await?;
         if report.totals_topic_exact || Instant::now() > deadline {
             break;
         }
@@ -118,10 +122,25 @@ pub(crate) async fn final_check(
     if report.totals_topic_exact {
         report.converged_after = report.converged_after.map(|_| started.elapsed());
     }
+    // ClickHouse's adjustments: exactly the ledger.
+    let want: Vec<(String, i64)> = ledger.applied.iter().map(|(p, d)| (p.clone(), *d as i64)).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(sums) = store.adjustment_sums(prefix).await {
+            let got: Vec<(String, i64)> = sums.into_iter().map(|s| (s.project_id, s.delta)).collect();
+            report.adjustments_exact = got == want;
+        }
+        if report.adjustments_exact || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     Ok(())
 }
 
-async fn totals_match(kafka: &KafkaConfig, truth: &Truth) -> anyhow::Result<bool> {
+/// True when every project's counters in the totals topic are its usage
+/// plus the adjustments applied to it (`written_data_bytes`).
+async fn totals_match(kafka: &KafkaConfig, truth: &Truth, adjusted: &BTreeMap<String, u64>) -> anyhow::Result<bool> {
     let kafka = kafka.clone();
     let states = tokio::task::spawn_blocking(move || {
         let all: Vec<i32> = (0..kafka.partitions).collect();
@@ -133,10 +152,14 @@ async fn totals_match(kafka: &KafkaConfig, truth: &Truth) -> anyhow::Result<bool
         let Some(s) = meter_proto::decode_usage(&v)? else { continue };
         latest.insert(s.project_id.to_string(), s);
     }
-    for (id, t) in &truth.projects {
+    let written = Metric::WrittenDataBytes.counter_index().expect("a counter");
+    let ids: std::collections::BTreeSet<&String> = truth.projects.keys().chain(adjusted.keys()).collect();
+    for id in ids {
         let Some(s) = latest.get(id) else { return Ok(false) };
-        for (i, want) in t.counters.iter().enumerate() {
-            if s.cycles.values().map(|c| c.values[i]).sum::<u64>() != *want {
+        let usage = truth.projects.get(id).map(|t| t.counters).unwrap_or_default();
+        for (i, used) in usage.iter().enumerate() {
+            let want = used + if i == written { adjusted.get(id).copied().unwrap_or(0) } else { 0 };
+            if s.cycles.values().map(|c| c.values[i]).sum::<u64>() != want {
                 return Ok(false);
             }
         }

@@ -13,6 +13,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
+use crate::adjust::Adjuster;
 use crate::check::{final_check, Sampler};
 use crate::faults::{end_clickhouse_outage, inject, FaultKind};
 use crate::procs::{ready, Launcher, Proc};
@@ -102,6 +103,12 @@ pub struct ChaosReport {
     pub converged_after: Option<Duration>,
     pub totals_topic_exact: bool,
     pub enforcement: EnforcementReport,
+    /// Adjustments applied through the api while the faults ran, and the
+    /// requests it took beyond one each.
+    pub adjustments_applied: u64,
+    pub adjustment_retries: u64,
+    /// `usage_adjustments` holds exactly the ledger's adjustments.
+    pub adjustments_exact: bool,
 }
 
 impl ChaosReport {
@@ -113,6 +120,7 @@ impl ChaosReport {
             && self.violations.is_empty()
             && self.converged_after.is_some()
             && self.totals_topic_exact
+            && self.adjustments_exact
             && self.enforcement.mismatches.is_empty()
     }
 }
@@ -385,6 +393,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let finish = CancellationToken::new();
     let load = tokio::spawn(meter_sim::run(run_cfg, stats.clone(), finish.clone(), stop.clone()));
     let sampler = Sampler::start(store.clone(), prefix.clone(), stats.clone());
+    let adjuster = Adjuster::start(format!("http://127.0.0.1:{}", ports.api), project_ids.clone(), cfg.seed);
 
     let mut report = ChaosReport::default();
     let mut rng = SmallRng::seed_from_u64(cfg.seed);
@@ -425,6 +434,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     finish.cancel();
     let summary = load.await??;
     cluster.heal().await?;
+    let ledger = adjuster.finish().await;
     let (violations, samples) = sampler.stop().await;
     report.violations = violations;
     report.samples = samples;
@@ -434,7 +444,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     report.duplicates_sent = stats.duplicates_sent.load(std::sync::atomic::Ordering::Relaxed);
     report.node_restarts = stats.restarts.load(std::sync::atomic::Ordering::Relaxed);
     report.key_twins_sent = stats.key_twins_sent.load(std::sync::atomic::Ordering::Relaxed);
-    final_check(&mut report, &store, &kafka, &prefix, &summary.truth, &stats).await?;
+    final_check(&mut report, &store, &kafka, &prefix, &summary.truth, &stats, &ledger).await?;
     report.enforcement = quotas.check(&project_ids, Duration::from_secs(60), &cluster.outages).await;
     drop(cluster);
     stop.cancel();

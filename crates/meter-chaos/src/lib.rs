@@ -5,6 +5,7 @@
 //! was sent), and at the end checks ClickHouse and the totals topic against
 //! the ledger exactly, and the enforcer's suspensions against the exact usage.
 
+mod adjust;
 mod check;
 mod faults;
 mod harness;

@@ -101,6 +101,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         r.converged_after.map_or("NEVER".into(), |d| format!("{:.1} s after the load stopped", d.as_secs_f64())),
         r.totals_topic_exact
     );
+    println!(
+        "adjustments: {} applied through the api ({} requests retried with the same key); ClickHouse's adjustments exact: {}",
+        r.adjustments_applied, r.adjustment_retries, r.adjustments_exact
+    );
     let e = &r.enforcement;
     let quantile = |l: &[f64], p: f64| {
         l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1)).map_or("-".into(), |v| format!("{v:.2} s"))

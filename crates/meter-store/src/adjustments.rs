@@ -61,7 +61,37 @@ struct Summed {
     delta: i64,
 }
 
+/// The adjustments of one project and counter, summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdjustmentSum {
+    pub project_id: String,
+    pub metric: Metric,
+    pub delta: i64,
+}
+
 impl Store {
+    /// The applied adjustments of the projects whose id starts with
+    /// `prefix`, summed per project and counter.
+    pub async fn adjustment_sums(&self, prefix: &str) -> Result<Vec<AdjustmentSum>> {
+        let rows: Vec<Summed> = self
+            .client
+            .query(
+                "SELECT project_id, toUInt32(0) AS period, toInt8(metric) AS metric, sum(delta) AS delta
+                 FROM usage_adjustments FINAL WHERE project_id LIKE ? GROUP BY project_id, metric
+                 ORDER BY project_id, metric",
+            )
+            .bind(crate::query::like_prefix(prefix))
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let metric = Metric::COUNTERS.into_iter().find(|m| metric_code(*m) == r.metric)?;
+                Some(AdjustmentSum { project_id: r.project_id, metric, delta: r.delta })
+            })
+            .collect())
+    }
+
     /// Inserts applied adjustments. Idempotent: keyed by (project, key).
     pub async fn write_adjustments(&self, rows: &[AdjustmentRow]) -> Result<()> {
         self.insert_all("usage_adjustments", rows).await

@@ -14,7 +14,7 @@ mod tls;
 mod watermark;
 mod writer;
 
-pub use adjustments::AdjustmentRow;
+pub use adjustments::{AdjustmentRow, AdjustmentSum};
 pub use config::StoreConfig;
 pub use history::PeriodUsage;
 pub use migrate::{migrate, MIGRATIONS};

@@ -55,7 +55,7 @@ impl ProjectUsage {
 }
 
 /// A LIKE pattern matching ids that start with `prefix`, taken literally.
-fn like_prefix(prefix: &str) -> String {
+pub(crate) fn like_prefix(prefix: &str) -> String {
     format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
 
