@@ -151,7 +151,7 @@ async fn meterctl_manages_quotas_and_reads_usage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_rebuilds_clickhouse_from_kafka() {
-    let Some(p) = Pipeline::start("backfill").await else { return };
+    let Some(mut p) = Pipeline::start("backfill").await else { return };
     let prefix = "bf";
     let started = meter_e2e::now_ms();
     let summary = run(
@@ -163,6 +163,23 @@ async fn backfill_rebuilds_clickhouse_from_kafka() {
     .await
     .expect("simulation");
     assert_exact(&p, prefix, &summary.truth).await;
+    // An adjustment, applied and loaded: the backfill writes it again from its outcome.
+    p.start_api().await;
+    let project = summary.truth.projects.keys().next().expect("a project").clone();
+    let out =
+        ctl(&p, &["adjust", "add", &project, "--metric", "data_transfer_bytes", "--delta", "77", "--reason", "bf"])
+            .await
+            .expect("adjust");
+    assert!(out.starts_with("applied:"), "{out}");
+    let adjusted = || async { p.store.adjustment_sums(prefix).await.expect("query") };
+    meter_e2e::eventually(Duration::from_secs(30), "the adjustment loaded", || async {
+        if adjusted().await.len() == 1 {
+            Ok(())
+        } else {
+            Err("not yet".to_owned())
+        }
+    })
+    .await;
     // An empty database, as after losing the table: the backfill fills it from Kafka.
     let fresh = StoreConfig { database: format!("{}_rebuilt", p.store_cfg.database), ..p.store_cfg.clone() };
     meter_store::migrate(&fresh).await.expect("migrate");
@@ -172,8 +189,8 @@ async fn backfill_rebuilds_clickhouse_from_kafka() {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\nevents_topic = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n[ingest]\nlisten = \"ignored:1\"\n",
-            p.kafka.brokers, p.kafka.events_topic, fresh.url, fresh.database
+            "[kafka]\nbrokers = \"{}\"\nevents_topic = \"{}\"\nadjustments_topic = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n[ingest]\nlisten = \"ignored:1\"\n",
+            p.kafka.brokers, p.kafka.events_topic, p.kafka.adjustments_topic, fresh.url, fresh.database
         ),
     )
     .expect("config");
@@ -182,11 +199,17 @@ async fn backfill_rebuilds_clickhouse_from_kafka() {
     let out = ctl(&p, &["backfill", "--config", config.to_str().expect("path"), "--from", &from, "--to", &to])
         .await
         .expect("backfill");
-    assert!(out.starts_with("backfill: ") && out.contains("rows written (0 undecodable)"), "{out}");
+    assert!(
+        out.starts_with("backfill: ") && out.contains("rows written (0 undecodable), 1 adjustments written"),
+        "{out}"
+    );
     let rebuilt = Store::new(&fresh).expect("store").usage_with_prefix(prefix).await.expect("query");
     let original = p.store.usage_with_prefix(prefix).await.expect("query");
     assert_eq!(rebuilt, original, "the rebuilt database equals the aggregator's");
     assert!(meter_sim::compare(&summary.truth, &rebuilt).is_empty(), "and the ground truth");
+    let rebuilt_adjustments = Store::new(&fresh).expect("store").adjustment_sums(prefix).await.expect("query");
+    assert_eq!(rebuilt_adjustments, adjusted().await, "the adjustments too");
+    assert_eq!(rebuilt_adjustments[0].delta, 77);
     // Run twice: nothing changes (rows keyed by batch, versioned by offset).
     ctl(&p, &["backfill", "--config", config.to_str().expect("path"), "--from", &from, "--to", &to])
         .await

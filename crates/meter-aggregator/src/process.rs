@@ -322,6 +322,7 @@ fn adjust(job: &mut Job<'_>, out: &mut PartOutcome, a: &Adjustment, offset: i64,
         refusal,
         counter_after,
         decided_ms: meter_runtime::now_ms(),
+        events_offset: offset as u64,
     });
 }
 

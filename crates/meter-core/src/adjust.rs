@@ -217,6 +217,10 @@ pub struct AdjustmentOutcome {
     pub counter_after: u64,
     /// When the aggregator applied or refused it (the record's time).
     pub decided_ms: UnixMs,
+    /// The `usage.events` offset it was read from (the version of its
+    /// ClickHouse row; 0 in records written before it was kept).
+    #[serde(default)]
+    pub events_offset: u64,
 }
 
 /// The key of an outcome in `meter.adjustments`.

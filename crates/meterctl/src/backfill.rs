@@ -11,17 +11,19 @@
 //! happened before `from` is not known: a key counted then is counted
 //! again, and a branch's span from its last reading before `from` is not
 //! rebuilt. Nothing is written to Kafka and the aggregator's totals are not
-//! touched.
+//! touched. The adjustments applied that were made in the range are written
+//! again to `usage_adjustments` from their outcomes (`meter.adjustments`).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use meter_core::adjust::AdjustmentOutcome;
 use meter_core::aggregate::{ProjectUpdate, Retention};
 use meter_core::ProjectState;
 use meter_kafka::KafkaConfig;
 use meter_proto::decode_record;
-use meter_store::{Store, StoreConfig, UsageRow};
+use meter_store::{AdjustmentRow, Store, StoreConfig, UsageRow};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -32,12 +34,14 @@ pub struct BackfillReport {
     pub records: u64,
     pub rows: u64,
     pub undecodable: u64,
+    /// Applied adjustments made in the range, written to `usage_adjustments`.
+    pub adjustments: u64,
 }
 
 const ROWS_PER_INSERT: usize = 50_000;
 
-/// The `[start, end)` offsets of each partition for record times `[from_ms, to_ms)`.
-fn ranges(consumer: &BaseConsumer, topic: &str, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+/// The partitions of `topic`, from the brokers' metadata.
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let parts: Vec<i32> = md
         .topics()
@@ -46,6 +50,12 @@ fn ranges(consumer: &BaseConsumer, topic: &str, from_ms: i64, to_ms: i64) -> any
         .map(|t| t.partitions().iter().map(|p| p.id()).collect())
         .unwrap_or_default();
     anyhow::ensure!(!parts.is_empty(), "topic {topic} not found on the brokers");
+    Ok(parts)
+}
+
+/// The `[start, end)` offsets of each partition for record times `[from_ms, to_ms)`.
+fn ranges(consumer: &BaseConsumer, topic: &str, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+    let parts = partitions_of(consumer, topic)?;
     let at = |ms: i64| -> anyhow::Result<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
         for &p in &parts {
@@ -145,7 +155,40 @@ pub async fn backfill(
     store.write_usage(&rows).await.context("writing to ClickHouse")?;
     bar(progress, done, total)?;
     writeln!(progress)?;
+    let adjustments = applied_adjustments(kafka, &consumer, from_ms, to_ms).await?;
+    report.adjustments = adjustments.len() as u64;
+    store.write_adjustments(&adjustments).await.context("writing adjustments to ClickHouse")?;
     Ok(report)
+}
+
+/// The rows of the adjustments applied that were made in `[from_ms, to_ms)`,
+/// from their outcomes on the adjustments topic (compacted, kept forever),
+/// as the load role writes them (same key, same version).
+async fn applied_adjustments(
+    kafka: &KafkaConfig,
+    consumer: &BaseConsumer,
+    from_ms: i64,
+    to_ms: i64,
+) -> anyhow::Result<Vec<AdjustmentRow>> {
+    let topic = kafka.adjustments_topic.clone();
+    let parts = partitions_of(consumer, &topic)?;
+    let kafka = kafka.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        meter_kafka::read_partitions_to_end(&kafka, &topic, &parts, Duration::from_secs(60))
+    })
+    .await??;
+    // The latest outcome per key (the topic is compacted, perhaps not yet).
+    let mut latest = std::collections::BTreeMap::new();
+    for (key, value) in records.into_values().flatten() {
+        if let Ok(o) = serde_json::from_slice::<AdjustmentOutcome>(&value) {
+            latest.insert(key, o);
+        }
+    }
+    Ok(latest
+        .into_values()
+        .filter(|o| o.refusal.is_none() && (from_ms..to_ms).contains(&o.adjustment.created_ms))
+        .map(|o| AdjustmentRow::of(&o.adjustment, o.events_offset))
+        .collect())
 }
 
 fn bar(out: &mut dyn Write, done: i64, total: i64) -> std::io::Result<()> {

@@ -317,14 +317,14 @@ where
             let (from, to) = (t("from", &from)?, t("to", &to)?);
             let cfg: Sections = meter_runtime::load_config(config.as_deref(), "METER")?;
             let r = backfill(&cfg.kafka, &cfg.clickhouse, from, to, &mut std::io::stderr()).await?;
-            let body = json!({"records": r.records, "rows_written": r.rows, "undecodable": r.undecodable});
+            let body = json!({"records": r.records, "rows_written": r.rows, "undecodable": r.undecodable, "adjustments_written": r.adjustments});
             (
                 body,
                 Box::new(|b: &Value, out: &mut dyn Write| {
                     Ok(writeln!(
                         out,
-                        "backfill: {} records read, {} rows written ({} undecodable)",
-                        b["records"], b["rows_written"], b["undecodable"]
+                        "backfill: {} records read, {} rows written ({} undecodable), {} adjustments written",
+                        b["records"], b["rows_written"], b["undecodable"], b["adjustments_written"]
                     )?)
                 }),
             )
