@@ -211,7 +211,7 @@ pub async fn run(
         tonic::transport::server::TcpIncoming::from(grpc_listener),
         shutdown.clone().cancelled_owned(),
     );
-    tokio::spawn(watermark::write_probes(app.events.clone(), app.clock.clone(), shutdown.clone()));
+    tokio::spawn(watermark::write_probes(app.clone(), shutdown.clone()));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let routes = router(app);
     let stop = shutdown.clone();

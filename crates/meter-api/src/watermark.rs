@@ -17,9 +17,7 @@ use axum::Json;
 use meter_core::cycle::rfc3339;
 use meter_core::split::hour_floor;
 use meter_core::UnixMs;
-use meter_kafka::EventProducer;
 use meter_proto::events::probe_records;
-use meter_runtime::Clock;
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::Answer;
@@ -71,16 +69,28 @@ impl Watermark {
     }
 }
 
+/// Seconds from the oldest partition's latest loaded probe to now: how
+/// stale "final" is (it grows while the aggregator or the load role is stuck).
+pub(crate) const FINAL_LAG: &str = "meter_api_final_lag_seconds";
+
 /// Writes a probe to every partition of the events topic every
-/// `PROBE_EVERY` until `shutdown` (a failed write is tried again at the next).
-pub(crate) async fn write_probes(events: EventProducer, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+/// `PROBE_EVERY` until `shutdown` (a failed write is tried again at the
+/// next), and sets `FINAL_LAG` from what has been loaded.
+pub(crate) async fn write_probes(app: App, shutdown: CancellationToken) {
+    metrics::describe_gauge!(
+        FINAL_LAG,
+        "Seconds since the oldest usage.events partition's latest probe that reached ClickHouse was written: how far behind the final watermark is."
+    );
     loop {
         let written = async {
-            let partitions = events.partitions().await?;
-            events.send_all(&probe_records(clock.now_ms(), partitions)).await
+            let partitions = app.events.partitions().await?;
+            app.events.send_all(&probe_records(app.clock.now_ms(), partitions)).await
         };
         if let Err(e) = written.await {
             tracing::info!(error = %e, "api.probe_not_written");
+        }
+        if let Some(loaded) = app.watermark.loaded(&app).await {
+            metrics::gauge!(FINAL_LAG).set((app.clock.now_ms() - loaded).max(0) as f64 / 1000.0);
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
