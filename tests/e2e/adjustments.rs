@@ -16,7 +16,7 @@ use meter_sim::receivers::ControlPlane;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{api_get, api_put, control_plane, fast_enforcer, inc, report};
+use crate::helpers::{api_get, api_put, control_plane_on_loopback, fast_enforcer, inc, report};
 use crate::schema_sql::{ch_time, documented_queries, num, query};
 
 /// POSTs an adjustment with `X-Request-ID: request_id`.
@@ -47,7 +47,7 @@ async fn calls(cp: &ControlPlane, verb: &str, n: usize) -> Vec<meter_sim::receiv
 async fn adjustments_are_counted_like_usage_and_shown_everywhere() {
     let Some(mut p) = Pipeline::start("adjust").await else { return };
     let stop = CancellationToken::new();
-    let (cp, cp_url) = control_plane(&stop).await;
+    let (cp, cp_url) = control_plane_on_loopback(&stop).await;
     p.start_api().await;
     p.start_enforcer(fast_enforcer(&cp_url)).await;
     let api = p.api_url.clone();

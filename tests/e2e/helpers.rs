@@ -113,16 +113,3 @@ pub(crate) async fn control_plane_on_loopback(
     let (c, s) = (cp.clone(), stop.clone());
     (cp, on_loopback(move |l| c.serve(l, s)).await)
 }
-
-/// A control-plane double on a fresh loopback port until `stop`; it and its URL.
-pub(crate) async fn control_plane(
-    stop: &tokio_util::sync::CancellationToken,
-) -> (meter_sim::receivers::ControlPlane, String) {
-    let cp = meter_sim::receivers::ControlPlane::default();
-    let url = on_loopback({
-        let (cp, s) = (cp.clone(), stop.clone());
-        move |l| cp.serve(l, s)
-    })
-    .await;
-    (cp, url)
-}

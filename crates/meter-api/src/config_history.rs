@@ -11,10 +11,14 @@ use crate::handlers::{project_id, Answer, PROJECT_ID};
 use crate::model::{ErrorBody, PlanChange, PlanHistory, QuotaChange, QuotaHistory};
 use crate::App;
 
-/// The changes under a config key, newest first.
+/// The changes under a config key, newest first (by when they were made:
+/// several api instances' changes reach the trail in any order).
 fn changes(app: &App, key: &str) -> Vec<ConfigChange> {
     let g = app.views.0.read().expect("views");
-    g.config_history.get(key).map(|v| v.iter().rev().cloned().collect()).unwrap_or_default()
+    let mut v: Vec<ConfigChange> =
+        g.config_history.get(key).map(|v| v.iter().rev().cloned().collect()).unwrap_or_default();
+    v.sort_by_key(|c| std::cmp::Reverse(c.changed_ms));
+    v
 }
 
 /// Every change of a project's plan and overrides: before, after, who and when.

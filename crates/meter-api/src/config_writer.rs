@@ -1,4 +1,4 @@
-//! Config writes in Kafka transactions: a quota or plan change and its
+//! The api's config writes, in Kafka transactions: a quota or plan change and its
 //! entry in the trail (`meter.config.history`) commit together or not at
 //! all, so the trail holds every change that took effect and no other.
 //! Readers of both topics read committed records only.
@@ -33,10 +33,15 @@ impl ConfigWriter {
         Ok(ConfigWriter { kafka: kafka.clone(), producer: Mutex::new(Some(producer)) })
     }
 
-    /// Writes `value` under `key` to the config topic and, when given, the
-    /// trail entry `(key, value)` to the history topic, in one transaction.
-    /// Blocks: call it off the async runtime.
-    pub(crate) fn write(&self, key: &str, value: &[u8], trail: Option<(String, Vec<u8>)>) -> anyhow::Result<()> {
+    /// Writes `value` under `key` to the config topic (`None`: a tombstone)
+    /// and, when given, the trail entry `(key, value)` to the history topic,
+    /// in one transaction. Blocks: call it off the async runtime.
+    pub(crate) fn write(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+        trail: Option<(String, Vec<u8>)>,
+    ) -> anyhow::Result<()> {
         let mut guard = self.producer.lock().expect("config writer");
         if guard.is_none() {
             *guard = Some(transactional_producer(&self.kafka, &prefix(&self.kafka))?);
@@ -44,7 +49,8 @@ impl ConfigWriter {
         let p = guard.as_ref().expect("made above");
         let written = (|| -> Result<(), KafkaError> {
             p.begin_transaction()?;
-            send(p, BaseRecord::to(&self.kafka.config_topic).key(key).payload(value))?;
+            let record = BaseRecord::<str, [u8]>::to(&self.kafka.config_topic).key(key);
+            send(p, if let Some(v) = value { record.payload(v) } else { record })?;
             if let Some((k, v)) = &trail {
                 send(p, BaseRecord::to(&self.kafka.config_history_topic).key(k.as_str()).payload(v.as_slice()))?;
             }

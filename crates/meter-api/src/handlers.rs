@@ -52,22 +52,35 @@ pub(crate) async fn write_config(
     change: Option<Changed>,
 ) -> Result<(), ApiError> {
     let bytes = serde_json::to_vec(value).expect("config serializes");
+    store_config(app, key, Some(bytes), change).await
+}
+
+/// Writes a config record, `None` a tombstone (deletes the key), through
+/// the api's one config writer; then applies it locally.
+pub(crate) async fn store_config(
+    app: &App,
+    key: ConfigKey,
+    value: Option<Vec<u8>>,
+    change: Option<Changed>,
+) -> Result<(), ApiError> {
     let k = key.encode();
-    let trail = change.map(|changed| {
-        let c = ConfigChange {
-            changed,
-            actor: crate::auth::actor(),
-            request_id: crate::request_id::current().map(|c| c.id).unwrap_or_default(),
-            changed_ms: app.clock.now_ms(),
-        };
-        (c.key(), serde_json::to_vec(&c).expect("a change serializes"))
+    let change = change.map(|changed| ConfigChange {
+        changed,
+        actor: crate::auth::actor(),
+        request_id: crate::request_id::current().map(|c| c.id).unwrap_or_default(),
+        changed_ms: app.clock.now_ms(),
     });
-    let (writer, key, value) = (app.config_writer.clone(), k.clone(), bytes.clone());
-    tokio::task::spawn_blocking(move || writer.write(&key, &value, trail))
+    let trail = change.as_ref().map(|c| (c.key(), serde_json::to_vec(c).expect("a change serializes")));
+    let (writer, key, v) = (app.config_writer.clone(), k.clone(), value.clone());
+    tokio::task::spawn_blocking(move || writer.write(&key, v.as_deref(), trail))
         .await
         .map_err(|e| ApiError::unavailable(format!("the config write did not finish: {e}; retry")))?
         .map_err(|e| ApiError::unavailable(format!("kafka did not commit the write: {e}; retry")))?;
-    app.views.0.write().expect("views").config.apply(k.as_bytes(), Some(&bytes)).map_err(ApiError::bad_request)?;
+    let mut g = app.views.0.write().expect("views");
+    g.config.apply(k.as_bytes(), value.as_deref()).map_err(ApiError::bad_request)?;
+    if let Some(c) = change {
+        g.record_change(c);
+    }
     Ok(())
 }
 

@@ -173,7 +173,9 @@ pub async fn run(
     let producer: FutureProducer =
         kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
     let events = meter_kafka::EventProducer::new(kafka)?;
-    let config_writer = Arc::new(config_writer::ConfigWriter::new(kafka)?);
+    // init_transactions blocks (seconds when a broker loads its coordinator).
+    let k = kafka.clone();
+    let config_writer = Arc::new(tokio::task::spawn_blocking(move || config_writer::ConfigWriter::new(&k)).await??);
     let store = meter_store::Store::new(clickhouse)?;
     let (auth, webhook_targets) = security;
     let config_writes = Arc::default();

@@ -31,6 +31,17 @@ pub(crate) struct State {
     pub(crate) adjustments: HashMap<String, BTreeMap<String, AdjustmentOutcome>>,
 }
 
+impl State {
+    /// Adds a change to the trail, once: the api that made it adds it when
+    /// its transaction commits (read-your-writes), the follower when it reads it.
+    pub(crate) fn record_change(&mut self, c: ConfigChange) {
+        let changes = self.config_history.entry(c.key()).or_default();
+        if !changes.contains(&c) {
+            changes.push(c);
+        }
+    }
+}
+
 /// Shared handle on the views.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Views(pub(crate) Arc<RwLock<State>>);
@@ -112,7 +123,7 @@ impl Views {
         let history = Follower::start(kafka, &kafka.config_history_topic, move |(_, _, _, val)| {
             let Some(bytes) = val else { return };
             match serde_json::from_slice::<ConfigChange>(bytes) {
-                Ok(c) => v.0.write().expect("views").config_history.entry(c.key()).or_default().push(c),
+                Ok(c) => v.0.write().expect("views").record_change(c),
                 Err(e) => tracing::error!(error = %e, "api.bad_config_history_record"),
             }
         })?;

@@ -13,7 +13,7 @@ use meter_core::ProjectId;
 use meter_enforcer::{sign, WebhookJob};
 
 use crate::error::{limit_param, ApiError};
-use crate::handlers::{produce, write_config, Answer, Body, Params};
+use crate::handlers::{produce, store_config, write_config, Answer, Body, Params};
 use crate::model::{
     AttemptView, DeadLetterList, DeadLetterView, DeliveryList, DeliveryParams, DeliveryView, ErrorBody, Pagination,
     ReplayBody, Replayed, TestSent, Webhook, WebhookBody, WebhookList, WebhookPatch,
@@ -169,9 +169,7 @@ fn endpoint(app: &App, id: &str) -> Result<WebhookEndpoint, ApiError> {
     responses((status = 200, description = "The endpoint as it was.", body = Webhook), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_webhook(State(app): State<App>, Path(id): Path<String>) -> Answer<Webhook> {
     let w = endpoint(&app, &id)?;
-    let key = ConfigKey::Webhook(id).encode();
-    produce(&app, &app.kafka.config_topic, &key, None).await?;
-    app.views.0.write().expect("views").config.apply(key.as_bytes(), None).map_err(ApiError::bad_request)?;
+    store_config(&app, ConfigKey::Webhook(id), None, None).await?;
     Ok(Json(redacted(&w)))
 }
 

@@ -9,7 +9,7 @@ use crate::Result;
 /// The partitions of `topic`. A topic created a moment ago may show in the
 /// metadata without partitions or with an error for a while: asking again
 /// for up to 10 s (following or writing to nothing would hide records).
-pub(crate) fn topic_partitions<C: ClientContext>(client: &Client<C>, topic: &str) -> Result<Vec<i32>> {
+pub fn topic_partitions<C: ClientContext>(client: &Client<C>, topic: &str) -> Result<Vec<i32>> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let md = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;

@@ -61,6 +61,13 @@ struct Summed {
     delta: i64,
 }
 
+#[derive(Debug, Row, Deserialize)]
+struct ProjectSum {
+    project_id: String,
+    metric: i8,
+    delta: i64,
+}
+
 /// The adjustments of one project and counter, summed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdjustmentSum {
@@ -73,10 +80,10 @@ impl Store {
     /// The applied adjustments of the projects whose id starts with
     /// `prefix`, summed per project and counter.
     pub async fn adjustment_sums(&self, prefix: &str) -> Result<Vec<AdjustmentSum>> {
-        let rows: Vec<Summed> = self
+        let rows: Vec<ProjectSum> = self
             .client
             .query(
-                "SELECT project_id, toUInt32(0) AS period, toInt8(metric) AS metric, sum(delta) AS delta
+                "SELECT project_id, toInt8(metric) AS metric, sum(delta) AS delta
                  FROM usage_adjustments FINAL WHERE project_id LIKE ? GROUP BY project_id, metric
                  ORDER BY project_id, metric",
             )

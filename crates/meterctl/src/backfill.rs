@@ -40,22 +40,9 @@ pub struct BackfillReport {
 
 const ROWS_PER_INSERT: usize = 50_000;
 
-/// The partitions of `topic`, from the brokers' metadata.
-fn partitions_of(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let parts: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    anyhow::ensure!(!parts.is_empty(), "topic {topic} not found on the brokers");
-    Ok(parts)
-}
-
 /// The `[start, end)` offsets of each partition for record times `[from_ms, to_ms)`.
 fn ranges(consumer: &BaseConsumer, topic: &str, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<(i32, i64, i64)>> {
-    let parts = partitions_of(consumer, topic)?;
+    let parts = meter_kafka::topic_partitions(consumer.client(), topic)?;
     let at = |ms: i64| -> anyhow::Result<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
         for &p in &parts {
@@ -171,7 +158,7 @@ async fn applied_adjustments(
     to_ms: i64,
 ) -> anyhow::Result<Vec<AdjustmentRow>> {
     let topic = kafka.adjustments_topic.clone();
-    let parts = partitions_of(consumer, &topic)?;
+    let parts = meter_kafka::topic_partitions(consumer.client(), &topic)?;
     let kafka = kafka.clone();
     let records = tokio::task::spawn_blocking(move || {
         meter_kafka::read_partitions_to_end(&kafka, &topic, &parts, Duration::from_secs(60))

@@ -6,6 +6,7 @@
 mod adjust;
 mod api;
 mod backfill;
+mod cycle;
 mod table;
 
 pub use backfill::{backfill, BackfillReport};
@@ -63,7 +64,7 @@ enum Cmd {
     /// Billing cycles: final or not, closing one.
     Cycle {
         #[command(subcommand)]
-        cmd: adjust::CycleCmd,
+        cmd: cycle::CycleCmd,
     },
     /// A project's usage per hour, day or month.
     Usage {
@@ -289,7 +290,7 @@ where
         }
         Cmd::Status { project } => (api.get(&format!("/v1/projects/{project}/status")).await?, Box::new(status_table)),
         Cmd::Adjust { cmd } => adjust::adjust(&api, cmd).await?,
-        Cmd::Cycle { cmd } => adjust::cycle(&api, cmd).await?,
+        Cmd::Cycle { cmd } => cycle::cycle(&api, cmd).await?,
         Cmd::Usage { project, from, to, granularity, metrics } => {
             let mut path =
                 format!("/v1/projects/{project}/consumption_history?from={from}&to={to}&granularity={granularity}");
