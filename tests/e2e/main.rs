@@ -24,6 +24,7 @@ mod openapi;
 mod prometheus;
 mod quiet_logs;
 mod retries;
+mod rollup;
 mod schema_sql;
 mod security;
 mod sources;

@@ -207,7 +207,7 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
     }
     let exprs: Vec<(String, String)> =
         dashboard_exprs().into_iter().map(|e| ("dashboard".to_owned(), e)).chain(rule_operands()).collect();
-    assert_eq!(exprs.len(), 22 + 14, "22 panels and 14 rules");
+    assert_eq!(exprs.len(), 22 + 15, "22 panels and 15 rules");
     for (what, expr) in &exprs {
         eventually(Duration::from_secs(60), &format!("{what}: {expr} returns data"), || async {
             match query(&prom, expr).await? {
@@ -234,7 +234,7 @@ async fn prometheus_scrapes_the_roles_and_every_dashboard_and_rule_expression_ha
                 .flatten()
                 .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
                 .collect();
-            let healthy = rules.len() == 14 && rules.iter().all(|r| r["health"] == "ok");
+            let healthy = rules.len() == 15 && rules.iter().all(|r| r["health"] == "ok");
             let fired = must_fire.iter().all(|name| rules.iter().any(|r| r["name"] == *name && r["state"] == "firing"));
             if healthy && fired {
                 Ok(())

@@ -288,12 +288,14 @@ impl Pipeline {
 
     /// (Re)starts the load role (usage.rows -> ClickHouse) against `store`.
     pub fn start_load(&mut self, store: &StoreConfig) {
+        let cfg = LoadConfig { linger_ms: 50, ..LoadConfig::default() };
+        self.start_load_config(store, cfg);
+    }
+
+    /// (Re)starts the load role with `cfg` (its group id set to this pipeline's).
+    pub fn start_load_config(&mut self, store: &StoreConfig, cfg: LoadConfig) {
         let token = CancellationToken::new();
-        let cfg = LoadConfig {
-            group_id: format!("{}.load", self.aggregator.group_id),
-            linger_ms: 50,
-            ..LoadConfig::default()
-        };
+        let cfg = LoadConfig { group_id: format!("{}.load", self.aggregator.group_id), ..cfg };
         let (k, s, t) = (self.kafka.clone(), store.clone(), token.clone());
         let handle = tokio::spawn(async move { meter_aggregator::run_load(&cfg, &k, &s, Health::default(), t).await });
         if let Some((old, _)) = self.load.replace((token, handle)) {

@@ -62,10 +62,26 @@ pub struct LoadConfig {
     pub max_batch_rows: usize,
     /// Longest wait to fill an INSERT, milliseconds.
     pub linger_ms: u64,
+    /// How often the rollup job looks for final days to roll up, seconds
+    /// (0: never; see docs/schema.md, "Rollups").
+    pub rollup_interval_seconds: u64,
+    /// The per-batch rows of a month are dropped this many days after it
+    /// ended, once every day of it is rolled up (0: kept forever).
+    pub keep_batches_days: u64,
+    /// The late-event horizon (set from `ingest.max_past_seconds`).
+    #[serde(skip)]
+    pub late_horizon_seconds: i64,
 }
 
 impl Default for LoadConfig {
     fn default() -> Self {
-        LoadConfig { group_id: "meter-load".into(), max_batch_rows: 100_000, linger_ms: 500 }
+        LoadConfig {
+            group_id: "meter-load".into(),
+            max_batch_rows: 100_000,
+            linger_ms: 500,
+            rollup_interval_seconds: 300,
+            keep_batches_days: 90,
+            late_horizon_seconds: meter_core::Limits::default().max_past_ms / 1000,
+        }
     }
 }

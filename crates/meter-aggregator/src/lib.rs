@@ -4,13 +4,15 @@
 //! consumer offsets advance together in one Kafka transaction, so a crash
 //! or a rebalance at any point neither loses nor double-counts (see
 //! docs/exactness.md). The load role (`run_load`) moves the rows into
-//! ClickHouse, so ClickHouse is never on the path to enforcement.
+//! ClickHouse, so ClickHouse is never on the path to enforcement, and rolls
+//! final days up.
 
 mod config;
 mod consumer;
 mod load;
 mod metrics;
 mod process;
+mod rollup;
 mod rows;
 mod run;
 mod state;

@@ -8,7 +8,7 @@
 //! offsets. A crash between the insert and the commit inserts the same rows
 //! again, which replace themselves (`usage_hourly` is keyed by batch). While
 //! ClickHouse is down the rows wait in Kafka and the lag grows; nothing
-//! else waits for it.
+//! else waits for it. The rollup job runs next to it (`rollup.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +42,11 @@ pub async fn run_load(
     anyhow::ensure!(cfg.max_batch_rows > 0, "load.max_batch_rows: must be at least 1");
     let ready = health.part("load");
     let loader = Loader { cfg: cfg.clone(), kafka: kafka.clone(), store: Store::new(store)?, rt: Handle::current() };
-    tokio::task::spawn_blocking(move || loader.run(&ready, &shutdown)).await?
+    let rollups =
+        tokio::spawn(crate::rollup::run_rollups(cfg.clone(), kafka.clone(), loader.store.clone(), shutdown.clone()));
+    let loaded = tokio::task::spawn_blocking(move || loader.run(&ready, &shutdown)).await?;
+    rollups.abort();
+    loaded
 }
 
 struct Loader {

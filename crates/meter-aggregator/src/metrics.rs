@@ -95,6 +95,14 @@ pub(crate) const LOAD_SECONDS: &str = "meter_load_insert_duration_seconds";
 pub(crate) const LOAD_ERRORS: &str = "meter_load_clickhouse_errors_total";
 /// `usage.rows` records that could not be decoded (skipped).
 pub(crate) const LOAD_UNDECODABLE: &str = "meter_load_undecodable_records_total";
+/// The end of the days rolled up (Unix seconds; 0 before the first).
+pub(crate) const ROLLED_THROUGH: &str = "meter_rollup_rolled_through_seconds";
+/// Days rolled up.
+pub(crate) const ROLLED_DAYS: &str = "meter_rollup_days_total";
+/// Duration of rolling up one day.
+pub(crate) const ROLL_SECONDS: &str = "meter_rollup_day_duration_seconds";
+/// Rollup passes that failed (tried again at the next interval).
+pub(crate) const ROLL_ERRORS: &str = "meter_rollup_errors_total";
 
 /// The load role's metrics, described and started at zero.
 pub(crate) fn describe_load() {
@@ -104,7 +112,14 @@ pub(crate) fn describe_load() {
     metrics::describe_histogram!(LOAD_SECONDS, "Duration of each INSERT, retries included.");
     metrics::describe_counter!(LOAD_ERRORS, "Failed ClickHouse INSERTs (each is retried).");
     metrics::describe_counter!(LOAD_UNDECODABLE, "usage.rows records that could not be decoded (skipped).");
-    for c in [LOAD_ROWS, LOAD_ERRORS, LOAD_UNDECODABLE] {
+    metrics::describe_gauge!(
+        ROLLED_THROUGH,
+        "End of the days rolled up into usage_hourly_rollup and usage_daily_rollup, Unix seconds (0: none yet)."
+    );
+    metrics::describe_counter!(ROLLED_DAYS, "Days rolled up (again, after a redo).");
+    metrics::describe_histogram!(ROLL_SECONDS, "Duration of rolling up one day.");
+    metrics::describe_counter!(ROLL_ERRORS, "Rollup passes that failed (tried again at the next interval).");
+    for c in [LOAD_ROWS, LOAD_ERRORS, LOAD_UNDECODABLE, ROLLED_DAYS, ROLL_ERRORS] {
         metrics::counter!(c).increment(0);
     }
     metrics::gauge!(LOAD_LAG).set(0.0);

@@ -1,13 +1,9 @@
-//! When a timeframe's usage is final. Ingest refuses an event older than
-//! the late-event horizon (`ingest.max_past_seconds`), so no event for a
-//! timeframe ending at E is acknowledged after E + horizon; the api writes a
-//! probe to every partition of `usage.events` every few seconds, which the
-//! aggregator and the load role carry to ClickHouse behind the rows before
-//! it, so once every partition's probe written at T is queryable, every
-//! event acknowledged before T (less the produce timeout and a margin for
-//! clocks) is too. A timeframe ending at or before `loaded - settle -
-//! horizon` is therefore final: its usage never changes again (only an
-//! explicit adjustment can, until its cycle is closed).
+//! When a timeframe's usage is final (the rule: `meter_core::finality`).
+//! The api writes a probe to every partition of `usage.events` every few
+//! seconds, which the aggregator and the load role carry to ClickHouse
+//! behind the rows before it, so once every partition's probe written at T
+//! is queryable, every event acknowledged before T (less the produce timeout
+//! and a margin for clocks) is too.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::Json;
 use meter_core::cycle::rfc3339;
-use meter_core::split::hour_floor;
+use meter_core::finality::Finality;
 use meter_core::UnixMs;
 use meter_proto::events::probe_records;
 use tokio_util::sync::CancellationToken;
@@ -28,21 +24,16 @@ use crate::App;
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 /// How long a read of ClickHouse's watermark is reused.
 const REUSE: Duration = Duration::from_secs(2);
-/// Allowance for clocks that disagree between ingest and api instances.
-const CLOCK_MARGIN_MS: i64 = 60_000;
-
 /// The finality rule and the last watermark read.
 #[derive(Debug)]
 pub(crate) struct Watermark {
-    horizon_ms: i64,
-    /// The produce timeout and the clock margin.
-    settle_ms: i64,
+    rule: Finality,
     last: Mutex<Option<(Instant, Option<UnixMs>)>>,
 }
 
 impl Watermark {
     pub(crate) fn new(horizon_ms: i64, produce_timeout_ms: i64) -> Arc<Watermark> {
-        Arc::new(Watermark { horizon_ms, settle_ms: produce_timeout_ms + CLOCK_MARGIN_MS, last: Mutex::new(None) })
+        Arc::new(Watermark { rule: Finality::new(horizon_ms, produce_timeout_ms), last: Mutex::new(None) })
     }
 
     /// When the oldest partition's latest loaded probe was written (`None`:
@@ -61,11 +52,11 @@ impl Watermark {
 
     /// Timeframes ending at or before this are final (an hour boundary).
     pub(crate) fn final_before(&self, loaded: Option<UnixMs>) -> Option<UnixMs> {
-        loaded.map(|l| hour_floor(l - self.settle_ms - self.horizon_ms))
+        self.rule.final_before(loaded)
     }
 
     pub(crate) fn horizon_ms(&self) -> i64 {
-        self.horizon_ms
+        self.rule.horizon_ms
     }
 }
 

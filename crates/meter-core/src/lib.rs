@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod delivery;
 pub mod enforce;
 pub mod event;
+pub mod finality;
 pub mod group;
 pub mod history;
 pub mod ids;

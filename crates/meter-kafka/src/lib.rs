@@ -15,7 +15,7 @@ mod transactional;
 pub use admin::ensure_topics;
 pub use config::KafkaConfig;
 pub use follow::{Follower, Seen};
-pub use metadata::{busiest_leader, topic_partitions};
+pub use metadata::{busiest_leader, partition_count, topic_partitions};
 pub use producer::{EventProducer, ProduceError};
 pub use rebalance::RebalanceWatch;
 pub use restore::{read_latest, read_partitions_to_end, read_range, KeyValue, Latest};

@@ -29,6 +29,19 @@ pub fn topic_partitions<C: ClientContext>(client: &Client<C>, topic: &str) -> Re
     }
 }
 
+/// How many partitions `topic` has (see `topic_partitions`), asked off the
+/// async runtime.
+pub async fn partition_count(cfg: &crate::KafkaConfig, topic: &str) -> Result<u32> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let (cfg, name) = (cfg.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let probe: BaseConsumer = cfg.client_config().create()?;
+        Ok(topic_partitions(probe.client(), &name)?.len() as u32)
+    })
+    .await
+    .unwrap_or_else(|e| Err(crate::Error::NoPartitions(format!("{topic}: {e}"))))
+}
+
 /// The id of the broker leading the most partitions of `topic` (the one
 /// whose loss moves the most leadership), from the cluster's metadata.
 pub fn busiest_leader(cfg: &crate::KafkaConfig, topic: &str) -> Result<i32> {

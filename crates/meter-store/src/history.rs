@@ -1,11 +1,14 @@
-//! Consumption history: usage per project and timeframe, read with FINAL
-//! (exact whatever merges have or have not happened), adjustments included.
+//! Consumption history: usage per project and timeframe, read from the
+//! rollups for the days rolled up and from `usage_hourly` with FINAL (exact
+//! whatever merges have or have not happened) after them, adjustments
+//! included.
 
 use clickhouse::Row;
 use meter_core::history::{Granularity, HistoryRange};
 use meter_core::{Cycle, Metric, UnixMs};
 use serde::Deserialize;
 
+use crate::source::{Columns, Spans, PARTS};
 use crate::{Result, Store};
 
 /// One project's (or the fleet's) usage in one timeframe, in `Metric::ALL`
@@ -80,9 +83,27 @@ pub(crate) const SUMMED: &str = "sum(active_time_seconds) AS active_time_seconds
 /// the primary key (`project_id` first) can serve, unlike `has(?, project_id)`:
 /// one project's week of hourly history out of 1 M rows took 0.02 s instead
 /// of 0.23 s on ClickHouse 18.16 (BENCHMARKS.md, "History reads").
-const PROJECT_IN: &str = "AND project_id IN (SELECT arrayJoin(?))";
+const PROJECT_IN: &str = "project_id IN (SELECT arrayJoin(?))";
+
+/// Per timeframe (`period`, see `period_key`) and branch, the usage of the
+/// rows of `rows` (an SQL source yielding usage rows, see `Spans::sql`).
+fn per_branch(g: Granularity, rows: &str, group: &str) -> String {
+    format!(
+        "SELECT project_id, {} AS period, branch_id, {PER_BRANCH}
+         FROM ({rows})
+         GROUP BY {group}",
+        period_key(g)
+    )
+}
 
 impl Store {
+    /// Where the usage of `range` is read from: the rollups before the end
+    /// of the days rolled up, `usage_hourly` from there on.
+    pub(crate) async fn spans(&self, (from_ms, to_ms): (i64, i64), whole_days: bool) -> Result<Spans> {
+        let rolled = self.rolled_through().await?.map_or(0, |ms| ms / 1000);
+        Ok(Spans::new((from_ms / 1000, to_ms / 1000), rolled, whole_days))
+    }
+
     /// Up to `limit` ids of projects with usage in `range`, in id order,
     /// after `after` (the cursor), restricted to `only` when it is not empty.
     pub async fn history_projects(
@@ -92,15 +113,19 @@ impl Store {
         only: &[String],
         limit: usize,
     ) -> Result<Vec<String>> {
-        let filter = if only.is_empty() { "" } else { PROJECT_IN };
+        let filter =
+            if only.is_empty() { "project_id > ?".to_owned() } else { format!("project_id > ? AND {PROJECT_IN}") };
+        let spans = self.spans((range.from_ms, range.to_ms), true).await?;
         let sql = format!(
-            "SELECT DISTINCT project_id FROM usage_hourly
-             WHERE hour >= toDateTime(?) AND hour < toDateTime(?) AND project_id > ? {filter}
-             ORDER BY project_id LIMIT ?"
+            "SELECT DISTINCT project_id FROM ({}) ORDER BY project_id LIMIT ?",
+            spans.sql(Columns::Projects, &filter)
         );
-        let mut q = self.client.query(&sql).bind(range.from_ms / 1000).bind(range.to_ms / 1000).bind(after);
-        if !only.is_empty() {
-            q = q.bind(only);
+        let mut q = self.client.query(&sql);
+        for _ in 0..PARTS {
+            q = q.bind(after);
+            if !only.is_empty() {
+                q = q.bind(only);
+            }
         }
         Ok(q.bind(limit as u64).fetch_all::<String>().await?)
     }
@@ -108,18 +133,17 @@ impl Store {
     /// The usage of each of `projects` per timeframe of `range`: only
     /// timeframes with usage; ordered by project, then time.
     pub async fn history(&self, range: &HistoryRange, projects: &[String]) -> Result<Vec<PeriodUsage>> {
+        let spans = self.spans((range.from_ms, range.to_ms), range.granularity != Granularity::Hourly).await?;
         let sql = format!(
             "SELECT project_id, period, {SUMMED}
-             FROM (
-                SELECT project_id, {} AS period, branch_id, {PER_BRANCH}
-                FROM usage_hourly FINAL
-                WHERE hour >= toDateTime(?) AND hour < toDateTime(?) {PROJECT_IN}
-                GROUP BY project_id, period, branch_id
-             )
+             FROM ({})
              GROUP BY project_id, period ORDER BY project_id, period",
-            period_key(range.granularity)
+            per_branch(range.granularity, &spans.sql(Columns::Rows, PROJECT_IN), "project_id, period, branch_id")
         );
-        let q = self.client.query(&sql).bind(range.from_ms / 1000).bind(range.to_ms / 1000).bind(projects);
+        let mut q = self.client.query(&sql);
+        for _ in 0..PARTS {
+            q = q.bind(projects);
+        }
         let mut usage: Vec<PeriodUsage> =
             q.fetch_all::<Raw>().await?.into_iter().map(|r| from_raw(range.granularity, r)).collect();
         self.add_adjustments(range, Some(projects), &mut usage).await?;
@@ -128,20 +152,21 @@ impl Store {
 
     /// The whole fleet's usage per timeframe of `range` (project id empty).
     pub async fn fleet_history(&self, range: &HistoryRange) -> Result<Vec<PeriodUsage>> {
+        let spans = self.spans((range.from_ms, range.to_ms), range.granularity != Granularity::Hourly).await?;
         let sql = format!(
             "SELECT '' AS project_id, period, {SUMMED}
-             FROM (
-                SELECT project_id, {} AS period, branch_id, {PER_BRANCH}
-                FROM usage_hourly FINAL
-                WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
-                GROUP BY project_id, period, branch_id
-             )
+             FROM ({})
              GROUP BY period ORDER BY period",
-            period_key(range.granularity)
+            per_branch(range.granularity, &spans.sql(Columns::Rows, ""), "project_id, period, branch_id")
         );
-        let q = self.client.query(&sql).bind(range.from_ms / 1000).bind(range.to_ms / 1000);
-        let mut usage: Vec<PeriodUsage> =
-            q.fetch_all::<Raw>().await?.into_iter().map(|r| from_raw(range.granularity, r)).collect();
+        let mut usage: Vec<PeriodUsage> = self
+            .client
+            .query(&sql)
+            .fetch_all::<Raw>()
+            .await?
+            .into_iter()
+            .map(|r| from_raw(range.granularity, r))
+            .collect();
         self.add_adjustments(range, None, &mut usage).await?;
         Ok(usage)
     }

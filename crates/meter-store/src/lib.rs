@@ -10,6 +10,8 @@ mod config;
 mod history;
 mod migrate;
 mod query;
+mod rollup;
+mod source;
 mod tls;
 mod watermark;
 mod writer;
@@ -19,6 +21,7 @@ pub use config::StoreConfig;
 pub use history::PeriodUsage;
 pub use migrate::{migrate, MIGRATIONS};
 pub use query::{ProjectUsage, Store, StoredBatch};
+pub use rollup::{RolledDay, RollupPass, RollupRule};
 pub use writer::{metric_code, UsageRow, BYTE_HOURS_CODE};
 
 /// Errors of this crate.

@@ -97,6 +97,52 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[
         ORDER BY partition",
         ],
     ),
+    (
+        6,
+        "usage_rollups",
+        &[
+            // Final days compacted: one row per (project, metric, hour,
+            // branch) and per (project, metric, day, branch), partitioned by
+            // day so that the rollup job replaces a day whole and atomically
+            // (REPLACE PARTITION from a staging table): never read with FINAL.
+            "CREATE TABLE IF NOT EXISTS {db}.usage_hourly_rollup (
+            project_id String,
+            metric Enum8('active_time_seconds' = 1, 'compute_time_seconds' = 2,
+                         'written_data_bytes' = 3, 'data_transfer_bytes' = 4,
+                         'logical_size_bytes' = 5, 'logical_size_bytes_hour' = 6),
+            hour DateTime('UTC'),
+            branch_id String,
+            value UInt64,
+            last_value UInt64,
+            last_time_ms Int64
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMMDD(hour)
+        ORDER BY (project_id, metric, hour, branch_id)",
+            "CREATE TABLE IF NOT EXISTS {db}.usage_daily_rollup (
+            project_id String,
+            metric Enum8('active_time_seconds' = 1, 'compute_time_seconds' = 2,
+                         'written_data_bytes' = 3, 'data_transfer_bytes' = 4,
+                         'logical_size_bytes' = 5, 'logical_size_bytes_hour' = 6),
+            day DateTime('UTC'),
+            branch_id String,
+            value UInt64,
+            last_value UInt64,
+            last_time_ms Int64
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMMDD(day)
+        ORDER BY (project_id, metric, day, branch_id)",
+            // One row per day rolled up (again, after a redo): the rollups
+            // hold every day before the latest one's end, and usage_hourly
+            // is read only from there on.
+            "CREATE TABLE IF NOT EXISTS {db}.rollup_days (
+            day DateTime('UTC'),
+            rolled_ms Int64,
+            hourly_rows UInt64,
+            daily_rows UInt64
+        ) ENGINE = MergeTree
+        ORDER BY day",
+        ],
+    ),
 ];
 
 /// True when `sql` adds a column `usage_hourly` already has.

@@ -5,6 +5,7 @@ use meter_core::Metric;
 use serde::Deserialize;
 
 use crate::history::{PER_BRANCH, SUMMED};
+use crate::source::{Columns, Spans, ALL_TIME, PARTS};
 use crate::{Result, StoreConfig};
 
 /// A handle on the pipeline's ClickHouse database.
@@ -66,10 +67,27 @@ impl Store {
         Ok(Store { client: cfg.client()? })
     }
 
-    /// All-time usage of the projects whose id starts with `prefix`.
+    /// All-time usage of the projects whose id starts with `prefix` (the
+    /// rollups and the per-batch rows after them).
     pub async fn usage_with_prefix(&self, prefix: &str) -> Result<Vec<ProjectUsage>> {
         let pattern = like_prefix(prefix);
-        self.usage_where("project_id LIKE ?", |q| q.bind(pattern.as_str())).await
+        let spans = Spans::new(ALL_TIME, self.rolled_through().await?.map_or(0, |ms| ms / 1000), true);
+        let sql = format!(
+            "SELECT project_id, {SUMMED}
+             FROM (
+                SELECT project_id, branch_id, {PER_BRANCH}
+                FROM ({})
+                GROUP BY project_id, branch_id
+             )
+             GROUP BY project_id
+             ORDER BY project_id",
+            spans.sql(Columns::Rows, "project_id LIKE ?")
+        );
+        let mut q = self.client.query(&sql);
+        for _ in 0..PARTS {
+            q = q.bind(pattern.as_str());
+        }
+        Ok(q.fetch_all().await?)
     }
 
     /// The `(source_id, batch_seq, project_id)` of every batch stored for
@@ -82,24 +100,5 @@ impl Store {
             .bind(pattern.as_str())
             .fetch_all()
             .await?)
-    }
-
-    async fn usage_where(
-        &self,
-        filter: &str,
-        bind: impl FnOnce(clickhouse::query::Query) -> clickhouse::query::Query,
-    ) -> Result<Vec<ProjectUsage>> {
-        let sql = format!(
-            "SELECT project_id, {SUMMED}
-             FROM (
-                SELECT project_id, branch_id, {PER_BRANCH}
-                FROM usage_hourly FINAL
-                WHERE {filter}
-                GROUP BY project_id, branch_id
-             )
-             GROUP BY project_id
-             ORDER BY project_id"
-        );
-        Ok(bind(self.client.query(&sql)).fetch_all().await?)
     }
 }

@@ -1,12 +1,13 @@
 //! `meterctl`, the operator CLI of the metering pipeline: quotas and plans,
 //! a project's usage, adjustments and status, the projects over or near quota, webhook
-//! dead letters, and a ClickHouse backfill from Kafka. Human tables by
+//! dead letters, ClickHouse rollups, and a ClickHouse backfill from Kafka. Human tables by
 //! default, `--json` for scripts; errors name the problem and exit non-zero.
 
 mod adjust;
 mod api;
 mod backfill;
 mod cycle;
+mod rollup;
 mod table;
 
 pub use backfill::{backfill, BackfillReport};
@@ -96,6 +97,11 @@ enum Cmd {
     DeadLetters {
         #[command(subcommand)]
         cmd: DeadCmd,
+    },
+    /// Final days compacted in ClickHouse: status, roll up now, roll up again.
+    Rollup {
+        #[command(subcommand)]
+        cmd: rollup::RollupCmd,
     },
     /// Rebuild ClickHouse usage rows from Kafka for records ingested in [--from, --to).
     Backfill {
@@ -291,6 +297,7 @@ where
         Cmd::Status { project } => (api.get(&format!("/v1/projects/{project}/status")).await?, Box::new(status_table)),
         Cmd::Adjust { cmd } => adjust::adjust(&api, cmd).await?,
         Cmd::Cycle { cmd } => cycle::cycle(&api, cmd).await?,
+        Cmd::Rollup { cmd } => rollup::rollup(cmd).await?,
         Cmd::Usage { project, from, to, granularity, metrics } => {
             let mut path =
                 format!("/v1/projects/{project}/consumption_history?from={from}&to={to}&granularity={granularity}");

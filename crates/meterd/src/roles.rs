@@ -76,8 +76,9 @@ pub(crate) async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         tasks.spawn(async move { ("aggregator", meter_aggregator::run(&c, &k, h, s).await) });
     }
     if matches!(role, Role::Load | Role::All) {
-        let (c, k, st, h, s) =
-            (cfg.load.clone(), cfg.kafka.clone(), cfg.clickhouse.clone(), health.clone(), shutdown.clone());
+        let mut load_cfg = cfg.load.clone();
+        load_cfg.late_horizon_seconds = cfg.ingest.max_past_seconds;
+        let (c, k, st, h, s) = (load_cfg, cfg.kafka.clone(), cfg.clickhouse.clone(), health.clone(), shutdown.clone());
         tasks.spawn(async move { ("load", meter_aggregator::run_load(&c, &k, &st, h, s).await) });
     }
 
