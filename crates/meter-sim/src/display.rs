@@ -116,7 +116,7 @@ pub(crate) async fn verify(
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     println!(
-        "\nper-project totals, read back from ClickHouse (usage_hourly FINAL) next to the simulator's ground truth:\n"
+        "\nper-project totals, read back from ClickHouse (the rollups, then usage_hourly FINAL) next to the simulator's ground truth:\n"
     );
     print!("{:<18} {:<13}", "project", "source");
     for m in Metric::ALL {
