@@ -98,7 +98,7 @@ pub(crate) const LOAD_UNDECODABLE: &str = "meter_load_undecodable_records_total"
 /// The end of the days rolled up (Unix seconds; 0 before the first).
 pub(crate) const ROLLED_THROUGH: &str = "meter_rollup_rolled_through_seconds";
 /// Days rolled up.
-pub(crate) const ROLLED_DAYS: &str = "meter_rollup_days_total";
+pub(crate) const ROLLED_DAYS: &str = "meter_rollup_rolled_total";
 /// Duration of rolling up one day.
 pub(crate) const ROLL_SECONDS: &str = "meter_rollup_day_duration_seconds";
 /// Rollup passes that failed (tried again at the next interval).
