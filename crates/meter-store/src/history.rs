@@ -87,11 +87,11 @@ const PROJECT_IN: &str = "project_id IN (SELECT arrayJoin(?))";
 
 /// Per timeframe (`period`, see `period_key`) and branch, the usage of the
 /// rows of `rows` (an SQL source yielding usage rows, see `Spans::sql`).
-fn per_branch(g: Granularity, rows: &str, group: &str) -> String {
+fn per_branch(g: Granularity, rows: &str) -> String {
     format!(
         "SELECT project_id, {} AS period, branch_id, {PER_BRANCH}
          FROM ({rows})
-         GROUP BY {group}",
+         GROUP BY project_id, period, branch_id",
         period_key(g)
     )
 }
@@ -138,7 +138,7 @@ impl Store {
             "SELECT project_id, period, {SUMMED}
              FROM ({})
              GROUP BY project_id, period ORDER BY project_id, period",
-            per_branch(range.granularity, &spans.sql(Columns::Rows, PROJECT_IN), "project_id, period, branch_id")
+            per_branch(range.granularity, &spans.sql(Columns::Rows, PROJECT_IN))
         );
         let mut q = self.client.query(&sql);
         for _ in 0..PARTS {
@@ -157,7 +157,7 @@ impl Store {
             "SELECT '' AS project_id, period, {SUMMED}
              FROM ({})
              GROUP BY period ORDER BY period",
-            per_branch(range.granularity, &spans.sql(Columns::Rows, ""), "project_id, period, branch_id")
+            per_branch(range.granularity, &spans.sql(Columns::Rows, ""))
         );
         let mut usage: Vec<PeriodUsage> = self
             .client

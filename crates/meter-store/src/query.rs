@@ -5,7 +5,7 @@ use meter_core::Metric;
 use serde::Deserialize;
 
 use crate::history::{PER_BRANCH, SUMMED};
-use crate::source::{Columns, Spans, ALL_TIME, PARTS};
+use crate::source::{Columns, ALL_TIME, PARTS};
 use crate::{Result, StoreConfig};
 
 /// A handle on the pipeline's ClickHouse database.
@@ -71,7 +71,7 @@ impl Store {
     /// rollups and the per-batch rows after them).
     pub async fn usage_with_prefix(&self, prefix: &str) -> Result<Vec<ProjectUsage>> {
         let pattern = like_prefix(prefix);
-        let spans = Spans::new(ALL_TIME, self.rolled_through().await?.map_or(0, |ms| ms / 1000), true);
+        let spans = self.spans((ALL_TIME.0 * 1000, ALL_TIME.1 * 1000), true).await?;
         let sql = format!(
             "SELECT project_id, {SUMMED}
              FROM (

@@ -33,9 +33,10 @@ const ROLLED: &str = "if(metric = 'logical_size_bytes', max(value), sum(value)) 
     max(last_time_ms) AS rolled_last_time_ms";
 
 #[derive(Debug, Row, Deserialize)]
-struct Progress {
-    days: u64,
-    last: u32,
+/// How many rows, and a time (seconds) of them.
+struct CountAt {
+    rows: u64,
+    at: u32,
 }
 
 #[derive(Debug, Row, Serialize)]
@@ -116,22 +117,19 @@ impl Store {
     /// The end of the latest day rolled up: hours before it are read from
     /// the rollups. `None` before the first day is rolled.
     pub async fn rolled_through(&self) -> Result<Option<UnixMs>> {
-        let p: Progress = self
-            .client
-            .query("SELECT count() AS days, toUInt32(max(day)) AS last FROM rollup_days")
-            .fetch_one()
-            .await?;
-        Ok((p.days > 0).then(|| i64::from(p.last) * 1000 + DAY_MS))
+        let p: CountAt =
+            self.client.query("SELECT count() AS rows, toUInt32(max(day)) AS at FROM rollup_days").fetch_one().await?;
+        Ok((p.rows > 0).then(|| i64::from(p.at) * 1000 + DAY_MS))
     }
 
     /// The hour of the oldest usage in `usage_hourly` (`None`: empty).
     pub async fn first_usage(&self) -> Result<Option<UnixMs>> {
-        let p: Progress = self
+        let p: CountAt = self
             .client
-            .query("SELECT count() AS days, toUInt32(min(hour)) AS last FROM usage_hourly")
+            .query("SELECT count() AS rows, toUInt32(min(hour)) AS at FROM usage_hourly")
             .fetch_one()
             .await?;
-        Ok((p.days > 0).then(|| i64::from(p.last) * 1000))
+        Ok((p.rows > 0).then(|| i64::from(p.at) * 1000))
     }
 
     /// Rolls up the day starting at `day_ms` (a UTC midnight) and records it.
