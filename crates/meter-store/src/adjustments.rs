@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use clickhouse::Row;
 use meter_core::adjust::Adjustment;
-use meter_core::history::HistoryRange;
+use meter_core::history::{Granularity, HistoryRange};
 use meter_core::Metric;
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +53,9 @@ impl AdjustmentRow {
     }
 }
 
+/// The adjustments of one project (or the fleet), timeframe and counter.
 #[derive(Debug, Row, Deserialize)]
-struct Summed {
+pub(crate) struct PeriodSum {
     project_id: String,
     period: u32,
     metric: i8,
@@ -104,16 +105,13 @@ impl Store {
         self.insert_all("usage_adjustments", rows).await
     }
 
-    /// Adds the adjustments booked in each timeframe of `range` to `usage`
-    /// (of `projects`, or the fleet's when `projects` is `None`), adding
-    /// the timeframes that have adjustments but no usage. A timeframe's
-    /// value stays at least 0; the aggregator keeps each cycle's counter so.
-    pub(crate) async fn add_adjustments(
+    /// The adjustments booked in each timeframe of `range`, per project
+    /// (of `projects`), or the fleet's when `projects` is `None`.
+    pub(crate) async fn period_adjustments(
         &self,
         range: &HistoryRange,
         projects: Option<&[String]>,
-        usage: &mut Vec<PeriodUsage>,
-    ) -> Result<()> {
+    ) -> Result<Vec<PeriodSum>> {
         let (select, filter, group) = match projects {
             Some(_) => ("project_id", "AND project_id IN (SELECT arrayJoin(?))", "project_id, "),
             None => ("'' AS project_id", "", ""),
@@ -129,30 +127,73 @@ impl Store {
         if let Some(p) = projects {
             q = q.bind(p);
         }
-        let sums = q.fetch_all::<Summed>().await?;
-        if sums.is_empty() {
-            return Ok(());
-        }
-        let mut at: HashMap<(String, i64), usize> =
-            usage.iter().enumerate().map(|(i, u)| ((u.project_id.clone(), u.start_ms), i)).collect();
-        for s in sums {
-            let Some(i) = Metric::COUNTERS.iter().position(|m| metric_code(*m) == s.metric) else { continue };
-            let start_ms = crate::history::key_start(range.granularity, s.period);
-            let idx = *at.entry((s.project_id.clone(), start_ms)).or_insert_with(|| {
-                usage.push(PeriodUsage {
-                    project_id: s.project_id.clone(),
-                    start_ms,
-                    values: [0; 5],
-                    logical_size_bytes_hour: 0,
-                    adjusted: false,
-                });
-                usage.len() - 1
+        Ok(q.fetch_all::<PeriodSum>().await?)
+    }
+}
+
+/// Adds adjustments (`Store::period_adjustments`) to the usage of the same
+/// timeframes, adding the timeframes that have adjustments but no usage. A
+/// timeframe's value stays at least 0; the aggregator keeps each cycle's
+/// counter so.
+pub(crate) fn add_adjustments(g: Granularity, sums: Vec<PeriodSum>, usage: &mut Vec<PeriodUsage>) {
+    if sums.is_empty() {
+        return;
+    }
+    let mut at: HashMap<(String, i64), usize> =
+        usage.iter().enumerate().map(|(i, u)| ((u.project_id.clone(), u.start_ms), i)).collect();
+    for s in sums {
+        let Some(i) = Metric::COUNTERS.iter().position(|m| metric_code(*m) == s.metric) else { continue };
+        let start_ms = crate::history::key_start(g, s.period);
+        let idx = *at.entry((s.project_id.clone(), start_ms)).or_insert_with(|| {
+            usage.push(PeriodUsage {
+                project_id: s.project_id.clone(),
+                start_ms,
+                values: [0; 5],
+                logical_size_bytes_hour: 0,
+                adjusted: false,
             });
-            let u = &mut usage[idx];
-            u.values[i] = u.values[i].saturating_add_signed(s.delta);
-            u.adjusted = true;
-        }
-        usage.sort_by(|a, b| (&a.project_id, a.start_ms).cmp(&(&b.project_id, b.start_ms)));
-        Ok(())
+            usage.len() - 1
+        });
+        let u = &mut usage[idx];
+        u.values[i] = u.values[i].saturating_add_signed(s.delta);
+        u.adjusted = true;
+    }
+    usage.sort_by(|a, b| (&a.project_id, a.start_ms).cmp(&(&b.project_id, b.start_ms)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(project: &str, start_ms: i64, values: [u64; 5]) -> PeriodUsage {
+        PeriodUsage { project_id: project.into(), start_ms, values, logical_size_bytes_hour: 0, adjusted: false }
+    }
+
+    fn sum(project: &str, period: u32, m: Metric, delta: i64) -> PeriodSum {
+        PeriodSum { project_id: project.into(), period, metric: metric_code(m), delta }
+    }
+
+    #[test]
+    fn adjustments_add_to_their_timeframe_and_make_the_missing_ones() {
+        let mut u = vec![usage("b", 7_200_000, [10, 20, 30, 40, 50]), usage("a", 3_600_000, [1, 2, 3, 4, 5])];
+        let sums = vec![
+            sum("b", 7200, Metric::ComputeTimeSeconds, -5),
+            sum("a", 0, Metric::WrittenDataBytes, 100),
+            // Never below zero, even if the rows are not yet all there.
+            sum("a", 3600, Metric::ActiveTimeSeconds, -9),
+        ];
+        add_adjustments(Granularity::Hourly, sums, &mut u);
+        assert_eq!(
+            u,
+            [
+                PeriodUsage { adjusted: true, ..usage("a", 0, [0, 0, 100, 0, 0]) },
+                PeriodUsage { adjusted: true, ..usage("a", 3_600_000, [0, 2, 3, 4, 5]) },
+                PeriodUsage { adjusted: true, ..usage("b", 7_200_000, [10, 15, 30, 40, 50]) },
+            ]
+        );
+        // No adjustments: untouched, unsorted as it came.
+        let mut v = vec![usage("b", 0, [1; 5]), usage("a", 0, [1; 5])];
+        add_adjustments(Granularity::Hourly, Vec::new(), &mut v);
+        assert_eq!(v[0].project_id, "b");
     }
 }

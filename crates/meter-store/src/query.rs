@@ -5,7 +5,7 @@ use meter_core::Metric;
 use serde::Deserialize;
 
 use crate::history::{PER_BRANCH, SUMMED};
-use crate::source::{Columns, ALL_TIME, PARTS};
+use crate::source::{Columns, ALL_TIME};
 use crate::{Result, StoreConfig};
 
 /// A handle on the pipeline's ClickHouse database.
@@ -71,7 +71,8 @@ impl Store {
     /// rollups and the per-batch rows after them).
     pub async fn usage_with_prefix(&self, prefix: &str) -> Result<Vec<ProjectUsage>> {
         let pattern = like_prefix(prefix);
-        let spans = self.spans((ALL_TIME.0 * 1000, ALL_TIME.1 * 1000), true).await?;
+        let parts =
+            self.spans((ALL_TIME.0 * 1000, ALL_TIME.1 * 1000), true).await?.sql(Columns::Rows, "project_id LIKE ?");
         let sql = format!(
             "SELECT project_id, {SUMMED}
              FROM (
@@ -81,10 +82,10 @@ impl Store {
              )
              GROUP BY project_id
              ORDER BY project_id",
-            spans.sql(Columns::Rows, "project_id LIKE ?")
+            parts.sql
         );
         let mut q = self.client.query(&sql);
-        for _ in 0..PARTS {
+        for _ in 0..parts.parts {
             q = q.bind(pattern.as_str());
         }
         Ok(q.fetch_all().await?)

@@ -56,10 +56,12 @@ impl Spans {
         Spans { batches, hours: [(from, a.min(rolled_end)), (b, rolled_end)], days: (a, b) }
     }
 
-    /// A `UNION ALL` of the three parts, each restricted by `filter` (an SQL
-    /// condition, `""` for none, whose parameters are bound once per part:
-    /// `PARTS` times).
-    pub(crate) fn sql(&self, columns: Columns, filter: &str) -> String {
+    /// A `UNION ALL` of the parts that cover anything (at least one), each
+    /// restricted by `filter` (an SQL condition, `""` for none, whose
+    /// parameters are bound once per part: `parts` times). A part left out
+    /// costs nothing; one whose range is empty still opens every part of
+    /// its table (~10 ms on ClickHouse 18.16 for a month of daily partitions).
+    pub(crate) fn sql(&self, columns: Columns, filter: &str) -> Union {
         let and = if filter.is_empty() { String::new() } else { format!(" AND {filter}") };
         let (rows, daily) = match columns {
             Columns::Rows => (
@@ -68,23 +70,36 @@ impl Spans {
             ),
             Columns::Projects => ("project_id", "project_id"),
         };
-        let [(h0, h1), (h2, h3)] = self.hours;
-        format!(
-            "SELECT {rows} FROM usage_hourly FINAL WHERE {}{and}
-             UNION ALL
-             SELECT {rows} FROM usage_hourly_rollup WHERE ({} OR {}){and}
-             UNION ALL
-             SELECT {daily} FROM usage_daily_rollup WHERE {}{and}",
-            within("hour", self.batches),
-            within("hour", (h0, h1)),
-            within("hour", (h2, h3)),
-            within("day", self.days)
-        )
+        let hours: Vec<String> = self.hours.iter().filter(|r| !empty(**r)).map(|r| within("hour", *r)).collect();
+        let mut parts = Vec::new();
+        if !empty(self.batches) {
+            parts.push(format!("SELECT {rows} FROM usage_hourly FINAL WHERE {}{and}", within("hour", self.batches)));
+        }
+        if !hours.is_empty() {
+            parts.push(format!("SELECT {rows} FROM usage_hourly_rollup WHERE ({}){and}", hours.join(" OR ")));
+        }
+        if !empty(self.days) {
+            parts.push(format!("SELECT {daily} FROM usage_daily_rollup WHERE {}{and}", within("day", self.days)));
+        }
+        if parts.is_empty() {
+            // An empty range: a part that yields no rows.
+            parts.push(format!("SELECT {rows} FROM usage_hourly FINAL WHERE {}{and}", within("hour", self.batches)));
+        }
+        Union { parts: parts.len(), sql: parts.join("\n UNION ALL\n ") }
     }
 }
 
-/// How many times a read's filter parameters are bound.
-pub(crate) const PARTS: usize = 3;
+/// The SQL of a read's parts, and how many there are: a read binds its
+/// filter's parameters once per part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Union {
+    pub sql: String,
+    pub parts: usize,
+}
+
+fn empty((start, end): (Secs, Secs)) -> bool {
+    start >= end
+}
 
 fn within(column: &str, (start, end): (Secs, Secs)) -> String {
     format!("{column} >= toDateTime({start}) AND {column} < toDateTime({end})")
@@ -149,5 +164,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_the_parts_that_cover_anything_are_read() {
+        let rolled = NOV1 + 40 * DAY_S;
+        // A month wholly rolled, hourly: the hourly rollup alone.
+        let u = Spans::new((NOV1, NOV1 + 30 * DAY_S), rolled, false).sql(Columns::Rows, "project_id = ?");
+        assert_eq!(u.parts, 1);
+        assert!(u.sql.contains("usage_hourly_rollup") && !u.sql.contains("FINAL"), "{}", u.sql);
+        assert_eq!(u.sql.matches('?').count(), u.parts);
+        // Daily, whole days: the daily rollup alone.
+        let u = Spans::new((NOV1, NOV1 + 30 * DAY_S), rolled, true).sql(Columns::Projects, "");
+        assert_eq!(u.parts, 1);
+        assert!(u.sql.contains("usage_daily_rollup"), "{}", u.sql);
+        // Nothing rolled: the batches alone.
+        let u = Spans::new((NOV1, NOV1 + 30 * DAY_S), 0, true).sql(Columns::Rows, "project_id = ?");
+        assert_eq!((u.parts, u.sql.matches("FINAL").count()), (1, 1));
+        // Partial days at both edges, some rolled: all three, both hour ranges.
+        let u = Spans::new((NOV1 + 5 * H, NOV1 + 12 * DAY_S), NOV1 + 10 * DAY_S + 7 * H, true)
+            .sql(Columns::Rows, "project_id = ?");
+        assert_eq!(u.parts, 3);
+        assert_eq!(u.sql.matches(" OR ").count(), 1, "{}", u.sql);
+        assert_eq!(u.sql.matches('?').count(), 3);
+        // An empty range still makes a query (with no rows).
+        let u = Spans::new((NOV1, NOV1), rolled, true).sql(Columns::Rows, "");
+        assert_eq!(u.parts, 1);
     }
 }
