@@ -32,8 +32,8 @@ const ROLLED: &str = "if(metric = 'logical_size_bytes', max(value), sum(value)) 
     toUInt64(argMax(last_value, (last_time_ms, last_value))) AS rolled_last_value,
     max(last_time_ms) AS rolled_last_time_ms";
 
-#[derive(Debug, Row, Deserialize)]
 /// How many rows, and a time (seconds) of them.
+#[derive(Debug, Row, Deserialize)]
 struct CountAt {
     rows: u64,
     at: u32,

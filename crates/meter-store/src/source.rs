@@ -72,7 +72,8 @@ impl Spans {
         };
         let hours: Vec<String> = self.hours.iter().filter(|r| !empty(**r)).map(|r| within("hour", *r)).collect();
         let mut parts = Vec::new();
-        if !empty(self.batches) {
+        // An empty range still gets one part (yielding no rows): the batches'.
+        if !empty(self.batches) || (hours.is_empty() && empty(self.days)) {
             parts.push(format!("SELECT {rows} FROM usage_hourly FINAL WHERE {}{and}", within("hour", self.batches)));
         }
         if !hours.is_empty() {
@@ -80,10 +81,6 @@ impl Spans {
         }
         if !empty(self.days) {
             parts.push(format!("SELECT {daily} FROM usage_daily_rollup WHERE {}{and}", within("day", self.days)));
-        }
-        if parts.is_empty() {
-            // An empty range: a part that yields no rows.
-            parts.push(format!("SELECT {rows} FROM usage_hourly FINAL WHERE {}{and}", within("hour", self.batches)));
         }
         Union { parts: parts.len(), sql: parts.join("\n UNION ALL\n ") }
     }
