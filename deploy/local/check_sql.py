@@ -28,7 +28,7 @@ def kind(query):
     second = head[1].upper() if len(head) > 1 else ""
     if first == "CREATE" and second == "DATABASE":
         return 0
-    if first in ("CREATE", "ALTER", "RENAME"):
+    if first in ("CREATE", "ALTER", "RENAME", "OPTIMIZE"):
         return 1
     if first in ("SELECT", "WITH"):
         return 2

@@ -1,6 +1,7 @@
 //! Consumption history over HTTP: every timeframe of every project equals
 //! the simulator's ground truth (hourly, daily, monthly, per project, by
-//! page and fleet-wide), and bad parameters get a 400 naming them.
+//! page and fleet-wide), also with per-batch rows written twice and in an
+//! older version, and bad parameters get a 400 naming them.
 
 use std::time::Duration;
 
@@ -118,6 +119,32 @@ async fn history_is_exact_for_every_timeframe_and_paginates() {
     let mine: Vec<&String> = seen.iter().filter(|id| id.starts_with(prefix)).collect();
     assert_eq!(mine.len(), truth.projects.len(), "every project exactly once across the pages");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "pages in id order, no repeats");
+
+    // Every per-batch row of the first project written again (a load
+    // replayed after a crash), and an older version of each with other
+    // values: a project's read (its rows grouped by key) and the fleet's
+    // (FINAL) still count each batch once, at its latest version.
+    let db = &p.store_cfg.database;
+    let columns = "project_id, metric, hour, source_id, batch_seq, branch_id, value, last_value, last_time_ms, version";
+    for sql in [
+        format!("INSERT INTO {db}.usage_hourly ({columns}) SELECT {columns} FROM {db}.usage_hourly WHERE project_id = '{first}'"),
+        format!(
+            "INSERT INTO {db}.usage_hourly ({columns}) SELECT project_id, metric, hour, source_id, batch_seq, branch_id, \
+             value + 1000, last_value + 1000, last_time_ms + 1000, version - 1 \
+             FROM {db}.usage_hourly WHERE project_id = '{first}' AND version > 0"
+        ),
+    ] {
+        let r = reqwest::Client::new().post(&p.store_cfg.url).body(sql.clone()).send().await.expect("clickhouse");
+        assert!(r.status().is_success(), "{sql}: {}", r.text().await.unwrap_or_default());
+    }
+    for g in ["hourly", "daily", "monthly"] {
+        let (status, body) =
+            api_get(&format!("{api}/v1/projects/{first}/consumption_history?from={from}&to={to}&granularity={g}"))
+                .await;
+        assert_eq!(status, 200, "{body}");
+        check_project(&truth, &first, &body["consumption"], &Metric::ALL)
+            .unwrap_or_else(|e| panic!("{g}, rows written again: {e}"));
+    }
 
     // Fleet-wide: the sum over projects, timeframe by timeframe.
     eventually(Duration::from_secs(10), "fleet history equals the sum of the truth", || async {

@@ -5,7 +5,9 @@
 //! rollup job ran; with the leftovers of a crashed job in place (a staging
 //! table, a day's partitions replaced but not recorded); after the job rolled
 //! the final days up; while redos are cut short at many points; and after
-//! the per-batch rows of the month were dropped (a redo then refused).
+//! the month was compacted into one partition (a crashed compaction's
+//! leftovers ignored), its per-batch rows dropped (a redo then refused), and
+//! its rolled days dropped after an hour.
 
 use std::time::Duration;
 
@@ -271,6 +273,33 @@ async fn rollups_and_open_hours_equal_the_ground_truth_before_after_and_across_a
     )
     .expect("config");
     let config = config.to_str().expect("path");
+    // A week of the month rolled: its days are copied into one partition.
+    let compacted = p.store.reach().await.expect("reach").compacted_through;
+    if today >= Cycle::containing(today).start_ms + 7 * DAY_MS {
+        assert!(compacted > Some(Cycle::containing(today).start_ms), "the month copied: {compacted:?}");
+    }
+    // Whatever the date: yesterday's month copied through today, as the job
+    // does each week (its rolled days then come from the copy); the redos
+    // below make it stale, and the job copies it again.
+    let copied = Cycle::containing(today - DAY_MS);
+    let rolls = query(
+        &p,
+        &format!(
+            "SELECT count() FROM {db}.rollup_days WHERE day >= {} AND day < {}",
+            ch_time(copied.start_ms),
+            ch_time(today)
+        ),
+    )
+    .await;
+    let copy = meter_core::compaction::MonthCopy {
+        month: meter_core::finality::month_of(copied.start_ms),
+        through: today,
+        rolls: num(&rolls[0][0]),
+    };
+    let at = meter_store::At { now_ms: now_ms(), loaded_ms: meter_runtime::Clock::now_ms(&*p.clock) };
+    p.store.compact_month(copy, at).await.expect("copy");
+    assert_eq!(p.store.reach().await.expect("reach").compacted_through, Some(today));
+    assert_history(&p, &truth, "the month copied through today").await;
     let status = ctl(&["rollup", "status", "--config", config]).await.expect("status");
     assert!(status.contains(&format!("rolled up through {}", meter_core::cycle::rfc3339(today))), "{status}");
     let day = |t: i64| meter_core::cycle::rfc3339(t)[..10].to_owned();
@@ -294,28 +323,89 @@ async fn rollups_and_open_hours_equal_the_ground_truth_before_after_and_across_a
         assert_history(&p, &truth, &format!("a redo killed after {} ms", 5 + i * 12)).await;
     }
 
-    // Past the month's end and a day more: every day rolled up, and the
-    // month's per-batch rows dropped (keep_batches_days = 1). Only the
-    // rollups are left, and they answer the same.
-    let month_end = Cycle::containing(now_ms()).end_ms;
+    // What a crashed copy of the month leaves: a staging table, and the
+    // month's partition of the copies replaced by one reaching further than
+    // any recorded (here with a wrong row today) but not recorded. Neither is read.
+    let month = Cycle::containing(now_ms());
+    for sql in [
+        format!("CREATE TABLE {db}.rollup_stage_1000_1_1_m AS {db}.usage_hourly_rollup_months"),
+        format!(
+            "INSERT INTO {db}.usage_hourly_rollup_months VALUES ('{someone}', 'compute_time_seconds', {}, '', 999, 0, 0)",
+            ch_time(today + HOUR_MS)
+        ),
+    ] {
+        let r = reqwest::Client::new().post(&p.store_cfg.url).body(sql.clone()).send().await.expect("clickhouse");
+        assert!(r.status().is_success(), "{sql}: {}", r.text().await.unwrap_or_default());
+    }
+    assert_history(&p, &truth, "a crashed compaction's leftovers in place").await;
+
+    // Past the month's end and a day more: every day rolled up, the month
+    // compacted, and its per-batch rows dropped (keep_batches_days = 1).
+    // Only the rollups are left, and they answer the same.
+    let month_end = month.end_ms;
+    let yyyymm = meter_core::finality::month_of(month.start_ms);
     p.start_load_config(&p.store_cfg.clone(), meter_aggregator::LoadConfig { keep_batches_days: 1, ..load });
-    p.clock.jump_to(month_end + 8 * DAY_MS + 65_000);
-    eventually(Duration::from_secs(90), "the month's per-batch rows dropped", || async {
+    let jumped = month_end + 8 * DAY_MS + 65_000;
+    p.clock.jump_to(jumped);
+    eventually(Duration::from_secs(90), "the month compacted and its per-batch rows dropped", || async {
         let months = p.store.batch_months().await.map_err(|e| e.to_string())?;
-        match rolled_through(&p).await {
-            Some(t) if t >= month_end && months.is_empty() => Ok(()),
-            other => Err(format!("rolled through {other:?}, per-batch months {months:?}")),
+        let reach = p.store.reach().await.map_err(|e| e.to_string())?;
+        match (reach.rolled_through, reach.compacted_through) {
+            (Some(t), Some(c)) if t >= month_end && c == month_end && months.is_empty() => Ok(()),
+            other => Err(format!("rolled and compacted through {other:?}, per-batch months {months:?}")),
         }
     })
     .await;
     let left = query(&p, &format!("SELECT count() FROM {db}.usage_hourly")).await;
     assert_eq!(num(&left[0][0]), 0, "no per-batch rows left");
-    assert_history(&p, &truth, "per-batch rows dropped").await;
+    let compacted = query(
+        &p,
+        &format!("SELECT count(), sum(hourly_rows) FROM {db}.rollup_months WHERE toYYYYMM(month) = {yyyymm}"),
+    )
+    .await;
+    assert!(num(&compacted[0][0]) >= 1 && num(&compacted[0][1]) > 0, "the month recorded: {compacted:?}");
+    let parts = |table: &'static str| {
+        let p = &p;
+        async move {
+            let sql = format!(
+                "SELECT count() FROM system.parts WHERE database = '{db}' AND table = '{table}' AND active \
+                 AND toUInt32(substring(partition, 1, 6)) = {yyyymm}"
+            );
+            num(&query(p, &sql).await[0][0])
+        }
+    };
+    assert_eq!(parts("usage_hourly_rollup_months").await, 1, "the month in one part");
+    assert!(parts("usage_hourly_rollup").await > 0, "its days kept for an hour after");
+    assert_history(&p, &truth, "per-batch rows dropped, the month compacted").await;
     // Rolling such a day again would empty it: refused.
     let (from, to) = (day(today - DAY_MS), day(today));
     let refused =
         ctl(&["rollup", "redo", "--config", config, "--from", &from, "--to", &to]).await.expect_err("refused");
     assert!(refused.contains("are not kept"), "{refused}");
     assert_history(&p, &truth, "after the refused redo").await;
+
+    // Two hours on: the month's days are dropped; its compacted copy answers.
+    p.clock.jump_to(jumped + 2 * HOUR_MS);
+    eventually(Duration::from_secs(60), "the compacted month's days dropped", || async {
+        match parts("usage_hourly_rollup").await {
+            0 => Ok(()),
+            n => Err(format!("{n} parts")),
+        }
+    })
+    .await;
+    assert_history(&p, &truth, "the compacted month's days dropped").await;
+    let refused = ctl(&[
+        "rollup",
+        "redo",
+        "--config",
+        config,
+        "--from",
+        &day(month.start_ms),
+        "--to",
+        &day(month.start_ms + DAY_MS),
+    ])
+    .await
+    .expect_err("refused");
+    assert!(refused.contains("rolled days were dropped"), "{refused}");
     p.shutdown().await;
 }

@@ -101,6 +101,10 @@ pub(crate) const ROLLED_THROUGH: &str = "meter_rollup_rolled_through_seconds";
 pub(crate) const ROLLED_DAYS: &str = "meter_rollup_rolled_total";
 /// Duration of rolling up one day.
 pub(crate) const ROLL_SECONDS: &str = "meter_rollup_day_duration_seconds";
+/// The end of the latest copy of a month's rolled days (Unix seconds; 0 before the first).
+pub(crate) const COPIED_THROUGH: &str = "meter_rollup_copied_through_seconds";
+/// Duration of copying a month's rolled days into one partition.
+pub(crate) const COPY_SECONDS: &str = "meter_rollup_month_copy_duration_seconds";
 /// Rollup passes that failed (tried again at the next interval).
 pub(crate) const ROLL_ERRORS: &str = "meter_rollup_errors_total";
 
@@ -118,6 +122,11 @@ pub(crate) fn describe_load() {
     );
     metrics::describe_counter!(ROLLED_DAYS, "Days rolled up (again, after a redo).");
     metrics::describe_histogram!(ROLL_SECONDS, "Duration of rolling up one day.");
+    metrics::describe_gauge!(
+        COPIED_THROUGH,
+        "End of the days copied into usage_hourly_rollup_months, Unix seconds (0: none yet)."
+    );
+    metrics::describe_histogram!(COPY_SECONDS, "Duration of copying a month's rolled days into one partition.");
     metrics::describe_counter!(ROLL_ERRORS, "Rollup passes that failed (tried again at the next interval).");
     for c in [LOAD_ROWS, LOAD_ERRORS, LOAD_UNDECODABLE, ROLLED_DAYS, ROLL_ERRORS] {
         metrics::counter!(c).increment(0);

@@ -34,6 +34,10 @@ pub(crate) async fn run_rollups(cfg: LoadConfig, kafka: KafkaConfig, store: Stor
                     metrics::histogram!(m::ROLL_SECONDS).record(started.elapsed().as_secs_f64());
                 }
                 metrics::gauge!(m::ROLLED_THROUGH).set(pass.rolled_through.map_or(0.0, |t| (t / 1000) as f64));
+                metrics::gauge!(m::COPIED_THROUGH).set(pass.compacted_through.map_or(0.0, |t| (t / 1000) as f64));
+                for c in &pass.compacted {
+                    metrics::histogram!(m::COPY_SECONDS).record(c.took.as_secs_f64());
+                }
                 if pass.days_left == 0 || shutdown.is_cancelled() {
                     return anyhow::Ok(());
                 }

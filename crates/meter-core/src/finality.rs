@@ -58,10 +58,21 @@ pub fn days_to_roll(rolled_through: Option<UnixMs>, first_usage: Option<UnixMs>,
 /// day of it is rolled up (`rolled_through` past its end) and it ended
 /// `keep_ms` or more before `loaded` (the pipeline's time, see above).
 pub fn batches_expired(month: u32, rolled_through: UnixMs, loaded: UnixMs, keep_ms: i64) -> bool {
-    let (y, m) = (i64::from(month / 100), month % 100);
-    let (y, m) = if m >= 12 { (y + 1, 1) } else { (y, m + 1) };
-    let end = crate::cycle::days_from_civil(y, m, 1) * DAY_MS;
+    let end = month_span(month).1;
     end <= rolled_through && end + keep_ms <= loaded
+}
+
+/// The start and end of a month (`YYYYMM`), UTC.
+pub fn month_span(month: u32) -> (UnixMs, UnixMs) {
+    let (y, m) = (i64::from(month / 100), month % 100);
+    let next = if m >= 12 { (y + 1, 1) } else { (y, m + 1) };
+    (crate::cycle::days_from_civil(y, m, 1) * DAY_MS, crate::cycle::days_from_civil(next.0, next.1, 1) * DAY_MS)
+}
+
+/// The month (`YYYYMM`) that contains `t`.
+pub fn month_of(t: UnixMs) -> u32 {
+    let (y, m, _) = crate::cycle::civil_from_days(t.div_euclid(DAY_MS));
+    y as u32 * 100 + m
 }
 
 #[cfg(test)]
@@ -70,6 +81,14 @@ mod tests {
     use crate::HOUR_MS;
 
     const DEC1: UnixMs = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+
+    #[test]
+    fn months_span_their_days() {
+        assert_eq!(month_span(202612), (DEC1, DEC1 + 31 * DAY_MS));
+        assert_eq!(month_span(202611).1, DEC1);
+        assert_eq!(month_of(DEC1), 202612);
+        assert_eq!(month_of(DEC1 - 1), 202611);
+    }
 
     #[test]
     fn final_is_an_hour_boundary_a_horizon_and_a_settle_behind_what_is_loaded() {

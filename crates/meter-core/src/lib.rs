@@ -6,6 +6,7 @@
 pub mod adjust;
 pub mod aggregate;
 pub mod auth;
+pub mod compaction;
 pub mod config_history;
 pub mod config_view;
 pub mod cycle;

@@ -80,6 +80,11 @@ pub(crate) const SUMMED: &str = "sum(active_time_seconds) AS active_time_seconds
     sum(written_data_bytes) AS written_data_bytes, sum(data_transfer_bytes) AS data_transfer_bytes,
     sum(logical_size_bytes) AS logical_size_bytes, sum(logical_size_bytes_hour) AS logical_size_bytes_hour";
 
+/// Reads of at most this many projects deduplicate the per-batch rows by
+/// grouping their key rather than with FINAL (`Columns::ProjectRows`): a
+/// page of the API.
+const MAX_GROUPED: usize = 100;
+
 /// Restricts a query to the projects of a bound array. An `IN` set, which
 /// the primary key (`project_id` first) can serve, unlike `has(?, project_id)`:
 /// one project's week of hourly history out of 1 M rows took 0.02 s instead
@@ -99,10 +104,11 @@ fn per_branch(g: Granularity, rows: &str) -> String {
 
 impl Store {
     /// Where the usage of `range` is read from: the rollups before the end
-    /// of the days rolled up, `usage_hourly` from there on.
+    /// of the days rolled up (the months compacted before the end of the
+    /// latest), `usage_hourly` from there on.
     pub(crate) async fn spans(&self, (from_ms, to_ms): (i64, i64), whole_days: bool) -> Result<Spans> {
-        let rolled = self.rolled_through().await?.map_or(0, |ms| ms / 1000);
-        Ok(Spans::new((from_ms / 1000, to_ms / 1000), rolled, whole_days))
+        let bounds = self.reach().await?.bounds();
+        Ok(Spans::new((from_ms / 1000, to_ms / 1000), bounds, whole_days))
     }
 
     /// Up to `limit` ids of projects with usage in `range`, in id order,
@@ -137,7 +143,8 @@ impl Store {
             self.spans((range.from_ms, range.to_ms), range.granularity != Granularity::Hourly),
             self.period_adjustments(range, Some(projects))
         )?;
-        let parts = spans.sql(Columns::Rows, PROJECT_IN);
+        let parts =
+            spans.sql(if projects.len() <= MAX_GROUPED { Columns::ProjectRows } else { Columns::Rows }, PROJECT_IN);
         let sql = format!(
             "SELECT project_id, period, {SUMMED}
              FROM ({})

@@ -6,6 +6,7 @@
 //! exactness never depends on ClickHouse's insert deduplication.
 
 mod adjustments;
+mod compact;
 mod config;
 mod history;
 mod migrate;
@@ -17,11 +18,12 @@ mod watermark;
 mod writer;
 
 pub use adjustments::{AdjustmentRow, AdjustmentSum};
+pub use compact::{At, CompactedMonth};
 pub use config::StoreConfig;
 pub use history::PeriodUsage;
 pub use migrate::{migrate, MIGRATIONS};
 pub use query::{ProjectUsage, Store, StoredBatch};
-pub use rollup::{RolledDay, RollupPass, RollupRule};
+pub use rollup::{Reach, RolledDay, RollupPass, RollupRule};
 pub use writer::{metric_code, UsageRow, BYTE_HOURS_CODE};
 
 /// Errors of this crate.

@@ -143,6 +143,34 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[
         ORDER BY day",
         ],
     ),
+    (
+        7,
+        "usage_hourly_rollup_months",
+        &[
+            // The hourly rollup's rows of a month copied into one partition
+            // (one part), replaced whole like a day, each week of rolled days
+            // and when the month is whole. A read of a month's hours opens
+            // one part here instead of one per day (decision 0012). Its
+            // columns are the hourly rollup's; its partitions are months.
+            "CREATE TABLE IF NOT EXISTS {db}.usage_hourly_rollup_months AS {db}.usage_hourly_rollup
+            ENGINE = MergeTree
+            PARTITION BY toYYYYMM(hour)
+            ORDER BY (project_id, metric, hour, branch_id)",
+            // One row per copy of a month: its days before `through`, as
+            // rolled when they had `day_rolls` records in rollup_days;
+            // `loaded_ms`: how far ClickHouse was loaded then (the clock its
+            // day partitions are dropped by).
+            "CREATE TABLE IF NOT EXISTS {db}.rollup_months (
+            month DateTime('UTC'),
+            through DateTime('UTC'),
+            compacted_ms Int64,
+            loaded_ms Int64,
+            day_rolls UInt64,
+            hourly_rows UInt64
+        ) ENGINE = MergeTree
+        ORDER BY month",
+        ],
+    ),
 ];
 
 /// True when `sql` adds a column `usage_hourly` already has.

@@ -14,6 +14,8 @@ use meter_core::finality::{batches_expired, days_to_roll, Finality, DAY_MS};
 use meter_core::UnixMs;
 use serde::{Deserialize, Serialize};
 
+use crate::compact::At;
+use crate::source::Bounds;
 use crate::{Result, Store};
 
 /// Staging tables are named with this prefix, the time and a random suffix.
@@ -22,6 +24,13 @@ const STAGE: &str = "rollup_stage_";
 static STAGES_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// A staging table older than this was left by a crashed job.
 const STALE_STAGE_MS: i64 = 3_600_000;
+
+/// A staging table's name, unique within the process: the prefix, the time
+/// (which says when it is stale), the process, a count and `tag`.
+pub(crate) fn stage_name(now_ms: UnixMs, tag: &str) -> String {
+    let n = STAGES_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{STAGE}{now_ms}_{}_{n}_{tag}", std::process::id())
+}
 
 /// The rollups' rows of one hour or day, from the rows of `usage_hourly`:
 /// counters and byte-hours summed; storage: the largest reading, and the
@@ -37,6 +46,34 @@ const ROLLED: &str = "if(metric = 'logical_size_bytes', max(value), sum(value)) 
 struct CountAt {
     rows: u64,
     at: u32,
+}
+
+/// The latest day rolled and the end of the latest month copy (seconds), and how many.
+#[derive(Debug, Row, Deserialize)]
+struct Latest {
+    days: u64,
+    day: u32,
+    months: u64,
+    through: u32,
+}
+
+/// How far the rollups reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// The end of the latest day rolled up: hours before it are read from
+    /// the rollups. `None` before the first day is rolled.
+    pub rolled_through: Option<UnixMs>,
+    /// The end of the latest copy of a month's days: rolled hours before it
+    /// are read from `usage_hourly_rollup_months`. `None` before the first.
+    pub compacted_through: Option<UnixMs>,
+}
+
+impl Reach {
+    /// In the seconds reads compare (0: nothing).
+    pub(crate) fn bounds(&self) -> Bounds {
+        let rolled = self.rolled_through.map_or(0, |t| t / 1000);
+        Bounds { rolled, compacted: self.compacted_through.map_or(0, |t| t / 1000).min(rolled) }
+    }
 }
 
 #[derive(Debug, Row, Serialize)]
@@ -73,16 +110,23 @@ pub struct RollupPass {
     pub rolled: Vec<RolledDay>,
     /// Months whose per-batch rows were dropped.
     pub dropped_months: Vec<u32>,
+    /// Months compacted (again) into `usage_hourly_rollup_months`.
+    pub compacted: Vec<crate::CompactedMonth>,
+    /// Compacted months whose day partitions of the hourly rollup were dropped.
+    pub days_dropped_months: Vec<u32>,
     /// Final days not rolled yet (more than the pass's `max_days`).
     pub days_left: usize,
     pub rolled_through: Option<UnixMs>,
+    /// The end of the latest copy of a month's days (see `Reach`).
+    pub compacted_through: Option<UnixMs>,
     pub final_before: Option<UnixMs>,
 }
 
 impl Store {
     /// One pass of the rollup job: rolls up to `max_days` final days not
-    /// rolled yet, oldest first, then drops the per-batch rows of months
-    /// kept long enough.
+    /// rolled yet, oldest first; with none left, copies the months due (see
+    /// `compact`); then drops the per-batch rows of months
+    /// kept long enough, and the day partitions of months compacted.
     pub async fn roll_up(&self, rule: &RollupRule, max_days: usize, now_ms: UnixMs) -> Result<RollupPass> {
         self.drop_stale_stages(now_ms).await?;
         let mut pass = RollupPass::default();
@@ -101,8 +145,14 @@ impl Store {
                 pass.rolled.push(rolled);
             }
         }
-        pass.rolled_through = self.rolled_through().await?;
-        if let (Some(keep), Some(through), Some(loaded)) = (rule.keep_batches_ms, pass.rolled_through, loaded) {
+        let reach = self.reach().await?;
+        (pass.rolled_through, pass.compacted_through) = (reach.rolled_through, reach.compacted_through);
+        let (Some(through), Some(loaded)) = (pass.rolled_through, loaded) else { return Ok(pass) };
+        if pass.days_left == 0 {
+            pass.compacted = self.compact_months(through, At { now_ms, loaded_ms: loaded }).await?;
+            pass.compacted_through = pass.compacted_through.max(pass.compacted.iter().map(|c| c.through).max());
+        }
+        if let Some(keep) = rule.keep_batches_ms {
             for month in self.batch_months().await? {
                 if batches_expired(month, through, loaded, keep) {
                     self.drop_batch_month(month).await?;
@@ -111,15 +161,30 @@ impl Store {
                 }
             }
         }
+        pass.days_dropped_months = self.drop_compacted_days(loaded).await?;
         Ok(pass)
     }
 
-    /// The end of the latest day rolled up: hours before it are read from
-    /// the rollups. `None` before the first day is rolled.
+    /// The end of the latest day rolled up (see `Reach`).
     pub async fn rolled_through(&self) -> Result<Option<UnixMs>> {
-        let p: CountAt =
-            self.client.query("SELECT count() AS rows, toUInt32(max(day)) AS at FROM rollup_days").fetch_one().await?;
-        Ok((p.rows > 0).then(|| i64::from(p.at) * 1000 + DAY_MS))
+        Ok(self.reach().await?.rolled_through)
+    }
+
+    /// How far the rollups reach (one query).
+    pub async fn reach(&self) -> Result<Reach> {
+        let l: Latest = self
+            .client
+            .query(
+                "SELECT (SELECT count() FROM rollup_days) AS days, (SELECT toUInt32(max(day)) FROM rollup_days) AS day,
+                        (SELECT count() FROM rollup_months) AS months,
+                        (SELECT toUInt32(max(through)) FROM rollup_months) AS through",
+            )
+            .fetch_one()
+            .await?;
+        Ok(Reach {
+            rolled_through: (l.days > 0).then(|| i64::from(l.day) * 1000 + DAY_MS),
+            compacted_through: (l.months > 0).then(|| i64::from(l.through) * 1000),
+        })
     }
 
     /// The hour of the oldest usage in `usage_hourly` (`None`: empty).
@@ -138,9 +203,7 @@ impl Store {
         let day = day_ms / 1000;
         let partition = meter_core::cycle::civil_from_days(day_ms.div_euclid(DAY_MS));
         let partition = format!("{:04}{:02}{:02}", partition.0, partition.1, partition.2);
-        let n = STAGES_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let suffix = format!("{now_ms}_{}_{n}", std::process::id());
-        let (hourly, daily) = (format!("{STAGE}{suffix}_h"), format!("{STAGE}{suffix}_d"));
+        let (hourly, daily) = (stage_name(now_ms, "h"), stage_name(now_ms, "d"));
         let run = async {
             self.execute(&format!("CREATE TABLE {hourly} AS usage_hourly_rollup")).await?;
             self.execute(&format!("CREATE TABLE {daily} AS usage_daily_rollup")).await?;
@@ -208,12 +271,18 @@ impl Store {
 
     /// The months (`YYYYMM`) `usage_hourly` holds rows of, oldest first.
     pub async fn batch_months(&self) -> Result<Vec<u32>> {
+        self.partitions("usage_hourly").await
+    }
+
+    /// The partitions of `table` (numbers: `YYYYMM`, `YYYYMMDD`), oldest first.
+    pub(crate) async fn partitions(&self, table: &str) -> Result<Vec<u32>> {
         Ok(self
             .client
             .query(
                 "SELECT DISTINCT toUInt32(partition) FROM system.parts
-                 WHERE database = currentDatabase() AND table = 'usage_hourly' AND active ORDER BY 1",
+                 WHERE database = currentDatabase() AND table = ? AND active ORDER BY 1",
             )
+            .bind(table)
             .fetch_all()
             .await?)
     }
@@ -224,11 +293,11 @@ impl Store {
         self.execute(&format!("ALTER TABLE usage_hourly DROP PARTITION {month}")).await
     }
 
-    async fn execute(&self, sql: &str) -> Result<()> {
+    pub(crate) async fn execute(&self, sql: &str) -> Result<()> {
         Ok(self.client.query(sql).execute().await?)
     }
 
-    async fn count(&self, table: &str) -> Result<u64> {
+    pub(crate) async fn count(&self, table: &str) -> Result<u64> {
         Ok(self.client.query(&format!("SELECT count() FROM {table}")).fetch_one().await?)
     }
 }

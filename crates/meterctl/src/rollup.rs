@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use meter_core::cycle::{civil_from_days, rfc3339};
-use meter_core::finality::{Finality, DAY_MS};
+use meter_core::finality::{month_of, Finality, DAY_MS};
 use meter_store::{RollupRule, Store};
 use serde_json::{json, Value};
 
@@ -84,14 +84,14 @@ pub(crate) async fn rollup(cmd: RollupCmd) -> anyhow::Result<(Value, Box<Render>
         keep_batches_ms: (cfg.load.keep_batches_days > 0).then(|| cfg.load.keep_batches_days as i64 * DAY_MS),
     };
     let now = meter_runtime::now_ms();
-    let mut rolled = Vec::new();
-    let mut dropped = Vec::new();
+    let (mut rolled, mut dropped, mut compacted) = (Vec::new(), Vec::new(), Vec::new());
     match cmd {
         RollupCmd::Status { .. } => {}
         RollupCmd::Run { .. } => loop {
             let pass = store.roll_up(&rule, 1, now).await?;
             rolled.extend(pass.rolled);
             dropped.extend(pass.dropped_months);
+            compacted.extend(pass.compacted);
             if pass.days_left == 0 {
                 break;
             }
@@ -105,11 +105,17 @@ pub(crate) async fn rollup(cmd: RollupCmd) -> anyhow::Result<(Value, Box<Render>
                 day_name(to),
                 day_name(through.max(0))
             );
-            let held = store.batch_months().await?;
+            let (held, without_days) = (store.batch_months().await?, store.months_without_days().await?);
             let mut day = from;
             while day < to {
-                let (y, m, _) = civil_from_days(day.div_euclid(DAY_MS));
-                let month = y as u32 * 100 + m;
+                let month = month_of(day);
+                anyhow::ensure!(
+                    !without_days.contains(&month),
+                    "{}: {month} is compacted and its rolled days were dropped with its per-batch rows (any \
+                     written since are not the whole month): rolling a day again would lose the rest; \
+                     nothing was changed from this day on",
+                    day_name(day)
+                );
                 anyhow::ensure!(
                     held.contains(&month),
                     "{}: the per-batch rows of {month} are not kept (dropped after load.keep_batches_days, or none): \
@@ -119,17 +125,23 @@ pub(crate) async fn rollup(cmd: RollupCmd) -> anyhow::Result<(Value, Box<Render>
                 rolled.push(store.roll_day(day, now).await?);
                 day += DAY_MS;
             }
+            // The months of those days were compacted from the days as they were.
+            let loaded_ms = store.loaded_through(partitions).await?.unwrap_or(now);
+            compacted = store.compact_months(through, meter_store::At { now_ms: now, loaded_ms }).await?;
         }
     }
     let loaded = store.loaded_through(partitions).await?;
+    let reach = store.reach().await?;
     let body = json!({
-        "rolled_through": store.rolled_through().await?.map(rfc3339),
+        "rolled_through": reach.rolled_through.map(rfc3339),
+        "compacted_through": reach.compacted_through.map(rfc3339),
         "final_before": rule.finality.final_before(loaded).map(rfc3339),
         "loaded_through": loaded.map(rfc3339),
         "batch_months": store.batch_months().await?,
         "keep_batches_days": cfg.load.keep_batches_days,
         "rolled": rolled.iter().map(|r| json!({"day": day_name(r.day_ms), "hourly_rows": r.hourly_rows, "daily_rows": r.daily_rows})).collect::<Vec<_>>(),
         "batch_months_dropped": dropped,
+        "compacted": compacted.iter().map(|c| json!({"month": c.month, "through": rfc3339(c.through), "hourly_rows": c.hourly_rows, "seconds": c.took.as_secs_f64()})).collect::<Vec<_>>(),
     });
     Ok((body, Box::new(status_lines)))
 }
@@ -138,13 +150,24 @@ fn status_lines(b: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
     for r in b["rolled"].as_array().map(Vec::as_slice).unwrap_or_default() {
         writeln!(out, "rolled {}: {} hourly rows, {} daily rows", cell(&r["day"]), r["hourly_rows"], r["daily_rows"])?;
     }
+    for c in b["compacted"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        writeln!(
+            out,
+            "copied {} through {}: {} hourly rows in {:.1} s",
+            c["month"],
+            cell(&c["through"]),
+            c["hourly_rows"],
+            c["seconds"].as_f64().unwrap_or(0.0)
+        )?;
+    }
     for m in b["batch_months_dropped"].as_array().map(Vec::as_slice).unwrap_or_default() {
         writeln!(out, "dropped the per-batch rows of {m}")?;
     }
     writeln!(
         out,
-        "rolled up through {} (final before {}, loaded through {}); per-batch rows held for months {} (kept {} days after a month)",
+        "rolled up through {}, months compacted through {} (final before {}, loaded through {}); per-batch rows held for months {} (kept {} days after a month)",
         cell(&b["rolled_through"]),
+        cell(&b["compacted_through"]),
         cell(&b["final_before"]),
         cell(&b["loaded_through"]),
         b["batch_months"],
