@@ -25,6 +25,7 @@ mod prometheus;
 mod quiet_logs;
 mod retries;
 mod rollup;
+mod rollup_outage;
 mod schema_sql;
 mod security;
 mod sources;

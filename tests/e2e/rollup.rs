@@ -75,7 +75,7 @@ fn nonzero(v: Vec<PeriodUsage>) -> Vec<PeriodUsage> {
 }
 
 /// Every read of the four days (and today) equals the ground truth.
-async fn assert_history(p: &Pipeline, truth: &Truth, when: &str) {
+pub(crate) async fn assert_history(p: &Pipeline, truth: &Truth, when: &str) {
     let ids: Vec<String> = truth.projects.keys().cloned().collect();
     let (from, to) = (day_floor(now_ms()) - 4 * DAY_MS, day_floor(now_ms()) + DAY_MS);
     let month = (Cycle::containing(from).start_ms, Cycle::containing(to - 1).end_ms);
@@ -127,7 +127,7 @@ async fn assert_history(p: &Pipeline, truth: &Truth, when: &str) {
 /// simulator's stays in the current month, which may have begun today):
 /// compute across midnights, and storage of a branch of their own read
 /// through the days; recorded in `truth` as sent.
-async fn past_days(p: &Pipeline, truth: &mut Truth) {
+pub(crate) async fn past_days(p: &Pipeline, truth: &mut Truth) {
     use meter_core::{Event, ProjectId, Span};
     let today = day_floor(now_ms());
     let mut client = p.client().await;
@@ -189,17 +189,22 @@ async fn ctl(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8(out).expect("utf-8"))
 }
 
+/// A test that reads "today" several times starts after the next midnight
+/// if that is less than 3 minutes away.
+pub(crate) async fn not_across_midnight() {
+    let to_midnight = day_floor(now_ms()) + DAY_MS - now_ms();
+    if to_midnight < 180_000 {
+        tokio::time::sleep(Duration::from_millis(to_midnight as u64 + 1_000)).await;
+    }
+}
+
 async fn rolled_through(p: &Pipeline) -> Option<i64> {
     p.store.rolled_through().await.expect("rolled_through")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollups_and_open_hours_equal_the_ground_truth_before_after_and_across_a_crashed_job() {
-    // The test reads "today" several times: not across a midnight.
-    let to_midnight = day_floor(now_ms()) + DAY_MS - now_ms();
-    if to_midnight < 180_000 {
-        tokio::time::sleep(Duration::from_millis(to_midnight as u64 + 1_000)).await;
-    }
+    not_across_midnight().await;
     let Some(mut p) = Pipeline::start("rollup").await else { return };
     p.start_api().await;
     let load = meter_aggregator::LoadConfig {
