@@ -130,10 +130,10 @@ impl Store {
     pub async fn drop_compacted_days(&self, loaded_ms: UnixMs) -> Result<Vec<u32>> {
         let (days, copies) = (self.day_rolls().await?, self.copies(Some(loaded_ms - READ_GRACE_MS)).await?);
         let (whole, batches) = (copied_whole(&days, &copies), self.batch_months().await?);
+        let day_parts = self.partitions("usage_hourly_rollup").await?;
         let mut dropped = Vec::new();
         for month in whole.into_iter().filter(|m| !batches.contains(m)) {
-            let parts: Vec<u32> =
-                self.partitions("usage_hourly_rollup").await?.into_iter().filter(|d| d / 100 == month).collect();
+            let parts: Vec<u32> = day_parts.iter().copied().filter(|d| d / 100 == month).collect();
             if parts.is_empty() {
                 continue;
             }
