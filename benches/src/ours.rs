@@ -152,7 +152,8 @@ async fn start(
 ) -> anyhow::Result<(Ports, Vec<Proc>)> {
     let ports = Ports::free()?;
     let config = dir.join(format!("meterd-{database}.toml"));
-    let mut text = meterd_config(kafka, clickhouse_url, database, &ports, group);
+    let store = StoreConfig { url: clickhouse_url.to_owned(), database: database.to_owned(), ..StoreConfig::default() };
+    let mut text = meterd_config(kafka, &store, &ports, group);
     if !roles.contains(&"load") {
         text = without_load(&text);
     }

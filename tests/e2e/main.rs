@@ -7,6 +7,7 @@ mod aggregators;
 mod audit_trail;
 mod bad_input;
 mod branch_storage;
+mod clickhouse_cluster;
 mod clickhouse_down;
 mod clickhouse_tls;
 mod cluster;

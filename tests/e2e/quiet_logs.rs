@@ -41,8 +41,12 @@ async fn a_healthy_meterd_logs_no_warn_or_error() {
     let dir = std::env::temp_dir().join(&id);
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("meterd.toml");
-    std::fs::write(&config, meterd_config(&kafka, &stack.clickhouse_url, &format!("e2e_{id}"), &ports, &id))
-        .expect("config");
+    let store = meter_store::StoreConfig {
+        url: stack.clickhouse_url.clone(),
+        database: format!("e2e_{id}"),
+        ..meter_store::StoreConfig::default()
+    };
+    std::fs::write(&config, meterd_config(&kafka, &store, &ports, &id)).expect("config");
     let admin = format!("127.0.0.1:{}", meter_chaos::free_port().expect("port"));
     let log_path = dir.join("meterd.log");
     let log = std::fs::File::create(&log_path).expect("log");

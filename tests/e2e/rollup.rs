@@ -230,7 +230,10 @@ async fn rollups_and_open_hours_equal_the_ground_truth_before_after_and_across_a
     let yesterday = day_floor(now_ms()) - DAY_MS;
     let someone = truth.projects.keys().next().expect("a project").clone();
     for sql in [
-        format!("CREATE TABLE {db}.rollup_stage_1000_1_0_h AS {db}.usage_hourly_rollup"),
+        format!(
+            "CREATE TABLE {db}.rollup_stage_1000_1_0_h AS {db}.usage_hourly_rollup ENGINE = MergeTree \
+             PARTITION BY toYYYYMMDD(hour) ORDER BY (project_id, metric, hour, branch_id)"
+        ),
         format!(
             "INSERT INTO {db}.rollup_stage_1000_1_0_h VALUES ('{someone}', 'compute_time_seconds', {}, '', 7, 0, 0)",
             ch_time(yesterday)
@@ -337,7 +340,10 @@ async fn rollups_and_open_hours_equal_the_ground_truth_before_after_and_across_a
     // any recorded (here with a wrong row today) but not recorded. Neither is read.
     let month = Cycle::containing(now_ms());
     for sql in [
-        format!("CREATE TABLE {db}.rollup_stage_1000_1_1_m AS {db}.usage_hourly_rollup_months"),
+        format!(
+            "CREATE TABLE {db}.rollup_stage_1000_1_1_m AS {db}.usage_hourly_rollup_months ENGINE = MergeTree \
+             PARTITION BY toYYYYMM(hour) ORDER BY (project_id, metric, hour, branch_id)"
+        ),
         format!(
             "INSERT INTO {db}.usage_hourly_rollup_months VALUES ('{someone}', 'compute_time_seconds', {}, '', 999, 0, 0)",
             ch_time(today + HOUR_MS)

@@ -137,8 +137,14 @@ impl Pipeline {
             ..KafkaConfig::default()
         }
         .with_topic_prefix(&id);
-        let store_cfg =
-            StoreConfig { url: stack.clickhouse_url.clone(), database: format!("e2e_{id}"), ..StoreConfig::default() };
+        // A replicated ClickHouse's cluster (deploy/local/cluster-test sets it).
+        let cluster = std::env::var("METER_CLICKHOUSE_CLUSTER").unwrap_or_default();
+        let store_cfg = StoreConfig {
+            url: stack.clickhouse_url.clone(),
+            database: format!("e2e_{id}"),
+            cluster,
+            ..StoreConfig::default()
+        };
         meter_kafka::ensure_topics(&kafka).await.expect("creating topics");
         meter_store::migrate(&store_cfg).await.expect("migrating clickhouse");
         let aggregator =

@@ -74,7 +74,7 @@ impl Loader {
         ready.store(true, Ordering::SeqCst);
         let mut last_lag = Instant::now();
         while !shutdown.is_cancelled() {
-            let batch = self.collect(&consumer, shutdown);
+            let batch = self.collect(&consumer, shutdown)?;
             if last_lag.elapsed() > Duration::from_secs(2) {
                 crate::run::report_lag(&consumer, &self.kafka.rows_topic, m::LOAD_LAG);
                 last_lag = Instant::now();
@@ -104,7 +104,7 @@ impl Loader {
     /// Polls until the INSERT is full or the linger time is over. A
     /// rebalance drops what was collected: the new assignment starts from
     /// the committed offsets.
-    fn collect(&self, consumer: &LoadConsumer, shutdown: &CancellationToken) -> Collected {
+    fn collect(&self, consumer: &LoadConsumer, shutdown: &CancellationToken) -> anyhow::Result<Collected> {
         let mut out = Collected::default();
         let generation = consumer.context().generation();
         let deadline = Instant::now() + Duration::from_millis(self.cfg.linger_ms);
@@ -115,7 +115,7 @@ impl Loader {
             }
             let polled = consumer.poll(left);
             if consumer.context().generation() != generation {
-                return Collected::default();
+                return Ok(Collected::default());
             }
             match polled {
                 None => {}
@@ -142,10 +142,10 @@ impl Loader {
                         }
                     }
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "load.poll_error"),
+                Some(Err(e)) => meter_kafka::poll_error("load", e)?,
             }
         }
-        out
+        Ok(out)
     }
 
     /// Inserts the rows, retrying until it succeeds; false if shutdown came

@@ -61,7 +61,7 @@ impl Worker {
         let mut last_lag = Instant::now();
         while !self.shutdown.is_cancelled() {
             let collecting = Instant::now();
-            let pending = self.collect(&consumer);
+            let pending = self.collect(&consumer)?;
             if last_lag.elapsed() > Duration::from_secs(2) {
                 report_lag(&consumer, &self.kafka.events_topic, m::LAG);
                 last_lag = Instant::now();
@@ -81,7 +81,7 @@ impl Worker {
     /// Polls until the batch is full or the linger time is over. A rebalance
     /// during collection drops what was collected: the new assignment starts
     /// from the committed offsets, and the states are rebuilt.
-    fn collect(&mut self, consumer: &GroupConsumer) -> Pending {
+    fn collect(&mut self, consumer: &GroupConsumer) -> anyhow::Result<Pending> {
         let mut pending = Pending::default();
         let mut generation = consumer.context().generation();
         let deadline = Instant::now() + Duration::from_millis(self.cfg.linger_ms);
@@ -106,10 +106,10 @@ impl Worker {
                     offset: msg.offset(),
                     payload: msg.payload().unwrap_or_default().to_vec(),
                 }),
-                Some(Err(e)) => tracing::warn!(error = %e, "aggregator.poll_error"),
+                Some(Err(e)) => meter_kafka::poll_error("aggregator", e)?,
             }
         }
-        pending
+        Ok(pending)
     }
 
     /// Applies and commits a batch; when it cannot (a restore timed out, the

@@ -55,9 +55,16 @@ fn judged(app: &App, project: &str, key: &str) -> Option<AdjustmentOutcome> {
 /// The answer to `asked` once its key has a verdict: 201 when this request
 /// made it, 200 for a retry of the same change, 409 for a different change
 /// under the same key, 422 when refused.
-fn answer(asked: &Adjustment, o: &AdjustmentOutcome) -> Result<(StatusCode, Json<AdjustmentView>), ApiError> {
+/// `any_hour`: the request named neither an hour nor a cycle (booked in the
+/// hour it arrived in), so a retry in a later hour is the same change.
+fn answer(
+    asked: &Adjustment,
+    o: &AdjustmentOutcome,
+    any_hour: bool,
+) -> Result<(StatusCode, Json<AdjustmentView>), ApiError> {
     let made = &o.adjustment;
-    if !made.same_change(asked) {
+    let same = if any_hour { made.same_change_in_any_hour(asked) } else { made.same_change(asked) };
+    if !same {
         return Err(ApiError::conflict(format!(
             "idempotency_key: {:?} was used for another adjustment (request {}, {})",
             made.idempotency_key,
@@ -115,8 +122,9 @@ pub(crate) async fn post_adjustment(
     let a = request
         .check(project, &actor, &request_id, now)
         .map_err(|e| ApiError::bad_request(format!("{}: {}", e.field, e.message)))?;
+    let any_hour = b.hour.is_none() && b.cycle.is_none();
     if let Some(o) = judged(&app, &id, &a.idempotency_key) {
-        return answer(&a, &o);
+        return answer(&a, &o, any_hour);
     }
     precheck(&app, &a, now)?;
     let partitions = app.events.partitions().await.map_err(unwritten)?;
@@ -124,7 +132,7 @@ pub(crate) async fn post_adjustment(
     let deadline = tokio::time::Instant::now() + VERDICT_WAIT;
     while tokio::time::Instant::now() < deadline {
         if let Some(o) = judged(&app, &id, &a.idempotency_key) {
-            return answer(&a, &o);
+            return answer(&a, &o, any_hour);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

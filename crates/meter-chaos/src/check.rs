@@ -138,6 +138,22 @@ pub(crate) async fn final_check(
     Ok(())
 }
 
+/// Waits (up to 120 s) for another replica's usage to equal the truth.
+pub(crate) async fn replica_exact(replica: &Store, prefix: &str, truth: &Truth) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match replica.usage_with_prefix(prefix).await {
+            Ok(usage) if compare(truth, &usage).is_empty() => return true,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "chaos.replica_query_failed"),
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// True when every project's counters in the totals topic are its usage
 /// plus the adjustments applied to it (`written_data_bytes`).
 async fn totals_match(kafka: &KafkaConfig, truth: &Truth, adjusted: &BTreeMap<String, u64>) -> anyhow::Result<bool> {

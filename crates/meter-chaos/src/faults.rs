@@ -8,8 +8,8 @@ use rdkafka::client::DefaultClientContext;
 use crate::harness::Cluster;
 use crate::procs::{pid_file, signal};
 
-/// A kind of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A kind of fault (`--kinds` names: the variants in kebab case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum FaultKind {
     /// `kill -9` of ingest, then a restart.
     KillIngest,
@@ -26,9 +26,11 @@ pub enum FaultKind {
     /// `kill -9` of the load role (usage.rows -> ClickHouse), then a restart.
     KillLoad,
     /// ClickHouse is stopped (SIGTERM and SIGKILL in turn), then started again.
+    #[value(name = "clickhouse-restart")]
     ClickHouseRestart,
     /// ClickHouse is stopped and stays down for the configured outage
     /// (60 s by default) under load; enforcement must not notice.
+    #[value(name = "clickhouse-outage")]
     ClickHouseOutage,
     /// Every aggregator stops (SIGTERM), the consumer group is deleted (full replay
     /// from the earliest offset), and an aggregator starts again.
@@ -36,6 +38,23 @@ pub enum FaultKind {
     /// On a replicated Kafka only: `kill -9` of the broker leading the most
     /// partitions of the events topic, then a restart.
     KillLeaderBroker,
+    /// On a replicated Kafka only, two at once: an aggregator joins (the
+    /// group rebalances), the leading broker is killed, the first
+    /// aggregator is killed (another rebalance, the broker still down),
+    /// then the broker restarts.
+    BrokerKillDuringRebalance,
+    /// On a replicated ClickHouse only: `kill -9` of a replica (each in
+    /// turn: the one the roles talk to, then another), then a restart.
+    #[value(name = "kill-clickhouse-replica")]
+    KillClickHouseReplica,
+    /// On a replicated ClickHouse only: `kill -9` of ZooKeeper, down for
+    /// 15 s (the replicated tables refuse writes), then a restart.
+    #[value(name = "zookeeper-down")]
+    ZooKeeperDown,
+    /// On a replicated ClickHouse only, two at once: ZooKeeper killed, then
+    /// a replica other than the one written to, both down for 10 s.
+    #[value(name = "replica-kill-during-zookeeper-down")]
+    ReplicaKillDuringZooKeeperDown,
 }
 
 impl FaultKind {
@@ -54,7 +73,11 @@ impl FaultKind {
     ];
 
     /// The kinds added on a replicated Kafka (more than one broker).
-    pub const CLUSTER: [FaultKind; 1] = [FaultKind::KillLeaderBroker];
+    pub const CLUSTER: [FaultKind; 2] = [FaultKind::KillLeaderBroker, FaultKind::BrokerKillDuringRebalance];
+
+    /// The kinds added on a replicated ClickHouse (`clickhouse.cluster`).
+    pub const CLICKHOUSE_CLUSTER: [FaultKind; 3] =
+        [FaultKind::KillClickHouseReplica, FaultKind::ZooKeeperDown, FaultKind::ReplicaKillDuringZooKeeperDown];
 
     /// A short name for reports.
     pub fn name(self) -> &'static str {
@@ -70,6 +93,10 @@ impl FaultKind {
             FaultKind::ClickHouseOutage => "clickhouse outage",
             FaultKind::GroupReset => "group reset (full replay)",
             FaultKind::KillLeaderBroker => "kill -9 leading broker",
+            FaultKind::BrokerKillDuringRebalance => "broker kill during rebalance",
+            FaultKind::KillClickHouseReplica => "kill -9 clickhouse replica",
+            FaultKind::ZooKeeperDown => "zookeeper down",
+            FaultKind::ReplicaKillDuringZooKeeperDown => "replica kill, zookeeper down",
         }
     }
 }
@@ -90,6 +117,38 @@ fn leading_broker_pid_file(c: &Cluster) -> anyhow::Result<std::path::PathBuf> {
     }
     let id = meter_kafka::busiest_leader(&c.kafka, &c.kafka.events_topic)?;
     Ok(c.stack_dir.join(format!("kafka/node{id}/kafka.pid")))
+}
+
+/// `kill -9` of the process whose pid file is `file` (under the stack
+/// dir); returns once it is gone.
+async fn kill9(c: &Cluster, file: &str) -> anyhow::Result<()> {
+    let pid = pid_file(&c.stack_dir.join(file))?;
+    signal(pid, "KILL")?;
+    for _ in 0..40 {
+        if !alive(pid) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    anyhow::bail!("{file}: pid {pid} still running 10 s after SIGKILL")
+}
+
+/// `kill -9` of the broker leading the most events partitions.
+async fn kill_leading_broker(c: &Cluster) -> anyhow::Result<()> {
+    let file = leading_broker_pid_file(c)?;
+    let relative = file.strip_prefix(&c.stack_dir)?.to_string_lossy().into_owned();
+    kill9(c, &relative).await?;
+    println!("chaos: broker {} killed", file.parent().map_or_else(String::new, |d| d.display().to_string()));
+    Ok(())
+}
+
+/// The pid file of ClickHouse replica `i` (1-based), as deploy/local/stack lays them out.
+fn replica_pid_file(i: usize) -> String {
+    if i == 1 {
+        "clickhouse/clickhouse.pid".into()
+    } else {
+        format!("clickhouse{i}/clickhouse.pid")
+    }
 }
 
 /// Stops ClickHouse, by SIGTERM and SIGKILL in turn.
@@ -146,17 +205,37 @@ pub(crate) async fn inject(c: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
         }
         FaultKind::KillLoad => c.kill_and_restart("load").await?,
         FaultKind::KillLeaderBroker => {
-            let file = leading_broker_pid_file(c)?;
-            let pid = pid_file(&file)?;
-            signal(pid, "KILL")?;
-            for _ in 0..40 {
-                if !alive(pid) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            println!("chaos: broker {} killed", file.parent().map_or_else(String::new, |d| d.display().to_string()));
+            kill_leading_broker(c).await?;
             tokio::time::sleep(Duration::from_secs(3)).await;
+            c.stack_up().await?;
+        }
+        FaultKind::BrokerKillDuringRebalance => {
+            c.start("aggregate").await?;
+            kill_leading_broker(c).await?;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let first = c.aggregators.remove(0);
+            drop(first); // SIGKILL: a second rebalance, the broker still down
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            c.stack_up().await?;
+        }
+        FaultKind::KillClickHouseReplica => {
+            let i = c.replica_kills % c.clickhouse_replicas + 1;
+            c.replica_kills += 1;
+            kill9(c, &replica_pid_file(i)).await?;
+            println!("chaos: clickhouse replica {i} killed");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            c.stack_up().await?;
+        }
+        FaultKind::ZooKeeperDown => {
+            kill9(c, "zookeeper/zookeeper.pid").await?;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            c.stack_up().await?;
+        }
+        FaultKind::ReplicaKillDuringZooKeeperDown => {
+            kill9(c, "zookeeper/zookeeper.pid").await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            kill9(c, &replica_pid_file(c.clickhouse_replicas)).await?;
+            tokio::time::sleep(Duration::from_secs(10)).await;
             c.stack_up().await?;
         }
         FaultKind::ClickHouseRestart => {

@@ -1,6 +1,6 @@
 //! The run: cluster set-up, load, faults, sampling, final check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use crate::adjust::Adjuster;
-use crate::check::{final_check, Sampler};
+use crate::check::{final_check, replica_exact, Sampler};
 use crate::faults::{end_clickhouse_outage, inject, FaultKind};
 use crate::procs::{ready, Launcher, Proc};
 use crate::quotas::{EnforcementReport, Quotas};
@@ -32,6 +32,11 @@ pub struct ChaosConfig {
     /// Replicas of the run's topics (3 on a replicated Kafka).
     pub replication_factor: i32,
     pub clickhouse_url: String,
+    /// `clickhouse.cluster` of the run (empty: one ClickHouse server).
+    pub clickhouse_cluster: String,
+    /// Every replica's URL on a replicated ClickHouse (the first is
+    /// `clickhouse_url`); each is checked exact at the end.
+    pub clickhouse_replicas: Vec<String>,
     /// How long the load runs.
     pub duration: Duration,
     /// Pause between faults, drawn from this range (seconds).
@@ -52,8 +57,9 @@ pub struct ChaosConfig {
     pub key_twin_rate: f64,
     /// How long a `ClickHouseOutage` keeps ClickHouse down.
     pub clickhouse_outage: Duration,
-    /// Processes of the load and enforce roles (each in its consumer
-    /// group); their kill faults kill one instance at a time.
+    /// Processes of each role but the aggregator (which varies by its own
+    /// faults): load and enforce in their consumer groups, ingest and api
+    /// on ports of their own; their kill faults kill one instance at a time.
     pub instances: usize,
 }
 
@@ -109,6 +115,9 @@ pub struct ChaosReport {
     pub adjustment_retries: u64,
     /// `usage_adjustments` holds exactly the ledger's adjustments.
     pub adjustments_exact: bool,
+    /// Replicas other than the one written to whose usage did not equal
+    /// the ground truth (a replicated ClickHouse).
+    pub replicas_not_exact: Vec<String>,
 }
 
 impl ChaosReport {
@@ -121,6 +130,7 @@ impl ChaosReport {
             && self.converged_after.is_some()
             && self.totals_topic_exact
             && self.adjustments_exact
+            && self.replicas_not_exact.is_empty()
             && self.enforcement.mismatches.is_empty()
     }
 }
@@ -148,6 +158,13 @@ pub(crate) struct Cluster {
     pub(crate) outages: Vec<(i64, i64)>,
     /// When the ClickHouse outage under way began.
     pub(crate) outage_from: Option<i64>,
+    /// ClickHouse servers (replicas of one shard on a replicated ClickHouse).
+    pub(crate) clickhouse_replicas: usize,
+    /// Replicas killed so far (the next victim: the replicas in turn).
+    pub(crate) replica_kills: usize,
+    /// Listen addresses of the second and later ingest and api instances
+    /// (`METER__...` overrides), kept across their restarts.
+    listen: HashMap<String, Vec<(String, String)>>,
 }
 
 /// A free loopback port.
@@ -167,7 +184,8 @@ impl Cluster {
     pub(crate) async fn start_as(&mut self, role: &'static str, instance: &str) -> anyhow::Result<()> {
         self.started += 1;
         let admin = format!("127.0.0.1:{}", free_port()?);
-        let p = self.launcher.start(role, instance, &admin, self.started)?;
+        let env = self.listen.get(instance).cloned().unwrap_or_default();
+        let p = self.launcher.start_with(role, instance, &admin, self.started, &env)?;
         if role == "aggregate" {
             self.aggregators.push(p);
         } else {
@@ -243,19 +261,14 @@ impl Cluster {
 }
 
 /// The `meterd` configuration of a run: its own topics, group and database.
-pub fn meterd_config(
-    kafka: &KafkaConfig,
-    clickhouse_url: &str,
-    database: &str,
-    ports: &Ports,
-    group_id: &str,
-) -> String {
+pub fn meterd_config(kafka: &KafkaConfig, store: &StoreConfig, ports: &Ports, group_id: &str) -> String {
+    let (clickhouse_url, database, cluster) = (&store.url, &store.database, &store.cluster);
     format!(
         "[kafka]\nbrokers = \"{}\"\npartitions = {}\nreplication_factor = {}\nproduce_timeout_ms = {}\n\
          events_topic = \"{}\"\ntotals_topic = \"{}\"\nrows_topic = \"{}\"\nconfig_topic = \"{}\"\nenforcement_topic = \"{}\"\n\
          actions_topic = \"{}\"\nwebhooks_topic = \"{}\"\ndead_letters_topic = \"{}\"\n\
          deliveries_topic = \"{}\"\ncalls_topic = \"{}\"\nadjustments_topic = \"{}\"\nconfig_history_topic = \"{}\"\n\
-         [clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{database}\"\n\
+         [clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{database}\"\ncluster = \"{cluster}\"\n\
          [ingest]\nlisten = \"127.0.0.1:{}\"\nhttp_listen = \"127.0.0.1:{}\"\n\
          [aggregator]\ngroup_id = \"{group_id}\"\ntransactional_id_prefix = \"{group_id}\"\n\
          [load]\ngroup_id = \"{group_id}.load\"\nlinger_ms = 100\n\
@@ -329,9 +342,14 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     }
     .with_topic_prefix(&prefix);
     let group_id = format!("{prefix}.agg");
-    let database = format!("chaos_{prefix}");
+    let store_cfg = StoreConfig {
+        url: cfg.clickhouse_url.clone(),
+        database: format!("chaos_{prefix}"),
+        cluster: cfg.clickhouse_cluster.clone(),
+        ..StoreConfig::default()
+    };
     let config = dir.join("meterd.toml");
-    std::fs::write(&config, meterd_config(&kafka, &cfg.clickhouse_url, &database, &ports, &group_id))?;
+    std::fs::write(&config, meterd_config(&kafka, &store_cfg, &ports, &group_id))?;
     let launcher = Launcher { meterd: cfg.meterd.clone(), config: config.clone(), log_dir: dir.clone() };
     let migrate = std::process::Command::new(&cfg.meterd).arg("--config").arg(&config).arg("migrate").status()?;
     anyhow::ensure!(migrate.success(), "meterd migrate failed");
@@ -351,9 +369,35 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         clickhouse_restarts: 0,
         outages: Vec::new(),
         outage_from: None,
+        clickhouse_replicas: cfg.clickhouse_replicas.len().max(1),
+        replica_kills: 0,
+        listen: HashMap::new(),
     };
+    // Instance 0 of ingest and api listens where the config says; the
+    // others on ports of their own. The simulator's nodes spread over every
+    // ingest; quotas go through the first api, adjustments through the last.
+    let n = cfg.instances.max(1);
+    let (mut ingest_urls, mut api_urls) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let (ingest, api) = if i == 0 {
+            (ports.ingest, ports.api)
+        } else {
+            let (ingest, api) = (free_port()?, free_port()?);
+            let listen = |key: &str, port: u16| (key.to_owned(), format!("127.0.0.1:{port}"));
+            cluster.listen.insert(
+                format!("ingest-{i}"),
+                vec![listen("METER__INGEST__LISTEN", ingest), listen("METER__INGEST__HTTP_LISTEN", free_port()?)],
+            );
+            cluster.listen.insert(
+                format!("api-{i}"),
+                vec![listen("METER__API__LISTEN", api), listen("METER__API__GRPC_LISTEN", free_port()?)],
+            );
+            (ingest, api)
+        };
+        ingest_urls.push(format!("http://127.0.0.1:{ingest}"));
+        api_urls.push(format!("http://127.0.0.1:{api}"));
+    }
     for role in ["ingest", "load", "enforce", "api"] {
-        let n = if matches!(role, "load" | "enforce") { cfg.instances.max(1) } else { 1 };
         for i in 0..n {
             // One instance keeps the role's name (as before); several are numbered.
             let instance = if n == 1 { role.to_owned() } else { format!("{role}-{i}") };
@@ -362,10 +406,10 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     }
     cluster.start("aggregate").await?;
     let stop = CancellationToken::new();
-    let mut quotas = Quotas::start(format!("http://127.0.0.1:{}", ports.api), ports.control_plane, &stop).await?;
+    let mut quotas = Quotas::start(api_urls[0].clone(), ports.control_plane, &stop).await?;
     println!("chaos: prefix {prefix}, logs in {}", dir.display());
 
-    let store = Store::new(&StoreConfig { url: cfg.clickhouse_url.clone(), database, ..StoreConfig::default() })?;
+    let store = Store::new(&store_cfg)?;
     let stats = Arc::new(SendStats::default());
     let (computes_per_project, tick, max_batch_events) = cfg.shape.params();
     let fleet = FleetConfig {
@@ -380,7 +424,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let project_ids: Vec<String> = Fleet::new(fleet.clone(), 0).project_ids().map(ToString::to_string).collect();
     let run_cfg = RunConfig {
         token: None,
-        ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
+        ingest_url: ingest_urls.join(","),
         fleet,
         // The load ends when the faults do (`finish`), at `duration` or later.
         duration: Duration::from_secs(30 * 24 * 3600),
@@ -393,7 +437,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let finish = CancellationToken::new();
     let load = tokio::spawn(meter_sim::run(run_cfg, stats.clone(), finish.clone(), stop.clone()));
     let sampler = Sampler::start(store.clone(), prefix.clone(), stats.clone());
-    let adjuster = Adjuster::start(format!("http://127.0.0.1:{}", ports.api), project_ids.clone(), cfg.seed);
+    let adjuster = Adjuster::start(api_urls[n - 1].clone(), project_ids.clone(), cfg.seed);
 
     let mut report = ChaosReport::default();
     let mut rng = SmallRng::seed_from_u64(cfg.seed);
@@ -445,6 +489,14 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     report.node_restarts = stats.restarts.load(std::sync::atomic::Ordering::Relaxed);
     report.key_twins_sent = stats.key_twins_sent.load(std::sync::atomic::Ordering::Relaxed);
     final_check(&mut report, &store, &kafka, &prefix, &summary.truth, &stats, &ledger).await?;
+    for url in cfg.clickhouse_replicas.iter().skip(1) {
+        let replica = Store::new(&StoreConfig { url: url.clone(), ..store_cfg.clone() })?;
+        let exact = replica_exact(&replica, &prefix, &summary.truth).await;
+        println!("chaos: replica {url}: {}", if exact { "exact" } else { "NOT EXACT" });
+        if !exact {
+            report.replicas_not_exact.push(url.clone());
+        }
+    }
     report.enforcement = quotas.check(&project_ids, Duration::from_secs(60), &cluster.outages).await;
     drop(cluster);
     stop.cancel();

@@ -3,6 +3,7 @@
 //! ```text
 //! meter-chaos --duration 600 --gap 1-3 --faults-each 50   # the long run (RELIABILITY.md)
 //! meter-chaos --duration 120 --gap 2-4 --faults-each 1    # the short run (the test suite)
+//! meter-chaos --kinds zookeeper-down,kill-clickhouse-replica ...   # some kinds only
 //! ```
 
 use std::process::ExitCode;
@@ -42,7 +43,12 @@ struct Cli {
     /// Seconds a ClickHouse outage lasts (the fault `clickhouse outage`).
     #[arg(long, default_value_t = 60)]
     clickhouse_outage_s: u64,
-    /// Processes of the load and enforce roles (their kill faults kill one at a time).
+    /// Only these fault kinds (comma-separated; default: every kind the stack
+    /// offers), e.g. the cluster's: `--kinds kill-leader-broker,broker-pause,...`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    kinds: Vec<FaultKind>,
+    /// Processes of the ingest, load, enforce and api roles (their kill faults
+    /// kill one at a time; the simulator's nodes spread over the ingests).
     #[arg(long, default_value_t = 1)]
     instances: usize,
     #[command(flatten)]
@@ -59,8 +65,23 @@ async fn main() -> anyhow::Result<ExitCode> {
     // On a replicated Kafka (more than one broker named): topics with three
     // replicas, and the cluster's fault kinds too.
     let cluster = cli.stack.brokers.split(',').count() > 1;
-    let kinds: Vec<FaultKind> =
-        FaultKind::ALL.into_iter().chain(if cluster { FaultKind::CLUSTER.to_vec() } else { Vec::new() }).collect();
+    // On a replicated ClickHouse (`--clickhouse-cluster`): its fault kinds.
+    let replicated = !cli.stack.clickhouse_cluster.is_empty();
+    let replicas: Vec<String> =
+        cli.stack.clickhouse_replica_urls.split(',').filter(|u| !u.is_empty()).map(str::to_owned).collect();
+    anyhow::ensure!(
+        !replicated || replicas.first() == Some(&cli.stack.clickhouse_url),
+        "--clickhouse-replica-urls must list every replica, --clickhouse-url first (deploy/local/stack env prints both)"
+    );
+    let kinds: Vec<FaultKind> = FaultKind::ALL
+        .into_iter()
+        .chain(if cluster { FaultKind::CLUSTER.to_vec() } else { Vec::new() })
+        .chain(if replicated { FaultKind::CLICKHOUSE_CLUSTER.to_vec() } else { Vec::new() })
+        .filter(|k| cli.kinds.is_empty() || cli.kinds.contains(k))
+        .collect();
+    if let Some(k) = cli.kinds.iter().find(|k| !kinds.contains(k)) {
+        anyhow::bail!("--kinds: {} needs a replicated Kafka or ClickHouse, which this stack is not", k.name());
+    }
     let cfg = ChaosConfig {
         meterd: cli.stack.meterd,
         stack_dir: std::fs::canonicalize(&cli.stack.stack_dir)?,
@@ -68,6 +89,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         brokers: cli.stack.brokers,
         replication_factor: if cluster { 3 } else { 1 },
         clickhouse_url: cli.stack.clickhouse_url,
+        clickhouse_cluster: cli.stack.clickhouse_cluster,
+        clickhouse_replicas: if replicated { replicas } else { Vec::new() },
         duration: Duration::from_secs(cli.duration),
         fault_gap_s: (lo.parse()?, hi.parse()?),
         kinds: kinds.clone(),
@@ -133,6 +156,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         quantile(o, 0.99),
         quantile(o, 1.0)
     );
+    if !r.replicas_not_exact.is_empty() {
+        println!("replicas not exact: {}", r.replicas_not_exact.join(", "));
+    }
     let missing: Vec<&str> =
         kinds.iter().filter(|k| r.faults.get(k).copied().unwrap_or(0) < cli.faults_each).map(|k| k.name()).collect();
     if !missing.is_empty() {

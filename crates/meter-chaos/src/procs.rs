@@ -26,6 +26,19 @@ impl Launcher {
     /// Starts `meterd <role>` with its admin server on `admin` and the
     /// static group membership name `instance`.
     pub fn start(&self, role: &'static str, instance: &str, admin: &str, n: usize) -> anyhow::Result<Proc> {
+        self.start_with(role, instance, admin, n, &[])
+    }
+
+    /// `start`, with configuration overrides (`METER__...` variables) of
+    /// this instance, e.g. the listen addresses of a second ingest.
+    pub fn start_with(
+        &self,
+        role: &'static str,
+        instance: &str,
+        admin: &str,
+        n: usize,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Proc> {
         let log = std::fs::File::create(self.log_dir.join(format!("{role}-{n}.log")))?;
         let child = Command::new(&self.meterd)
             .arg("--config")
@@ -33,6 +46,7 @@ impl Launcher {
             .arg(role)
             .env("METER__ADMIN__LISTEN", admin)
             .env("METER__KAFKA__INSTANCE_ID", instance)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -16,4 +16,11 @@ pub struct StackArgs {
     pub brokers: String,
     #[arg(long, env = "METER_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
     pub clickhouse_url: String,
+    /// `clickhouse.cluster` of a replicated ClickHouse (`deploy/local/stack env`
+    /// prints it when METER_STACK_CLICKHOUSE_REPLICAS > 1).
+    #[arg(long, env = "METER_CLICKHOUSE_CLUSTER", default_value = "")]
+    pub clickhouse_cluster: String,
+    /// Every replica's URL, comma-separated (the first: `clickhouse_url`).
+    #[arg(long, env = "METER_CLICKHOUSE_REPLICA_URLS", default_value = "")]
+    pub clickhouse_replica_urls: String,
 }

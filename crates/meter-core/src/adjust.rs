@@ -45,6 +45,13 @@ impl Adjustment {
             == (&other.project_id, other.metric, other.hour_ms, other.cycle_wide, other.delta, &other.reason)
     }
 
+    /// `same_change` for a retry whose request named neither an hour nor a
+    /// cycle: each attempt is booked in the hour it arrives in, so a retry
+    /// that arrives an hour later still asks for the change the first made.
+    pub fn same_change_in_any_hour(&self, other: &Adjustment) -> bool {
+        self.same_change(&Adjustment { hour_ms: self.hour_ms, ..other.clone() })
+    }
+
     /// The key the project's key set remembers it by: apart from the keys
     /// of usage events, which the same client might reuse.
     pub fn key_for_dedup(&self) -> String {
@@ -307,5 +314,26 @@ mod tests {
         assert!(a.same_change(&b));
         b.delta = -3599;
         assert!(!a.same_change(&b));
+    }
+
+    #[test]
+    fn a_retry_without_an_hour_matches_in_a_later_hour() {
+        let at = |now_ms: i64| {
+            AdjustmentRequest {
+                metric: "written_data_bytes",
+                hour: None,
+                cycle: None,
+                delta: 5,
+                reason: "r",
+                idempotency_key: "k",
+            }
+            .check(ProjectId::new("p").unwrap(), "", "req", now_ms)
+            .unwrap()
+        };
+        let (first, retry) = (at(10 * HOUR_MS - 1), at(10 * HOUR_MS + 1));
+        assert!(!first.same_change(&retry), "booked in different hours");
+        assert!(first.same_change_in_any_hour(&retry));
+        let other = Adjustment { delta: 6, ..retry };
+        assert!(!first.same_change_in_any_hour(&other), "a different delta is another change");
     }
 }

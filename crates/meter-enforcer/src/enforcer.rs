@@ -99,7 +99,7 @@ impl Enforcer {
                     None => break,
                     Some(Ok(msg)) => self.on_totals(msg.partition(), msg.payload()),
                     Some(Err(KafkaError::PartitionEOF(p))) => self.partition_read(p),
-                    Some(Err(e)) => tracing::warn!(error = %e, "enforcer.poll_error"),
+                    Some(Err(e)) => meter_kafka::poll_error("enforcer", e)?,
                 }
             }
             while let Ok(k) = self.changes.try_recv() {

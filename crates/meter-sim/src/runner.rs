@@ -14,7 +14,8 @@ use meter_runtime::now_ms;
 /// A run: which fleet, against which ingest, for how long.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Ingest gRPC endpoint, e.g. `http://127.0.0.1:50051`.
+    /// Ingest gRPC endpoint, e.g. `http://127.0.0.1:50051`; several,
+    /// comma-separated: node i sends to the (i mod n)-th.
     pub ingest_url: String,
     pub fleet: FleetConfig,
     pub duration: Duration,
@@ -54,12 +55,18 @@ pub async fn run(
     let started = Instant::now();
     let mut fleet = Fleet::new(cfg.fleet.clone(), now_ms());
     let project_ids = fleet.project_ids().map(ToString::to_string).collect();
-    let channel = tonic::transport::Endpoint::from_shared(cfg.ingest_url.clone())?
-        .connect_timeout(Duration::from_secs(5))
-        .initial_stream_window_size(meter_proto::STREAM_WINDOW)
-        .initial_connection_window_size(meter_proto::CONNECTION_WINDOW)
-        .tcp_nodelay(true)
-        .connect_lazy();
+    let channels = cfg
+        .ingest_url
+        .split(',')
+        .map(|url| {
+            Ok(tonic::transport::Endpoint::from_shared(url.trim().to_owned())?
+                .connect_timeout(Duration::from_secs(5))
+                .initial_stream_window_size(meter_proto::STREAM_WINDOW)
+                .initial_connection_window_size(meter_proto::CONNECTION_WINDOW)
+                .tcp_nodelay(true)
+                .connect_lazy())
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let truth = Arc::new(Mutex::new(Truth::default()));
     let mut queues = Vec::new();
     let mut nodes = Vec::new();
@@ -67,7 +74,8 @@ pub async fn run(
         let (tx, mut rx) = mpsc::channel::<Vec<Event>>(2);
         queues.push(tx);
         let source = format!("{}-node{i:03}", cfg.fleet.prefix);
-        let mut sender = NodeSender::new(channel.clone(), source, cfg.duplicate_rate, cfg.fleet.seed ^ i as u64)
+        let channel = channels[i % channels.len()].clone();
+        let mut sender = NodeSender::new(channel, source, cfg.duplicate_rate, cfg.fleet.seed ^ i as u64)
             .with_token(cfg.token.as_deref())
             .with_faults(cfg.restart_rate, cfg.key_twin_rate);
         let (stats, truth, stop, max) = (stats.clone(), truth.clone(), stop.clone(), cfg.max_batch_events.max(1));

@@ -20,7 +20,7 @@ use meter_core::finality::month_span;
 use meter_core::UnixMs;
 use serde::{Deserialize, Serialize};
 
-use crate::rollup::stage_name;
+use crate::rollup::{stage_name, stage_table, HOURLY_MONTHS};
 use crate::{Result, Store};
 
 /// A reader holding bounds read before a copy was recorded may still read
@@ -87,7 +87,7 @@ impl Store {
         let stage = stage_name(at.now_ms, "m");
         let started = std::time::Instant::now();
         let run = async {
-            self.execute(&format!("CREATE TABLE {stage} AS usage_hourly_rollup_months")).await?;
+            self.execute(&stage_table(&stage, "usage_hourly_rollup_months", HOURLY_MONTHS)).await?;
             self.execute(&format!(
                 "INSERT INTO {stage} (project_id, metric, hour, branch_id, value, last_value, last_time_ms)
                  SELECT project_id, metric, hour, branch_id, value, last_value, last_time_ms

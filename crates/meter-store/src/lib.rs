@@ -6,6 +6,7 @@
 //! exactness never depends on ClickHouse's insert deduplication.
 
 mod adjustments;
+mod cluster;
 mod compact;
 mod config;
 mod history;
@@ -35,6 +36,8 @@ pub enum Error {
     Tls(String),
     #[error("clickhouse migration {version} ({name}) failed: {source}")]
     Migration { version: u32, name: &'static str, source: clickhouse::error::Error },
+    #[error("clickhouse cluster: {0}")]
+    Cluster(String),
 }
 
 /// Result of this crate.

@@ -5,7 +5,7 @@
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, StoreConfig};
+use crate::{cluster, Error, Result, StoreConfig};
 
 /// `(version, name, statements)`; `{db}` stands for the database. A
 /// statement `ADD COLUMN` is skipped when the column exists (ClickHouse
@@ -197,21 +197,35 @@ struct Record<'a> {
     name: &'a str,
 }
 
+/// The table recording the migrations applied (replicated on a cluster).
+const SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+    version UInt32, name String, applied_at DateTime('UTC') DEFAULT now()
+) ENGINE = MergeTree ORDER BY version";
+
 /// Creates the database and applies every migration not yet recorded.
+/// With `cluster` set, on every replica (`ON CLUSTER`, replicated tables).
 /// Returns the server's version string.
 pub async fn migrate(cfg: &StoreConfig) -> Result<String> {
     let server = cfg.server_client()?;
     let version: String = server.query("SELECT version()").fetch_one().await?;
-    let db = &cfg.database;
-    server.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await?;
-    server
-        .query(&format!(
-            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
-                version UInt32, name String, applied_at DateTime('UTC') DEFAULT now()
-            ) ENGINE = MergeTree ORDER BY version"
-        ))
-        .execute()
+    let (db, on) = (&cfg.database, cfg.cluster.as_str());
+    if !on.is_empty() {
+        cluster::check(&server, on).await?;
+    }
+    // Made only when missing: `ON CLUSTER` waits for every replica, and a
+    // role must start while one is down.
+    let made: Vec<String> = server
+        .query("SELECT engine FROM system.tables WHERE database = ? AND name = 'schema_migrations'")
+        .bind(db)
+        .fetch_all()
         .await?;
+    match made.first() {
+        Some(engine) => cluster::check_engine(db, engine, on)?,
+        None => {
+            server.query(&cluster::create_database(db, on)).execute().await?;
+            server.query(&cluster::statement(SCHEMA_MIGRATIONS, db, on)).execute().await?;
+        }
+    }
     let client = server.clone().with_database(db);
     let applied: Vec<u32> = client
         .query("SELECT version FROM schema_migrations")
@@ -225,7 +239,7 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<String> {
             continue;
         }
         for sql in statements {
-            let sql = sql.replace("{db}", db);
+            let sql = cluster::statement(sql, db, on);
             if column_exists(&server, db, &sql).await? {
                 continue;
             }

@@ -32,6 +32,19 @@ pub(crate) fn stage_name(now_ms: UnixMs, tag: &str) -> String {
     format!("{STAGE}{now_ms}_{}_{n}_{tag}", std::process::id())
 }
 
+/// The layouts of the rollup tables (as migration 6 and 7 made them): a
+/// staging table must have its target's to replace one of its partitions.
+pub(crate) const HOURLY_DAYS: &str = "PARTITION BY toYYYYMMDD(hour) ORDER BY (project_id, metric, hour, branch_id)";
+const DAILY_DAYS: &str = "PARTITION BY toYYYYMMDD(day) ORDER BY (project_id, metric, day, branch_id)";
+pub(crate) const HOURLY_MONTHS: &str = "PARTITION BY toYYYYMM(hour) ORDER BY (project_id, metric, hour, branch_id)";
+
+/// A staging table with `like`'s columns and `layout`, on the server the
+/// job talks to only: never replicated (`AS` alone would copy a replicated
+/// table's engine and ZooKeeper path, making the stage a replica of it).
+pub(crate) fn stage_table(stage: &str, like: &str, layout: &str) -> String {
+    format!("CREATE TABLE {stage} AS {like} ENGINE = MergeTree {layout}")
+}
+
 /// The rollups' rows of one hour or day, from the rows of `usage_hourly`:
 /// counters and byte-hours summed; storage: the largest reading, and the
 /// latest (by time, then value), with its time. (Aliases other than the
@@ -205,8 +218,8 @@ impl Store {
         let partition = format!("{:04}{:02}{:02}", partition.0, partition.1, partition.2);
         let (hourly, daily) = (stage_name(now_ms, "h"), stage_name(now_ms, "d"));
         let run = async {
-            self.execute(&format!("CREATE TABLE {hourly} AS usage_hourly_rollup")).await?;
-            self.execute(&format!("CREATE TABLE {daily} AS usage_daily_rollup")).await?;
+            self.execute(&stage_table(&hourly, "usage_hourly_rollup", HOURLY_DAYS)).await?;
+            self.execute(&stage_table(&daily, "usage_daily_rollup", DAILY_DAYS)).await?;
             self.execute(&format!(
                 "INSERT INTO {hourly} (project_id, metric, hour, branch_id, value, last_value, last_time_ms)
                  SELECT project_id, metric, hour, branch_id, {ROLLED}

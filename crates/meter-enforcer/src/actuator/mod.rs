@@ -79,7 +79,7 @@ pub(crate) fn run(
         }
         match polled {
             None | Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(e)) => tracing::warn!(error = %e, "actuator.poll_error"),
+            Some(Err(e)) => meter_kafka::poll_error("actuator", e)?,
             Some(Ok(msg)) => {
                 let (partition, offset) = (msg.partition(), msg.offset());
                 match serde_json::from_slice::<Action>(msg.payload().unwrap_or_default()) {

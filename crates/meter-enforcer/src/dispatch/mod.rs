@@ -180,7 +180,7 @@ fn intake_loop(s: &Shared, rt: &Handle, shutdown: &CancellationToken) -> anyhow:
                 None => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "webhook.poll_error");
+                    meter_kafka::poll_error("webhooks", e)?;
                     break;
                 }
                 Some(Ok(msg)) => batch.push(msg.detach()),

@@ -1,0 +1,189 @@
+//! On a replicated ClickHouse (two replicas through ZooKeeper,
+//! `deploy/local/cluster-test`): the schema is made on both replicas, every
+//! row the load role writes to one reaches the other, and kill -9 of either
+//! replica or of ZooKeeper under load loses and double-counts nothing, while
+//! a quota crossed meanwhile is enforced on time. The rollup and history
+//! tests also run on this cluster (cluster-test runs them there).
+//!
+//! Ignored in the plain suite, which runs on one ClickHouse server.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use meter_e2e::{eventually, Pipeline};
+use meter_proto::v1::Metric;
+use meter_store::{Store, StoreConfig};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{api_get, api_put, control_plane_on_loopback, fast_enforcer, inc, report};
+
+const PROJECTS: usize = 8;
+
+fn stack_dir() -> String {
+    std::env::var("METER_STACK_DIR").expect("METER_STACK_DIR: run deploy/local/cluster-test")
+}
+
+/// kill -9 of the process in `pid_file` (under the stack dir).
+fn kill9(pid_file: &str) {
+    let pid = std::fs::read_to_string(format!("{}/{pid_file}", stack_dir())).expect(pid_file);
+    let status = std::process::Command::new("kill").args(["-9", pid.trim()]).status().expect("kill");
+    assert!(status.success(), "kill -9 {pid_file}");
+}
+
+/// The stack starts again what is not running.
+fn stack_up() {
+    let stack = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/stack");
+    let up = std::process::Command::new(stack).arg("up").status().expect("stack up");
+    assert!(up.success(), "restarting what was killed");
+}
+
+/// Every project's written bytes on one replica equal what was acknowledged.
+async fn exact_on(store: &Store, truth: &BTreeMap<String, u64>, what: &str) {
+    eventually(Duration::from_secs(120), what, || async {
+        let rows = store.usage_with_prefix("cc-").await.map_err(|e| e.to_string())?;
+        let got: BTreeMap<String, u64> =
+            rows.iter().map(|u| (u.project_id.clone(), u.get(meter_core::Metric::WrittenDataBytes))).collect();
+        if &got == truth {
+            Ok(())
+        } else {
+            Err(format!("stored {got:?}, acknowledged {truth:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the replicated ClickHouse: deploy/local/cluster-test runs it"]
+async fn a_replica_or_zookeeper_killed_under_load_loses_nothing_and_enforcement_goes_on() {
+    let urls = std::env::var("METER_CLICKHOUSE_REPLICA_URLS").expect("METER_CLICKHOUSE_REPLICA_URLS: cluster-test");
+    let urls: Vec<&str> = urls.split(',').collect();
+    assert_eq!(urls.len(), 2, "two replicas");
+    let Some(mut p) = Pipeline::start("chcluster").await else { return };
+    assert_eq!(p.store_cfg.cluster, "meter", "METER_CLICKHOUSE_CLUSTER=meter (cluster-test sets it)");
+    assert_eq!(p.store_cfg.url, urls[0], "the pipeline writes to replica 1");
+    let second = StoreConfig { url: urls[1].to_owned(), ..p.store_cfg.clone() };
+    let replica2 = Store::new(&second).expect("store");
+    let stop = CancellationToken::new();
+    let (cp, cp_url) = control_plane_on_loopback(&stop).await;
+    // The api reads replica 2: what a reader elsewhere in the cluster sees.
+    let first = std::mem::replace(&mut p.store_cfg, second.clone());
+    p.start_api().await;
+    p.store_cfg = first;
+    p.start_enforcer(fast_enforcer(&cp_url)).await;
+
+    // The schema is on both replicas, replicated.
+    for url in &urls {
+        let sql = format!(
+            "SELECT engine FROM system.tables WHERE database = '{}' AND name = 'usage_hourly'",
+            p.store_cfg.database
+        );
+        let engine = reqwest::Client::new().post(*url).body(sql).send().await.expect("replica").text().await;
+        assert_eq!(engine.expect("body").trim(), "ReplicatedReplacingMergeTree", "{url}");
+    }
+
+    // A database of the other shape is refused, naming it: these replicated
+    // tables read without the cluster, one server's tables with it.
+    let without = StoreConfig { cluster: String::new(), ..p.store_cfg.clone() };
+    let err = meter_store::migrate(&without).await.expect_err("refused").to_string();
+    assert!(err.contains("set clickhouse.cluster") && err.contains(&p.store_cfg.database), "{err}");
+    let single = StoreConfig { database: format!("{}_single", p.store_cfg.database), ..without };
+    meter_store::migrate(&single).await.expect("one server's tables, on replica 1");
+    let err = meter_store::migrate(&StoreConfig { cluster: "meter".into(), ..single.clone() })
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("made on one server") && err.contains(&single.database), "{err}");
+
+    let projects: Vec<String> = (0..PROJECTS).map(|i| format!("cc-p{i}")).collect();
+    let mut client = p.client().await;
+    let mut truth: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut load = async |batches: u64, truth: &mut BTreeMap<String, u64>| {
+        for _ in 0..batches {
+            seq += 1;
+            let events: Vec<_> = projects.iter().map(|id| inc(id, Metric::WrittenDataBytes, seq)).collect();
+            // Retried until acknowledged, as a client does (ingest never
+            // waits for ClickHouse; a broker may still be electing leaders).
+            let req = report("cc-src", seq, events);
+            let mut tries = 0;
+            while let Err(e) = client.report(req.clone()).await {
+                tries += 1;
+                assert!(tries < 120, "batch {seq} never acknowledged: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            for id in &projects {
+                *truth.entry(id.clone()).or_default() += seq;
+            }
+        }
+    };
+
+    load(40, &mut truth).await;
+    exact_on(&p.store, &truth, "replica 1 exact").await;
+    exact_on(&replica2, &truth, "replica 2 exact (replicated)").await;
+
+    // Replica 2 killed: the load role (on replica 1) goes on; back, it catches up.
+    kill9("clickhouse2/clickhouse.pid");
+    load(40, &mut truth).await;
+    exact_on(&p.store, &truth, "replica 1 exact with replica 2 down").await;
+    stack_up();
+    exact_on(&replica2, &truth, "replica 2 caught up after its restart").await;
+
+    // Replica 1 killed: the load role retries; replica 2 still answers reads.
+    kill9("clickhouse/clickhouse.pid");
+    let before = truth.clone();
+    load(40, &mut truth).await;
+    exact_on(&replica2, &before, "replica 2 answers with replica 1 down").await;
+    stack_up();
+    exact_on(&p.store, &truth, "replica 1 back, every row loaded once").await;
+    exact_on(&replica2, &truth, "replica 2 exact").await;
+
+    // ZooKeeper killed: replicated tables refuse inserts (read-only), the
+    // load role retries, and a quota crossed meanwhile is enforced.
+    kill9("zookeeper/zookeeper.pid");
+    let api = p.api_url.clone();
+    api_put(&format!("{api}/v1/projects/cc-p0/quota"), json!({"plan": null, "quota": {"written_data_bytes": 1}})).await;
+    let before = truth.clone();
+    load(40, &mut truth).await;
+    eventually(Duration::from_secs(30), "cc-p0 suspended with ZooKeeper down", || async {
+        match cp.calls_of("suspend").as_slice() {
+            [c] if c.project_id == "cc-p0" => Ok(()),
+            calls => Err(format!("{calls:?}")),
+        }
+    })
+    .await;
+    let (_, check) = api_get(&format!("{api}/v1/projects/cc-p0/check")).await;
+    assert_eq!(check["allowed"], json!(false), "{check}");
+    // Reads still answer (replicated tables are read-only, not gone).
+    let stored = p.store.usage_with_prefix("cc-").await.expect("reads while ZooKeeper is down");
+    let stored: u64 = stored.iter().map(|u| u.get(meter_core::Metric::WrittenDataBytes)).sum();
+    assert!(stored >= before.values().sum::<u64>(), "rows before the fault are still read");
+    stack_up();
+    exact_on(&p.store, &truth, "replica 1 exact after ZooKeeper's restart").await;
+    exact_on(&replica2, &truth, "replica 2 exact after ZooKeeper's restart").await;
+    let (_, usage) = api_get(&format!("{api}/v1/projects/cc-p1/status")).await;
+    assert_eq!(usage["usage"]["written_data_bytes"], json!(truth["cc-p1"]), "{usage}");
+    eprintln!("clickhouse cluster: replica 2, replica 1 and ZooKeeper killed under load; both replicas exact");
+    stop.cancel();
+    p.shutdown().await;
+}
+
+/// On one server (the plain suite): a cluster the server does not define is
+/// refused by name before anything is made.
+#[tokio::test]
+async fn a_cluster_the_server_does_not_define_is_refused_by_name() {
+    let Some(stack) = meter_e2e::Stack::available().await else { return };
+    if std::env::var("METER_CLICKHOUSE_CLUSTER").is_ok_and(|c| !c.is_empty()) {
+        return; // on the replicated stack, `meter` is defined
+    }
+    let cfg = StoreConfig {
+        url: stack.clickhouse_url.clone(),
+        database: format!("e2e_{}", meter_e2e::unique("nocluster")),
+        cluster: "meter".into(),
+        ..StoreConfig::default()
+    };
+    let err = meter_store::migrate(&cfg).await.expect_err("refused").to_string();
+    assert!(err.contains(r#"clickhouse.cluster = "meter" is not a cluster of this server"#), "{err}");
+    let store = meter_store::Store::new(&StoreConfig { cluster: String::new(), ..cfg.clone() }).expect("store");
+    assert!(store.usage_with_prefix("x").await.is_err(), "nothing was made: the database does not exist");
+}
