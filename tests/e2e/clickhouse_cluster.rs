@@ -16,27 +16,11 @@ use meter_store::{Store, StoreConfig};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{api_get, api_put, control_plane_on_loopback, fast_enforcer, inc, report};
+use crate::helpers::{
+    api_get, api_put, control_plane_on_loopback, fast_enforcer, inc, kill9, report, report_until_acked, stack_up,
+};
 
 const PROJECTS: usize = 8;
-
-fn stack_dir() -> String {
-    std::env::var("METER_STACK_DIR").expect("METER_STACK_DIR: run deploy/local/cluster-test")
-}
-
-/// kill -9 of the process in `pid_file` (under the stack dir).
-fn kill9(pid_file: &str) {
-    let pid = std::fs::read_to_string(format!("{}/{pid_file}", stack_dir())).expect(pid_file);
-    let status = std::process::Command::new("kill").args(["-9", pid.trim()]).status().expect("kill");
-    assert!(status.success(), "kill -9 {pid_file}");
-}
-
-/// The stack starts again what is not running.
-fn stack_up() {
-    let stack = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/stack");
-    let up = std::process::Command::new(stack).arg("up").status().expect("stack up");
-    assert!(up.success(), "restarting what was killed");
-}
 
 /// Every project's written bytes on one replica equal what was acknowledged.
 async fn exact_on(store: &Store, truth: &BTreeMap<String, u64>, what: &str) {
@@ -103,15 +87,8 @@ async fn a_replica_or_zookeeper_killed_under_load_loses_nothing_and_enforcement_
         for _ in 0..batches {
             seq += 1;
             let events: Vec<_> = projects.iter().map(|id| inc(id, Metric::WrittenDataBytes, seq)).collect();
-            // Retried until acknowledged, as a client does (ingest never
-            // waits for ClickHouse; a broker may still be electing leaders).
-            let req = report("cc-src", seq, events);
-            let mut tries = 0;
-            while let Err(e) = client.report(req.clone()).await {
-                tries += 1;
-                assert!(tries < 120, "batch {seq} never acknowledged: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+            // Ingest never waits for ClickHouse; a broker may still be electing leaders.
+            report_until_acked(&mut client, &report("cc-src", seq, events)).await;
             for id in &projects {
                 *truth.entry(id.clone()).or_default() += seq;
             }

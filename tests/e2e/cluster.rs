@@ -16,16 +16,12 @@ use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::helpers::{inc, report};
-
-fn stack_dir() -> String {
-    std::env::var("METER_STACK_DIR").expect("METER_STACK_DIR: run deploy/local/cluster-test")
-}
+use crate::helpers::{inc, kill9, report, report_until_acked, stack_dir, stack_up};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the 3-broker stack: deploy/local/cluster-test runs it"]
 async fn replicated_topics_and_a_killed_leader_lose_nothing() {
-    let dir = stack_dir();
+    stack_dir(); // fails early, naming cluster-test, off the cluster stack
     let Some(p) = Pipeline::start("cluster").await else { return };
     assert_eq!(p.kafka.replication_factor, 3, "METER_KAFKA_REPLICATION_FACTOR=3 (cluster-test sets it)");
 
@@ -57,35 +53,18 @@ async fn replicated_topics_and_a_killed_leader_lose_nothing() {
     let (mut refused, mut killed_at) = (0u32, None);
     for seq in 1..=300u64 {
         if seq == 100 {
-            let pid = std::fs::read_to_string(format!("{dir}/kafka/node{leader}/kafka.pid")).expect("leader's pid");
-            let status = std::process::Command::new("kill").args(["-9", pid.trim()]).status().expect("kill");
-            assert!(status.success());
+            kill9(&format!("kafka/node{leader}/kafka.pid"));
             killed_at = Some(seq);
         }
         let events: Vec<_> = projects.iter().map(|id| inc(id, Metric::WrittenDataBytes, seq)).collect();
-        // Retried until acknowledged, as a client does: the same batch, so counted once.
-        let req = report("cl-src", seq, events);
-        let mut tries = 0;
-        loop {
-            match client.report(req.clone()).await {
-                Ok(_) => break,
-                Err(e) => {
-                    refused += 1;
-                    tries += 1;
-                    assert!(tries < 120, "batch {seq} never acknowledged: {e}");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        }
+        refused += report_until_acked(&mut client, &report("cl-src", seq, events)).await;
         for id in &projects {
             *truth.entry(id.clone()).or_default() += seq;
         }
     }
     assert!(killed_at.is_some());
     // The broker comes back (the stack restarts what is not running).
-    let stack = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/stack");
-    let up = std::process::Command::new(stack).arg("up").status().expect("stack up");
-    assert!(up.success(), "restarting the killed broker");
+    stack_up();
     eventually(Duration::from_secs(120), "totals equal what was acknowledged", || async {
         let totals = p.totals().await;
         for (id, want) in &truth {

@@ -113,3 +113,37 @@ pub(crate) async fn control_plane_on_loopback(
     let (c, s) = (cp.clone(), stop.clone());
     (cp, on_loopback(move |l| c.serve(l, s)).await)
 }
+
+/// The cluster stack's directory (`deploy/local/cluster-test` sets it).
+pub(crate) fn stack_dir() -> String {
+    std::env::var("METER_STACK_DIR").expect("METER_STACK_DIR: run deploy/local/cluster-test")
+}
+
+/// kill -9 of the process in `pid_file` (under the stack dir).
+pub(crate) fn kill9(pid_file: &str) {
+    let pid = std::fs::read_to_string(format!("{}/{pid_file}", stack_dir())).expect(pid_file);
+    let status = std::process::Command::new("kill").args(["-9", pid.trim()]).status().expect("kill");
+    assert!(status.success(), "kill -9 {pid_file}");
+}
+
+/// The stack starts again what is not running.
+pub(crate) fn stack_up() {
+    let stack = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/stack");
+    let up = std::process::Command::new(stack).arg("up").status().expect("stack up");
+    assert!(up.success(), "restarting what was killed");
+}
+
+/// Sends `req` until acknowledged, as a client does (the same batch, so
+/// counted once); fails after 120 refusals. Returns the refusals.
+pub(crate) async fn report_until_acked(
+    client: &mut meter_proto::v1::ingest_client::IngestClient<tonic::transport::Channel>,
+    req: &ReportRequest,
+) -> u32 {
+    let mut refused = 0;
+    while let Err(e) = client.report(req.clone()).await {
+        refused += 1;
+        assert!(refused < 120, "batch {} never acknowledged: {e}", req.batch_seq);
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    refused
+}
