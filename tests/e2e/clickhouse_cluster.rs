@@ -37,12 +37,45 @@ async fn exact_on(store: &Store, truth: &BTreeMap<String, u64>, what: &str) {
     .await;
 }
 
+/// The projects' load: batches of one source, each project's written bytes
+/// growing by the batch's number.
+struct Fleet {
+    client: meter_proto::v1::ingest_client::IngestClient<tonic::transport::Channel>,
+    projects: Vec<String>,
+    seq: u64,
+}
+
+impl Fleet {
+    async fn new(p: &Pipeline) -> Self {
+        Fleet { client: p.client().await, projects: (0..PROJECTS).map(|i| format!("cc-p{i}")).collect(), seq: 0 }
+    }
+
+    async fn load(&mut self, batches: u64, truth: &mut BTreeMap<String, u64>) {
+        for _ in 0..batches {
+            self.seq += 1;
+            let seq = self.seq;
+            let events: Vec<_> = self.projects.iter().map(|id| inc(id, Metric::WrittenDataBytes, seq)).collect();
+            // Ingest never waits for ClickHouse; a broker may still be electing leaders.
+            report_until_acked(&mut self.client, &report("cc-src", seq, events)).await;
+            for id in &self.projects {
+                *truth.entry(id.clone()).or_default() += seq;
+            }
+        }
+    }
+}
+
+/// The replicas' URLs (cluster-test exports them).
+fn replica_urls() -> Vec<String> {
+    let urls = std::env::var("METER_CLICKHOUSE_REPLICA_URLS").expect("METER_CLICKHOUSE_REPLICA_URLS: cluster-test");
+    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+    assert_eq!(urls.len(), 2, "two replicas");
+    urls
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the replicated ClickHouse: deploy/local/cluster-test runs it"]
 async fn a_replica_or_zookeeper_killed_under_load_loses_nothing_and_enforcement_goes_on() {
-    let urls = std::env::var("METER_CLICKHOUSE_REPLICA_URLS").expect("METER_CLICKHOUSE_REPLICA_URLS: cluster-test");
-    let urls: Vec<&str> = urls.split(',').collect();
-    assert_eq!(urls.len(), 2, "two replicas");
+    let urls = replica_urls();
     let Some(mut p) = Pipeline::start("chcluster").await else { return };
     assert_eq!(p.store_cfg.cluster, "meter", "METER_CLICKHOUSE_CLUSTER=meter (cluster-test sets it)");
     assert_eq!(p.store_cfg.url, urls[0], "the pipeline writes to replica 1");
@@ -62,7 +95,7 @@ async fn a_replica_or_zookeeper_killed_under_load_loses_nothing_and_enforcement_
             "SELECT engine FROM system.tables WHERE database = '{}' AND name = 'usage_hourly'",
             p.store_cfg.database
         );
-        let engine = reqwest::Client::new().post(*url).body(sql).send().await.expect("replica").text().await;
+        let engine = reqwest::Client::new().post(url).body(sql).send().await.expect("replica").text().await;
         assert_eq!(engine.expect("body").trim(), "ReplicatedReplacingMergeTree", "{url}");
     }
 
@@ -79,29 +112,16 @@ async fn a_replica_or_zookeeper_killed_under_load_loses_nothing_and_enforcement_
         .to_string();
     assert!(err.contains("made on one server") && err.contains(&single.database), "{err}");
 
-    let projects: Vec<String> = (0..PROJECTS).map(|i| format!("cc-p{i}")).collect();
-    let mut client = p.client().await;
     let mut truth: BTreeMap<String, u64> = BTreeMap::new();
-    let mut seq = 0u64;
-    let mut load = async |batches: u64, truth: &mut BTreeMap<String, u64>| {
-        for _ in 0..batches {
-            seq += 1;
-            let events: Vec<_> = projects.iter().map(|id| inc(id, Metric::WrittenDataBytes, seq)).collect();
-            // Ingest never waits for ClickHouse; a broker may still be electing leaders.
-            report_until_acked(&mut client, &report("cc-src", seq, events)).await;
-            for id in &projects {
-                *truth.entry(id.clone()).or_default() += seq;
-            }
-        }
-    };
+    let mut fleet = Fleet::new(&p).await;
 
-    load(40, &mut truth).await;
+    fleet.load(40, &mut truth).await;
     exact_on(&p.store, &truth, "replica 1 exact").await;
     exact_on(&replica2, &truth, "replica 2 exact (replicated)").await;
 
     // Replica 2 killed: the load role (on replica 1) goes on; back, it catches up.
     kill9("clickhouse2/clickhouse.pid");
-    load(40, &mut truth).await;
+    fleet.load(40, &mut truth).await;
     exact_on(&p.store, &truth, "replica 1 exact with replica 2 down").await;
     stack_up();
     exact_on(&replica2, &truth, "replica 2 caught up after its restart").await;
@@ -109,7 +129,7 @@ async fn a_replica_or_zookeeper_killed_under_load_loses_nothing_and_enforcement_
     // Replica 1 killed: the load role retries; replica 2 still answers reads.
     kill9("clickhouse/clickhouse.pid");
     let before = truth.clone();
-    load(40, &mut truth).await;
+    fleet.load(40, &mut truth).await;
     exact_on(&replica2, &before, "replica 2 answers with replica 1 down").await;
     stack_up();
     exact_on(&p.store, &truth, "replica 1 back, every row loaded once").await;
@@ -121,7 +141,7 @@ async fn a_replica_or_zookeeper_killed_under_load_loses_nothing_and_enforcement_
     let api = p.api_url.clone();
     api_put(&format!("{api}/v1/projects/cc-p0/quota"), json!({"plan": null, "quota": {"written_data_bytes": 1}})).await;
     let before = truth.clone();
-    load(40, &mut truth).await;
+    fleet.load(40, &mut truth).await;
     eventually(Duration::from_secs(30), "cc-p0 suspended with ZooKeeper down", || async {
         match cp.calls_of("suspend").as_slice() {
             [c] if c.project_id == "cc-p0" => Ok(()),
@@ -142,6 +162,48 @@ async fn a_replica_or_zookeeper_killed_under_load_loses_nothing_and_enforcement_
     assert_eq!(usage["usage"]["written_data_bytes"], json!(truth["cc-p1"]), "{usage}");
     eprintln!("clickhouse cluster: replica 2, replica 1 and ZooKeeper killed under load; both replicas exact");
     stop.cancel();
+    p.shutdown().await;
+}
+
+/// With both replicas in `clickhouse.url`, the load role and readers go on
+/// with either replica killed: they connect to the other (`failover.rs`),
+/// and the one that comes back catches up by replication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the replicated ClickHouse: deploy/local/cluster-test runs it"]
+async fn with_both_replicas_listed_loading_and_reading_go_on_while_either_is_down() {
+    let urls = replica_urls();
+    let Some(mut p) = Pipeline::start("chfailover").await else { return };
+    let one = |url: &str| Store::new(&StoreConfig { url: url.to_owned(), ..p.store_cfg.clone() }).expect("store");
+    let (replica1, replica2) = (one(&urls[0]), one(&urls[1]));
+    let both = StoreConfig { url: urls.join(","), ..p.store_cfg.clone() };
+    let reader = Store::new(&both).expect("store");
+    p.stop_load().await;
+    p.start_load(&both);
+    let mut truth: BTreeMap<String, u64> = BTreeMap::new();
+    let mut fleet = Fleet::new(&p).await;
+
+    fleet.load(20, &mut truth).await;
+    exact_on(&replica1, &truth, "replica 1 exact").await;
+    exact_on(&replica2, &truth, "replica 2 exact").await;
+
+    // Replica 1 (the first listed, in use) killed: the rows written after
+    // reach replica 2, which only the load role's failover can do; a reader
+    // given both answers.
+    kill9("clickhouse/clickhouse.pid");
+    fleet.load(20, &mut truth).await;
+    exact_on(&replica2, &truth, "replica 2 has the rows loaded with replica 1 down").await;
+    exact_on(&reader, &truth, "a reader given both replicas answers with replica 1 down").await;
+    stack_up();
+    exact_on(&replica1, &truth, "replica 1 caught up after its restart").await;
+
+    // Replica 2 (now in use) killed: back to replica 1.
+    kill9("clickhouse2/clickhouse.pid");
+    fleet.load(20, &mut truth).await;
+    exact_on(&replica1, &truth, "replica 1 has the rows loaded with replica 2 down").await;
+    exact_on(&reader, &truth, "the reader answers with replica 2 down").await;
+    stack_up();
+    exact_on(&replica2, &truth, "replica 2 caught up after its restart").await;
+    eprintln!("clickhouse failover: each replica killed in turn under load; the other took the rows; both exact");
     p.shutdown().await;
 }
 

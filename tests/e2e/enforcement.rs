@@ -358,3 +358,19 @@ async fn quota_patch_merges_and_every_answer_carries_a_request_id() {
     assert_eq!((ok.status().as_u16(), ok.headers()["x-request-id"].to_str().ok()), (200, Some("ok-1")));
     p.shutdown().await;
 }
+
+/// A part of the enforce role (enforcer, actuator, dispatcher) that fails
+/// ends the role with its error, the other parts stopped: the role used to
+/// wait for all three, so a process whose enforcer had failed lived on
+/// deciding nothing (the long cluster chaos run found it). The actuator is
+/// made to fail here (no concurrency), the others run fine.
+#[tokio::test]
+async fn a_failing_part_ends_the_enforce_role_with_its_error() {
+    let Some(mut p) = Pipeline::start("enfpart").await else { return };
+    let cfg = meter_enforcer::EnforcerConfig { actuator_concurrency: 0, ..fast_enforcer("http://127.0.0.1:9") };
+    p.start_enforcer(cfg).await;
+    let ended = p.enforcer_ended(Duration::from_secs(60)).await.expect("the role ended, not only its actuator");
+    let err = format!("{:#}", ended.expect_err("the actuator's failure"));
+    assert!(err.contains("actuator failed") && err.contains("actuator_concurrency"), "{err}");
+    p.shutdown().await;
+}

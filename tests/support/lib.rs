@@ -230,6 +230,15 @@ impl Pipeline {
         self.enforcer = Some((token, handle));
     }
 
+    /// Waits up to `within` for the enforce role to end on its own (not
+    /// stopped): its result, or None while it still runs.
+    pub async fn enforcer_ended(&mut self, within: Duration) -> Option<anyhow::Result<()>> {
+        let (_, handle) = self.enforcer.as_mut()?;
+        let ended = tokio::time::timeout(within, handle).await.ok()?;
+        self.enforcer = None;
+        Some(ended.expect("enforcer task"))
+    }
+
     /// Stops the enforce role, gracefully.
     pub async fn stop_enforcer(&mut self) {
         if let Some((t, h)) = self.enforcer.take() {

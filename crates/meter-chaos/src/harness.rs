@@ -349,7 +349,14 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         ..StoreConfig::default()
     };
     let config = dir.join("meterd.toml");
-    std::fs::write(&config, meterd_config(&kafka, &store_cfg, &ports, &group_id))?;
+    // The roles are given every replica, and fail over between them; the
+    // checks read each replica alone (a reader that fails over may see a
+    // replica that has not fetched every part yet).
+    let roles_store = match cfg.clickhouse_replicas.as_slice() {
+        [] => store_cfg.clone(),
+        replicas => StoreConfig { url: replicas.join(","), ..store_cfg.clone() },
+    };
+    std::fs::write(&config, meterd_config(&kafka, &roles_store, &ports, &group_id))?;
     let launcher = Launcher { meterd: cfg.meterd.clone(), config: config.clone(), log_dir: dir.clone() };
     let migrate = std::process::Command::new(&cfg.meterd).arg("--config").arg(&config).arg("migrate").status()?;
     anyhow::ensure!(migrate.success(), "meterd migrate failed");

@@ -70,22 +70,29 @@ pub async fn run(
     let ready = health.part("enforcer");
     let rt = tokio::runtime::Handle::current();
     let enforcer = enforcer::Enforcer::new(cfg.clone(), kafka.clone(), clock, view.clone(), changes, shutdown.clone());
-    let e = tokio::task::spawn_blocking(move || enforcer.run(ready));
-    let a = {
+    let mut parts = tokio::task::JoinSet::new();
+    parts.spawn_blocking(move || ("enforcer", enforcer.run(ready)));
+    {
         let (c, k, s, rt) = (cfg.clone(), kafka.clone(), shutdown.clone(), rt.clone());
-        tokio::task::spawn_blocking(move || actuator::run(&c, &k, &rt, &s))
-    };
-    let d = {
-        let (c, k, s, v, t) = (cfg.clone(), kafka.clone(), shutdown.clone(), view.clone(), webhook_targets.to_vec());
-        tokio::task::spawn_blocking(move || dispatch::run(&c, &k, &t, v, &rt, &s))
-    };
-    let results = [("enforcer", e.await?), ("actuator", a.await?), ("dispatcher", d.await?)];
-    drop(follower);
-    for (name, r) in results {
-        if let Err(e) = r {
-            shutdown.cancel();
-            return Err(e.context(format!("{name} failed")));
-        }
+        parts.spawn_blocking(move || ("actuator", actuator::run(&c, &k, &rt, &s)));
     }
-    Ok(())
+    {
+        let (c, k, s, v, t) = (cfg.clone(), kafka.clone(), shutdown.clone(), view.clone(), webhook_targets.to_vec());
+        parts.spawn_blocking(move || ("dispatcher", dispatch::run(&c, &k, &t, v, &rt, &s)));
+    }
+    // The first part to end ends the role: the others are stopped, and its
+    // failure is returned as soon as they have, so meterd exits and its
+    // supervisor starts it again. (Waiting for all three kept a process whose enforcer had
+    // failed alive, deciding nothing, with its actuator and dispatcher
+    // running: found by the long cluster chaos run.)
+    let mut failure = None;
+    while let Some(joined) = parts.join_next().await {
+        let (name, result) = joined?;
+        if let Err(e) = result {
+            failure.get_or_insert(e.context(format!("{name} failed")));
+        }
+        shutdown.cancel();
+    }
+    drop(follower);
+    failure.map_or(Ok(()), Err)
 }

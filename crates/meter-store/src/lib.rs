@@ -9,6 +9,7 @@ mod adjustments;
 mod cluster;
 mod compact;
 mod config;
+mod failover;
 mod history;
 mod migrate;
 mod query;
@@ -38,6 +39,8 @@ pub enum Error {
     Migration { version: u32, name: &'static str, source: clickhouse::error::Error },
     #[error("clickhouse cluster: {0}")]
     Cluster(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Result of this crate.

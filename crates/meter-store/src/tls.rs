@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::Uri;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -13,7 +14,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 
+use crate::failover::Failover;
 use crate::{Error, Result};
+
+/// How long a TCP connection to ClickHouse may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The roots an `https://` connection trusts.
 fn roots(ca_file: &str) -> Result<RootCertStore> {
@@ -39,9 +44,14 @@ fn roots(ca_file: &str) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// A connection pool for `http://` and `https://` URLs. `B` is the
-/// ClickHouse client's request body type (inferred where it is used).
-pub(crate) fn http_client<B>(ca_file: &str, https: bool) -> Result<Client<HttpsConnector<HttpConnector>, B>>
+/// A connection pool for `http://` and `https://` URLs, connecting to the
+/// first of `replicas` that accepts (`failover.rs`). `B` is the ClickHouse
+/// client's request body type (inferred where it is used).
+pub(crate) fn http_client<B>(
+    ca_file: &str,
+    https: bool,
+    replicas: Vec<Uri>,
+) -> Result<Client<Failover<HttpsConnector<HttpConnector>>, B>>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -56,6 +66,9 @@ where
         .with_no_client_auth();
     let mut tcp = HttpConnector::new();
     tcp.set_keepalive(Some(Duration::from_secs(60)));
+    // An address that drops packets must not hold a connection (and the
+    // failover to the next replica) for the system's minutes.
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
     tcp.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
@@ -63,6 +76,7 @@ where
         .enable_http1()
         .wrap_connector(tcp);
     // ClickHouse closes idle keep-alive connections after 3 s.
+    let connector = Failover::new(connector, replicas);
     Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(2)).build(connector))
 }
 
