@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{
     api_get, api_put, control_plane_on_loopback, fast_enforcer, inc, kill9, report, report_until_acked, stack_up,
+    suspended_alone,
 };
 
 const PROJECTS: usize = 8;
@@ -142,13 +143,7 @@ async fn a_replica_or_zookeeper_killed_under_load_loses_nothing_and_enforcement_
     api_put(&format!("{api}/v1/projects/cc-p0/quota"), json!({"plan": null, "quota": {"written_data_bytes": 1}})).await;
     let before = truth.clone();
     fleet.load(40, &mut truth).await;
-    eventually(Duration::from_secs(30), "cc-p0 suspended with ZooKeeper down", || async {
-        match cp.calls_of("suspend").as_slice() {
-            [c] if c.project_id == "cc-p0" => Ok(()),
-            calls => Err(format!("{calls:?}")),
-        }
-    })
-    .await;
+    suspended_alone(&cp, "cc-p0", "cc-p0 suspended with ZooKeeper down").await;
     let (_, check) = api_get(&format!("{api}/v1/projects/cc-p0/check")).await;
     assert_eq!(check["allowed"], json!(false), "{check}");
     // Reads still answer (replicated tables are read-only, not gone).

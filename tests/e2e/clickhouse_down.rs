@@ -13,7 +13,7 @@ use meter_store::StoreConfig;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{api_get, api_put, control_plane_on_loopback, fast_enforcer, inc, report};
+use crate::helpers::{api_get, api_put, control_plane_on_loopback, fast_enforcer, inc, report, suspended_alone};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_quota_is_enforced_while_clickhouse_is_unreachable_and_history_catches_up_exactly() {
@@ -36,13 +36,7 @@ async fn a_quota_is_enforced_while_clickhouse_is_unreachable_and_history_catches
         let events = vec![inc("chd-p", Metric::WrittenDataBytes, 40), inc("chd-q", Metric::WrittenDataBytes, 7)];
         client.report(report("chd-src", seq, events)).await.expect("ack");
     }
-    eventually(Duration::from_secs(30), "chd-p suspended with ClickHouse unreachable", || async {
-        match cp.calls_of("suspend").as_slice() {
-            [c] if c.project_id == "chd-p" => Ok(()),
-            calls => Err(format!("{calls:?}")),
-        }
-    })
-    .await;
+    suspended_alone(&cp, "chd-p", "chd-p suspended with ClickHouse unreachable").await;
     let (_, check) = api_get(&format!("{api}/v1/projects/chd-p/check")).await;
     assert_eq!((check["allowed"].clone(), check["reason"].clone()), (json!(false), json!("suspended")), "{check}");
     let (_, status) = api_get(&format!("{api}/v1/projects/chd-p/status")).await;

@@ -147,3 +147,15 @@ pub(crate) async fn report_until_acked(
     }
     refused
 }
+
+/// Waits up to 30 s until the control plane's only suspend call is for
+/// `project` (`what` names the wait in a failure).
+pub(crate) async fn suspended_alone(cp: &meter_sim::receivers::ControlPlane, project: &str, what: &str) {
+    meter_e2e::eventually(std::time::Duration::from_secs(30), what, || async {
+        match cp.calls_of("suspend").as_slice() {
+            [c] if c.project_id == project => Ok(()),
+            calls => Err(format!("{calls:?}")),
+        }
+    })
+    .await;
+}

@@ -81,8 +81,7 @@ impl StoreConfig {
     pub(crate) fn server_client(&self) -> crate::Result<clickhouse::Client> {
         let urls = self.urls()?;
         let first = urls[0].to_string();
-        let https = first.starts_with("https://");
-        let client = clickhouse::Client::with_http_client(crate::tls::http_client(&self.ca_file, https, urls)?)
+        let client = clickhouse::Client::with_http_client(crate::tls::http_client(&self.ca_file, urls)?)
             .with_url(first.trim_end_matches('/'))
             .with_user(&self.user)
             .with_password(&self.password)

@@ -49,14 +49,15 @@ fn roots(ca_file: &str) -> Result<RootCertStore> {
 /// client's request body type (inferred where it is used).
 pub(crate) fn http_client<B>(
     ca_file: &str,
-    https: bool,
     replicas: Vec<Uri>,
 ) -> Result<Client<Failover<HttpsConnector<HttpConnector>>, B>>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
 {
-    // Roots are loaded only for https: a plain URL never fails on them.
+    // Roots are loaded only for https: a plain URL never fails on them
+    // (`StoreConfig::urls` refuses a list that mixes the two).
+    let https = replicas.first().and_then(Uri::scheme_str) == Some("https");
     let roots = if https { roots(ca_file)? } else { RootCertStore::empty() };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
