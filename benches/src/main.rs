@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::Parser;
 use meter_chaos::StackArgs;
 use meter_kafka::KafkaConfig;
-use meter_store::{Store, StoreConfig};
+use meter_store::Store;
 
 use crate::baselines::Rate;
 use crate::ours::{usage_of, Usage};
@@ -107,6 +107,17 @@ fn stack_pids(dir: &std::path::Path, what: &str) -> Vec<u32> {
     pids
 }
 
+/// The pids of ClickHouse: the one server, or every replica
+/// (`clickhouse/`, `clickhouse2/`, ...).
+fn clickhouse_pids(dir: &std::path::Path) -> Vec<u32> {
+    let mut pids = stack_pids(dir, "clickhouse");
+    for i in 2..=9 {
+        let pid = std::fs::read_to_string(dir.join(format!("clickhouse{i}/clickhouse.pid")));
+        pids.extend(pid.ok().and_then(|p| p.trim().parse::<u32>().ok()));
+    }
+    pids
+}
+
 /// CPU and peak memory of all of `pids` (CPU added up, memory too).
 fn usage_of_all(pids: &[u32]) -> Usage {
     pids.iter().map(|p| usage_of(*p)).fold(Usage::default(), |a, b| Usage {
@@ -163,29 +174,24 @@ async fn main() -> anyhow::Result<()> {
         let transport = baselines::transport(&load).await?;
         let kafka = baselines::kafka(&load, &kcfg, &kcfg.events_topic).await?;
         let icfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-ingest"));
-        let alone = ours::ingest_alone(&load, &meterd, &icfg, &cli.stack.clickhouse_url, &dir).await?;
+        let alone = ours::ingest_alone(&load, &meterd, &icfg, &cli.stack, &dir).await?;
         (transport, kafka, Some(alone))
     };
     let json = if cli.json {
         let jcfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-json"));
-        Some(neon_json::ingest_alone_json(&load, &meterd, &jcfg, &cli.stack.clickhouse_url, &dir).await?)
+        Some(neon_json::ingest_alone_json(&load, &meterd, &jcfg, &cli.stack, &dir).await?)
     } else {
         None
     };
     println!("pipeline run starting");
 
     let ours_kafka = base_kafka.clone().with_topic_prefix(&prefix);
-    let engines = [stack_pids(&cli.stack.stack_dir, "kafka"), stack_pids(&cli.stack.stack_dir, "clickhouse")];
+    let engines = [stack_pids(&cli.stack.stack_dir, "kafka"), clickhouse_pids(&cli.stack.stack_dir)];
     let engines_before: Vec<Usage> = engines.iter().map(|p| usage_of_all(p)).collect();
-    let ours =
-        ours::run(&load, quota_margin, cli.aggregators, &meterd, &ours_kafka, &cli.stack.clickhouse_url, &dir).await?;
+    let ours = ours::run(&load, quota_margin, cli.aggregators, &meterd, &ours_kafka, &cli.stack, &dir).await?;
     let engines_after: Vec<Usage> = engines.iter().map(|p| usage_of_all(p)).collect();
 
-    let ch_cfg = StoreConfig {
-        url: cli.stack.clickhouse_url.clone(),
-        database: format!("bench_{prefix}_chbase"),
-        ..StoreConfig::default()
-    };
+    let ch_cfg = cli.stack.store(&format!("bench_{prefix}_chbase"));
     meter_store::migrate(&ch_cfg).await?;
     let events = ours.ingest.map_or(1_000_000, |r| r.events);
     let (ch, ch_rows) = if cli.skip_baselines {

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use meter_chaos::StackArgs;
 use meter_kafka::KafkaConfig;
 use meter_proto::v1::ReportRequest;
 
@@ -51,10 +52,10 @@ pub(crate) async fn ingest_alone_json(
     load: &LoadConfig,
     meterd: &Path,
     kafka: &KafkaConfig,
-    clickhouse_url: &str,
+    stack: &StackArgs,
     dir: &Path,
 ) -> anyhow::Result<(Rate, Usage)> {
-    measure_ingest_alone(load, meterd, kafka, clickhouse_url, dir, "json", |ports| async move {
+    measure_ingest_alone(load, meterd, kafka, stack, dir, "json", |ports| async move {
         let url = format!("http://127.0.0.1:{}/v1/events", ports.ingest_http);
         let http = reqwest::Client::builder().pool_max_idle_per_host(load.concurrency).build()?;
         let acked = std::sync::Arc::new(Acked::default());

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use meter_chaos::procs::{ready, Launcher, Proc};
-use meter_chaos::{free_port, meterd_config, Ports};
+use meter_chaos::{free_port, meterd_config, Ports, StackArgs};
 use meter_kafka::KafkaConfig;
 use meter_sim::receivers::ControlPlane;
-use meter_store::{Store, StoreConfig};
+use meter_store::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -145,14 +145,14 @@ async fn start(
     roles: &[&'static str],
     meterd: &Path,
     kafka: &KafkaConfig,
-    clickhouse_url: &str,
+    stack: &StackArgs,
     dir: &Path,
     database: &str,
     group: &str,
 ) -> anyhow::Result<(Ports, Vec<Proc>)> {
     let ports = Ports::free()?;
     let config = dir.join(format!("meterd-{database}.toml"));
-    let store = StoreConfig { url: clickhouse_url.to_owned(), database: database.to_owned(), ..StoreConfig::default() };
+    let store = stack.store(database);
     let mut text = meterd_config(kafka, &store, &ports, group);
     if !roles.contains(&"load") {
         text = without_load(&text);
@@ -184,10 +184,10 @@ pub(crate) async fn ingest_alone(
     load: &LoadConfig,
     meterd: &Path,
     kafka: &KafkaConfig,
-    clickhouse_url: &str,
+    stack: &StackArgs,
     dir: &Path,
 ) -> anyhow::Result<(Rate, Usage)> {
-    measure_ingest_alone(load, meterd, kafka, clickhouse_url, dir, "grpc", |ports| async move {
+    measure_ingest_alone(load, meterd, kafka, stack, dir, "grpc", |ports| async move {
         Ok(drive_client(load, client(&format!("http://127.0.0.1:{}", ports.ingest)).await?).await.1)
     })
     .await
@@ -200,7 +200,7 @@ pub(crate) async fn measure_ingest_alone<F, Fut>(
     load: &LoadConfig,
     meterd: &Path,
     kafka: &KafkaConfig,
-    clickhouse_url: &str,
+    stack: &StackArgs,
     dir: &Path,
     what: &str,
     drive: F,
@@ -212,7 +212,7 @@ where
     let database = format!("bench_{}_ingest_{what}", load.prefix);
     let dir = dir.join(format!("ingest-alone-{what}"));
     std::fs::create_dir_all(&dir)?;
-    let (ports, procs) = start(&["ingest"], meterd, kafka, clickhouse_url, &dir, &database, "unused").await?;
+    let (ports, procs) = start(&["ingest"], meterd, kafka, stack, &dir, &database, "unused").await?;
     let before = usage_of(procs[0].pid());
     let rate = drive(ports).await?;
     let after = usage_of(procs[0].pid());
@@ -227,7 +227,7 @@ pub(crate) async fn run(
     aggregators: usize,
     meterd: &Path,
     kafka: &KafkaConfig,
-    clickhouse_url: &str,
+    stack: &StackArgs,
     dir: &Path,
 ) -> anyhow::Result<Outcome> {
     let database = format!("bench_{}", load.prefix);
@@ -236,7 +236,7 @@ pub(crate) async fn run(
         .into_iter()
         .flat_map(|r| std::iter::repeat_n(r, if r == "aggregate" { aggregators.max(1) } else { 1 }))
         .collect();
-    let (ports, procs) = start(&roles, meterd, kafka, clickhouse_url, dir, &database, &group).await?;
+    let (ports, procs) = start(&roles, meterd, kafka, stack, dir, &database, &group).await?;
     let stop = CancellationToken::new();
     let cp = ControlPlane::default();
     let l = tokio::net::TcpListener::bind(("127.0.0.1", ports.control_plane)).await?;
@@ -296,7 +296,7 @@ pub(crate) async fn run(
     let mut out = Outcome { ingest: Some(ingest), ..Outcome::default() };
 
     // Until ClickHouse and the totals topic show every acknowledged event.
-    let store = Store::new(&StoreConfig { url: clickhouse_url.to_owned(), database, ..StoreConfig::default() })?;
+    let store = Store::new(&stack.store(&database))?;
     let want = acked.totals();
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline && out.to_clickhouse.is_none() {

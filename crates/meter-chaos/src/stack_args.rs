@@ -24,3 +24,18 @@ pub struct StackArgs {
     #[arg(long, env = "METER_CLICKHOUSE_REPLICA_URLS", default_value = "")]
     pub clickhouse_replica_urls: String,
 }
+
+impl StackArgs {
+    /// The stack's ClickHouse for `database`: on a replicated one, every
+    /// replica (roles fail over between them) and its cluster; else the
+    /// one server.
+    pub fn store(&self, database: &str) -> meter_store::StoreConfig {
+        let replicated = !self.clickhouse_cluster.is_empty() && !self.clickhouse_replica_urls.is_empty();
+        meter_store::StoreConfig {
+            url: if replicated { self.clickhouse_replica_urls.clone() } else { self.clickhouse_url.clone() },
+            database: database.to_owned(),
+            cluster: self.clickhouse_cluster.clone(),
+            ..meter_store::StoreConfig::default()
+        }
+    }
+}

@@ -206,7 +206,13 @@ pub async fn run(
             tracing::info!(addr = %l.local_addr()?, "ingest.http_listening");
             let app = crate::http::router(service.clone(), cfg.max_message_bytes);
             let stop = shutdown.clone();
-            Some(tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(stop.cancelled_owned()).await }))
+            // The HTTP server ending (failed) ends the gRPC one too, so the
+            // role returns the failure instead of living on with half its intake.
+            Some(tokio::spawn(async move {
+                let served = axum::serve(l, app).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
+                stop.cancel();
+                served
+            }))
         }
         None => None,
     };
