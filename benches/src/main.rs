@@ -99,23 +99,20 @@ impl Shape {
 /// The pids of an engine of the stack: `<what>/<what>.pid`, and one per
 /// node of a cluster (`<what>/node<i>/<what>.pid`).
 fn stack_pids(dir: &std::path::Path, what: &str) -> Vec<u32> {
-    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok()?.trim().parse().ok();
-    let mut pids: Vec<u32> = read(dir.join(format!("{what}/{what}.pid"))).into_iter().collect();
-    for i in 1..=9 {
-        pids.extend(read(dir.join(format!("{what}/node{i}/{what}.pid"))));
-    }
-    pids
+    let files = (1..=9).map(|i| format!("{what}/node{i}/{what}.pid"));
+    pids_in(dir, std::iter::once(format!("{what}/{what}.pid")).chain(files))
 }
 
 /// The pids of ClickHouse: the one server, or every replica
 /// (`clickhouse/`, `clickhouse2/`, ...).
 fn clickhouse_pids(dir: &std::path::Path) -> Vec<u32> {
-    let mut pids = stack_pids(dir, "clickhouse");
-    for i in 2..=9 {
-        let pid = std::fs::read_to_string(dir.join(format!("clickhouse{i}/clickhouse.pid")));
-        pids.extend(pid.ok().and_then(|p| p.trim().parse::<u32>().ok()));
-    }
-    pids
+    let replicas = (2..=9).map(|i| format!("clickhouse{i}/clickhouse.pid"));
+    pids_in(dir, std::iter::once("clickhouse/clickhouse.pid".to_owned()).chain(replicas))
+}
+
+/// The pids written in those of `files` (relative to `dir`) that exist.
+fn pids_in(dir: &std::path::Path, files: impl Iterator<Item = String>) -> Vec<u32> {
+    files.filter_map(|f| std::fs::read_to_string(dir.join(f)).ok()?.trim().parse().ok()).collect()
 }
 
 /// CPU and peak memory of all of `pids` (CPU added up, memory too).

@@ -227,20 +227,11 @@ pub async fn run(
         }
     };
     // Either server ending ends the role: the other is shut down gracefully
-    // and the failure returned, so meterd exits and is restarted rather than
-    // living on with half its API (the enforce role's lesson, lib.rs there).
-    let (ends_http, ends_grpc) = (shutdown.clone(), shutdown.clone());
-    let http = async move {
-        let r = http.await;
-        ends_http.cancel();
-        r
-    };
-    let grpc = async move {
-        let r = grpc.await;
-        ends_grpc.cancel();
-        r
-    };
-    let (h, g) = tokio::join!(http, grpc);
+    // and the failure returned.
+    let (h, g) = tokio::join!(
+        meter_runtime::cancel_when_done(http, shutdown.clone()),
+        meter_runtime::cancel_when_done(grpc, shutdown.clone())
+    );
     h.context("api http")?;
     g?;
     drop(followers);

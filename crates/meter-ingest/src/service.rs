@@ -206,13 +206,9 @@ pub async fn run(
             tracing::info!(addr = %l.local_addr()?, "ingest.http_listening");
             let app = crate::http::router(service.clone(), cfg.max_message_bytes);
             let stop = shutdown.clone();
-            // The HTTP server ending (failed) ends the gRPC one too, so the
-            // role returns the failure instead of living on with half its intake.
-            Some(tokio::spawn(async move {
-                let served = axum::serve(l, app).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
-                stop.cancel();
-                served
-            }))
+            // The HTTP server ending (failed) ends the gRPC one too.
+            let served = axum::serve(l, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+            Some(tokio::spawn(meter_runtime::cancel_when_done(served, stop)))
         }
         None => None,
     };

@@ -23,3 +23,13 @@ pub async fn cancel_on_signal(token: CancellationToken) {
     tracing::info!("runtime.shutdown_requested");
     token.cancel();
 }
+
+/// Runs `part` and cancels `token` when it ends, however it ends: a server
+/// or loop whose failure must stop the rest of its role (which then
+/// returns that failure, so meterd exits and is restarted) instead of
+/// leaving the process alive with half of it.
+pub async fn cancel_when_done<F: std::future::IntoFuture>(part: F, token: CancellationToken) -> F::Output {
+    let out = part.await;
+    token.cancel();
+    out
+}
