@@ -163,7 +163,7 @@ async fn backfill_rebuilds_clickhouse_from_kafka() {
     .await
     .expect("simulation");
     assert_exact(&p, prefix, &summary.truth).await;
-    // An adjustment, applied and loaded: the backfill writes it again from its outcome.
+    // An adjustment, applied and loaded: the backfill writes it again from usage.rows.
     p.start_api().await;
     let project = summary.truth.projects.keys().next().expect("a project").clone();
     let out =
@@ -189,8 +189,8 @@ async fn backfill_rebuilds_clickhouse_from_kafka() {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\nevents_topic = \"{}\"\nadjustments_topic = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n[ingest]\nlisten = \"ignored:1\"\n",
-            p.kafka.brokers, p.kafka.events_topic, p.kafka.adjustments_topic, fresh.url, fresh.database
+            "[kafka]\nbrokers = \"{}\"\nrows_topic = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n[ingest]\nlisten = \"ignored:1\"\n",
+            p.kafka.brokers, p.kafka.rows_topic, fresh.url, fresh.database
         ),
     )
     .expect("config");
@@ -210,7 +210,7 @@ async fn backfill_rebuilds_clickhouse_from_kafka() {
     let rebuilt_adjustments = Store::new(&fresh).expect("store").adjustment_sums(prefix).await.expect("query");
     assert_eq!(rebuilt_adjustments, adjusted().await, "the adjustments too");
     assert_eq!(rebuilt_adjustments[0].delta, 77);
-    // Run twice: nothing changes (rows keyed by batch, versioned by offset).
+    // Run twice: nothing changes (the same rows under the same keys).
     ctl(&p, &["backfill", "--config", config.to_str().expect("path"), "--from", &from, "--to", &to])
         .await
         .expect("again");

@@ -7,6 +7,7 @@
 //! ClickHouse, so ClickHouse is never on the path to enforcement, and rolls
 //! final days up.
 
+mod collapse;
 mod config;
 mod consumer;
 mod load;
@@ -19,4 +20,5 @@ mod state;
 
 pub use config::{AggregatorConfig, LoadConfig};
 pub use load::run_load;
+pub use rows::{decode_rows, Loadable};
 pub use run::run;

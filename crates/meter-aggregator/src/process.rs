@@ -11,6 +11,7 @@ use meter_kafka::{read_range, KafkaConfig};
 use meter_proto::events::decode_events;
 use meter_store::UsageRow;
 
+use crate::collapse::Collapsed;
 use crate::metrics as m;
 use crate::state::{PartitionState, States};
 
@@ -51,7 +52,8 @@ impl Pending {
     }
 }
 
-/// What a batch produced: rows for ClickHouse (per partition), the
+/// What a batch produced: rows for ClickHouse (per partition, collapsed
+/// per project, metric, hour and branch: `collapse.rs`), the
 /// projects whose totals changed, and the oldest ingest time among the
 /// counted batches.
 #[derive(Debug, Default)]
@@ -113,7 +115,8 @@ pub(crate) fn apply(
     let jobs: Vec<Job<'_>> = states
         .partitions_mut()
         .filter_map(|(partition, resume, closed, state)| {
-            Some(Job { partition, resume, closed, state, records: by_partition.remove(&partition)? })
+            let rows_from = pending.first.get(&partition).copied().unwrap_or(i64::MAX);
+            Some(Job { partition, resume, rows_from, closed, state, records: by_partition.remove(&partition)? })
         })
         .collect();
     if let Some(p) = by_partition.keys().next() {
@@ -177,6 +180,10 @@ pub(crate) fn apply(
 struct Job<'a> {
     partition: i32,
     resume: Option<i64>,
+    /// Records before this offset were re-read (the state was behind the
+    /// committed offsets): a committed transaction counted them and sent
+    /// their rows, so they rebuild the state only.
+    rows_from: i64,
     /// The cycles closed as of the batch's start (grows with its closes).
     closed: ClosedCycles,
     state: &'a mut PartitionState,
@@ -232,6 +239,7 @@ fn run_jobs(jobs: Vec<Job<'_>>, bytes: usize, retention: &Retention) -> Vec<(i32
 /// Applies one partition's records, in order, to its state.
 fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome) {
     let mut out = PartOutcome::default();
+    let mut rows = Collapsed::default();
     let partition = job.partition;
     for rec in std::mem::take(&mut job.records) {
         if job.resume.is_some_and(|r| rec.offset < r) {
@@ -274,8 +282,9 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
                             out.usage[i] = out.usage[i].saturating_add(h.value);
                         }
                     }
-                    out.rows.extend(UsageRow::of_batch(batch, rec.offset as u64, &hourly));
-                    out.rows.extend(UsageRow::byte_hours_of(batch, rec.offset as u64, &byte_hours));
+                    if rec.offset >= job.rows_from {
+                        rows.add(batch, rec.offset as u64, &hourly, &byte_hours);
+                    }
                     if !out.touched.contains(project) {
                         out.touched.insert(project.to_owned());
                     }
@@ -293,6 +302,7 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
             }
         }
     }
+    out.rows = rows.into_rows(partition);
     (partition, out)
 }
 
@@ -370,18 +380,22 @@ mod tests {
         out
     }
 
+    /// Per partition: rows, the sum of their values, projects touched,
+    /// events, usage; and the states.
     type Summary =
-        (BTreeMap<i32, (usize, BTreeSet<String>, u64, [u64; 4])>, BTreeMap<i32, BTreeMap<String, ProjectState>>);
+        (BTreeMap<i32, (usize, u64, BTreeSet<String>, u64, [u64; 4])>, BTreeMap<i32, BTreeMap<String, ProjectState>>);
 
     /// Applies `records` through `run_jobs` as if they were `bytes` long;
-    /// the second partition's state already covers its first 5 records.
-    fn run(records: &[Record], bytes: usize) -> Summary {
+    /// the second partition's state already covers its first 5 records;
+    /// the third partition's records before `rows_from` are re-reads.
+    fn run(records: &[Record], bytes: usize, rows_from: i64) -> Summary {
         let mut states: HashMap<i32, PartitionState> = (0..4).map(|p| (p, PartitionState::default())).collect();
         let jobs = states
             .iter_mut()
             .map(|(&partition, state)| Job {
                 partition,
                 resume: (partition == 1).then_some(5),
+                rows_from: if partition == 2 { rows_from } else { 0 },
                 closed: ClosedCycles::new(),
                 state,
                 records: records.iter().filter(|r| r.partition == partition).collect(),
@@ -389,7 +403,10 @@ mod tests {
             .collect();
         let outcomes = run_jobs(jobs, bytes, &Retention::default())
             .into_iter()
-            .map(|(p, o)| (p, (o.rows.len(), o.touched.into_iter().collect(), o.events, o.usage)))
+            .map(|(p, o)| {
+                let value = o.rows.iter().map(|r| r.value).sum();
+                (p, (o.rows.len(), value, o.touched.into_iter().collect(), o.events, o.usage))
+            })
             .collect();
         let states = states.into_iter().map(|(p, s)| (p, s.into_iter().collect())).collect();
         (outcomes, states)
@@ -398,13 +415,33 @@ mod tests {
     #[test]
     fn partitions_applied_in_parallel_give_what_one_thread_gives() {
         let records = records();
-        let one = run(&records, 0);
-        assert_eq!(one, run(&records, usize::MAX), "threads changed the outcome");
+        let one = run(&records, 0, 0);
+        assert_eq!(one, run(&records, usize::MAX, 0), "threads changed the outcome");
         let (outcomes, states) = one;
         assert_eq!(outcomes.len(), 4);
         assert_eq!(states.values().map(BTreeMap::len).sum::<usize>(), 300);
         // Each batch once: retries are duplicates; partition 1 skipped what its state covered.
-        let counted: u64 = outcomes.values().map(|o| o.2).sum();
+        let counted: u64 = outcomes.values().map(|o| o.3).sum();
         assert!(counted < 12 * 600 && counted > 11 * 600, "{counted}");
+        // Collapsed: one row per (project, metric, hour) of a partition, not one per batch.
+        let rows: usize = outcomes.values().map(|o| o.0).sum();
+        assert_eq!(rows, 300, "every batch's events are of one metric and hour");
+    }
+
+    #[test]
+    fn re_read_records_rebuild_the_state_and_send_no_rows() {
+        let records = records();
+        let (all, all_states) = run(&records, 0, 0);
+        let (reread, reread_states) = run(&records, 0, 6);
+        assert_eq!(all_states, reread_states, "the state counts every record");
+        let before: Vec<Record> = records
+            .iter()
+            .filter(|r| r.partition == 2 && r.offset < 6)
+            .map(|r| Record { partition: 2, offset: r.offset, payload: r.payload.clone() })
+            .collect();
+        let (early, _) = run(&before, 0, 0);
+        assert!(early[&2].1 > 0);
+        assert_eq!(reread[&2].1 + early[&2].1, all[&2].1, "rows only from the records at or after rows_from");
+        assert_eq!(reread[&0], all[&0], "other partitions unchanged");
     }
 }

@@ -54,15 +54,16 @@ pub(crate) fn encode_probes(written_ms: &[i64]) -> Vec<u8> {
 
 /// What one `usage.rows` record holds for ClickHouse.
 #[derive(Debug, Default)]
-pub(crate) struct Loadable {
-    pub(crate) rows: Vec<UsageRow>,
-    pub(crate) adjustments: Vec<AdjustmentRow>,
+pub struct Loadable {
+    pub rows: Vec<UsageRow>,
+    pub adjustments: Vec<AdjustmentRow>,
     /// When each probe in it was written.
-    pub(crate) probes: Vec<i64>,
+    pub probes: Vec<i64>,
 }
 
-/// The rows and adjustments of one `usage.rows` record.
-pub(crate) fn decode_rows(payload: &[u8]) -> anyhow::Result<Loadable> {
+/// The rows and adjustments of one `usage.rows` record (the load role's
+/// reading, and `meterctl backfill`'s).
+pub fn decode_rows(payload: &[u8]) -> anyhow::Result<Loadable> {
     let wire = v1::UsageRows::decode(payload)?;
     let adjustments = wire
         .adjustments

@@ -13,5 +13,5 @@ pub mod truth;
 pub use compare::{compare, Mismatch};
 pub use fleet::{Fleet, FleetConfig};
 pub use runner::{run, RunConfig, RunSummary};
-pub use sender::{AckedBatch, NodeSender, SendStats};
+pub use sender::{NodeSender, SendStats};
 pub use truth::{ProjectTruth, Truth};

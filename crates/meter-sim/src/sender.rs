@@ -32,18 +32,6 @@ pub struct SendStats {
     /// Every event sent at least once, acknowledged or not: an upper bound
     /// of what the pipeline may have counted at any moment.
     pub attempted: std::sync::Mutex<crate::Truth>,
-    /// Every acknowledged batch: `(source_id, session, batch_seq, project ids)`.
-    pub acked_batches: std::sync::Mutex<Vec<AckedBatch>>,
-}
-
-/// An acknowledged batch, for checking that each one was stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AckedBatch {
-    pub source_id: String,
-    pub session: u64,
-    pub batch_seq: u64,
-    /// Events per project in the batch.
-    pub projects: Vec<(String, usize)>,
 }
 
 /// A source reporting to ingest, through the client library's identity
@@ -135,19 +123,6 @@ impl NodeSender {
         }
         stats.batches_acked.fetch_add(1, Ordering::Relaxed);
         stats.events_acked.fetch_add(events.len() as u64, Ordering::Relaxed);
-        let mut projects: Vec<(String, usize)> = Vec::new();
-        for e in events {
-            match projects.iter_mut().find(|(p, _)| p == e.project_id.as_str()) {
-                Some((_, n)) => *n += 1,
-                None => projects.push((e.project_id.to_string(), 1)),
-            }
-        }
-        stats.acked_batches.lock().expect("acked").push(AckedBatch {
-            source_id: req.source_id.clone(),
-            session: req.source_session,
-            batch_seq: req.batch_seq,
-            projects,
-        });
         if self.duplicate_rate > 0.0 && self.rng.random_bool(self.duplicate_rate) {
             // A client retry whose first answer was lost, 1 to 5 times:
             // whatever these answer, the batch is already counted once.

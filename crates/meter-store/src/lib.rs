@@ -24,7 +24,7 @@ pub use compact::{At, CompactedMonth};
 pub use config::StoreConfig;
 pub use history::PeriodUsage;
 pub use migrate::{migrate, MIGRATIONS};
-pub use query::{ProjectUsage, Store, StoredBatch};
+pub use query::{ProjectUsage, Store};
 pub use rollup::{Reach, RolledDay, RollupPass, RollupRule};
 pub use writer::{metric_code, UsageRow, BYTE_HOURS_CODE};
 

@@ -34,14 +34,6 @@ pub struct ProjectUsage {
     pub logical_size_bytes_hour: u64,
 }
 
-/// A batch as stored: which source, which sequence number, which project.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Row, Deserialize)]
-pub struct StoredBatch {
-    pub source_id: String,
-    pub batch_seq: u64,
-    pub project_id: String,
-}
-
 impl ProjectUsage {
     /// The value of one metric.
     pub fn get(&self, m: Metric) -> u64 {
@@ -89,17 +81,5 @@ impl Store {
             q = q.bind(pattern.as_str());
         }
         Ok(q.fetch_all().await?)
-    }
-
-    /// The `(source_id, batch_seq, project_id)` of every batch stored for
-    /// the projects whose id starts with `prefix`.
-    pub async fn stored_batches(&self, prefix: &str) -> Result<Vec<StoredBatch>> {
-        let pattern = like_prefix(prefix);
-        Ok(self
-            .client
-            .query("SELECT DISTINCT source_id, batch_seq, project_id FROM usage_hourly WHERE project_id LIKE ?")
-            .bind(pattern.as_str())
-            .fetch_all()
-            .await?)
     }
 }

@@ -1,30 +1,23 @@
-//! Rebuilding ClickHouse usage rows from `usage.events` for a time range.
+//! Rebuilding ClickHouse's usage rows from `usage.rows` for a time range.
 //!
-//! Every record the ingest wrote between `from` and `to` (Kafka record
-//! time, i.e. ingest time) is decoded and applied, in partition order, to
-//! project states that start empty at `from`, as the aggregator applies
-//! them (`ProjectState::apply`: retries and keys counted before in the range
-//! are left out, storage spans between readings become byte-hours); the
-//! rows are written keyed by batch and versioned by offset exactly as the
-//! aggregator writes them: rows that exist are replaced by themselves, rows
-//! that were lost (a dropped table, a restored backup) come back. What
-//! happened before `from` is not known: a key counted then is counted
-//! again, and a branch's span from its last reading before `from` is not
-//! rebuilt. Nothing is written to Kafka and the aggregator's totals are not
-//! touched. The adjustments applied that were made in the range are written
-//! again to `usage_adjustments` from their outcomes (`meter.adjustments`).
+//! Every record the aggregator committed to `usage.rows` between `from`
+//! and `to` (Kafka record time: when the aggregator wrote it, moments after
+//! ingest) is decoded and inserted as the load role inserts it: the same
+//! rows under the same keys and versions, and the applied adjustments in
+//! it. Rows that exist replace themselves; rows that were lost (a dropped
+//! table, a restored backup) come back, for any range, exactly. Nothing is
+//! written to Kafka. `usage.rows` is kept as long as `usage.events`
+//! (`events_retention_hours`): older rows cannot be rebuilt.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meter_core::adjust::AdjustmentOutcome;
-use meter_core::aggregate::{ProjectUpdate, Retention};
-use meter_core::ProjectState;
+use meter_aggregator::decode_rows;
 use meter_kafka::KafkaConfig;
-use meter_proto::decode_record;
 use meter_store::{AdjustmentRow, Store, StoreConfig, UsageRow};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -81,9 +74,10 @@ pub async fn backfill(
         .set("group.id", "meterctl-backfill")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .create()
         .context("creating the Kafka consumer")?;
-    let topic = kafka.events_topic.clone();
+    let topic = kafka.rows_topic.clone();
     let ranges = ranges(&consumer, &topic, from_ms, to_ms)?;
     let total: i64 = ranges.iter().map(|(_, s, e)| e - s).sum();
     let mut tpl = TopicPartitionList::new();
@@ -92,9 +86,8 @@ pub async fn backfill(
     }
     consumer.assign(&tpl)?;
     let mut open: std::collections::HashMap<i32, i64> = ranges.iter().map(|(p, _, e)| (*p, *e)).collect();
-    let (mut report, mut rows, mut done) = (BackfillReport::default(), Vec::<UsageRow>::new(), 0i64);
-    let mut states: std::collections::HashMap<String, ProjectState> = std::collections::HashMap::new();
-    let retention = Retention::default();
+    let (mut report, mut done) = (BackfillReport::default(), 0i64);
+    let (mut rows, mut adjustments) = (Vec::<UsageRow>::new(), Vec::<AdjustmentRow>::new());
     let mut last_print = Instant::now();
     let mut idle_since = Instant::now();
     while !open.is_empty() {
@@ -103,7 +96,13 @@ pub async fn backfill(
             continue;
         };
         idle_since = Instant::now();
-        let msg = msg.context("reading usage.events")?;
+        // A range may end with transaction markers, which read_committed
+        // never delivers: the partition's end closes it too.
+        if let Err(KafkaError::PartitionEOF(p)) = msg {
+            open.remove(&p);
+            continue;
+        }
+        let msg = msg.context("reading usage.rows")?;
         let (p, offset) = (msg.partition(), msg.offset());
         let Some(&end) = open.get(&p) else { continue };
         if offset >= end {
@@ -112,17 +111,10 @@ pub async fn backfill(
         }
         done += 1;
         report.records += 1;
-        match decode_record(msg.payload().unwrap_or_default()) {
-            Ok(batches) => {
-                for batch in &batches {
-                    let state = states
-                        .entry(batch.project_id.to_string())
-                        .or_insert_with(|| ProjectState::new(batch.project_id.clone()));
-                    if let ProjectUpdate::Counted { rows: hourly, byte_hours, .. } = state.apply(batch, &retention) {
-                        rows.extend(UsageRow::of_batch(batch, offset as u64, &hourly));
-                        rows.extend(UsageRow::byte_hours_of(batch, offset as u64, &byte_hours));
-                    }
-                }
+        match decode_rows(msg.payload().unwrap_or_default()) {
+            Ok(loadable) => {
+                rows.extend(loadable.rows);
+                adjustments.extend(loadable.adjustments);
             }
             Err(_) => report.undecodable += 1,
         }
@@ -140,42 +132,12 @@ pub async fn backfill(
     }
     report.rows += rows.len() as u64;
     store.write_usage(&rows).await.context("writing to ClickHouse")?;
-    bar(progress, done, total)?;
-    writeln!(progress)?;
-    let adjustments = applied_adjustments(kafka, &consumer, from_ms, to_ms).await?;
     report.adjustments = adjustments.len() as u64;
     store.write_adjustments(&adjustments).await.context("writing adjustments to ClickHouse")?;
+    // Every range read to its end (the offsets left were transaction markers).
+    bar(progress, total, total)?;
+    writeln!(progress)?;
     Ok(report)
-}
-
-/// The rows of the adjustments applied that were made in `[from_ms, to_ms)`,
-/// from their outcomes on the adjustments topic (compacted, kept forever),
-/// as the load role writes them (same key, same version).
-async fn applied_adjustments(
-    kafka: &KafkaConfig,
-    consumer: &BaseConsumer,
-    from_ms: i64,
-    to_ms: i64,
-) -> anyhow::Result<Vec<AdjustmentRow>> {
-    let topic = kafka.adjustments_topic.clone();
-    let parts = meter_kafka::topic_partitions(consumer.client(), &topic)?;
-    let kafka = kafka.clone();
-    let records = tokio::task::spawn_blocking(move || {
-        meter_kafka::read_partitions_to_end(&kafka, &topic, &parts, Duration::from_secs(60))
-    })
-    .await??;
-    // The latest outcome per key (the topic is compacted, perhaps not yet).
-    let mut latest = std::collections::BTreeMap::new();
-    for (key, value) in records.into_values().flatten() {
-        if let Ok(o) = serde_json::from_slice::<AdjustmentOutcome>(&value) {
-            latest.insert(key, o);
-        }
-    }
-    Ok(latest
-        .into_values()
-        .filter(|o| o.refusal.is_none() && (from_ms..to_ms).contains(&o.adjustment.created_ms))
-        .map(|o| AdjustmentRow::of(&o.adjustment, o.events_offset))
-        .collect())
 }
 
 fn bar(out: &mut dyn Write, done: i64, total: i64) -> std::io::Result<()> {
