@@ -4,10 +4,14 @@
 //! keyed by the partition and the first record they count, which no other
 //! committed transaction counts (docs/exactness.md, mechanism 4).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use meter_core::{Batch, HourlyRow};
 use meter_store::{metric_code, UsageRow, BYTE_HOURS_CODE};
+
+/// A fast hasher for maps keyed by project id, seeded per process (the
+/// ids come from clients: not a fixed seed).
+pub(crate) type FastHash = foldhash::fast::RandomState;
 
 /// The `source_id` of a partition's collapsed rows: `/` never begins a
 /// source's own id (`<source>/<session>`), so the two never meet.
@@ -15,27 +19,42 @@ pub(crate) fn collapsed_source_id(partition: i32) -> String {
     format!("/p{partition}")
 }
 
-/// The rows of one partition's transaction being collapsed.
+/// One hourly row being collapsed (its project is the map's key).
+#[derive(Debug)]
+struct Acc {
+    metric: i8,
+    hour: u32,
+    branch: String,
+    value: u64,
+    last_value: u64,
+    last_time_ms: i64,
+}
+
+/// The projects one partition's transaction counted batches of, and their
+/// rows being collapsed: one map lookup per batch (a collector's batch
+/// touches thousands of projects).
 #[derive(Debug, Default)]
 pub(crate) struct Collapsed {
-    rows: Vec<UsageRow>,
-    /// Per project, the indexes of its rows (a handful).
-    index: HashMap<String, Vec<usize>>,
+    projects: HashMap<String, Vec<Acc>, FastHash>,
     /// Offset of the first record whose batches gave rows.
     first_offset: Option<u64>,
 }
 
 impl Collapsed {
-    /// Adds the rows of `batch`, read from the record at `offset`.
+    /// Counts `batch`, read from the record at `offset`, in: its project
+    /// is touched, and its rows added to the project's.
     pub(crate) fn add(&mut self, batch: &Batch, offset: u64, hourly: &[HourlyRow], byte_hours: &[(i64, u64)]) {
+        let project = batch.project_id.as_str();
+        let rows = match self.projects.get_mut(project) {
+            Some(rows) => rows,
+            None => self.projects.entry(project.to_owned()).or_default(),
+        };
         if hourly.is_empty() && byte_hours.is_empty() {
             return;
         }
         self.first_offset.get_or_insert(offset);
-        let project = batch.project_id.as_str();
         for r in hourly {
-            let (metric, hour) = (metric_code(r.metric), (r.hour_ms / 1000) as u32);
-            let row = self.row(project, metric, hour, &r.branch);
+            let row = row(rows, metric_code(r.metric), (r.hour_ms / 1000) as u32, &r.branch);
             if r.metric.is_gauge() {
                 row.value = row.value.max(r.value);
                 if (r.last_time_ms, r.last_value) > (row.last_time_ms, row.last_value) {
@@ -46,62 +65,45 @@ impl Collapsed {
             }
         }
         for &(hour_ms, value) in byte_hours {
-            let row = self.row(project, BYTE_HOURS_CODE, (hour_ms / 1000) as u32, "");
+            let row = row(rows, BYTE_HOURS_CODE, (hour_ms / 1000) as u32, "");
             row.value = row.value.saturating_add(value);
         }
     }
 
-    /// The row of (project, metric, hour, branch), added empty if new.
-    fn row(&mut self, project: &str, metric: i8, hour: u32, branch: &str) -> &mut UsageRow {
-        let rows = &mut self.rows;
-        let found = match self.index.get_mut(project) {
-            Some(ids) => match ids.iter().copied().find(|&i| {
-                let r = &rows[i];
-                r.metric == metric && r.hour == hour && r.branch_id == branch
-            }) {
-                Some(i) => i,
-                None => {
-                    ids.push(rows.len());
-                    rows.push(empty(project, metric, hour, branch));
-                    rows.len() - 1
-                }
-            },
-            None => {
-                self.index.insert(project.to_owned(), vec![rows.len()]);
-                rows.push(empty(project, metric, hour, branch));
-                rows.len() - 1
-            }
-        };
-        &mut rows[found]
-    }
-
     /// The rows, keyed by `partition` and the first record counted (their
-    /// `batch_seq` and `version`).
-    pub(crate) fn into_rows(self, partition: i32) -> Vec<UsageRow> {
-        let Some(first) = self.first_offset else { return Vec::new() };
+    /// `batch_seq` and `version`), and the projects counted in.
+    pub(crate) fn into_parts(self, partition: i32) -> (Vec<UsageRow>, HashSet<String>) {
         let source = collapsed_source_id(partition);
-        let mut rows = self.rows;
-        for r in &mut rows {
-            r.source_id.clone_from(&source);
-            r.batch_seq = first;
-            r.version = first;
+        let first = self.first_offset.unwrap_or_default();
+        let mut rows = Vec::new();
+        let mut touched = HashSet::with_capacity(self.projects.len());
+        for (project, accs) in self.projects {
+            rows.extend(accs.into_iter().map(|a| UsageRow {
+                project_id: project.clone(),
+                metric: a.metric,
+                hour: a.hour,
+                source_id: source.clone(),
+                batch_seq: first,
+                value: a.value,
+                last_value: a.last_value,
+                last_time_ms: a.last_time_ms,
+                version: first,
+                branch_id: a.branch,
+            }));
+            touched.insert(project);
         }
-        rows
+        (rows, touched)
     }
 }
 
-fn empty(project: &str, metric: i8, hour: u32, branch: &str) -> UsageRow {
-    UsageRow {
-        project_id: project.to_owned(),
-        metric,
-        hour,
-        source_id: String::new(),
-        batch_seq: 0,
-        value: 0,
-        last_value: 0,
-        last_time_ms: 0,
-        version: 0,
-        branch_id: branch.to_owned(),
+/// The row of (metric, hour, branch) among a project's, added empty if new.
+fn row<'a>(rows: &'a mut Vec<Acc>, metric: i8, hour: u32, branch: &str) -> &'a mut Acc {
+    match rows.iter().position(|r| r.metric == metric && r.hour == hour && r.branch == branch) {
+        Some(i) => &mut rows[i],
+        None => {
+            rows.push(Acc { metric, hour, branch: branch.to_owned(), value: 0, last_value: 0, last_time_ms: 0 });
+            rows.last_mut().expect("just pushed")
+        }
     }
 }
 
@@ -174,7 +176,8 @@ mod tests {
             per_batch.extend(UsageRow::byte_hours_of(b, offset as u64, byte_hours));
             collapsed.add(b, 40 + offset as u64, rows, byte_hours);
         }
-        let rows = collapsed.into_rows(3);
+        let (rows, touched) = collapsed.into_parts(3);
+        assert_eq!(touched.len(), 2);
         assert_eq!(read(&rows), read(&per_batch));
         // One row per (project, metric, hour, branch): p1 active x2 hours, p1 storage, p2 written, p2 byte-hours.
         assert_eq!(rows.len(), 5, "{rows:#?}");
@@ -184,11 +187,12 @@ mod tests {
     }
 
     #[test]
-    fn batches_without_rows_leave_no_key() {
+    fn batches_without_rows_are_touched_and_leave_no_key() {
         let mut c = Collapsed::default();
         c.add(&batch("p1", 1), 5, &[], &[]);
-        assert!(c.rows.is_empty());
-        c.add(&batch("p1", 2), 9, &[hourly(Metric::ActiveTimeSeconds, 0, "", 1, (0, 0))], &[]);
-        assert_eq!(c.into_rows(0)[0].batch_seq, 9, "keyed by the first record that gave rows");
+        c.add(&batch("p2", 2), 9, &[hourly(Metric::ActiveTimeSeconds, 0, "", 1, (0, 0))], &[]);
+        let (rows, touched) = c.into_parts(0);
+        assert_eq!(touched.len(), 2, "a counted batch moves its project's state, rows or not");
+        assert_eq!((rows.len(), rows[0].batch_seq), (1, 9), "keyed by the first record that gave rows");
     }
 }

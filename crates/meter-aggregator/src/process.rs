@@ -284,9 +284,8 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
                     }
                     if rec.offset >= job.rows_from {
                         rows.add(batch, rec.offset as u64, &hourly, &byte_hours);
-                    }
-                    if !out.touched.contains(project) {
-                        out.touched.insert(project.to_owned());
+                    } else {
+                        rows.add(batch, rec.offset as u64, &[], &[]);
                     }
                     out.events += batch.events.len() as u64;
                     out.oldest_ingest_ms =
@@ -302,7 +301,10 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
             }
         }
     }
-    out.rows = rows.into_rows(partition);
+    let (collapsed, touched) = rows.into_parts(partition);
+    out.rows = collapsed;
+    // Adjusted projects were touched without rows of their own.
+    out.touched.extend(touched);
     (partition, out)
 }
 

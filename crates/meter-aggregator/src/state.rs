@@ -13,7 +13,7 @@ use meter_proto::restore;
 use crate::metrics as m;
 
 /// Project states of one partition, by project id.
-pub(crate) type PartitionState = HashMap<String, ProjectState>;
+pub(crate) type PartitionState = HashMap<String, ProjectState, crate::collapse::FastHash>;
 
 /// Project states of every partition this instance has restored.
 #[derive(Debug, Default)]
@@ -84,7 +84,7 @@ impl States {
                 resume_offset = resume,
                 "aggregator.partition_restored"
             );
-            self.partitions.insert(partition, state);
+            self.partitions.insert(partition, state.into_iter().collect());
             if resume > 0 {
                 self.resume.insert(partition, resume);
             }
