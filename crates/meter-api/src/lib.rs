@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub(crate) struct App {
     views: views::Views,
-    producer: FutureProducer,
+    producer: FutureProducer<meter_kafka::Quiet>,
     /// Writes adjustments to `usage.events`, as ingest writes usage.
     events: meter_kafka::EventProducer,
     /// Writes config changes and their trail in one transaction.
@@ -170,8 +170,11 @@ pub async fn run(
             anyhow::bail!("the api could not read its state topics to the end within 60 s");
         }
     }
-    let producer: FutureProducer =
-        kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
+    let producer: FutureProducer<meter_kafka::Quiet> = kafka
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create_with_context(meter_kafka::Quiet)?;
     let events = meter_kafka::EventProducer::new(kafka)?;
     // init_transactions blocks (seconds when a broker loads its coordinator).
     let k = kafka.clone();

@@ -11,8 +11,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 
-use crate::context::QuietEof;
+use crate::context::Quiet;
 use crate::metadata::topic_partitions;
 use crate::{KafkaConfig, Result};
 
@@ -32,14 +33,14 @@ impl Follower {
     /// Starts reading every partition of `topic` (committed records only)
     /// and calls `apply` for each record, in order per partition.
     pub fn start(cfg: &KafkaConfig, topic: &str, mut apply: impl FnMut(Seen<'_>) + Send + 'static) -> Result<Follower> {
-        let consumer: BaseConsumer<QuietEof> = cfg
+        let consumer: BaseConsumer<Quiet> = cfg
             .client_config()
             .set("group.id", "meter-follower")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
             .set("fetch.wait.max.ms", "50")
-            .create_with_context(QuietEof)?;
+            .create_with_context(Quiet)?;
         let mut tpl = TopicPartitionList::new();
         let mut pending = HashSet::new();
         for p in topic_partitions(consumer.client(), topic)? {
@@ -65,7 +66,14 @@ impl Follower {
                             c.store(true, Ordering::SeqCst);
                         }
                     }
-                    Some(Err(e)) => tracing::warn!(error = %e, "kafka.follow_error"),
+                    Some(Err(e @ KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure))) => {
+                        tracing::info!(error = %e, "kafka.follow_error");
+                    }
+                    Some(Err(e)) => {
+                        if let Some(left_out) = crate::throttle::once_in_a_while(&format!("follow_error/{e}")) {
+                            tracing::warn!(error = %e, left_out, "kafka.follow_error");
+                        }
+                    }
                 }
             }
         })?;

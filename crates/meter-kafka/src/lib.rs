@@ -11,10 +11,12 @@ mod poll;
 mod producer;
 mod rebalance;
 mod restore;
+mod throttle;
 mod transactional;
 
 pub use admin::ensure_topics;
 pub use config::KafkaConfig;
+pub use context::Quiet;
 pub use follow::{Follower, Seen};
 pub use metadata::{busiest_leader, partition_count, topic_partitions};
 pub use poll::poll_error;

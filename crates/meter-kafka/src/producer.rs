@@ -39,7 +39,7 @@ const PARTITIONS_REFRESH: Duration = Duration::from_secs(60);
 /// Writes records to `events_topic` with idempotence and acks=all.
 #[derive(Clone)]
 pub struct EventProducer {
-    producer: FutureProducer,
+    producer: FutureProducer<crate::Quiet>,
     topic: String,
     partitions: Arc<Mutex<PartitionCount>>,
 }
@@ -53,7 +53,7 @@ impl std::fmt::Debug for EventProducer {
 impl EventProducer {
     /// A producer for the configured events topic.
     pub fn new(cfg: &KafkaConfig) -> Result<Self> {
-        let producer: FutureProducer = cfg.events_producer_config().create()?;
+        let producer: FutureProducer<crate::Quiet> = cfg.events_producer_config().create_with_context(crate::Quiet)?;
         let partitions = Arc::new(Mutex::new(PartitionCount { count: 0, asked: Instant::now() }));
         Ok(EventProducer { producer, topic: cfg.events_topic.clone(), partitions })
     }

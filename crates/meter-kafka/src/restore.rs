@@ -10,12 +10,12 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::context::QuietEof;
+use crate::context::Quiet;
 use crate::{Error, KafkaConfig, Result};
 
 /// A consumer outside any group's membership that reads committed records
 /// of the partitions it is assigned, reporting their ends.
-fn reader(cfg: &KafkaConfig) -> Result<BaseConsumer<QuietEof>> {
+fn reader(cfg: &KafkaConfig) -> Result<BaseConsumer<Quiet>> {
     Ok(cfg
         .client_config()
         .set("group.id", "meter-restore")
@@ -24,7 +24,7 @@ fn reader(cfg: &KafkaConfig) -> Result<BaseConsumer<QuietEof>> {
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "20")
-        .create_with_context(QuietEof)?)
+        .create_with_context(Quiet)?)
 }
 
 /// A record's key and value.

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::ToBytes;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::{KafkaConfig, Result};
 
 /// A producer inside Kafka transactions.
-pub type TxProducer = ThreadedProducer<DefaultProducerContext>;
+pub type TxProducer = ThreadedProducer<crate::Quiet>;
 
 /// A transactional producer with a unique transactional id starting with
 /// `prefix`, initialised (which fences nothing: ids are unique; zombies are
@@ -27,7 +27,7 @@ pub fn transactional_producer(cfg: &KafkaConfig, prefix: &str) -> Result<TxProdu
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         .set("transaction.timeout.ms", "15000")
-        .create()?;
+        .create_with_context(crate::Quiet)?;
     p.init_transactions(Duration::from_secs(30))?;
     tracing::info!(transactional_id = %id, "kafka.transactional_producer_ready");
     Ok(p)

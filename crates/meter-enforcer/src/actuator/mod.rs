@@ -64,8 +64,11 @@ pub(crate) fn run(
         kafka.consumer_config(&cfg.actuator_group_id).create_with_context(RebalanceWatch::default())?;
     consumer.subscribe(&[&kafka.actions_topic])?;
     let client = reqwest::Client::builder().timeout(Duration::from_millis(cfg.control_plane_timeout_ms)).build()?;
-    let producer: FutureProducer =
-        kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
+    let producer: FutureProducer<meter_kafka::Quiet> = kafka
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create_with_context(meter_kafka::Quiet)?;
     let caller =
         Caller { client, producer, kafka: kafka.clone(), base: cfg.control_plane_url.trim_end_matches('/').into() };
     let (tx, rx) = mpsc::channel::<Ended>();
@@ -125,7 +128,7 @@ pub(crate) fn run(
 #[derive(Clone)]
 struct Caller {
     client: reqwest::Client,
-    producer: FutureProducer,
+    producer: FutureProducer<meter_kafka::Quiet>,
     kafka: KafkaConfig,
     base: String,
 }

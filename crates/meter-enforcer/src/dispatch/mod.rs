@@ -52,7 +52,7 @@ struct Shared {
     book: Arc<Mutex<Book>>,
     /// Wakes the sender: new deliveries, or a slot freed.
     wake: Arc<tokio::sync::Notify>,
-    producer: FutureProducer,
+    producer: FutureProducer<meter_kafka::Quiet>,
 }
 
 impl Shared {
@@ -117,8 +117,11 @@ pub(crate) fn run(
         cfg.webhook_concurrency > 0 && cfg.webhook_endpoint_concurrency > 0,
         "enforcer.webhook_concurrency and webhook_endpoint_concurrency: must be at least 1"
     );
-    let producer: FutureProducer =
-        kafka.client_config().set("enable.idempotence", "true").set("acks", "all").create()?;
+    let producer: FutureProducer<meter_kafka::Quiet> = kafka
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create_with_context(meter_kafka::Quiet)?;
     let shared = Shared {
         cfg: cfg.clone(),
         kafka: kafka.clone(),
