@@ -266,8 +266,17 @@ impl Quotas {
             ids.insert(a.id.clone());
             if let Some(t) = a.threshold {
                 let metric = a.metric.map_or("", |m| m.name()).to_owned();
+                // A resolution is of the quota the threshold fired at, which its
+                // id names last; `quota` is the limit now (a quota moved twice
+                // resolves two firings under the same new limit).
+                let quota = match a.kind {
+                    meter_core::enforce::AlertType::ThresholdResolved => {
+                        a.id.rsplit('.').next().and_then(|q| q.parse().ok())
+                    }
+                    _ => a.quota,
+                };
                 fired
-                    .entry((a.project_id.clone(), a.kind.name(), metric, t, a.quota, a.cycle_start.clone()))
+                    .entry((a.project_id.clone(), a.kind.name(), metric, t, quota, a.cycle_start.clone()))
                     .or_default()
                     .insert(a.id.clone());
             }
