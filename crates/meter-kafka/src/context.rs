@@ -37,7 +37,8 @@ pub(crate) fn log_level(level: RDKafkaLogLevel, fac: &str, message: &str) -> Lev
     }
 }
 
-fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+/// `ClientContext::log` of this crate's contexts.
+pub(crate) fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
     let throttled = || crate::throttle::once_in_a_while(&format!("librdkafka/{fac}"));
     match log_level(level, fac, message) {
         Level::ERROR => {
@@ -59,22 +60,26 @@ fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
 /// (asked for with `enable.partition.eof`), INFO for an unreachable broker
 /// (see above), WARN for anything else (librdkafka retries on its own).
 pub(crate) fn error_level(error: &KafkaError, reason: &str) -> Option<Level> {
-    match error {
-        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => None,
-        KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure) => Some(Level::INFO),
+    if matches!(error, KafkaError::PartitionEOF(_)) {
+        return None;
+    }
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::PartitionEOF) => None,
+        Some(RDKafkaErrorCode::BrokerTransportFailure) => Some(Level::INFO),
         _ if transient_connection("", reason) => Some(Level::INFO),
         _ => Some(Level::WARN),
     }
 }
 
-/// Writes an error event (repeats of a WARN once per interval: every
-/// client reports an outage again and again).
-pub(crate) fn client_error(error: &KafkaError, reason: &str) {
+/// Writes Kafka trouble `event` of `client` (a consumer's name, or empty)
+/// at its `error_level`; repeats of a WARN once per interval (every client
+/// reports an outage again and again, on every poll).
+pub(crate) fn report(event: &'static str, client: &str, error: &KafkaError, reason: &str) {
     match error_level(error, reason) {
-        Some(Level::INFO) => tracing::info!(%error, reason, "kafka.client_error"),
+        Some(Level::INFO) => tracing::info!(%error, reason, client, "{event}"),
         Some(_) => {
-            if let Some(left_out) = crate::throttle::once_in_a_while(&format!("client_error/{error}")) {
-                tracing::warn!(%error, reason, left_out, "kafka.client_error");
+            if let Some(left_out) = crate::throttle::once_in_a_while(&format!("{event}/{client}/{error}")) {
+                tracing::warn!(%error, reason, client, left_out, "{event}");
             }
         }
         None => {}
@@ -92,7 +97,7 @@ impl ClientContext for Quiet {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&error, reason);
+        report("kafka.client_error", "", &error, reason);
     }
 }
 
@@ -103,11 +108,6 @@ impl ProducerContext for Quiet {
 
     /// Delivery is checked by whoever sends (flush, transaction commit).
     fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
-}
-
-/// `ClientContext::log` for the other contexts of this crate.
-pub(crate) fn log_line(level: RDKafkaLogLevel, fac: &str, message: &str) {
-    log(level, fac, message);
 }
 
 #[cfg(test)]
@@ -127,6 +127,8 @@ mod tests {
 
         let transport = KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
         assert_eq!(error_level(&transport, refused), Some(Level::INFO));
+        let at_poll = KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure);
+        assert_eq!(error_level(&at_poll, ""), Some(Level::INFO));
         let all_down = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
         assert_eq!(error_level(&all_down, "3/3 brokers are down"), Some(Level::WARN));
         assert_eq!(error_level(&KafkaError::PartitionEOF(3), ""), None);

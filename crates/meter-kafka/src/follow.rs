@@ -11,7 +11,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaErrorCode;
 
 use crate::context::Quiet;
 use crate::metadata::topic_partitions;
@@ -66,14 +65,7 @@ impl Follower {
                             c.store(true, Ordering::SeqCst);
                         }
                     }
-                    Some(Err(e @ KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure))) => {
-                        tracing::info!(error = %e, "kafka.follow_error");
-                    }
-                    Some(Err(e)) => {
-                        if let Some(left_out) = crate::throttle::once_in_a_while(&format!("follow_error/{e}")) {
-                            tracing::warn!(error = %e, left_out, "kafka.follow_error");
-                        }
-                    }
+                    Some(Err(e)) => crate::context::report("kafka.follow_error", "follower", &e, ""),
                 }
             }
         })?;

@@ -13,15 +13,7 @@ pub fn poll_error(consumer: &'static str, e: KafkaError) -> Result<(), KafkaErro
         tracing::error!(error = %e, consumer, "kafka.consumer_fatal");
         return Err(e);
     }
-    if matches!(e, KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure)) {
-        // One broker away: librdkafka reconnects (see context.rs).
-        tracing::info!(error = %e, consumer, "kafka.poll_error");
-        return Ok(());
-    }
-    // Repeats (every poll while the brokers are away) once per interval.
-    if let Some(left_out) = crate::throttle::once_in_a_while(&format!("poll_error/{consumer}/{e}")) {
-        tracing::warn!(error = %e, consumer, left_out, "kafka.poll_error");
-    }
+    crate::context::report("kafka.poll_error", consumer, &e, "");
     Ok(())
 }
 

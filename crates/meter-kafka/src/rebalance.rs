@@ -22,11 +22,11 @@ impl RebalanceWatch {
 
 impl ClientContext for RebalanceWatch {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        crate::context::log_line(level, fac, message);
+        crate::context::log(level, fac, message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        crate::context::client_error(&error, reason);
+        crate::context::report("kafka.client_error", "", &error, reason);
     }
 }
 
