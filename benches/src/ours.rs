@@ -378,9 +378,10 @@ async fn totals_match(kafka: &KafkaConfig, want: &BTreeMap<(String, usize), u64>
     .await??;
     let mut got: BTreeMap<(String, usize), u64> = BTreeMap::new();
     for (_, v) in states.into_values().flatten() {
-        let Some(s) = meter_proto::decode_usage(&v)? else { continue };
-        for i in 0..4 {
-            got.insert((s.project_id.to_string(), i), s.cycles.values().map(|c| c.values[i]).sum());
+        for s in meter_proto::decode_usage(&v)? {
+            for i in 0..4 {
+                got.insert((s.project_id.to_string(), i), s.cycles.values().map(|c| c.values[i]).sum());
+            }
         }
     }
     got.retain(|_, v| *v > 0);

@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         Role::Readers => {
             let mut readers: HashMap<String, Totals> = HashMap::new();
             for (key, value) in &records {
-                let t = meter_proto::decode_usage(value)?.ok_or_else(|| anyhow::anyhow!("{key}: empty"))?;
+                let t = meter_proto::decode_usage(value)?.pop().ok_or_else(|| anyhow::anyhow!("{key}: empty"))?;
                 readers.insert(key.clone(), t);
             }
             ("enforcer / api (Totals)", readers.len(), rss().saturating_sub(before))

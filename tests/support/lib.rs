@@ -348,8 +348,9 @@ impl Pipeline {
             let parts = meter_kafka::read_partitions_to_end(&kafka, &kafka.totals_topic, &all, Duration::from_secs(60))
                 .expect("reading totals");
             for (_, v) in parts.into_values().flatten() {
-                let Some(s) = meter_proto::decode_usage(&v).expect("totals record") else { continue };
-                out.insert(s.project_id.to_string(), s);
+                for s in meter_proto::decode_usage(&v).expect("totals record") {
+                    out.insert(s.project_id.to_string(), s);
+                }
             }
             out
         })

@@ -20,6 +20,15 @@ pub struct AggregatorConfig {
     pub linger_ms: u64,
     /// Longest time to rebuild a partition's state from `usage.totals`.
     pub restore_timeout_seconds: u64,
+    /// A project's state written in a packed `usage.totals` record (the
+    /// states a transaction changed in a partition) and not changed since
+    /// is written in a record of its own after this long, so the packed
+    /// record can go (docs/exactness.md, "Packed totals").
+    pub totals_checkpoint_seconds: u64,
+    /// Most bytes of packed records holding a latest state per partition
+    /// (what a restore reads besides one record per project): past it, the
+    /// oldest are checkpointed at once.
+    pub totals_packed_max_mib: u64,
     /// Cycle counters are kept this long after the cycle ended (late events).
     pub cycle_grace_hours: i64,
     /// A source's dedup window is forgotten after this long without a batch.
@@ -36,6 +45,8 @@ impl Default for AggregatorConfig {
             max_batch_bytes: 16 << 20,
             linger_ms: 20,
             restore_timeout_seconds: 120,
+            totals_checkpoint_seconds: 60,
+            totals_packed_max_mib: 16,
             cycle_grace_hours: r.cycle_grace_ms / 3_600_000,
             source_ttl_hours: r.source_ttl_ms / 3_600_000,
         }

@@ -24,6 +24,14 @@ pub(crate) const CLOSED_CYCLE_EVENTS: &str = "meter_aggregator_closed_cycle_even
 pub(crate) const REREAD: &str = "meter_aggregator_reread_records_total";
 /// Partition states rebuilt from `usage.totals`.
 pub(crate) const RESTORES: &str = "meter_aggregator_restores_total";
+/// Records written to `usage.totals`, by kind (`packed`: the states a
+/// transaction changed in a partition; `own`: one project's state, at a
+/// checkpoint;
+/// `tombstone`: a packed record no longer needed).
+pub(crate) const TOTALS_RECORDS: &str = "meter_aggregator_totals_records_total";
+/// Bytes of the packed `usage.totals` records a restore of the partition
+/// would read (`partition`): bounded by `totals_packed_max_mib`.
+pub(crate) const PACKED_BYTES: &str = "meter_aggregator_packed_totals_bytes";
 /// Records in `usage.events` not yet committed by this instance.
 pub(crate) const LAG: &str = "meter_aggregator_consumer_lag_records";
 /// From ingest's acceptance of a batch to the commit of its totals.
@@ -47,6 +55,14 @@ pub(crate) fn describe() {
     metrics::describe_histogram!(
         FLUSH_SECONDS,
         "Duration of each stage of a batch: collect (polling until full or lingered), apply, kafka (the transaction)."
+    );
+    metrics::describe_counter!(
+        TOTALS_RECORDS,
+        "Records written to usage.totals, by kind (packed: a transaction's states in a partition; own: one project's, at a checkpoint; tombstone)."
+    );
+    metrics::describe_gauge!(
+        PACKED_BYTES,
+        "Bytes of the packed usage.totals records a restore of the partition would read."
     );
     metrics::describe_counter!(
         REREAD,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meter_kafka::{send_in_transaction as send, transactional_producer, KafkaConfig, TxProducer};
+use meter_proto::packed::{packed_key, packed_records};
 use meter_proto::{closed_record, key_chunk_records, mark_keys_persisted, state_to_wire};
 use meter_runtime::Health;
 use prost::Message as _;
@@ -171,7 +172,7 @@ impl Worker {
     /// what became of each adjustment judged, the probes read, and the
     /// offsets.
     fn commit(
-        &self,
+        &mut self,
         consumer: &GroupConsumer,
         producer: &TxProducer,
         pending: &Pending,
@@ -179,23 +180,55 @@ impl Worker {
     ) -> Result<(), KafkaError> {
         producer.begin_transaction()?;
         let now = now_ms();
-        for (partition, project) in outcome.touched() {
-            let state = self.states.get(partition).and_then(|p| p.get(project)).expect("touched project has state");
+        let topic = &self.kafka.totals_topic;
+        let mut written = [0u64; 3];
+        for (&partition, projects) in &outcome.touched {
             let next_offset = pending.next.get(&partition).copied().unwrap_or_default();
-            let mut wire = state_to_wire(state, now);
-            wire.events_next_offset = next_offset;
-            let bytes = wire.encode_to_vec();
-            let topic = &self.kafka.totals_topic;
-            send(producer, BaseRecord::to(topic).partition(partition).key(project).payload(&bytes))?;
-            for (key, value) in key_chunk_records(state, next_offset) {
-                let record = BaseRecord::<str, [u8]>::to(topic).partition(partition).key(key.as_str());
-                send(
-                    producer,
-                    match &value {
-                        Some(v) => record.payload(v.as_slice()),
-                        None => record,
-                    },
-                )?;
+            let (states, packing) = self.states.with_packing(partition).expect("touched partition has state");
+            let changed = projects.iter().map(|id| states.get(id).expect("touched project has state"));
+            for record in packed_records(changed, next_offset, now) {
+                let key = packed_key(record.id);
+                send(producer, BaseRecord::to(topic).partition(partition).key(key.as_str()).payload(&record.value))?;
+                packing.packed(record.id, record.projects.iter().map(String::as_str), record.value.len(), now);
+                written[0] += 1;
+            }
+            for project in projects {
+                for (key, value) in key_chunk_records(&states[project.as_str()], next_offset) {
+                    let record = BaseRecord::<str, [u8]>::to(topic).partition(partition).key(key.as_str());
+                    send(
+                        producer,
+                        match &value {
+                            Some(v) => record.payload(v.as_slice()),
+                            None => record,
+                        },
+                    )?;
+                }
+            }
+        }
+        // Checkpoints and tombstones of the packed records, per partition of
+        // the transaction (the only ones an abort forgets and restores).
+        let max_age_ms = self.cfg.totals_checkpoint_seconds as i64 * 1000;
+        let max_bytes = (self.cfg.totals_packed_max_mib << 20) as usize;
+        for (&partition, &next_offset) in &pending.next {
+            let Some((states, packing)) = self.states.with_packing(partition) else { continue };
+            for project in packing.due(now, max_age_ms, max_bytes) {
+                let mut wire = state_to_wire(&states[project.as_str()], now);
+                wire.events_next_offset = next_offset;
+                let bytes = wire.encode_to_vec();
+                send(producer, BaseRecord::to(topic).partition(partition).key(project.as_str()).payload(&bytes))?;
+                packing.own(&project);
+                written[1] += 1;
+            }
+            for dead in packing.take_dead() {
+                let key = packed_key(dead);
+                send(producer, BaseRecord::<str, [u8]>::to(topic).partition(partition).key(key.as_str()))?;
+                written[2] += 1;
+            }
+            metrics::gauge!(m::PACKED_BYTES, "partition" => partition.to_string()).set(packing.bytes() as f64);
+        }
+        for (kind, n) in ["packed", "own", "tombstone"].into_iter().zip(written) {
+            if n > 0 {
+                metrics::counter!(m::TOTALS_RECORDS, "kind" => kind).increment(n);
             }
         }
         for (partition, rows) in &outcome.rows {

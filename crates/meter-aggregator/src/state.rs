@@ -8,6 +8,7 @@ use std::time::Duration;
 use meter_core::aggregate::ClosedCycles;
 use meter_core::ProjectState;
 use meter_kafka::{read_partitions_to_end, KafkaConfig};
+use meter_proto::packed::Packing;
 use meter_proto::restore;
 
 use crate::metrics as m;
@@ -24,6 +25,9 @@ pub(crate) struct States {
     resume: HashMap<i32, i64>,
     /// Per restored partition, the cycles whose close it applied.
     closed: HashMap<i32, ClosedCycles>,
+    /// Per restored partition, which packed `usage.totals` records hold a
+    /// project's latest state.
+    packing: HashMap<i32, Packing>,
 }
 
 impl States {
@@ -32,6 +36,7 @@ impl States {
         self.partitions.clear();
         self.resume.clear();
         self.closed.clear();
+        self.packing.clear();
     }
 
     /// Forgets one partition (after an aborted transaction touched it).
@@ -39,6 +44,7 @@ impl States {
         self.partitions.remove(&partition);
         self.resume.remove(&partition);
         self.closed.remove(&partition);
+        self.packing.remove(&partition);
     }
 
     /// Records that `partition` applied the close of `cycles`.
@@ -75,6 +81,9 @@ impl States {
                 restore(records).map_err(|(key, e)| anyhow::anyhow!("usage.totals record (key {key:?}): {e}"))?;
             let (state, resume, keys) = (restored.states, restored.resume_offset, restored.keys);
             self.closed.insert(partition, restored.closed);
+            let mut packing = restored.packing;
+            packing.restamp(meter_runtime::now_ms());
+            metrics::gauge!(m::PACKED_BYTES, "partition" => partition.to_string()).set(packing.bytes() as f64);
             metrics::counter!(m::RESTORES).increment(1);
             tracing::info!(
                 partition,
@@ -82,8 +91,10 @@ impl States {
                 projects = state.len(),
                 idempotency_keys = keys,
                 resume_offset = resume,
+                packed_records = packing.live_records(),
                 "aggregator.partition_restored"
             );
+            self.packing.insert(partition, packing);
             self.partitions.insert(partition, state.into_iter().collect());
             if resume > 0 {
                 self.resume.insert(partition, resume);
@@ -109,8 +120,9 @@ impl States {
         self.partitions.get_mut(&partition)
     }
 
-    /// A restored partition's state, if any.
-    pub(crate) fn get(&self, partition: i32) -> Option<&PartitionState> {
-        self.partitions.get(&partition)
+    /// A restored partition's state and its packed records' books.
+    pub(crate) fn with_packing(&mut self, partition: i32) -> Option<(&PartitionState, &mut Packing)> {
+        let state = self.partitions.get(&partition)?;
+        Some((state, self.packing.entry(partition).or_default()))
     }
 }

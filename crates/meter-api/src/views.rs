@@ -60,12 +60,14 @@ impl Views {
         let totals = Follower::start(kafka, &kafka.totals_topic, move |(_, _, _, val)| {
             let Some(bytes) = val else { return };
             match decode_usage(bytes) {
-                Ok(None) => {}
-                Ok(Some(s)) => {
+                Ok(states) if states.is_empty() => {}
+                Ok(states) => {
                     let mut g = v.0.write().expect("views");
-                    let newer = g.totals.get(s.project_id.as_str()).is_none_or(|cur| cur.version < s.version);
-                    if newer {
-                        g.totals.insert(s.project_id.to_string(), s);
+                    for s in states {
+                        let newer = g.totals.get(s.project_id.as_str()).is_none_or(|cur| cur.version < s.version);
+                        if newer {
+                            g.totals.insert(s.project_id.to_string(), s);
+                        }
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "api.bad_totals_record"),

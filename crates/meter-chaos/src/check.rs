@@ -153,8 +153,9 @@ async fn totals_match(kafka: &KafkaConfig, truth: &Truth, adjusted: &BTreeMap<St
     .await??;
     let mut latest: BTreeMap<String, meter_core::Totals> = BTreeMap::new();
     for (_, v) in states.into_values().flatten() {
-        let Some(s) = meter_proto::decode_usage(&v)? else { continue };
-        latest.insert(s.project_id.to_string(), s);
+        for s in meter_proto::decode_usage(&v)? {
+            latest.insert(s.project_id.to_string(), s);
+        }
     }
     let written = Metric::WrittenDataBytes.counter_index().expect("a counter");
     let ids: std::collections::BTreeSet<&String> = truth.projects.keys().chain(adjusted.keys()).collect();

@@ -164,22 +164,24 @@ impl Enforcer {
 
     fn on_totals(&mut self, partition: i32, payload: Option<&[u8]>) {
         let Some(bytes) = payload else { return };
-        let state = match decode_usage(bytes) {
-            Ok(Some(s)) => s,
-            Ok(None) => return,
+        let states = match decode_usage(bytes) {
+            Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, partition, "enforcer.undecodable_totals");
                 return;
             }
         };
-        let id = state.project_id.to_string();
-        if self.totals.get(&id).is_some_and(|(_, cur)| cur.version >= state.version) {
-            return;
+        for state in states {
+            let id = state.project_id.as_str();
+            if self.totals.get(id).is_some_and(|(_, cur)| cur.version >= state.version) {
+                continue;
+            }
+            let id = id.to_owned();
+            if self.catching_up.is_empty() {
+                self.dirty.insert(id.clone());
+            }
+            self.totals.insert(id, (partition, state));
         }
-        if self.catching_up.is_empty() {
-            self.dirty.insert(id.clone());
-        }
-        self.totals.insert(id, (partition, state));
     }
 
     fn evaluate(&mut self, producer: &TxProducer) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ pub mod adjust;
 mod batch;
 pub mod events;
 pub mod neon;
+pub mod packed;
 pub mod report;
 mod totals;
 

@@ -6,6 +6,7 @@ use meter_core::aggregate::{BranchSizes, CycleCounters, Reading, SourceEntry, LE
 use meter_core::small_map::SmallMap;
 use meter_core::{Cycle, IdError, KeySet, ProjectId, ProjectState, SeqWindow, Totals};
 
+use crate::packed::{packed_id, Packing};
 use crate::v1;
 
 /// The record written to `usage.totals` for a project.
@@ -46,6 +47,7 @@ pub fn state_to_wire(s: &ProjectState, now_ms: i64) -> v1::ProjectTotals {
         events_next_offset: 0,
         key_chunk: None,
         closed_cycle_start_unix_s: None,
+        packed: Vec::new(),
     }
 }
 
@@ -97,6 +99,8 @@ pub enum TotalsDecodeError {
     Protobuf(prost::DecodeError),
     /// Decoded, but the project id is not valid.
     Invalid(IdError),
+    /// A packed record under a key that is not `#packed#<offset>#<index>`.
+    NotPackedKey,
 }
 
 impl std::fmt::Display for TotalsDecodeError {
@@ -104,32 +108,45 @@ impl std::fmt::Display for TotalsDecodeError {
         match self {
             TotalsDecodeError::Protobuf(e) => write!(f, "undecodable totals record: {e}"),
             TotalsDecodeError::Invalid(e) => write!(f, "invalid totals record: project_id {e}"),
+            TotalsDecodeError::NotPackedKey => {
+                write!(f, "a packed totals record under a key not #packed#<offset>#<index>")
+            }
         }
     }
 }
 
 impl std::error::Error for TotalsDecodeError {}
 
-/// Decodes the value of a `usage.totals` record into the project's usage,
-/// as the readers of the totals keep it; `None` for the records that hold
-/// no totals (idempotency-key chunks and tombstones), which they skip. The
-/// dedup windows are skipped unread: decoding them cost the readers more
-/// than the rest of the record (many sources report for one project).
-pub fn decode_usage(bytes: &[u8]) -> Result<Option<Totals>, TotalsDecodeError> {
+/// Decodes the value of a `usage.totals` record into the usage of the
+/// projects it holds, as the readers of the totals keep it: one for a
+/// project's record, several for a packed one (`crate::packed`), none for
+/// the records that hold no totals (idempotency-key chunks, closes,
+/// tombstones), which they skip. Readers apply a partition's records in log
+/// order, a later state of a project replacing an earlier one. The dedup
+/// windows are skipped unread: decoding them cost the readers more than the
+/// rest of the record (many sources report for one project).
+pub fn decode_usage(bytes: &[u8]) -> Result<Vec<Totals>, TotalsDecodeError> {
     if bytes.is_empty() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let w = <v1::ProjectTotalsView as prost::Message>::decode(bytes).map_err(TotalsDecodeError::Protobuf)?;
-    if w.key_chunk.is_some() || w.closed_cycle_start_unix_s.is_some() {
-        return Ok(None);
+    if !w.packed.is_empty() {
+        return w.packed.into_iter().map(usage_from_view).collect();
     }
-    Ok(Some(Totals {
+    if w.key_chunk.is_some() || w.closed_cycle_start_unix_s.is_some() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![usage_from_view(w)?])
+}
+
+fn usage_from_view(w: v1::ProjectTotalsView) -> Result<Totals, TotalsDecodeError> {
+    Ok(Totals {
         project_id: ProjectId::new(w.project_id).map_err(TotalsDecodeError::Invalid)?,
         cycles: cycles_from_wire(&w.cycles),
         branches: branches_from_wire(&w.branches, w.logical_size_bytes, w.logical_size_time_unix_ms),
         version: w.version,
         last_ingested_ms: w.last_ingested_unix_ms,
-    }))
+    })
 }
 
 /// One record of `usage.totals`, decoded.
@@ -140,6 +157,9 @@ pub enum TotalsRecord {
     Project(ProjectState, i64),
     /// A chunk of a project's idempotency keys for one cycle.
     Keys { project_id: String, cycle_start_ms: i64, index: u32, hashes: Vec<u64>, events_next_offset: i64 },
+    /// The states of the projects one transaction changed (`crate::packed`),
+    /// and the offset it committed.
+    Packed(Vec<ProjectState>, i64),
     /// The partition's aggregator applied the close of the cycle starting then.
     Closed { cycle_start_ms: i64, events_next_offset: i64 },
     /// A deleted record (an empty value).
@@ -155,6 +175,10 @@ pub fn decode_totals(bytes: &[u8]) -> Result<TotalsRecord, TotalsDecodeError> {
     let offset = wire.events_next_offset;
     if let Some(start) = wire.closed_cycle_start_unix_s {
         return Ok(TotalsRecord::Closed { cycle_start_ms: start * 1000, events_next_offset: offset });
+    }
+    if !wire.packed.is_empty() {
+        let states = wire.packed.into_iter().map(state_from_wire).collect::<Result<_, _>>();
+        return Ok(TotalsRecord::Packed(states.map_err(TotalsDecodeError::Invalid)?, offset));
     }
     if let Some(chunk) = wire.key_chunk.take() {
         ProjectId::check(&wire.project_id).map_err(TotalsDecodeError::Invalid)?;
@@ -187,11 +211,14 @@ pub struct Restored {
     pub key_bytes: u64,
     /// The cycles whose close the partition's aggregator applied.
     pub closed: meter_core::aggregate::ClosedCycles,
+    /// Which packed records hold a project's latest state.
+    pub packing: Packing,
 }
 
 /// Rebuilds the states of one partition from its `usage.totals` records
-/// (key, value), in log order: a later record of a project or of a key
-/// chunk replaces an earlier one. The error names the record's key.
+/// (key, value), in log order: a later record of a project (its own or a
+/// packed one) or of a key chunk replaces an earlier one. The error names
+/// the record's key.
 pub fn restore<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     records: impl IntoIterator<Item = (K, V)>,
 ) -> Result<Restored, (String, TotalsDecodeError)> {
@@ -203,7 +230,15 @@ pub fn restore<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         match record {
             TotalsRecord::Project(s, offset) => {
                 out.resume_offset = out.resume_offset.max(offset);
+                out.packing.own(s.project_id.as_str());
                 out.states.insert(s.project_id.to_string(), s);
+            }
+            TotalsRecord::Packed(states, offset) => {
+                let name = || String::from_utf8_lossy(key.as_ref()).into_owned();
+                let id = packed_id(key.as_ref()).ok_or_else(|| (name(), TotalsDecodeError::NotPackedKey))?;
+                out.resume_offset = out.resume_offset.max(offset);
+                out.packing.packed(id, states.iter().map(|s| s.project_id.as_str()), value.len(), 0);
+                out.states.extend(states.into_iter().map(|s| (s.project_id.to_string(), s)));
             }
             TotalsRecord::Keys { project_id, cycle_start_ms, index, hashes, events_next_offset } => {
                 out.resume_offset = out.resume_offset.max(events_next_offset);
@@ -214,7 +249,11 @@ pub fn restore<K: AsRef<[u8]>, V: AsRef<[u8]>>(
                 out.resume_offset = out.resume_offset.max(events_next_offset);
                 out.closed.insert(cycle_start_ms);
             }
-            TotalsRecord::Tombstone => {}
+            TotalsRecord::Tombstone => {
+                if let Some(id) = packed_id(key.as_ref()) {
+                    out.packing.removed(id);
+                }
+            }
         }
     }
     for (project, cycles) in chunks {
@@ -296,6 +335,8 @@ pub fn closed_record(cycle_start_ms: i64, events_next_offset: i64) -> (String, V
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use meter_core::aggregate::Retention;
     use meter_core::{Batch, Event, Metric, SourceId, Span};
@@ -304,7 +345,7 @@ mod tests {
     fn a_closed_cycle_record_is_restored_and_skipped_by_readers() {
         let (key, value) = closed_record(1_793_491_200_000, 42);
         assert_eq!(key, "#closed#1793491200");
-        assert!(decode_usage(&value).expect("decodes").is_none(), "readers of the totals skip it");
+        assert!(decode_usage(&value).expect("decodes").is_empty(), "readers of the totals skip it");
         let restored = restore([(key, value)]).expect("restores");
         assert_eq!(restored.closed.into_iter().collect::<Vec<_>>(), [1_793_491_200_000]);
         assert_eq!((restored.resume_offset, restored.states.len()), (42, 0));
@@ -352,7 +393,7 @@ mod tests {
         assert!(!records.is_empty());
         for (key, value) in records {
             let value = value.unwrap();
-            assert_eq!(decode_usage(&value).unwrap(), None, "a key chunk holds no totals");
+            assert_eq!(decode_usage(&value).unwrap(), [], "a key chunk holds no totals");
             match decode_totals(&value).unwrap() {
                 TotalsRecord::Keys { project_id, cycle_start_ms, index, hashes, events_next_offset } => {
                     assert_eq!((project_id.as_str(), events_next_offset), ("p", 5));
@@ -368,11 +409,114 @@ mod tests {
         assert_eq!(back.sources["s"].len(), 2);
         // What the enforcer and the API read of the same records.
         let usage = decode_usage(&prost::Message::encode_to_vec(&state_to_wire(&s, t))).unwrap();
-        assert_eq!(usage, Some(s.totals()));
-        assert_eq!(usage.unwrap().counters_at(t).values, [0, 22, 0, 0], "two batches of 11");
-        assert_eq!(decode_usage(&[]).unwrap(), None, "a tombstone");
+        assert_eq!(usage, [s.totals()]);
+        assert_eq!(usage[0].counters_at(t).values, [0, 22, 0, 0], "two batches of 11");
+        assert_eq!(decode_usage(&[]).unwrap(), [], "a tombstone");
         assert!(decode_usage(b"\x0a\x03a#b").is_err(), "an invalid project id is refused");
         assert_eq!(back.totals().storage_bytes(), 106, "two branches");
+    }
+
+    /// Records of a `usage.totals` partition, (key, value), in log order.
+    type Log = Vec<(String, Vec<u8>)>;
+
+    /// A partition's `usage.totals` log as the aggregator writes it: packed
+    /// records per transaction, checkpoints of old ones, tombstones; and the
+    /// states it holds.
+    fn packed_log() -> (Log, HashMap<String, ProjectState>) {
+        use crate::packed::{packed_key, packed_records};
+        let retention = Retention::default();
+        let t = 1_795_635_480_000;
+        let mut states: HashMap<String, ProjectState> = HashMap::new();
+        let mut packing = Packing::default();
+        let mut log: Log = Vec::new();
+        for txn in 0..40i64 {
+            // Each transaction touches a few of 12 projects, some every time.
+            let touched: Vec<String> =
+                (0..12).filter(|i| (txn + i) % 11 == 0 || *i < 2).map(|i| format!("p{i}")).collect();
+            for (n, id) in touched.iter().enumerate() {
+                let p = ProjectId::new(id.clone()).unwrap();
+                let batch = Batch {
+                    source_id: SourceId::new("s").unwrap(),
+                    session: 1,
+                    batch_seq: (txn * 16 + n as i64 + 1) as u64,
+                    keyed_only: false,
+                    project_id: p.clone(),
+                    events: vec![Event {
+                        project_id: p.clone(),
+                        endpoint_id: None,
+                        branch_id: None,
+                        metric: Metric::WrittenDataBytes,
+                        value: 1 + txn as u64,
+                        span: Span::Instant { time_ms: t },
+                        idempotency_key: None,
+                    }],
+                    ingested_ms: t,
+                };
+                states.entry(id.clone()).or_insert_with(|| ProjectState::new(p)).apply(&batch, &retention);
+            }
+            let next = (txn + 1) * 10;
+            let changed: Vec<&ProjectState> = touched.iter().map(|id| &states[id]).collect();
+            for r in packed_records(changed, next, t) {
+                packing.packed(r.id, r.projects.iter().map(String::as_str), r.value.len(), txn);
+                log.push((packed_key(r.id), r.value));
+            }
+            // A checkpoint of what is 8 transactions old.
+            for id in packing.due(txn, 8, usize::MAX) {
+                let mut wire = state_to_wire(&states[&id], t);
+                wire.events_next_offset = next;
+                log.push((id.clone(), prost::Message::encode_to_vec(&wire)));
+                packing.own(&id);
+            }
+            for dead in packing.take_dead() {
+                log.push((packed_key(dead), Vec::new()));
+            }
+        }
+        (log, states)
+    }
+
+    /// What compaction may leave of `log`: the last record of each key
+    /// (tombstones dropped), in log order.
+    fn compacted(log: &[(String, Vec<u8>)]) -> Log {
+        let last: HashMap<&str, usize> = log.iter().enumerate().map(|(i, (k, _))| (k.as_str(), i)).collect();
+        log.iter()
+            .enumerate()
+            .filter(|(i, (k, v))| last[k.as_str()] == *i && !v.is_empty())
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    #[test]
+    fn packed_records_restore_and_read_as_the_latest_states_before_and_after_compaction() {
+        let (log, states) = packed_log();
+        let packed = log.iter().filter(|(k, _)| k.starts_with("#packed#")).count();
+        let own = log.iter().filter(|(k, _)| !k.starts_with('#')).count();
+        assert!(packed > 40 && own > 0, "{packed} packed records, {own} own");
+        for (what, records) in [("the whole log", log.clone()), ("compacted", compacted(&log))] {
+            let restored = restore(records.clone()).expect("restores");
+            assert_eq!(restored.states, states, "{what}");
+            assert_eq!(restored.resume_offset, 400, "{what}");
+            let mut readers: HashMap<String, Totals> = HashMap::new();
+            for (_, v) in &records {
+                for u in decode_usage(v).expect("decodes") {
+                    readers.insert(u.project_id.to_string(), u);
+                }
+            }
+            let want: HashMap<String, Totals> = states.iter().map(|(k, s)| (k.clone(), s.totals())).collect();
+            assert_eq!(readers, want, "{what}");
+        }
+        // Compaction leaves only records that hold a latest state.
+        let restored = restore(compacted(&log)).expect("restores");
+        let live = compacted(&log).iter().filter(|(k, _)| k.starts_with("#packed#")).count();
+        assert_eq!(restored.packing.live_records(), live);
+        assert!(live < packed / 4, "{live} of {packed} packed records live");
+    }
+
+    #[test]
+    fn a_packed_record_under_another_key_is_refused() {
+        let (log, _) = packed_log();
+        let (_, value) = log.into_iter().find(|(k, _)| k.starts_with("#packed#")).unwrap();
+        let err = restore([("p1".to_owned(), value)]).unwrap_err();
+        assert_eq!(err.0, "p1");
     }
 
     #[test]
@@ -384,7 +528,7 @@ mod tests {
             version: 3,
             ..Default::default()
         };
-        let usage = decode_usage(&prost::Message::encode_to_vec(&old)).unwrap().unwrap();
+        let usage = decode_usage(&prost::Message::encode_to_vec(&old)).unwrap().remove(0);
         assert_eq!(usage.branches.get(LEGACY_BRANCH), Some(&Reading { value: 42, time_ms: 1_795_635_480_000 }));
         assert_eq!(state_from_wire(old).unwrap().branches.len(), 1);
     }
