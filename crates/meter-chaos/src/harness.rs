@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meter_kafka::KafkaConfig;
+
+pub use crate::ports::free_port;
 use meter_sim::{Fleet, FleetConfig, RunConfig, SendStats};
 use meter_store::{Store, StoreConfig};
 use rand::rngs::SmallRng;
@@ -162,11 +164,6 @@ pub(crate) struct Cluster {
     /// Listen addresses of the second and later ingest and api instances
     /// (`METER__...` overrides), kept across their restarts.
     listen: HashMap<String, Vec<(String, String)>>,
-}
-
-/// A free loopback port.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Cluster {

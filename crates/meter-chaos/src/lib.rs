@@ -9,6 +9,7 @@ mod adjust;
 mod check;
 mod faults;
 mod harness;
+mod ports;
 pub mod procs;
 mod quotas;
 mod stack_args;
