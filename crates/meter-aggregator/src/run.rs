@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use meter_core::ProjectState;
 use meter_kafka::{send_in_transaction as send, transactional_producer, KafkaConfig, TxProducer};
-use meter_proto::packed::{packed_key, packed_records};
-use meter_proto::{closed_record, key_chunk_records, mark_keys_persisted, state_to_wire};
+use meter_proto::packed::{own_record, packed_key, packed_records};
+use meter_proto::{closed_record, key_chunk_records, mark_keys_persisted};
 use meter_runtime::Health;
-use prost::Message as _;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -185,15 +185,16 @@ impl Worker {
         for (&partition, projects) in &outcome.touched {
             let next_offset = pending.next.get(&partition).copied().unwrap_or_default();
             let (states, packing) = self.states.with_packing(partition).expect("touched partition has state");
-            let changed = projects.iter().map(|id| states.get(id).expect("touched project has state"));
-            for record in packed_records(changed, next_offset, now) {
+            let changed: Vec<&ProjectState> =
+                projects.iter().map(|id| states.get(id).expect("touched project has state")).collect();
+            for record in packed_records(changed.iter().copied(), next_offset, now) {
                 let key = packed_key(record.id);
                 send(producer, BaseRecord::to(topic).partition(partition).key(key.as_str()).payload(&record.value))?;
                 packing.packed(record.id, record.projects.iter().map(String::as_str), record.value.len(), now);
                 written[0] += 1;
             }
-            for project in projects {
-                for (key, value) in key_chunk_records(&states[project.as_str()], next_offset) {
+            for state in changed {
+                for (key, value) in key_chunk_records(state, next_offset) {
                     let record = BaseRecord::<str, [u8]>::to(topic).partition(partition).key(key.as_str());
                     send(
                         producer,
@@ -212,9 +213,7 @@ impl Worker {
         for (&partition, &next_offset) in &pending.next {
             let Some((states, packing)) = self.states.with_packing(partition) else { continue };
             for project in packing.due(now, max_age_ms, max_bytes) {
-                let mut wire = state_to_wire(&states[project.as_str()], now);
-                wire.events_next_offset = next_offset;
-                let bytes = wire.encode_to_vec();
+                let bytes = own_record(&states[project.as_str()], next_offset, now);
                 send(producer, BaseRecord::to(topic).partition(partition).key(project.as_str()).payload(&bytes))?;
                 packing.own(&project);
                 written[1] += 1;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meter_kafka::KafkaConfig;
-
-pub use crate::ports::free_port;
 use meter_sim::{Fleet, FleetConfig, RunConfig, SendStats};
 use meter_store::{Store, StoreConfig};
+
+use crate::ports::free_port;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

@@ -15,6 +15,7 @@ mod quotas;
 mod stack_args;
 
 pub use faults::FaultKind;
-pub use harness::{free_port, meterd_config, run, ChaosConfig, ChaosReport, LoadShape, Ports};
+pub use harness::{meterd_config, run, ChaosConfig, ChaosReport, LoadShape, Ports};
+pub use ports::free_port;
 pub use quotas::EnforcementReport;
 pub use stack_args::StackArgs;

@@ -84,6 +84,14 @@ pub fn packed_records<'a>(
     out
 }
 
+/// The record of a project's own (key: its id), carrying
+/// `events_next_offset`: what a checkpoint writes.
+pub fn own_record(state: &ProjectState, events_next_offset: i64, now_ms: i64) -> Vec<u8> {
+    let mut wire = crate::state_to_wire(state, now_ms);
+    wire.events_next_offset = events_next_offset;
+    prost::Message::encode_to_vec(&wire)
+}
+
 /// Which packed records of a partition still hold a project's latest
 /// state; rebuilt by `restore` from the records themselves.
 #[derive(Debug, Default)]

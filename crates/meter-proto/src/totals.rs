@@ -423,7 +423,7 @@ mod tests {
     /// records per transaction, checkpoints of old ones, tombstones; and the
     /// states it holds.
     fn packed_log() -> (Log, HashMap<String, ProjectState>) {
-        use crate::packed::{packed_key, packed_records};
+        use crate::packed::{own_record, packed_key, packed_records};
         let retention = Retention::default();
         let t = 1_795_635_480_000;
         let mut states: HashMap<String, ProjectState> = HashMap::new();
@@ -462,9 +462,7 @@ mod tests {
             }
             // A checkpoint of what is 8 transactions old.
             for id in packing.due(txn, 8, usize::MAX) {
-                let mut wire = state_to_wire(&states[&id], t);
-                wire.events_next_offset = next;
-                log.push((id.clone(), prost::Message::encode_to_vec(&wire)));
+                log.push((id.clone(), own_record(&states[&id], next, t)));
                 packing.own(&id);
             }
             for dead in packing.take_dead() {
