@@ -13,6 +13,9 @@ use meter_store::{metric_code, UsageRow, BYTE_HOURS_CODE};
 /// ids come from clients: not a fixed seed).
 pub(crate) type FastHash = foldhash::fast::RandomState;
 
+/// Project ids, hashed fast (a transaction touches thousands).
+pub(crate) type Projects = HashSet<String, FastHash>;
+
 /// The `source_id` of a partition's collapsed rows: `/` never begins a
 /// source's own id (`<source>/<session>`), so the two never meet.
 pub(crate) fn collapsed_source_id(partition: i32) -> String {
@@ -72,11 +75,11 @@ impl Collapsed {
 
     /// The rows, keyed by `partition` and the first record counted (their
     /// `batch_seq` and `version`), and the projects counted in.
-    pub(crate) fn into_parts(self, partition: i32) -> (Vec<UsageRow>, HashSet<String>) {
+    pub(crate) fn into_parts(self, partition: i32) -> (Vec<UsageRow>, Projects) {
         let source = collapsed_source_id(partition);
         let first = self.first_offset.unwrap_or_default();
         let mut rows = Vec::new();
-        let mut touched = HashSet::with_capacity(self.projects.len());
+        let mut touched = Projects::with_capacity_and_hasher(self.projects.len(), FastHash::default());
         for (project, accs) in self.projects {
             rows.extend(accs.into_iter().map(|a| UsageRow {
                 project_id: project.clone(),

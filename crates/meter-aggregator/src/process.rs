@@ -1,7 +1,7 @@
 //! Applying a batch of Kafka records to the project states: pure, apart
 //! from restoring a partition's state on first use.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use meter_core::adjust::{Adjusted, Adjustment, AdjustmentOutcome};
@@ -11,7 +11,7 @@ use meter_kafka::{read_range, KafkaConfig};
 use meter_proto::events::decode_events;
 use meter_store::UsageRow;
 
-use crate::collapse::Collapsed;
+use crate::collapse::{Collapsed, Projects};
 use crate::metrics as m;
 use crate::state::{PartitionState, States};
 
@@ -69,7 +69,7 @@ pub(crate) struct Outcome {
     pub(crate) closes: BTreeMap<i32, Vec<i64>>,
     /// Per partition, the projects counted in (looked up before the id is
     /// copied: a collector's batch touches thousands).
-    pub(crate) touched: BTreeMap<i32, HashSet<String>>,
+    pub(crate) touched: BTreeMap<i32, Projects>,
     pub(crate) events: u64,
     pub(crate) oldest_ingest_ms: Option<i64>,
 }
@@ -200,7 +200,7 @@ struct PartOutcome {
     closes: Vec<i64>,
     /// Events of closed cycles (counters moved on, readings left out).
     closed_cycle_events: u64,
-    touched: HashSet<String>,
+    touched: Projects,
     events: u64,
     oldest_ingest_ms: Option<i64>,
     usage: [u64; 4],

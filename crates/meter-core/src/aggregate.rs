@@ -241,9 +241,13 @@ impl ProjectState {
                 (hourly_rows_of(open.iter()), self.read_storage(open.iter()), moved)
             }
         };
+        // A batch's rows are mostly of one cycle: its bounds are computed once.
+        let mut cycle = Cycle { start_ms: 0, end_ms: 0 };
         for row in &rows {
             if let Some(i) = row.metric.counter_index() {
-                let cycle = Cycle::containing(row.hour_ms);
+                if !cycle.contains(row.hour_ms) {
+                    cycle = Cycle::containing(row.hour_ms);
+                }
                 let c = self.cycles.get_or_insert_with(cycle.start_ms, || CycleCounters { cycle, values: [0; 4] });
                 c.values[i] = c.values[i].saturating_add(row.value);
             }
@@ -370,7 +374,7 @@ impl ProjectState {
     fn expire(&mut self, retention: &Retention) {
         let now = self.last_ingested_ms;
         let live = |cycle_start: UnixMs| Cycle::containing(cycle_start).end_ms + retention.cycle_grace_ms > now;
-        self.cycles.retain(|&start, _| live(start));
+        self.cycles.retain(|_, c| c.cycle.end_ms + retention.cycle_grace_ms > now);
         if self.keys.keys().any(|&start| !live(start)) {
             let expired: Vec<UnixMs> = self.keys.keys().copied().filter(|&start| !live(start)).collect();
             for start in expired {

@@ -108,7 +108,7 @@ pub fn event_from_wire(index: usize, mut e: v1::UsageEvent, project: Option<&Pro
 /// id out (inside a `ProjectBatch`).
 pub fn event_to_wire(e: &Event, with_project: bool) -> v1::UsageEvent {
     let mut w = v1::UsageEvent {
-        project_id: if with_project { e.project_id.to_string() } else { String::new() },
+        project_id: if with_project { e.project_id.as_str().to_owned() } else { String::new() },
         endpoint_id: e.endpoint_id.clone().unwrap_or_default(),
         branch_id: e.branch_id.clone().unwrap_or_default(),
         metric: metric_to_wire(e.metric) as i32,
@@ -123,9 +123,9 @@ pub fn event_to_wire(e: &Event, with_project: bool) -> v1::UsageEvent {
 /// Encodes a project batch as the Kafka record value.
 pub fn encode_batch(b: &Batch) -> Vec<u8> {
     v1::ProjectBatch {
-        source_id: b.source_id.to_string(),
+        source_id: b.source_id.as_str().to_owned(),
         batch_seq: b.batch_seq,
-        project_id: b.project_id.to_string(),
+        project_id: b.project_id.as_str().to_owned(),
         events: b.events.iter().map(|e| event_to_wire(e, false)).collect(),
         ingested_unix_ms: b.ingested_ms,
         source_session: b.session,
@@ -146,9 +146,20 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
 }
 
 pub(crate) fn batch_from_wire(w: v1::ProjectBatch) -> Result<Batch, DecodeError> {
+    batch_from_wire_after(w, None)
+}
+
+/// `batch_from_wire`, where `previous` is the batch decoded before it from
+/// the same record: the batches of a record are one report's, so their
+/// source id is shared (checked and allocated once per record, not per
+/// project: a collector's record holds thousands).
+pub(crate) fn batch_from_wire_after(w: v1::ProjectBatch, previous: Option<&Batch>) -> Result<Batch, DecodeError> {
     let invalid = |field, e: meter_core::IdError| DecodeError::Invalid(BatchError::batch(field, e.to_string()));
     let project_id = ProjectId::new(w.project_id).map_err(|e| invalid("project_id", e))?;
-    let source_id = SourceId::new(w.source_id).map_err(|e| invalid("source_id", e))?;
+    let source_id = match previous {
+        Some(b) if b.source_id.as_str() == w.source_id => b.source_id.clone(),
+        _ => SourceId::new(w.source_id).map_err(|e| invalid("source_id", e))?,
+    };
     let events = w
         .events
         .into_iter()

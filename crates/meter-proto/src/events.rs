@@ -7,7 +7,7 @@ use meter_core::{Batch, UnixMs};
 use prost::Message;
 
 use crate::adjust::adjustment_from_wire;
-use crate::batch::{batch_from_wire, DecodeError};
+use crate::batch::{batch_from_wire_after, DecodeError};
 use crate::report::EventsRecord;
 use crate::v1;
 
@@ -34,8 +34,13 @@ pub fn decode_events(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     {
         return Ok(Decoded { batches: vec![crate::decode_batch(bytes)?], ..Decoded::default() });
     }
+    let mut batches = Vec::with_capacity(packed.batches.len());
+    for w in packed.batches {
+        let batch = batch_from_wire_after(w, batches.last())?;
+        batches.push(batch);
+    }
     Ok(Decoded {
-        batches: packed.batches.into_iter().map(batch_from_wire).collect::<Result<_, _>>()?,
+        batches,
         adjustments: packed.adjustments.into_iter().map(adjustment_from_wire).collect::<Result<_, _>>()?,
         probes: packed.probes.into_iter().map(|p| p.written_unix_ms).collect(),
         closes: packed.closes.into_iter().map(|c| c.cycle_start_unix_s * 1000).collect(),
@@ -73,5 +78,30 @@ mod tests {
         assert!(crate::decode_record(&records[0].value).expect("decodes").is_empty());
         let closes = close_records(1_793_491_200_000, 2);
         assert_eq!(decode_events(&closes[1].value).expect("decodes").closes, vec![1_793_491_200_000]);
+    }
+
+    fn wire_batch(source: &str, project: &str) -> v1::ProjectBatch {
+        v1::ProjectBatch {
+            source_id: source.into(),
+            project_id: project.into(),
+            source_session: 1,
+            batch_seq: 1,
+            ..Default::default()
+        }
+    }
+
+    /// A record's batches share their source id (checked once), and a
+    /// record whose batches name other sources is still read as written.
+    #[test]
+    fn every_batch_keeps_its_own_source_id() {
+        let batches = vec![wire_batch("a", "p1"), wire_batch("a", "p2"), wire_batch("b", "p3"), wire_batch("a", "p4")];
+        let record = v1::EventsRecord { batches, ..Default::default() }.encode_to_vec();
+        let d = decode_events(&record).expect("decodes");
+        let got: Vec<(&str, &str)> = d.batches.iter().map(|b| (b.source_id.as_str(), b.project_id.as_str())).collect();
+        assert_eq!(got, [("a", "p1"), ("a", "p2"), ("b", "p3"), ("a", "p4")]);
+        let bad = vec![wire_batch("a", "p1"), wire_batch("a b", "p2")];
+        let record = v1::EventsRecord { batches: bad, ..Default::default() }.encode_to_vec();
+        let e = decode_events(&record).expect_err("a bad source id after a good one");
+        assert!(e.to_string().contains("source_id"), "{e}");
     }
 }

@@ -12,7 +12,7 @@ use crate::v1;
 /// The record written to `usage.totals` for a project.
 pub fn state_to_wire(s: &ProjectState, now_ms: i64) -> v1::ProjectTotals {
     v1::ProjectTotals {
-        project_id: s.project_id.to_string(),
+        project_id: s.project_id.as_str().to_owned(),
         cycles: s
             .cycles
             .values()
