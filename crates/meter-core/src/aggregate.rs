@@ -373,10 +373,12 @@ impl ProjectState {
 
     fn expire(&mut self, retention: &Retention) {
         let now = self.last_ingested_ms;
-        let live = |cycle_start: UnixMs| Cycle::containing(cycle_start).end_ms + retention.cycle_grace_ms > now;
-        self.cycles.retain(|_, c| c.cycle.end_ms + retention.cycle_grace_ms > now);
-        if self.keys.keys().any(|&start| !live(start)) {
-            let expired: Vec<UnixMs> = self.keys.keys().copied().filter(|&start| !live(start)).collect();
+        // A cycle is kept until `cycle_grace_ms` after its end.
+        let live = |cycle_end_ms: UnixMs| cycle_end_ms + retention.cycle_grace_ms > now;
+        self.cycles.retain(|_, c| live(c.cycle.end_ms));
+        let key_set_live = |start: UnixMs| live(Cycle::containing(start).end_ms);
+        if self.keys.keys().any(|&start| !key_set_live(start)) {
+            let expired: Vec<UnixMs> = self.keys.keys().copied().filter(|&start| !key_set_live(start)).collect();
             for start in expired {
                 let set = self.keys.remove(&start).expect("listed above");
                 self.expired_keys.push((start, set.chunk_count()));
