@@ -101,7 +101,9 @@ impl Collapsed {
 
 /// The row of (metric, hour, branch) among a project's, added empty if new.
 fn row<'a>(rows: &'a mut Vec<Acc>, metric: i8, hour: u32, branch: &str) -> &'a mut Acc {
-    match rows.iter().position(|r| r.metric == metric && r.hour == hour && r.branch == branch) {
+    // Most rows name no branch: two empty ones are equal without a compare.
+    let same_branch = |r: &Acc| r.branch.len() == branch.len() && (branch.is_empty() || r.branch == branch);
+    match rows.iter().position(|r| r.metric == metric && r.hour == hour && same_branch(r)) {
         Some(i) => &mut rows[i],
         None => {
             rows.push(Acc { metric, hour, branch: branch.to_owned(), value: 0, last_value: 0, last_time_ms: 0 });

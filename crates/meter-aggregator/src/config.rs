@@ -16,7 +16,8 @@ pub struct AggregatorConfig {
     /// Most bytes of `usage.events` records per transaction: bounds the
     /// memory of a transaction while catching up on large records.
     pub max_batch_bytes: usize,
-    /// Longest wait to fill a batch, milliseconds.
+    /// Longest wait for records not yet fetched, milliseconds; records
+    /// already fetched are taken past it, up to the bounds above.
     pub linger_ms: u64,
     /// Longest time to rebuild a partition's state from `usage.totals`.
     pub restore_timeout_seconds: u64,
@@ -42,7 +43,7 @@ impl Default for AggregatorConfig {
             group_id: "meter-aggregator".into(),
             transactional_id_prefix: "meter-aggregator".into(),
             max_batch_records: 20_000,
-            max_batch_bytes: 16 << 20,
+            max_batch_bytes: 64 << 20,
             linger_ms: 20,
             restore_timeout_seconds: 120,
             totals_checkpoint_seconds: 60,

@@ -8,6 +8,7 @@
 //! final days up.
 
 mod collapse;
+mod collect;
 mod config;
 mod consumer;
 mod load;

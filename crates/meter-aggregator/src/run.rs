@@ -19,6 +19,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::collect::{collect, Bounds, Polled};
 use crate::consumer::{group_consumer, GroupConsumer};
 use crate::metrics as m;
 use crate::process::{apply, Outcome, Pending, Record};
@@ -79,38 +80,41 @@ impl Worker {
         Ok(())
     }
 
-    /// Polls until the batch is full or the linger time is over. A rebalance
-    /// during collection drops what was collected: the new assignment starts
-    /// from the committed offsets, and the states are rebuilt.
+    /// One batch (`collect::collect`). A rebalance during collection drops
+    /// what was collected: the new assignment starts from the committed
+    /// offsets, and the states are rebuilt.
     fn collect(&mut self, consumer: &GroupConsumer) -> anyhow::Result<Pending> {
-        let mut pending = Pending::default();
+        let bounds = Bounds {
+            max_records: self.cfg.max_batch_records,
+            max_bytes: self.cfg.max_batch_bytes,
+            linger: Duration::from_millis(self.cfg.linger_ms),
+        };
         let mut generation = consumer.context().generation();
-        let deadline = Instant::now() + Duration::from_millis(self.cfg.linger_ms);
-        while pending.len() < self.cfg.max_batch_records
-            && pending.bytes < self.cfg.max_batch_bytes
-            && !self.shutdown.is_cancelled()
-        {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let polled = consumer.poll(left);
-            if consumer.context().generation() != generation {
-                generation = consumer.context().generation();
-                pending = Pending::default();
-                self.states.clear();
-            }
-            match polled {
-                None => {}
-                Some(Ok(msg)) => pending.push(Record {
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                    payload: msg.payload().unwrap_or_default().to_vec(),
-                }),
-                Some(Err(e)) => meter_kafka::poll_error("aggregator", e)?,
-            }
-        }
-        Ok(pending)
+        let states = &mut self.states;
+        collect(
+            bounds,
+            || self.shutdown.is_cancelled(),
+            |timeout| {
+                let record = match consumer.poll(timeout) {
+                    None => None,
+                    Some(Ok(msg)) => Some(Record {
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        payload: msg.payload().unwrap_or_default().to_vec(),
+                    }),
+                    Some(Err(e)) => {
+                        meter_kafka::poll_error("aggregator", e)?;
+                        None
+                    }
+                };
+                if consumer.context().generation() != generation {
+                    generation = consumer.context().generation();
+                    states.clear();
+                    return Ok(Polled::Reassigned(record));
+                }
+                Ok(record.map_or(Polled::Nothing, Polled::Record))
+            },
+        )
     }
 
     /// Applies and commits a batch; when it cannot (a restore timed out, the

@@ -70,7 +70,7 @@ impl Batch {
         ingested_ms: UnixMs,
     ) -> Vec<Batch> {
         let mut out: Vec<Batch> = Vec::new();
-        let mut groups = crate::group::Groups::default();
+        let mut groups = crate::group::Groups::for_items(events.len());
         fn id_of(b: &Batch) -> &str {
             b.project_id.as_str()
         }

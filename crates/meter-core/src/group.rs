@@ -13,10 +13,20 @@ const LINEAR: usize = 32;
 /// its id), with a hash index once there are more than a few.
 #[derive(Debug, Default)]
 pub struct Groups {
-    index: HashMap<String, usize>,
+    /// Hashed with foldhash, seeded per process (the ids come from
+    /// clients): SipHash and the index's regrowth were 14 % of ingest's CPU
+    /// in the collectors' shape (BENCHMARKS.md, 2026-12-03).
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
+    /// How many items will be grouped at most: the index's size when built.
+    expected: usize,
 }
 
 impl Groups {
+    /// Groups for at most `items` items (the index is built at that size).
+    pub fn for_items(items: usize) -> Self {
+        Groups { index: HashMap::default(), expected: items }
+    }
+
     /// The position of `id`'s group in `groups`, if it has one.
     pub fn find<T>(&self, groups: &[T], id_of: impl Fn(&T) -> &str, id: &str) -> Option<usize> {
         if groups.len() <= LINEAR {
@@ -31,7 +41,9 @@ impl Groups {
         match groups.len() {
             n if n <= LINEAR => {}
             n if n == LINEAR + 1 => {
-                self.index = groups.iter().enumerate().map(|(i, g)| (id_of(g).to_owned(), i)).collect();
+                let mut index = HashMap::with_capacity_and_hasher(self.expected.max(n), Default::default());
+                index.extend(groups.iter().enumerate().map(|(i, g)| (id_of(g).to_owned(), i)));
+                self.index = index;
             }
             n => {
                 self.index.insert(id_of(&groups[n - 1]).to_owned(), n - 1);
@@ -47,7 +59,7 @@ mod tests {
     #[test]
     fn finds_every_group_below_and_above_the_linear_limit() {
         let mut groups: Vec<String> = Vec::new();
-        let mut g = Groups::default();
+        let mut g = Groups::for_items(2 * LINEAR);
         for i in 0..(3 * LINEAR) {
             let id = format!("p{i}");
             assert_eq!(g.find(&groups, |s| s.as_str(), &id), None, "{id} before it was pushed");

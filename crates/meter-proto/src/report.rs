@@ -32,7 +32,7 @@ pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1:
     }
     limits.check_batch_len(req.events.len())?;
     let mut out: Vec<v1::ProjectBatch> = Vec::new();
-    let mut groups = Groups::default();
+    let mut groups = Groups::for_items(req.events.len());
     fn id_of(b: &v1::ProjectBatch) -> &str {
         b.project_id.as_str()
     }
