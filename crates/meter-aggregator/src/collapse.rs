@@ -6,12 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use meter_core::FastHash;
 use meter_core::{Batch, HourlyRow};
 use meter_store::{metric_code, UsageRow, BYTE_HOURS_CODE};
-
-/// A fast hasher for maps keyed by project id, seeded per process (the
-/// ids come from clients: not a fixed seed).
-pub(crate) type FastHash = foldhash::fast::RandomState;
 
 /// Project ids, hashed fast (a transaction touches thousands).
 pub(crate) type Projects = HashSet<String, FastHash>;

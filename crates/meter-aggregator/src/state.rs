@@ -14,7 +14,7 @@ use meter_proto::restore;
 use crate::metrics as m;
 
 /// Project states of one partition, by project id.
-pub(crate) type PartitionState = HashMap<String, ProjectState, crate::collapse::FastHash>;
+pub(crate) type PartitionState = HashMap<String, ProjectState, meter_core::FastHash>;
 
 /// Project states of every partition this instance has restored.
 #[derive(Debug, Default)]

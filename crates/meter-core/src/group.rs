@@ -13,10 +13,9 @@ const LINEAR: usize = 32;
 /// its id), with a hash index once there are more than a few.
 #[derive(Debug, Default)]
 pub struct Groups {
-    /// Hashed with foldhash, seeded per process (the ids come from
-    /// clients): SipHash and the index's regrowth were 14 % of ingest's CPU
-    /// in the collectors' shape (BENCHMARKS.md, 2026-12-03).
-    index: HashMap<String, usize, foldhash::fast::RandomState>,
+    /// `FastHash`: SipHash and the index's regrowth were 14 % of ingest's
+    /// CPU in the collectors' shape (BENCHMARKS.md, 2026-12-03).
+    index: HashMap<String, usize, crate::FastHash>,
     /// How many items will be grouped at most: the index's size when built.
     expected: usize,
 }
