@@ -11,7 +11,7 @@ use meter_core::adjust::{cycle_name, Adjustment};
 use meter_core::{Cycle, Metric as M, ProjectId};
 use meter_e2e::{eventually, now_ms, Pipeline};
 use meter_proto::adjust::adjustment_record;
-use meter_proto::v1::Metric;
+use meter_proto::v1::{Metric, UsageEvent};
 use meter_sim::receivers::ControlPlane;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,20 @@ async fn adjustments_are_counted_like_usage_and_shown_everywhere() {
     let (s, _) = api_put(&format!("{api}/v1/projects/adj-p/quota"), json!({"plan": "adj"})).await;
     assert_eq!(s, 200);
     let mut client = p.client().await;
-    let usage = vec![inc("adj-p", Metric::ComputeTimeSeconds, 1200), inc("adj-p", Metric::WrittenDataBytes, 100)];
+    // The usage and its correction in one hour, named: a correction booked
+    // in the next hour (the test running across an hour's end) would fall
+    // in an hour without usage, shown as 0 there (decision 0009), and the
+    // hours would not add up below.
+    let hour_ms = now_ms() - now_ms() % 3_600_000;
+    let in_hour = |mut e: UsageEvent| {
+        e.start_unix_ms = e.start_unix_ms.max(hour_ms);
+        e.end_unix_ms = e.end_unix_ms.max(e.start_unix_ms + 1);
+        e
+    };
+    let usage = vec![
+        in_hour(inc("adj-p", Metric::ComputeTimeSeconds, 1200)),
+        in_hour(inc("adj-p", Metric::WrittenDataBytes, 100)),
+    ];
     client.report(report("adj-src", 1, usage)).await.expect("ack");
     let suspend = calls(&cp, "suspend", 1).await;
     assert_eq!(suspend[0].project_id, "adj-p");
@@ -94,7 +107,8 @@ async fn adjustments_are_counted_like_usage_and_shown_everywhere() {
     assert!(b["error"]["message"].as_str().unwrap_or_default().starts_with("metric:"), "{b}");
 
     // Take 300 s away: applied, in the totals, and the project resumes.
-    let body = json!({"metric": "compute_time_seconds", "delta": -300, "reason": "double-counted in incident 42", "idempotency_key": "k1"});
+    let hour = meter_core::cycle::rfc3339(hour_ms);
+    let body = json!({"metric": "compute_time_seconds", "hour": hour, "delta": -300, "reason": "double-counted in incident 42", "idempotency_key": "k1"});
     let (s, first) = post(&url, "adj-req-1", body.clone()).await;
     assert_eq!(s, 201, "{first}");
     assert_eq!((first["status"].as_str(), first["counter_after"].as_u64()), (Some("applied"), Some(900)), "{first}");
