@@ -15,6 +15,7 @@ use meter_core::aggregate::Retention;
 use meter_core::enforce::{evaluate, Usage};
 use meter_core::{Limits, ProjectId, ProjectState, Quota, DEFAULT_THRESHOLDS};
 use meter_proto::decode_record;
+use meter_proto::events::{decode_events, decode_events_prost};
 use meter_proto::v1::{ProjectBatch, ReportRequest};
 use prost::Message;
 
@@ -101,6 +102,10 @@ fn hot_paths(c: &mut Criterion) {
             )
         });
     }
+    g.finish();
+    collectors_records(c, now);
+    let mut g = c.benchmark_group("per 1000-event batch");
+    g.throughput(Throughput::Elements(EVENTS as u64));
     let json = neon_body(&request_with_keys(now, false));
     g.bench_function("ingest: validate + split a Neon JSON body", |b| {
         b.iter(|| {
@@ -121,6 +126,33 @@ fn hot_paths(c: &mut Criterion) {
 /// 19's shape): what the enforcer and the API decoded of it before
 /// (`decode_totals`, the whole state with its 64 dedup windows) and now
 /// (`decode_usage`, the counters only).
+/// A collector's Report: 2,000 events over 1,000 projects (issue 19's
+/// shape), as the aggregator reads its records: straight into domain
+/// batches (`decode_events`), and through prost's structs as before.
+fn collectors_records(c: &mut Criterion, now: i64) {
+    let load = LoadConfig {
+        prefix: "bench".into(),
+        sources: 1,
+        projects_per_source: 1000,
+        batch: 2 * EVENTS,
+        concurrency: 1,
+        rate: 0,
+        duration: std::time::Duration::ZERO,
+        keys: false,
+    };
+    let batches = validate(load.request(0, 0, now), now);
+    let records: Vec<Vec<u8>> = meter_ingest::kafka_records(batches, 8).into_iter().map(|r| r.value).collect();
+    let mut g = c.benchmark_group("a collector's 2000-event Report, 1000 projects");
+    g.throughput(Throughput::Elements(2 * EVENTS as u64));
+    g.bench_function("aggregator: decode its records (decode_events)", |b| {
+        b.iter(|| records.iter().map(|r| decode_events(r).expect("decode").batches.len()).sum::<usize>())
+    });
+    g.bench_function("aggregator: decode its records through prost's structs", |b| {
+        b.iter(|| records.iter().map(|r| decode_events_prost(r).expect("decode").batches.len()).sum::<usize>())
+    });
+    g.finish();
+}
+
 fn totals_record(c: &mut Criterion, now: i64) {
     use meter_core::{Batch, Event, Metric, SourceId, Span};
     let project = ProjectId::new("bench-p00001").expect("id");

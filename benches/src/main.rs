@@ -6,6 +6,7 @@
 //! ```
 
 mod baselines;
+mod catch_up;
 mod neon_json;
 mod ours;
 
@@ -62,6 +63,11 @@ struct Cli {
     /// Every event carries a unique idempotency key (the cost of keys).
     #[arg(long)]
     keys: bool,
+    /// Also measure the aggregator alone against the load as a backlog
+    /// (acknowledged with no aggregator running, then counted by one):
+    /// the rate it keeps up with, its CPU per event.
+    #[arg(long)]
+    catch_up: bool,
     /// Also measure ingest alone over Neon JSON (`POST /v1/events`), the
     /// same events with keys, next to ingest alone over gRPC.
     #[arg(long)]
@@ -290,5 +296,19 @@ async fn main() -> anyhow::Result<()> {
         "\nexact: {}",
         if ours.exact { "yes (ClickHouse and the totals topic equal every acknowledged event)" } else { "NO" }
     );
+    if cli.catch_up {
+        let kcfg = base_kafka.clone().with_topic_prefix(&format!("{prefix}-catchup"));
+        let c = catch_up::catch_up(&load, &meterd, &kcfg, &cli.stack, &dir).await?;
+        println!(
+            "\naggregator alone against the same load as a backlog: {:.0} events/s ({} events in {:.1} s), \
+             {:.1} CPU s = {:.2} us per event, {:.1} MiB peak RSS",
+            c.rate.per_second(),
+            c.rate.events,
+            c.rate.seconds,
+            c.usage.cpu_s,
+            c.usage.cpu_s * 1e6 / c.backlog.max(1) as f64,
+            c.usage.peak_rss_mib
+        );
+    }
     Ok(())
 }

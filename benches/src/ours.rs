@@ -141,7 +141,7 @@ fn without_load(config: &str) -> String {
 /// Writes a meterd config for `database` and `group` and starts `roles`
 /// (each ready before the next starts); the control plane's port is left
 /// free for the caller.
-async fn start(
+pub(crate) async fn start(
     roles: &[&'static str],
     meterd: &Path,
     kafka: &KafkaConfig,

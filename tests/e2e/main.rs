@@ -16,6 +16,7 @@ mod delivery;
 mod enforcement;
 mod finality;
 mod fleet;
+mod follower;
 mod helpers;
 mod history;
 mod kafka_down;

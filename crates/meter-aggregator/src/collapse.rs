@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use meter_core::FastHash;
-use meter_core::{Batch, HourlyRow};
+use meter_core::{HourlyRow, ProjectId};
 use meter_store::{metric_code, UsageRow, BYTE_HOURS_CODE};
 
 /// Project ids, hashed fast (a transaction touches thousands).
@@ -32,23 +32,23 @@ struct Acc {
 
 /// The projects one partition's transaction counted batches of, and their
 /// rows being collapsed: one map lookup per batch (a collector's batch
-/// touches thousands of projects).
+/// touches thousands of projects), keyed by where the id held by the
+/// project's state lives (`ProjectId::shared_addr`: no hashing or compare
+/// of the text; the clone kept beside the rows holds the address, so no
+/// other id can take it meanwhile).
 #[derive(Debug, Default)]
 pub(crate) struct Collapsed {
-    projects: HashMap<String, Vec<Acc>, FastHash>,
+    projects: HashMap<usize, (ProjectId, Vec<Acc>), FastHash>,
     /// Offset of the first record whose batches gave rows.
     first_offset: Option<u64>,
 }
 
 impl Collapsed {
-    /// Counts `batch`, read from the record at `offset`, in: its project
-    /// is touched, and its rows added to the project's.
-    pub(crate) fn add(&mut self, batch: &Batch, offset: u64, hourly: &[HourlyRow], byte_hours: &[(i64, u64)]) {
-        let project = batch.project_id.as_str();
-        let rows = match self.projects.get_mut(project) {
-            Some(rows) => rows,
-            None => self.projects.entry(project.to_owned()).or_default(),
-        };
+    /// Counts a batch of `project` (the id its state holds), read from the
+    /// record at `offset`, in: the project is touched, and the batch's rows
+    /// added to the project's.
+    pub(crate) fn add(&mut self, project: &ProjectId, offset: u64, hourly: &[HourlyRow], byte_hours: &[(i64, u64)]) {
+        let (_, rows) = self.projects.entry(project.shared_addr()).or_insert_with(|| (project.clone(), Vec::new()));
         if hourly.is_empty() && byte_hours.is_empty() {
             return;
         }
@@ -77,9 +77,9 @@ impl Collapsed {
         let first = self.first_offset.unwrap_or_default();
         let mut rows = Vec::new();
         let mut touched = Projects::with_capacity_and_hasher(self.projects.len(), FastHash::default());
-        for (project, accs) in self.projects {
+        for (_, (project, accs)) in self.projects {
             rows.extend(accs.into_iter().map(|a| UsageRow {
-                project_id: project.clone(),
+                project_id: project.as_str().to_owned(),
                 metric: a.metric,
                 hour: a.hour,
                 source_id: source.clone(),
@@ -90,7 +90,7 @@ impl Collapsed {
                 version: first,
                 branch_id: a.branch,
             }));
-            touched.insert(project);
+            touched.insert(project.as_str().to_owned());
         }
         (rows, touched)
     }
@@ -113,19 +113,24 @@ fn row<'a>(rows: &'a mut Vec<Acc>, metric: i8, hour: u32, branch: &str) -> &'a m
 mod tests {
     use std::collections::BTreeMap;
 
-    use meter_core::{Metric, ProjectId, SourceId};
+    use meter_core::{Batch, Metric, SourceId};
 
     use super::*;
 
     const HOUR: i64 = 1_764_547_200_000;
 
-    fn batch(project: &str, seq: u64) -> Batch {
+    fn id(project: &str) -> ProjectId {
+        ProjectId::new(project).expect("id")
+    }
+
+    /// A batch of `project`, the id its state holds (a clone shares it).
+    fn batch(project: &ProjectId, seq: u64) -> Batch {
         Batch {
             source_id: SourceId::new("collector").expect("id"),
             session: 7,
             batch_seq: seq,
             keyed_only: false,
-            project_id: ProjectId::new(project).expect("id"),
+            project_id: project.clone(),
             events: Vec::new(),
             ingested_ms: HOUR,
         }
@@ -165,18 +170,19 @@ mod tests {
     #[test]
     fn collapsed_rows_read_as_the_rows_per_batch_do() {
         let storage = |v: u64, t: i64| hourly(Metric::LogicalSizeBytes, 0, "br-1", v, (v, HOUR + t));
+        let (p1, p2) = (&id("p1"), &id("p2"));
         let batches = [
-            (batch("p1", 1), vec![hourly(Metric::ActiveTimeSeconds, 0, "", 60, (0, 0)), storage(500, 10)], vec![]),
-            (batch("p2", 1), vec![hourly(Metric::WrittenDataBytes, 1, "", 7, (0, 0))], vec![(HOUR, 3)]),
-            (batch("p1", 2), vec![hourly(Metric::ActiveTimeSeconds, 0, "", 40, (0, 0)), storage(300, 20)], vec![]),
-            (batch("p1", 3), vec![hourly(Metric::ActiveTimeSeconds, 1, "", 5, (0, 0)), storage(900, 5)], vec![]),
-            (batch("p2", 2), vec![], vec![(HOUR, 4)]),
+            (batch(p1, 1), vec![hourly(Metric::ActiveTimeSeconds, 0, "", 60, (0, 0)), storage(500, 10)], vec![]),
+            (batch(p2, 1), vec![hourly(Metric::WrittenDataBytes, 1, "", 7, (0, 0))], vec![(HOUR, 3)]),
+            (batch(p1, 2), vec![hourly(Metric::ActiveTimeSeconds, 0, "", 40, (0, 0)), storage(300, 20)], vec![]),
+            (batch(p1, 3), vec![hourly(Metric::ActiveTimeSeconds, 1, "", 5, (0, 0)), storage(900, 5)], vec![]),
+            (batch(p2, 2), vec![], vec![(HOUR, 4)]),
         ];
         let (mut per_batch, mut collapsed) = (Vec::new(), Collapsed::default());
         for (offset, (b, rows, byte_hours)) in batches.iter().enumerate() {
             per_batch.extend(UsageRow::of_batch(b, offset as u64, rows));
             per_batch.extend(UsageRow::byte_hours_of(b, offset as u64, byte_hours));
-            collapsed.add(b, 40 + offset as u64, rows, byte_hours);
+            collapsed.add(&b.project_id, 40 + offset as u64, rows, byte_hours);
         }
         let (rows, touched) = collapsed.into_parts(3);
         assert_eq!(touched.len(), 2);
@@ -191,8 +197,8 @@ mod tests {
     #[test]
     fn batches_without_rows_are_touched_and_leave_no_key() {
         let mut c = Collapsed::default();
-        c.add(&batch("p1", 1), 5, &[], &[]);
-        c.add(&batch("p2", 2), 9, &[hourly(Metric::ActiveTimeSeconds, 0, "", 1, (0, 0))], &[]);
+        c.add(&id("p1"), 5, &[], &[]);
+        c.add(&id("p2"), 9, &[hourly(Metric::ActiveTimeSeconds, 0, "", 1, (0, 0))], &[]);
         let (rows, touched) = c.into_parts(0);
         assert_eq!(touched.len(), 2, "a counted batch moves its project's state, rows or not");
         assert_eq!((rows.len(), rows[0].batch_seq), (1, 9), "keyed by the first record that gave rows");

@@ -283,9 +283,9 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
                         }
                     }
                     if rec.offset >= job.rows_from {
-                        rows.add(batch, rec.offset as u64, &hourly, &byte_hours);
+                        rows.add(&state.project_id, rec.offset as u64, &hourly, &byte_hours);
                     } else {
-                        rows.add(batch, rec.offset as u64, &[], &[]);
+                        rows.add(&state.project_id, rec.offset as u64, &[], &[]);
                     }
                     out.events += batch.events.len() as u64;
                     out.oldest_ingest_ms =

@@ -45,9 +45,23 @@ macro_rules! id_type {
                 Ok(Self(s.into()))
             }
 
+            /// Validates and wraps a borrowed id: one allocation, where
+            /// `new(s.to_owned())` makes two.
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                check(s)?;
+                Ok(Self(s.into()))
+            }
+
             /// Checks `s` as `new` would, without taking it.
             pub fn check(s: &str) -> Result<(), IdError> {
                 check(s)
+            }
+
+            /// Where this id's shared text lives: the same for its clones,
+            /// different for any other id alive at the same time. A cheap
+            /// map key for ids held by one owner (no hashing of the text).
+            pub fn shared_addr(&self) -> usize {
+                std::sync::Arc::as_ptr(&self.0) as *const u8 as usize
             }
 
             /// The id as text.

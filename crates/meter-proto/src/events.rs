@@ -12,7 +12,7 @@ use crate::report::EventsRecord;
 use crate::v1;
 
 /// What one `usage.events` record holds.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Decoded {
     pub batches: Vec<Batch>,
     pub adjustments: Vec<Adjustment>,
@@ -26,6 +26,13 @@ pub struct Decoded {
 /// an `EventsRecord`, or the one `ProjectBatch` of a record written before
 /// 2026-12-01 (see `EventsRecord` in ingest.proto). All or nothing.
 pub fn decode_events(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    crate::events_read::decode_common(bytes).map_or_else(|| decode_events_prost(bytes), Ok)
+}
+
+/// `decode_events` through prost's wire structs: every record
+/// `events_read` leaves (malformed, invalid, legacy), and the reference
+/// the tests hold `events_read` to.
+pub fn decode_events_prost(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let packed = v1::EventsRecord::decode(bytes).map_err(DecodeError::Protobuf)?;
     if packed.batches.is_empty()
         && packed.adjustments.is_empty()

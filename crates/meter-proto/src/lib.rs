@@ -16,6 +16,7 @@ pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 pub mod adjust;
 mod batch;
 pub mod events;
+mod events_read;
 pub mod neon;
 pub mod packed;
 pub mod report;

@@ -1,0 +1,395 @@
+//! Reading a `usage.events` record straight into domain batches, without
+//! prost's wire structs: decoding was a third of the aggregator's CPU on
+//! collectors' records (thousands of 1-5-event project batches each, every
+//! one a source id, a project id and an event list allocated, moved and
+//! freed; issue 19). Only the common record is read here: one whose every
+//! part is well formed and valid. Anything else (a malformed or invalid
+//! record, one with wire types the writers never use, a record written
+//! before 2026-12-01) gives `None`, and `decode_events` reads it with prost
+//! as before, so this module never decides what a record means; the tests
+//! hold the two readers equal on every record they can build or mangle.
+
+use meter_core::{Batch, ProjectId, SourceId};
+use prost::Message;
+
+use crate::adjust::adjustment_from_wire;
+use crate::batch::event_from_wire;
+use crate::events::Decoded;
+use crate::v1;
+
+/// Protobuf wire types (the group types, never written here, are not read).
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+/// A cursor over protobuf bytes; `None` is "not the common case".
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for (i, &b) in self.buf.iter().enumerate().take(10) {
+            if i == 9 && b > 1 {
+                return None;
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                self.buf = &self.buf[i + 1..];
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// A field's number and wire type.
+    fn key(&mut self) -> Option<(u32, u8)> {
+        let key = self.varint()?;
+        let tag = u32::try_from(key >> 3).ok().filter(|&t| t > 0)?;
+        Some((tag, (key & 7) as u8))
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.buf.len() {
+            return None;
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Some(head)
+    }
+
+    /// A length-delimited field's bytes.
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.varint()?).ok()?;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// Passes over a field of `wire` type.
+    fn skip(&mut self, wire: u8) -> Option<()> {
+        match wire {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.take(8).map(drop),
+            LEN => self.bytes().map(drop),
+            FIXED32 => self.take(4).map(drop),
+            _ => None,
+        }
+    }
+
+    /// A varint field's value, if the field is a varint.
+    fn varint_field(&mut self, wire: u8) -> Option<u64> {
+        (wire == VARINT).then(|| self.varint())?
+    }
+
+    /// A length-delimited field's bytes, if the field is one.
+    fn bytes_field(&mut self, wire: u8) -> Option<&'a [u8]> {
+        (wire == LEN).then(|| self.bytes())?
+    }
+
+    fn str_field(&mut self, wire: u8) -> Option<&'a str> {
+        (wire == LEN).then(|| self.str())?
+    }
+}
+
+/// Decodes an `EventsRecord` holding batches, adjustments, probes or
+/// closes, when it is well formed and valid; `None` otherwise (see the
+/// module's comment).
+pub(crate) fn decode_common(bytes: &[u8]) -> Option<Decoded> {
+    let mut out = Decoded::default();
+    let mut r = Reader::new(bytes);
+    while !r.is_empty() {
+        let (tag, wire) = r.key()?;
+        match tag {
+            16 => {
+                let batch = project_batch(r.bytes_field(wire)?, out.batches.last())?;
+                out.batches.push(batch);
+            }
+            17 => {
+                let wire = v1::Adjustment::decode(r.bytes_field(wire)?).ok()?;
+                out.adjustments.push(adjustment_from_wire(wire).ok()?);
+            }
+            18 => out.probes.push(v1::Probe::decode(r.bytes_field(wire)?).ok()?.written_unix_ms),
+            19 => out.closes.push(v1::CycleClose::decode(r.bytes_field(wire)?).ok()?.cycle_start_unix_s * 1000),
+            _ => r.skip(wire)?,
+        }
+    }
+    let empty = out.batches.is_empty() && out.adjustments.is_empty() && out.probes.is_empty() && out.closes.is_empty();
+    (!empty).then_some(out)
+}
+
+/// A `ProjectBatch`'s fields other than its events (the last of each
+/// counts, as in prost).
+#[derive(Default)]
+struct Head<'a> {
+    source_id: &'a str,
+    batch_seq: u64,
+    project_id: &'a str,
+    ingested_unix_ms: i64,
+    source_session: u64,
+    keyed_only: bool,
+    events: usize,
+}
+
+/// One `ProjectBatch` as a domain batch, its source id shared with
+/// `previous` when equal (see `batch_from_wire_after`).
+fn project_batch(bytes: &[u8], previous: Option<&Batch>) -> Option<Batch> {
+    // First the head (the project id may follow the events), then the events.
+    let mut head = Head::default();
+    let mut r = Reader::new(bytes);
+    while !r.is_empty() {
+        let (tag, wire) = r.key()?;
+        match tag {
+            1 => head.source_id = r.str_field(wire)?,
+            2 => head.batch_seq = r.varint_field(wire)?,
+            3 => head.project_id = r.str_field(wire)?,
+            4 => {
+                r.bytes_field(wire)?;
+                head.events += 1;
+            }
+            5 => head.ingested_unix_ms = r.varint_field(wire)? as i64,
+            6 => head.source_session = r.varint_field(wire)?,
+            7 => head.keyed_only = r.varint_field(wire)? != 0,
+            _ => r.skip(wire)?,
+        }
+    }
+    let project_id = ProjectId::parse(head.project_id).ok()?;
+    let source_id = match previous {
+        Some(b) if b.source_id.as_str() == head.source_id => b.source_id.clone(),
+        _ => SourceId::parse(head.source_id).ok()?,
+    };
+    let mut events = Vec::with_capacity(head.events);
+    let mut r = Reader::new(bytes);
+    while !r.is_empty() {
+        let (tag, wire) = r.key()?;
+        if tag == 4 {
+            let e = usage_event(r.bytes_field(wire)?)?;
+            events.push(event_from_wire(events.len(), e, Some(&project_id)).ok()?);
+        } else {
+            r.skip(wire)?;
+        }
+    }
+    Some(Batch {
+        source_id,
+        session: head.source_session,
+        batch_seq: head.batch_seq,
+        keyed_only: head.keyed_only,
+        project_id,
+        events,
+        ingested_ms: head.ingested_unix_ms,
+    })
+}
+
+/// One `UsageEvent`; its strings are allocated only when not empty (inside
+/// a batch, most are).
+fn usage_event(bytes: &[u8]) -> Option<v1::UsageEvent> {
+    let mut e = v1::UsageEvent::default();
+    let mut r = Reader::new(bytes);
+    let text = |s: &str| s.to_owned();
+    while !r.is_empty() {
+        let (tag, wire) = r.key()?;
+        match tag {
+            1 => e.project_id = text(r.str_field(wire)?),
+            2 => e.endpoint_id = text(r.str_field(wire)?),
+            3 => e.branch_id = text(r.str_field(wire)?),
+            4 => e.metric = r.varint_field(wire)? as i32,
+            5 => e.kind = r.varint_field(wire)? as i32,
+            6 => e.value = r.varint_field(wire)?,
+            7 => e.start_unix_ms = r.varint_field(wire)? as i64,
+            8 => e.end_unix_ms = r.varint_field(wire)? as i64,
+            9 => e.time_unix_ms = r.varint_field(wire)? as i64,
+            10 => e.idempotency_key = text(r.str_field(wire)?),
+            _ => r.skip(wire)?,
+        }
+    }
+    Some(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use meter_core::Limits;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::*;
+    use crate::events::{close_records, decode_events_prost, probe_records};
+    use crate::report::{kafka_records, validate};
+    use crate::v1::{Kind, Metric, ReportRequest, UsageEvent};
+
+    const NOW: i64 = 1_764_547_200_000;
+
+    /// A collector's Report over `projects` projects, with branch ids,
+    /// storage readings, endpoint ids and keys on some events.
+    fn report(projects: usize, events: usize) -> ReportRequest {
+        let events = (0..events)
+            .map(|i| {
+                let storage = i % 7 == 0;
+                UsageEvent {
+                    project_id: format!("proj-{}", (i * 13) % projects),
+                    metric: if storage { Metric::LogicalSizeBytes } else { Metric::WrittenDataBytes } as i32,
+                    kind: if storage { Kind::Absolute } else { Kind::Incremental } as i32,
+                    value: 1 + i as u64 * 977,
+                    start_unix_ms: if storage { 0 } else { NOW - 60_000 },
+                    end_unix_ms: if storage { 0 } else { NOW },
+                    time_unix_ms: if storage { NOW - 1 } else { 0 },
+                    branch_id: if i % 5 == 0 { format!("br-{i}") } else { String::new() },
+                    endpoint_id: if i % 3 == 0 { "ep-1".into() } else { String::new() },
+                    idempotency_key: if i % 4 == 0 { format!("k{i}") } else { String::new() },
+                }
+            })
+            .collect();
+        ReportRequest { source_id: "collector-1".into(), source_session: 77, batch_seq: 5, events }
+    }
+
+    fn records(projects: usize, events: usize) -> Vec<Vec<u8>> {
+        let batches = validate(&Limits::default(), report(projects, events), NOW).expect("valid");
+        kafka_records(batches, 4).into_iter().map(|r| r.value).collect()
+    }
+
+    #[test]
+    fn common_records_are_read_here_as_prost_reads_them() {
+        let mut all = records(300, 2000);
+        all.extend(probe_records(NOW, 1).into_iter().map(|r| r.value));
+        all.extend(close_records(NOW, 1).into_iter().map(|r| r.value));
+        let adjustment = v1::Adjustment {
+            project_id: "proj-1".into(),
+            metric: Metric::WrittenDataBytes as i32,
+            hour_unix_s: NOW / 1000,
+            delta: -5,
+            reason: "refund".into(),
+            idempotency_key: "adj-1".into(),
+            ..Default::default()
+        };
+        all.push(v1::EventsRecord { adjustments: vec![adjustment], ..Default::default() }.encode_to_vec());
+        for bytes in &all {
+            let fast = decode_common(bytes).expect("a common record is read here");
+            assert_eq!(Ok(&fast), decode_events_prost(bytes).as_ref().map_err(|e| e.to_string()));
+        }
+        let batches: usize = all.iter().map(|b| decode_common(b).expect("read").batches.len()).sum();
+        assert_eq!(batches, 300);
+    }
+
+    /// The writers put fields in number order; a record with them in any
+    /// order, repeated (the last counts) or unknown ones among them reads
+    /// the same both ways.
+    #[test]
+    fn field_order_repeats_and_unknown_fields_read_as_prost_reads_them() {
+        let event = UsageEvent {
+            metric: Metric::ActiveTimeSeconds as i32,
+            kind: Kind::Incremental as i32,
+            value: 60,
+            start_unix_ms: NOW - 60_000,
+            end_unix_ms: NOW,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut batch = Vec::new();
+        let field = |buf: &mut Vec<u8>, tag: u32, bytes: &[u8]| {
+            prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, buf);
+            prost::encoding::encode_varint(bytes.len() as u64, buf);
+            buf.extend_from_slice(bytes);
+        };
+        let varint = |buf: &mut Vec<u8>, tag: u32, v: u64| {
+            prost::encoding::encode_key(tag, prost::encoding::WireType::Varint, buf);
+            prost::encoding::encode_varint(v, buf);
+        };
+        field(&mut batch, 4, &event);
+        field(&mut batch, 3, b"first-project");
+        varint(&mut batch, 6, 9);
+        field(&mut batch, 1, b"src");
+        varint(&mut batch, 99, 12345);
+        field(&mut batch, 4, &event);
+        field(&mut batch, 3, b"proj-b");
+        varint(&mut batch, 2, 3);
+        varint(&mut batch, 5, NOW as u64);
+        batch.extend_from_slice(&[0x9d, 0x06, 1, 2, 3, 4]); // field 99, fixed32
+        let mut record = Vec::new();
+        varint(&mut record, 3, 1);
+        field(&mut record, 16, &batch);
+        field(&mut record, 20, b"unknown");
+        let fast = decode_common(&record).expect("read here");
+        assert_eq!(fast.batches[0].project_id.as_str(), "proj-b");
+        assert_eq!(fast.batches[0].events.len(), 2);
+        assert!(fast.batches[0].events.iter().all(|e| e.project_id.as_str() == "proj-b"));
+        assert_eq!(Ok(&fast), decode_events_prost(&record).as_ref().map_err(|e| e.to_string()));
+    }
+
+    #[test]
+    fn records_left_to_prost() {
+        // Legacy: one ProjectBatch per record.
+        let legacy = v1::ProjectBatch {
+            source_id: "s".into(),
+            project_id: "p".into(),
+            source_session: 1,
+            batch_seq: 1,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert!(decode_common(&legacy).is_none());
+        assert_eq!(decode_events(&legacy).expect("legacy").batches.len(), 1);
+        // Invalid ids and metrics, and truncation, are prost's to judge.
+        let mut bad = report(3, 6);
+        bad.events[2].metric = 42;
+        let bytes = v1::EventsRecord { batches: validate_unchecked(bad), ..Default::default() }.encode_to_vec();
+        assert!(decode_common(&bytes).is_none());
+        assert!(decode_events(&bytes).expect_err("bad metric").to_string().contains("metric"));
+        let good = &records(3, 6)[0];
+        assert!(decode_common(&good[..good.len() - 1]).is_none());
+        assert!(decode_events(&good[..good.len() - 1]).is_err());
+    }
+
+    use crate::events::decode_events;
+
+    /// The batches of a Report, unchecked (to write invalid records).
+    fn validate_unchecked(req: ReportRequest) -> Vec<v1::ProjectBatch> {
+        req.events
+            .into_iter()
+            .map(|mut e| v1::ProjectBatch {
+                source_id: req.source_id.clone(),
+                project_id: std::mem::take(&mut e.project_id),
+                source_session: req.source_session,
+                batch_seq: req.batch_seq,
+                events: vec![e],
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Whatever a record's bytes, what is read here is what prost reads.
+        #[test]
+        fn mangled_records_read_here_only_as_prost_reads_them(
+            which in 0usize..4,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+        ) {
+            let mut bytes = records(40, 60)[which].clone();
+            for (at, byte, how) in edits {
+                let i = at.index(bytes.len());
+                match how {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ => bytes.truncate(i),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            if let Some(fast) = decode_common(&bytes) {
+                let prost = decode_events_prost(&bytes).map_err(|e| e.to_string());
+                prop_assert_eq!(Ok(&fast), prost.as_ref());
+            }
+        }
+    }
+}
