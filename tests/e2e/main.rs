@@ -16,7 +16,6 @@ mod delivery;
 mod enforcement;
 mod finality;
 mod fleet;
-mod follower;
 mod helpers;
 mod history;
 mod kafka_down;

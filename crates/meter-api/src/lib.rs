@@ -164,9 +164,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let ready = health.part("api");
-    let (views, follower) = views::Views::follow(kafka)?;
-    if !follower.wait_caught_up(std::time::Duration::from_secs(60)).await {
-        anyhow::bail!("the api could not read its state topics to the end within 60 s");
+    let (views, followers) = views::Views::follow(kafka)?;
+    for f in &followers {
+        if !f.wait_caught_up(std::time::Duration::from_secs(60)).await {
+            anyhow::bail!("the api could not read its state topics to the end within 60 s");
+        }
     }
     let producer: FutureProducer<meter_kafka::Quiet> = kafka
         .client_config()
@@ -235,7 +237,7 @@ pub async fn run(
     );
     h.context("api http")?;
     g?;
-    drop(follower);
+    drop(followers);
     tracing::info!("api.stopped");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! In-memory views of the state topics, kept current by one follower of them all.
+//! In-memory views of the state topics, kept current by followers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -10,7 +10,7 @@ use meter_core::delivery::Delivery;
 use meter_core::enforce::EnforcementState;
 use meter_core::Totals;
 use meter_enforcer::{CallRecord, DeadLetter};
-use meter_kafka::{on_record, Apply, Follower, KafkaConfig};
+use meter_kafka::{Follower, KafkaConfig};
 use meter_proto::decode_usage;
 
 /// Everything the API reads.
@@ -47,113 +47,88 @@ impl State {
 pub(crate) struct Views(pub(crate) Arc<RwLock<State>>);
 
 impl Views {
-    /// Starts following every state topic (one consumer for them all).
-    pub(crate) fn follow(kafka: &KafkaConfig) -> anyhow::Result<(Views, Follower)> {
+    /// Starts one follower per state topic.
+    pub(crate) fn follow(kafka: &KafkaConfig) -> anyhow::Result<(Views, Vec<Follower>)> {
         let views = Views::default();
-        let mut topics: Vec<(String, Apply)> = Vec::new();
         let v = views.clone();
-        topics.push((
-            kafka.config_topic.clone(),
-            on_record(move |(_, _, k, val)| {
-                if let Err(e) = v.0.write().expect("views").config.apply(k, val) {
-                    tracing::error!(error = %e, "api.bad_config_record");
-                }
-            }),
-        ));
+        let config = Follower::start(kafka, &kafka.config_topic, move |(_, _, k, val)| {
+            if let Err(e) = v.0.write().expect("views").config.apply(k, val) {
+                tracing::error!(error = %e, "api.bad_config_record");
+            }
+        })?;
         let v = views.clone();
-        topics.push((
-            kafka.totals_topic.clone(),
-            on_record(move |(_, _, _, val)| {
-                let Some(bytes) = val else { return };
-                match decode_usage(bytes) {
-                    Ok(states) if states.is_empty() => {}
-                    Ok(states) => {
-                        let mut g = v.0.write().expect("views");
-                        for s in states {
-                            let newer = g.totals.get(s.project_id.as_str()).is_none_or(|cur| cur.version < s.version);
-                            if newer {
-                                g.totals.insert(s.project_id.to_string(), s);
-                            }
+        let totals = Follower::start(kafka, &kafka.totals_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match decode_usage(bytes) {
+                Ok(states) if states.is_empty() => {}
+                Ok(states) => {
+                    let mut g = v.0.write().expect("views");
+                    for s in states {
+                        let newer = g.totals.get(s.project_id.as_str()).is_none_or(|cur| cur.version < s.version);
+                        if newer {
+                            g.totals.insert(s.project_id.to_string(), s);
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "api.bad_totals_record"),
                 }
-            }),
-        ));
+                Err(e) => tracing::error!(error = %e, "api.bad_totals_record"),
+            }
+        })?;
         let v = views.clone();
-        topics.push((
-            kafka.enforcement_topic.clone(),
-            on_record(move |(_, _, _, val)| {
-                let Some(bytes) = val else { return };
-                match serde_json::from_slice::<EnforcementState>(bytes) {
-                    Ok(s) => drop(v.0.write().expect("views").enforcement.insert(s.project_id.clone(), s)),
-                    Err(e) => tracing::error!(error = %e, "api.bad_enforcement_record"),
-                }
-            }),
-        ));
+        let enforcement = Follower::start(kafka, &kafka.enforcement_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match serde_json::from_slice::<EnforcementState>(bytes) {
+                Ok(s) => drop(v.0.write().expect("views").enforcement.insert(s.project_id.clone(), s)),
+                Err(e) => tracing::error!(error = %e, "api.bad_enforcement_record"),
+            }
+        })?;
         let v = views.clone();
-        topics.push((
-            kafka.dead_letters_topic.clone(),
-            on_record(move |(_, _, k, val)| {
-                let key = String::from_utf8_lossy(k).into_owned();
-                let mut g = v.0.write().expect("views");
-                match val.map(serde_json::from_slice::<DeadLetter>) {
-                    None => drop(g.dead_letters.remove(&key)),
-                    Some(Ok(d)) => drop(g.dead_letters.insert(key, d)),
-                    Some(Err(e)) => tracing::error!(error = %e, "api.bad_dead_letter_record"),
-                }
-            }),
-        ));
+        let dead = Follower::start(kafka, &kafka.dead_letters_topic, move |(_, _, k, val)| {
+            let key = String::from_utf8_lossy(k).into_owned();
+            let mut g = v.0.write().expect("views");
+            match val.map(serde_json::from_slice::<DeadLetter>) {
+                None => drop(g.dead_letters.remove(&key)),
+                Some(Ok(d)) => drop(g.dead_letters.insert(key, d)),
+                Some(Err(e)) => tracing::error!(error = %e, "api.bad_dead_letter_record"),
+            }
+        })?;
         let v = views.clone();
-        topics.push((
-            kafka.deliveries_topic.clone(),
-            on_record(move |(_, _, k, val)| {
-                let key = String::from_utf8_lossy(k).into_owned();
-                let mut g = v.0.write().expect("views");
-                match val.map(serde_json::from_slice::<Delivery>) {
-                    None => drop(g.deliveries.remove(&key)),
-                    Some(Ok(d)) => drop(g.deliveries.insert(key, d)),
-                    Some(Err(e)) => tracing::error!(error = %e, "api.bad_delivery_record"),
-                }
-            }),
-        ));
+        let deliveries = Follower::start(kafka, &kafka.deliveries_topic, move |(_, _, k, val)| {
+            let key = String::from_utf8_lossy(k).into_owned();
+            let mut g = v.0.write().expect("views");
+            match val.map(serde_json::from_slice::<Delivery>) {
+                None => drop(g.deliveries.remove(&key)),
+                Some(Ok(d)) => drop(g.deliveries.insert(key, d)),
+                Some(Err(e)) => tracing::error!(error = %e, "api.bad_delivery_record"),
+            }
+        })?;
         let v = views.clone();
-        topics.push((
-            kafka.calls_topic.clone(),
-            on_record(move |(_, _, _, val)| {
-                let Some(bytes) = val else { return };
-                match serde_json::from_slice::<CallRecord>(bytes) {
-                    Ok(c) => drop(v.0.write().expect("views").calls.insert(c.project_id.clone(), c)),
-                    Err(e) => tracing::error!(error = %e, "api.bad_call_record"),
-                }
-            }),
-        ));
+        let calls = Follower::start(kafka, &kafka.calls_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match serde_json::from_slice::<CallRecord>(bytes) {
+                Ok(c) => drop(v.0.write().expect("views").calls.insert(c.project_id.clone(), c)),
+                Err(e) => tracing::error!(error = %e, "api.bad_call_record"),
+            }
+        })?;
         let v = views.clone();
-        topics.push((
-            kafka.adjustments_topic.clone(),
-            on_record(move |(_, _, _, val)| {
-                let Some(bytes) = val else { return };
-                match serde_json::from_slice::<AdjustmentOutcome>(bytes) {
-                    Ok(o) => {
-                        let mut g = v.0.write().expect("views");
-                        let project = g.adjustments.entry(o.adjustment.project_id.to_string()).or_default();
-                        project.insert(o.adjustment.idempotency_key.clone(), o);
-                    }
-                    Err(e) => tracing::error!(error = %e, "api.bad_adjustment_record"),
+        let adjustments = Follower::start(kafka, &kafka.adjustments_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match serde_json::from_slice::<AdjustmentOutcome>(bytes) {
+                Ok(o) => {
+                    let mut g = v.0.write().expect("views");
+                    let project = g.adjustments.entry(o.adjustment.project_id.to_string()).or_default();
+                    project.insert(o.adjustment.idempotency_key.clone(), o);
                 }
-            }),
-        ));
+                Err(e) => tracing::error!(error = %e, "api.bad_adjustment_record"),
+            }
+        })?;
         let v = views.clone();
-        topics.push((
-            kafka.config_history_topic.clone(),
-            on_record(move |(_, _, _, val)| {
-                let Some(bytes) = val else { return };
-                match serde_json::from_slice::<ConfigChange>(bytes) {
-                    Ok(c) => v.0.write().expect("views").record_change(c),
-                    Err(e) => tracing::error!(error = %e, "api.bad_config_history_record"),
-                }
-            }),
-        ));
-        Ok((views, Follower::start_topics(kafka, topics)?))
+        let history = Follower::start(kafka, &kafka.config_history_topic, move |(_, _, _, val)| {
+            let Some(bytes) = val else { return };
+            match serde_json::from_slice::<ConfigChange>(bytes) {
+                Ok(c) => v.0.write().expect("views").record_change(c),
+                Err(e) => tracing::error!(error = %e, "api.bad_config_history_record"),
+            }
+        })?;
+        Ok((views, vec![config, totals, enforcement, dead, deliveries, calls, adjustments, history]))
     }
 }

@@ -17,7 +17,7 @@ mod transactional;
 pub use admin::ensure_topics;
 pub use config::KafkaConfig;
 pub use context::Quiet;
-pub use follow::{on_record, Apply, Follower, Seen};
+pub use follow::{Follower, Seen};
 pub use metadata::{busiest_leader, partition_count, topic_partitions};
 pub use poll::poll_error;
 pub use producer::{EventProducer, ProduceError};
