@@ -28,17 +28,21 @@ fn request(now: i64) -> ReportRequest {
 
 /// The same, each event with a unique idempotency key when `keys`.
 fn request_with_keys(now: i64, keys: bool) -> ReportRequest {
-    let load = LoadConfig {
+    one_source(16, EVENTS, keys).request(0, 0, now)
+}
+
+/// One source's load: `batch` events per Report over `projects` projects.
+fn one_source(projects: usize, batch: usize, keys: bool) -> LoadConfig {
+    LoadConfig {
         prefix: "bench".into(),
         sources: 1,
-        projects_per_source: 16,
-        batch: EVENTS,
+        projects_per_source: projects,
+        batch,
         concurrency: 1,
         rate: 0,
         duration: std::time::Duration::ZERO,
         keys,
-    };
-    load.request(0, 0, now)
+    }
 }
 
 fn validate(req: ReportRequest, now: i64) -> Vec<ProjectBatch> {
@@ -130,16 +134,7 @@ fn hot_paths(c: &mut Criterion) {
 /// shape), as the aggregator reads its records: straight into domain
 /// batches (`decode_events`), and through prost's structs as before.
 fn collectors_records(c: &mut Criterion, now: i64) {
-    let load = LoadConfig {
-        prefix: "bench".into(),
-        sources: 1,
-        projects_per_source: 1000,
-        batch: 2 * EVENTS,
-        concurrency: 1,
-        rate: 0,
-        duration: std::time::Duration::ZERO,
-        keys: false,
-    };
+    let load = one_source(1000, 2 * EVENTS, false);
     let batches = validate(load.request(0, 0, now), now);
     let records: Vec<Vec<u8>> = meter_ingest::kafka_records(batches, 8).into_iter().map(|r| r.value).collect();
     let mut g = c.benchmark_group("a collector's 2000-event Report, 1000 projects");

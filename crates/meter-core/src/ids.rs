@@ -40,13 +40,11 @@ macro_rules! id_type {
         impl $name {
             /// Validates and wraps an id.
             pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
-                let s = s.into();
-                check(&s)?;
-                Ok(Self(s.into()))
+                Self::parse(&s.into())
             }
 
-            /// Validates and wraps a borrowed id: one allocation, where
-            /// `new(s.to_owned())` makes two.
+            /// Validates and wraps a borrowed id: one allocation (the
+            /// shared text), where `new(s.to_owned())` makes two.
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 check(s)?;
                 Ok(Self(s.into()))

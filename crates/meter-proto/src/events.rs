@@ -49,9 +49,19 @@ pub fn decode_events_prost(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     Ok(Decoded {
         batches,
         adjustments: packed.adjustments.into_iter().map(adjustment_from_wire).collect::<Result<_, _>>()?,
-        probes: packed.probes.into_iter().map(|p| p.written_unix_ms).collect(),
-        closes: packed.closes.into_iter().map(|c| c.cycle_start_unix_s * 1000).collect(),
+        probes: packed.probes.iter().map(probe_ms).collect(),
+        closes: packed.closes.iter().map(close_start_ms).collect(),
     })
+}
+
+/// When a probe was written.
+pub(crate) fn probe_ms(p: &v1::Probe) -> UnixMs {
+    p.written_unix_ms
+}
+
+/// The start of the cycle a close closes.
+pub(crate) fn close_start_ms(c: &v1::CycleClose) -> UnixMs {
+    c.cycle_start_unix_s * 1000
 }
 
 /// One probe record for each of `partitions` partitions, written at `now_ms`.

@@ -14,7 +14,7 @@ use prost::Message;
 
 use crate::adjust::adjustment_from_wire;
 use crate::batch::event_from_wire;
-use crate::events::Decoded;
+use crate::events::{close_start_ms, probe_ms, Decoded};
 use crate::v1;
 
 /// Protobuf wire types (the group types, never written here, are not read).
@@ -121,8 +121,8 @@ pub(crate) fn decode_common(bytes: &[u8]) -> Option<Decoded> {
                 let wire = v1::Adjustment::decode(r.bytes_field(wire)?).ok()?;
                 out.adjustments.push(adjustment_from_wire(wire).ok()?);
             }
-            18 => out.probes.push(v1::Probe::decode(r.bytes_field(wire)?).ok()?.written_unix_ms),
-            19 => out.closes.push(v1::CycleClose::decode(r.bytes_field(wire)?).ok()?.cycle_start_unix_s * 1000),
+            18 => out.probes.push(probe_ms(&v1::Probe::decode(r.bytes_field(wire)?).ok()?)),
+            19 => out.closes.push(close_start_ms(&v1::CycleClose::decode(r.bytes_field(wire)?).ok()?)),
             _ => r.skip(wire)?,
         }
     }
@@ -197,20 +197,19 @@ fn project_batch(bytes: &[u8], previous: Option<&Batch>) -> Option<Batch> {
 fn usage_event(bytes: &[u8]) -> Option<v1::UsageEvent> {
     let mut e = v1::UsageEvent::default();
     let mut r = Reader::new(bytes);
-    let text = |s: &str| s.to_owned();
     while !r.is_empty() {
         let (tag, wire) = r.key()?;
         match tag {
-            1 => e.project_id = text(r.str_field(wire)?),
-            2 => e.endpoint_id = text(r.str_field(wire)?),
-            3 => e.branch_id = text(r.str_field(wire)?),
+            1 => e.project_id = r.str_field(wire)?.to_owned(),
+            2 => e.endpoint_id = r.str_field(wire)?.to_owned(),
+            3 => e.branch_id = r.str_field(wire)?.to_owned(),
             4 => e.metric = r.varint_field(wire)? as i32,
             5 => e.kind = r.varint_field(wire)? as i32,
             6 => e.value = r.varint_field(wire)?,
             7 => e.start_unix_ms = r.varint_field(wire)? as i64,
             8 => e.end_unix_ms = r.varint_field(wire)? as i64,
             9 => e.time_unix_ms = r.varint_field(wire)? as i64,
-            10 => e.idempotency_key = text(r.str_field(wire)?),
+            10 => e.idempotency_key = r.str_field(wire)?.to_owned(),
             _ => r.skip(wire)?,
         }
     }
