@@ -68,6 +68,10 @@ struct Cli {
     /// the rate it keeps up with, its CPU per event.
     #[arg(long)]
     catch_up: bool,
+    /// Keep the run's Kafka topics (deleted at the end by default: the
+    /// broker's work grows with every partition it holds).
+    #[arg(long)]
+    keep_topics: bool,
     /// Also measure ingest alone over Neon JSON (`POST /v1/events`), the
     /// same events with keys, next to ingest alone over gRPC.
     #[arg(long)]
@@ -309,6 +313,13 @@ async fn main() -> anyhow::Result<()> {
             c.usage.cpu_s * 1e6 / c.backlog.max(1) as f64,
             c.usage.peak_rss_mib
         );
+    }
+    if !cli.keep_topics {
+        // Every run's topics kept would leave thousands of partitions on the
+        // broker, each adding to its work in later runs.
+        for suffix in ["", "-kbase", "-ingest", "-json", "-catchup"] {
+            meter_kafka::delete_topics(&base_kafka.clone().with_topic_prefix(&format!("{prefix}{suffix}"))).await?;
+        }
     }
     Ok(())
 }

@@ -69,7 +69,8 @@ pub async fn ensure_topics<'a>(cfg: &'a KafkaConfig) -> Result<()> {
             }
         }
     }
-    for topic in topics.iter().map(|t| t.name) {
+    assert_eq!(topics.map(|t| t.name), cfg.topic_names(), "delete_topics deletes what this creates");
+    for topic in cfg.topic_names() {
         // A topic just created takes a moment to show in the metadata.
         let (mut actual, mut replicas) = (0, 0);
         for _ in 0..50 {
@@ -88,6 +89,26 @@ pub async fn ensure_topics<'a>(cfg: &'a KafkaConfig) -> Result<()> {
         }
         if actual != cfg.partitions {
             return Err(Error::PartitionMismatch { topic: topic.to_owned(), expected: cfg.partitions, actual });
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the pipeline's topics named by `cfg` (those `ensure_topics`
+/// creates); a topic already missing is no error. For throwaway runs
+/// (benchmarks): the broker's work grows with the partitions it holds, and
+/// every run's topics would otherwise stay.
+pub async fn delete_topics(cfg: &KafkaConfig) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = cfg.client_config().create()?;
+    let names = cfg.topic_names();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.delete_topics(&names, &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => {
+                return Err(Error::Kafka(rdkafka::error::KafkaError::AdminOp(code)))
+                    .inspect_err(|_| tracing::warn!(%topic, ?code, "kafka.topic_delete_failed"))
+            }
         }
     }
     Ok(())

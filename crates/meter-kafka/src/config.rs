@@ -59,12 +59,20 @@ pub struct KafkaConfig {
     /// gives its partitions to another (a crashed aggregator or enforcer
     /// holds its work this long). librdkafka's own default is 45 s.
     pub session_timeout_ms: u64,
-    /// How long a consumer's fetch may wait at the broker for data. Every
-    /// hop after the aggregator reads transactional (read_committed) topics,
-    /// whose commit markers do not wake a waiting fetch: each hop can add up
-    /// to this much to the crossing-to-suspend latency (librdkafka's default
+    /// How long a group consumer's fetch may wait at the broker for data.
+    /// Every hop after the aggregator reads transactional (read_committed)
+    /// topics, whose commit markers do not reliably wake a waiting fetch:
+    /// each hop can add up to this much to the crossing-to-suspend latency,
+    /// and a reader kept waiting reads less per second (librdkafka's default
     /// is 500 ms).
     pub fetch_wait_max_ms: u64,
+    /// The same wait for the followers of state topics (the api's views of
+    /// totals, enforcement, config, deliveries...; the enforcer's config):
+    /// how stale a view may be past a commit marker. Every fetch that
+    /// returns empty is a request the broker serves, and the api alone
+    /// follows eight topics, so short waits there cost CPU all the time,
+    /// idle or not.
+    pub follower_fetch_wait_ms: u64,
     /// Static group membership (KIP-345): a stable name per instance (the
     /// pod or host name). A restarted instance with the same name takes its
     /// partitions back at once instead of waiting for a rebalance. Must be
@@ -97,6 +105,7 @@ impl Default for KafkaConfig {
             produce_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
             fetch_wait_max_ms: 20,
+            follower_fetch_wait_ms: 200,
             instance_id: String::new(),
             client: BTreeMap::new(),
         }
@@ -136,6 +145,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("produce_timeout_ms", &self.produce_timeout_ms)
             .field("session_timeout_ms", &self.session_timeout_ms)
             .field("fetch_wait_max_ms", &self.fetch_wait_max_ms)
+            .field("follower_fetch_wait_ms", &self.follower_fetch_wait_ms)
             .field("instance_id", &self.instance_id)
             .field("client", &client)
             .finish()
@@ -152,6 +162,24 @@ impl KafkaConfig {
             0 => 1,
             n => n,
         }
+    }
+
+    /// The pipeline's topics, as `ensure_topics` creates them.
+    pub fn topic_names(&self) -> [&str; 12] {
+        [
+            &self.events_topic,
+            &self.totals_topic,
+            &self.rows_topic,
+            &self.config_topic,
+            &self.enforcement_topic,
+            &self.actions_topic,
+            &self.webhooks_topic,
+            &self.dead_letters_topic,
+            &self.deliveries_topic,
+            &self.calls_topic,
+            &self.adjustments_topic,
+            &self.config_history_topic,
+        ]
     }
 
     /// Every topic named `<prefix>.<role>`: isolated pipelines side by side

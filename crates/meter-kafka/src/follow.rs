@@ -28,18 +28,23 @@ pub struct Follower {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A follower's consumer: committed records only, its end of each
+/// partition reported, fetches waiting `follower_fetch_wait_ms`.
+fn settings(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
+    let mut c = cfg.client_config();
+    c.set("group.id", "meter-follower")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", cfg.follower_fetch_wait_ms.to_string());
+    c
+}
+
 impl Follower {
     /// Starts reading every partition of `topic` (committed records only)
     /// and calls `apply` for each record, in order per partition.
     pub fn start(cfg: &KafkaConfig, topic: &str, mut apply: impl FnMut(Seen<'_>) + Send + 'static) -> Result<Follower> {
-        let consumer: BaseConsumer<Quiet> = cfg
-            .client_config()
-            .set("group.id", "meter-follower")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .set("fetch.wait.max.ms", "50")
-            .create_with_context(Quiet)?;
+        let consumer: BaseConsumer<Quiet> = settings(cfg).create_with_context(Quiet)?;
         let mut tpl = TopicPartitionList::new();
         let mut pending = HashSet::new();
         for p in topic_partitions(consumer.client(), topic)? {
@@ -91,5 +96,20 @@ impl Drop for Follower {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followers_wait_longer_than_the_suspend_path_and_read_committed() {
+        let cfg = KafkaConfig::default();
+        assert!(cfg.follower_fetch_wait_ms > cfg.fetch_wait_max_ms);
+        let c = settings(&KafkaConfig { follower_fetch_wait_ms: 333, ..cfg });
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("333"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("enable.partition.eof"), Some("true"));
     }
 }

@@ -14,7 +14,7 @@ mod restore;
 mod throttle;
 mod transactional;
 
-pub use admin::ensure_topics;
+pub use admin::{delete_topics, ensure_topics};
 pub use config::KafkaConfig;
 pub use context::Quiet;
 pub use follow::{Follower, Seen};
