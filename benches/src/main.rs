@@ -195,8 +195,11 @@ async fn main() -> anyhow::Result<()> {
     let ours_kafka = base_kafka.clone().with_topic_prefix(&prefix);
     let engines = [stack_pids(&cli.stack.stack_dir, "kafka"), clickhouse_pids(&cli.stack.stack_dir)];
     let engines_before: Vec<Usage> = engines.iter().map(|p| usage_of_all(p)).collect();
+    let broker_jit = || engines[0].iter().map(|&p| ours::thread_cpu_s(p, ours::is_jit_thread)).sum::<f64>();
+    let jit_before = broker_jit();
     let ours = ours::run(&load, quota_margin, cli.aggregators, &meterd, &ours_kafka, &cli.stack, &dir).await?;
     let engines_after: Vec<Usage> = engines.iter().map(|p| usage_of_all(p)).collect();
+    let jit = broker_jit() - jit_before;
 
     let ch_cfg = cli.stack.store(&format!("bench_{prefix}_chbase"));
     meter_store::migrate(&ch_cfg).await?;
@@ -283,6 +286,16 @@ async fn main() -> anyhow::Result<()> {
     }
     for (name, (b, a)) in ["kafka", "clickhouse"].iter().zip(engines_before.iter().zip(&engines_after)) {
         println!("  {name:<17} {:>7.1} CPU s  {:>7.1} MiB peak RSS (since start)", a.cpu_s - b.cpu_s, a.peak_rss_mib);
+    }
+    let broker_cpu = engines_after[0].cpu_s - engines_before[0].cpu_s;
+    println!("    of the broker's, its JIT compiler (C1, C2 threads) {jit:.1} CPU s");
+    if jit > 0.2 * broker_cpu {
+        // After a start the broker compiles its hot paths over several runs
+        // (BENCHMARKS.md, twenty-third session): figures are low until then.
+        println!(
+            "    note: the broker was still warming up ({:.0} % of its CPU compiling): run again for steady-state figures",
+            100.0 * jit / broker_cpu.max(f64::EPSILON)
+        );
     }
     if let Some(r) = &ours.restore {
         println!(

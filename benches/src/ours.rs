@@ -44,6 +44,29 @@ pub(crate) fn usage_of(pid: u32) -> Usage {
     Usage { cpu_s: (ticks(11) + ticks(12)) / 100.0, peak_rss_mib: hwm_kb / 1024.0 }
 }
 
+/// CPU seconds of the threads of `pid` whose name `which` accepts
+/// (`/proc/<pid>/task/<tid>/comm` and `stat`); threads gone are not counted.
+pub(crate) fn thread_cpu_s(pid: u32, which: impl Fn(&str) -> bool) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    let mut ticks = 0.0;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !which(comm.trim_end()) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
+        ticks += [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum::<f64>();
+    }
+    ticks / 100.0
+}
+
+/// A JVM's JIT compiler threads (`C1 CompilerThread0`, `C2 CompilerThread0`;
+/// the kernel keeps 15 characters of a thread's name).
+pub(crate) fn is_jit_thread(comm: &str) -> bool {
+    comm.starts_with("C1 CompilerThre") || comm.starts_with("C2 CompilerThre")
+}
+
 /// What the pipeline did.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
@@ -398,4 +421,28 @@ async fn unfinal_sum(store: &meter_store::StoreConfig, prefix: &str) -> Option<u
     );
     let r = reqwest::Client::new().post(url).body(sql).send().await.ok()?;
     r.text().await.ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jit_threads_are_the_jvms_compiler_threads() {
+        assert!(is_jit_thread("C2 CompilerThre") && is_jit_thread("C1 CompilerThre"));
+        assert!(!is_jit_thread("data-plane-kafk") && !is_jit_thread("GC Thread#0") && !is_jit_thread("Sweeper thread"));
+    }
+
+    #[test]
+    fn thread_cpu_adds_up_the_chosen_threads_of_a_process() {
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let all = thread_cpu_s(std::process::id(), |_| true);
+        assert!(all >= 0.1, "this thread burned 0.3 s: {all}");
+        assert_eq!(thread_cpu_s(std::process::id(), |_| false), 0.0);
+        assert_eq!(thread_cpu_s(u32::MAX, |_| true), 0.0, "no such process");
+    }
 }
