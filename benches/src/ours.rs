@@ -29,36 +29,36 @@ pub(crate) struct Usage {
     pub(crate) peak_rss_mib: f64,
 }
 
+/// CPU seconds (utime + stime) in the `stat` file at `path`, of a process
+/// or a thread; 0 when it is gone.
+fn stat_cpu_s(path: &std::path::Path) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
+    // Fields after the command: state is 0, utime 11, stime 12 (clock ticks of 1/100 s).
+    [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum::<f64>() / 100.0
+}
+
 /// Reads `/proc/<pid>`: utime + stime, and VmHWM.
 pub(crate) fn usage_of(pid: u32) -> Usage {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let hwm_kb = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0);
-    // Fields after the command: state is 0, utime 11, stime 12 (clock ticks of 1/100 s).
-    Usage { cpu_s: (ticks(11) + ticks(12)) / 100.0, peak_rss_mib: hwm_kb / 1024.0 }
+    Usage { cpu_s: stat_cpu_s(std::path::Path::new(&format!("/proc/{pid}/stat"))), peak_rss_mib: hwm_kb / 1024.0 }
 }
 
 /// CPU seconds of the threads of `pid` whose name `which` accepts
 /// (`/proc/<pid>/task/<tid>/comm` and `stat`); threads gone are not counted.
 pub(crate) fn thread_cpu_s(pid: u32, which: impl Fn(&str) -> bool) -> f64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
-    let mut ticks = 0.0;
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !which(comm.trim_end()) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
-        ticks += [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum::<f64>();
-    }
-    ticks / 100.0
+    tasks
+        .flatten()
+        .map(|task| task.path())
+        .filter(|t| which(std::fs::read_to_string(t.join("comm")).unwrap_or_default().trim_end()))
+        .map(|t| stat_cpu_s(&t.join("stat")))
+        .sum()
 }
 
 /// A JVM's JIT compiler threads (`C1 CompilerThread0`, `C2 CompilerThread0`;

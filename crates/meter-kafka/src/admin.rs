@@ -106,8 +106,8 @@ pub async fn delete_topics(cfg: &KafkaConfig) -> Result<()> {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
             Err((topic, code)) => {
-                return Err(Error::Kafka(rdkafka::error::KafkaError::AdminOp(code)))
-                    .inspect_err(|_| tracing::warn!(%topic, ?code, "kafka.topic_delete_failed"))
+                tracing::warn!(%topic, ?code, "kafka.topic_delete_failed");
+                return Err(Error::Kafka(rdkafka::error::KafkaError::AdminOp(code)));
             }
         }
     }
