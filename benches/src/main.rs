@@ -68,10 +68,11 @@ struct Cli {
     /// the rate it keeps up with, its CPU per event.
     #[arg(long)]
     catch_up: bool,
-    /// Keep the run's Kafka topics (deleted at the end by default: the
-    /// broker's work grows with every partition it holds).
-    #[arg(long)]
-    keep_topics: bool,
+    /// Keep the run's Kafka topics and ClickHouse databases (deleted at
+    /// the end by default: the broker's work grows with every partition it
+    /// holds, and a run's databases are hundreds of MB).
+    #[arg(long, alias = "keep-topics")]
+    keep_data: bool,
     /// Also measure ingest alone over Neon JSON (`POST /v1/events`), the
     /// same events with keys, next to ingest alone over gRPC.
     #[arg(long)]
@@ -327,11 +328,38 @@ async fn main() -> anyhow::Result<()> {
             c.usage.peak_rss_mib
         );
     }
-    if !cli.keep_topics {
+    if !cli.keep_data {
         // Every run's topics kept would leave thousands of partitions on the
         // broker, each adding to its work in later runs.
         for suffix in ["", "-kbase", "-ingest", "-json", "-catchup"] {
             meter_kafka::delete_topics(&base_kafka.clone().with_topic_prefix(&format!("{prefix}{suffix}"))).await?;
+        }
+        drop_databases(&cli.stack, &format!("bench_{prefix}")).await?;
+    }
+    Ok(())
+}
+
+/// Drops the run's ClickHouse databases: `stem` and every `stem_*` (the
+/// pipeline's, the baselines', the catch-up's), on every replica of a
+/// replicated stack.
+async fn drop_databases(stack: &StackArgs, stem: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let sql = |q: String| http.post(&stack.clickhouse_url).body(q).send();
+    let listed = sql(format!(
+        "SELECT name FROM system.databases WHERE name = '{stem}' OR startsWith(name, '{stem}_') FORMAT TabSeparated"
+    ))
+    .await?
+    .error_for_status()?
+    .text()
+    .await?;
+    let on_cluster = match stack.clickhouse_cluster.as_str() {
+        "" => String::new(),
+        c => format!(" ON CLUSTER {c}"),
+    };
+    for db in listed.lines().filter(|l| !l.is_empty()) {
+        let r = sql(format!("DROP DATABASE IF EXISTS {db}{on_cluster}")).await?;
+        if let Err(e) = r.error_for_status_ref() {
+            anyhow::bail!("cannot drop the run's database {db}: {e}: {}", r.text().await.unwrap_or_default());
         }
     }
     Ok(())

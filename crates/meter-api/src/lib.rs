@@ -165,9 +165,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let ready = health.part("api");
     let (views, followers) = views::Views::follow(kafka)?;
+    // One deadline for all: the followers read side by side.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     for f in &followers {
-        if !f.wait_caught_up(std::time::Duration::from_secs(60)).await {
-            anyhow::bail!("the api could not read its state topics to the end within 60 s");
+        if !f.wait_caught_up(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+            let behind: Vec<&str> = followers.iter().filter(|f| !f.is_caught_up()).map(|f| f.topic()).collect();
+            anyhow::bail!(
+                "the api could not read its state topics to the end within 60 s: {} not yet",
+                behind.join(", ")
+            );
         }
     }
     let producer: FutureProducer<meter_kafka::Quiet> = kafka

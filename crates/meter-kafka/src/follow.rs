@@ -23,7 +23,8 @@ pub type Seen<'a> = (&'a str, i32, &'a [u8], Option<&'a [u8]>);
 /// partition has been read to its end once.
 #[derive(Debug)]
 pub struct Follower {
-    pub caught_up: Arc<AtomicBool>,
+    caught_up: Arc<AtomicBool>,
+    topic: String,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -74,13 +75,23 @@ impl Follower {
                 }
             }
         })?;
-        Ok(Follower { caught_up, stop, thread: Some(thread) })
+        Ok(Follower { caught_up, topic: topic.to_owned(), stop, thread: Some(thread) })
+    }
+
+    /// The topic followed.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Whether every partition was read to its end once.
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::SeqCst)
     }
 
     /// Waits until every partition was read to its end once.
     pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        while !self.caught_up.load(Ordering::SeqCst) {
+        while !self.is_caught_up() {
             if tokio::time::Instant::now() > deadline {
                 return false;
             }
