@@ -41,7 +41,7 @@ pub(crate) async fn catch_up(
     stack: &StackArgs,
     dir: &Path,
 ) -> anyhow::Result<CatchUp> {
-    let database = format!("bench_{}_catchup", load.prefix);
+    let database = crate::ours::database_of(&load.prefix, "catchup");
     let group = format!("{}-catchup.agg", load.prefix);
     let dir = dir.join("catch-up");
     std::fs::create_dir_all(&dir)?;

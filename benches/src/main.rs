@@ -202,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     let engines_after: Vec<Usage> = engines.iter().map(|p| usage_of_all(p)).collect();
     let jit = broker_jit() - jit_before;
 
-    let ch_cfg = cli.stack.store(&format!("bench_{prefix}_chbase"));
+    let ch_cfg = cli.stack.store(&ours::database_of(&prefix, "chbase"));
     meter_store::migrate(&ch_cfg).await?;
     let events = ours.ingest.map_or(1_000_000, |r| r.events);
     let (ch, ch_rows) = if cli.skip_baselines {
@@ -334,14 +334,14 @@ async fn main() -> anyhow::Result<()> {
         for suffix in ["", "-kbase", "-ingest", "-json", "-catchup"] {
             meter_kafka::delete_topics(&base_kafka.clone().with_topic_prefix(&format!("{prefix}{suffix}"))).await?;
         }
-        drop_databases(&cli.stack, &format!("bench_{prefix}")).await?;
+        drop_databases(&cli.stack, &ours::database_of(&prefix, "")).await?;
     }
     Ok(())
 }
 
-/// Drops the run's ClickHouse databases: `stem` and every `stem_*` (the
-/// pipeline's, the baselines', the catch-up's), on every replica of a
-/// replicated stack.
+/// Drops the run's ClickHouse databases: `stem` and every `stem_*`
+/// (`ours::database_of`: the pipeline's, the baselines', the catch-up's),
+/// on every replica of a replicated stack.
 async fn drop_databases(stack: &StackArgs, stem: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let sql = |q: String| http.post(&stack.clickhouse_url).body(q).send();

@@ -38,6 +38,16 @@ fn stat_cpu_s(path: &std::path::Path) -> f64 {
     [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum::<f64>() / 100.0
 }
 
+/// The ClickHouse database of run `prefix` for `part` of it (`""`: the
+/// pipeline's): every one is `bench_<prefix>` or `bench_<prefix>_<part>`,
+/// which is how the run drops them at its end.
+pub(crate) fn database_of(prefix: &str, part: &str) -> String {
+    match part {
+        "" => format!("bench_{prefix}"),
+        _ => format!("bench_{prefix}_{part}"),
+    }
+}
+
 /// Reads `/proc/<pid>`: utime + stime, and VmHWM.
 pub(crate) fn usage_of(pid: u32) -> Usage {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -232,7 +242,7 @@ where
     F: FnOnce(Ports) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Rate>>,
 {
-    let database = format!("bench_{}_ingest_{what}", load.prefix);
+    let database = database_of(&load.prefix, &format!("ingest_{what}"));
     let dir = dir.join(format!("ingest-alone-{what}"));
     std::fs::create_dir_all(&dir)?;
     let (ports, procs) = start(&["ingest"], meterd, kafka, stack, &dir, &database, "unused").await?;
@@ -253,7 +263,7 @@ pub(crate) async fn run(
     stack: &StackArgs,
     dir: &Path,
 ) -> anyhow::Result<Outcome> {
-    let database = format!("bench_{}", load.prefix);
+    let database = database_of(&load.prefix, "");
     let group = format!("{}.agg", load.prefix);
     let roles: Vec<&'static str> = roles_of(meterd)?
         .into_iter()

@@ -57,8 +57,8 @@ impl<'a> Reader<'a> {
     /// alone would fit.
     fn key(&mut self) -> Option<(u32, u8)> {
         let key = u32::try_from(self.varint()?).ok()?;
-        let tag = Some(key >> 3).filter(|&t| t > 0)?;
-        Some((tag, (key & 7) as u8))
+        let tag = key >> 3;
+        (tag > 0).then_some((tag, (key & 7) as u8))
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
