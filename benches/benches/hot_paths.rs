@@ -9,6 +9,10 @@
 
 use std::collections::HashMap;
 
+/// meterd's allocator, so that allocation costs what it costs there.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meter_bench::load::LoadConfig;
 use meter_core::aggregate::Retention;
@@ -108,6 +112,7 @@ fn hot_paths(c: &mut Criterion) {
     }
     g.finish();
     collectors_records(c, now);
+    collectors_apply(c, now);
     let mut g = c.benchmark_group("per 1000-event batch");
     g.throughput(Throughput::Elements(EVENTS as u64));
     let json = neon_body(&request_with_keys(now, false));
@@ -145,6 +150,62 @@ fn collectors_records(c: &mut Criterion, now: i64) {
     g.bench_function("aggregator: decode its records through prost's structs", |b| {
         b.iter(|| records.iter().map(|r| decode_events_prost(r).expect("decode").batches.len()).sum::<usize>())
     });
+    g.finish();
+}
+
+/// The aggregator applying collectors' Reports (issue 19's shape, as
+/// `meter-bench --shape collectors` sends: 16 sources x 3,125 projects,
+/// 2,000 events per Report, ~1 event per project batch) to the states of
+/// 50,000 projects, on one thread, no Kafka: per iteration one
+/// transaction of 16 Reports (32,000 events: a light load's), and one of
+/// 128 (256,000 events, ~5 batches per project: a loaded aggregator's
+/// backlog), each Report with a new batch number.
+fn collectors_apply(c: &mut Criterion, now: i64) {
+    use std::time::{Duration, Instant};
+    let load = LoadConfig { sources: 16, ..one_source(3125, 2 * EVENTS, false) };
+    let names: Vec<Vec<String>> = (0..load.sources).map(|s| load.names(s)).collect();
+    let mut offsets: HashMap<i32, i64> = HashMap::new();
+    // `rounds` Reports of each source, batch numbers from `seq` on.
+    let mut txn = |seq: u64, rounds: u64| {
+        let mut records = Vec::new();
+        for seq in seq..seq + rounds {
+            for (s, names) in names.iter().enumerate() {
+                let batches = validate(load.request_for(s, names, seq, now), now);
+                for r in meter_ingest::kafka_records(batches, 8) {
+                    let offset = offsets.entry(r.partition).or_default();
+                    records.push((r.partition, *offset, r.value));
+                    *offset += 1;
+                }
+            }
+        }
+        meter_aggregator::bench::Transaction::new(records)
+    };
+    let mut states = meter_aggregator::bench::States::default();
+    let mut seq = 0;
+    while states.projects() < 16 * 3125 {
+        states.apply(&txn(seq, 1));
+        seq += 1;
+    }
+    let mut g = c.benchmark_group("collectors' Reports, 50000 projects");
+    g.sampling_mode(criterion::SamplingMode::Flat).sample_size(10);
+    for rounds in [1, 8] {
+        g.throughput(Throughput::Elements(rounds * 16 * 2 * EVENTS as u64));
+        let name =
+            format!("aggregator: apply a transaction of {} Reports (decode, dedup, count, collapse)", 16 * rounds);
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut took = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = txn(seq, rounds);
+                    seq += rounds;
+                    let started = Instant::now();
+                    criterion::black_box(states.apply(&t));
+                    took += started.elapsed();
+                }
+                took
+            })
+        });
+    }
     g.finish();
 }
 

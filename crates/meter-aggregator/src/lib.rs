@@ -7,6 +7,8 @@
 //! ClickHouse, so ClickHouse is never on the path to enforcement, and rolls
 //! final days up.
 
+#[doc(hidden)]
+pub mod bench;
 mod collapse;
 mod collect;
 mod config;

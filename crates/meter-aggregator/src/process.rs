@@ -13,7 +13,7 @@ use meter_store::UsageRow;
 
 use crate::collapse::{Collapsed, Projects};
 use crate::metrics as m;
-use crate::state::{PartitionState, States};
+use crate::state::{PartitionState, Slot, States};
 
 /// One record of `usage.events`.
 #[derive(Debug)]
@@ -177,23 +177,23 @@ pub(crate) fn apply(
 }
 
 /// One partition's records of a transaction, and its state.
-struct Job<'a> {
-    partition: i32,
-    resume: Option<i64>,
+pub(crate) struct Job<'a> {
+    pub(crate) partition: i32,
+    pub(crate) resume: Option<i64>,
     /// Records before this offset were re-read (the state was behind the
     /// committed offsets): a committed transaction counted them and sent
     /// their rows, so they rebuild the state only.
-    rows_from: i64,
+    pub(crate) rows_from: i64,
     /// The cycles closed as of the batch's start (grows with its closes).
-    closed: ClosedCycles,
-    state: &'a mut PartitionState,
-    records: Vec<&'a Record>,
+    pub(crate) closed: ClosedCycles,
+    pub(crate) state: &'a mut PartitionState,
+    pub(crate) records: Vec<&'a Record>,
 }
 
 /// What one partition's records did.
 #[derive(Default)]
-struct PartOutcome {
-    rows: Vec<UsageRow>,
+pub(crate) struct PartOutcome {
+    pub(crate) rows: Vec<UsageRow>,
     adjusted: Vec<(Adjustment, u64)>,
     adjustments: Vec<AdjustmentOutcome>,
     probes: Vec<i64>,
@@ -201,7 +201,7 @@ struct PartOutcome {
     /// Events of closed cycles (counters moved on, readings left out).
     closed_cycle_events: u64,
     touched: Projects,
-    events: u64,
+    pub(crate) events: u64,
     oldest_ingest_ms: Option<i64>,
     usage: [u64; 4],
     too_old: u64,
@@ -216,7 +216,7 @@ const PARALLEL_BYTES: usize = 256 * 1024;
 /// independent (a project lives in one), so large transactions spread them
 /// over up to `available_parallelism` threads, each taking whole
 /// partitions in order. Returns the outcome of each partition.
-fn run_jobs(jobs: Vec<Job<'_>>, bytes: usize, retention: &Retention) -> Vec<(i32, PartOutcome)> {
+pub(crate) fn run_jobs(jobs: Vec<Job<'_>>, bytes: usize, retention: &Retention) -> Vec<(i32, PartOutcome)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
     if bytes < PARALLEL_BYTES || threads < 2 {
         return jobs.into_iter().map(|j| apply_partition(j, retention)).collect();
@@ -267,13 +267,14 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
         }
         for batch in &decoded.batches {
             let project = batch.project_id.as_str();
-            let state = match job.state.get_mut(project) {
+            let slot = match job.state.get_mut(project) {
                 Some(s) => s,
-                None => {
-                    job.state.entry(project.to_owned()).or_insert_with(|| ProjectState::new(batch.project_id.clone()))
-                }
+                None => job
+                    .state
+                    .entry(project.to_owned())
+                    .or_insert_with(|| Slot::new(ProjectState::new(batch.project_id.clone()))),
             };
-            match state.apply_closed(batch, retention, &job.closed) {
+            match slot.state.apply_closed(batch, retention, &job.closed) {
                 ProjectUpdate::Counted { rows: hourly, byte_hours, duplicate_keys, closed } => {
                     out.duplicate_keys += duplicate_keys;
                     out.closed_cycle_events += closed;
@@ -283,9 +284,9 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
                         }
                     }
                     if rec.offset >= job.rows_from {
-                        rows.add(&state.project_id, rec.offset as u64, &hourly, &byte_hours);
+                        rows.add(slot, rec.offset as u64, &hourly, &byte_hours);
                     } else {
-                        rows.add(&state.project_id, rec.offset as u64, &[], &[]);
+                        rows.add(slot, rec.offset as u64, &[], &[]);
                     }
                     out.events += batch.events.len() as u64;
                     out.oldest_ingest_ms =
@@ -301,7 +302,7 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
             }
         }
     }
-    let (collapsed, touched) = rows.into_parts(partition);
+    let (collapsed, touched) = rows.into_parts(partition, job.state);
     out.rows = collapsed;
     // Adjusted projects were touched without rows of their own.
     out.touched.extend(touched);
@@ -311,7 +312,11 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
 /// Applies one adjustment read at `offset` to its project's state.
 fn adjust(job: &mut Job<'_>, out: &mut PartOutcome, a: &Adjustment, offset: i64, retention: &Retention) {
     let project = a.project_id.as_str();
-    let state = job.state.entry(project.to_owned()).or_insert_with(|| ProjectState::new(a.project_id.clone()));
+    let state = &mut job
+        .state
+        .entry(project.to_owned())
+        .or_insert_with(|| Slot::new(ProjectState::new(a.project_id.clone())))
+        .state;
     let version = state.version;
     let (refusal, counter_after) = match state.adjust(a, retention, &job.closed) {
         Adjusted::Duplicate => {
@@ -410,7 +415,8 @@ mod tests {
                 (p, (o.rows.len(), value, o.touched.into_iter().collect(), o.events, o.usage))
             })
             .collect();
-        let states = states.into_iter().map(|(p, s)| (p, s.into_iter().collect())).collect();
+        let states =
+            states.into_iter().map(|(p, s)| (p, s.into_iter().map(|(id, s)| (id, s.state)).collect())).collect();
         (outcomes, states)
     }
 

@@ -142,7 +142,7 @@ impl Worker {
             Ok(()) => {
                 for (partition, project) in outcome.touched() {
                     if let Some(s) = self.states.get_mut(partition).and_then(|p| p.get_mut(project)) {
-                        mark_keys_persisted(s);
+                        mark_keys_persisted(&mut s.state);
                     }
                 }
                 metrics::histogram!(m::FLUSH_SECONDS, "stage" => "kafka").record(started.elapsed().as_secs_f64());
@@ -190,7 +190,7 @@ impl Worker {
             let next_offset = pending.next.get(&partition).copied().unwrap_or_default();
             let (states, packing) = self.states.with_packing(partition).expect("touched partition has state");
             let changed: Vec<&ProjectState> =
-                projects.iter().map(|id| states.get(id).expect("touched project has state")).collect();
+                projects.iter().map(|id| &states.get(id).expect("touched project has state").state).collect();
             for record in packed_records(changed.iter().copied(), next_offset, now) {
                 let key = packed_key(record.id);
                 send(producer, BaseRecord::to(topic).partition(partition).key(key.as_str()).payload(&record.value))?;
@@ -217,7 +217,7 @@ impl Worker {
         for (&partition, &next_offset) in &pending.next {
             let Some((states, packing)) = self.states.with_packing(partition) else { continue };
             for project in packing.due(now, max_age_ms, max_bytes) {
-                let bytes = own_record(&states[project.as_str()], next_offset, now);
+                let bytes = own_record(&states[project.as_str()].state, next_offset, now);
                 send(producer, BaseRecord::to(topic).partition(partition).key(project.as_str()).payload(&bytes))?;
                 packing.own(&project);
                 written[1] += 1;

@@ -11,10 +11,24 @@ use meter_kafka::{read_partitions_to_end, KafkaConfig};
 use meter_proto::packed::Packing;
 use meter_proto::restore;
 
+use crate::collapse::SlotRows;
 use crate::metrics as m;
 
 /// Project states of one partition, by project id.
-pub(crate) type PartitionState = HashMap<String, ProjectState, meter_core::FastHash>;
+pub(crate) type PartitionState = HashMap<String, Slot, meter_core::FastHash>;
+
+/// A project's state, and its rows of the transaction being applied.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) state: ProjectState,
+    pub(crate) rows: SlotRows,
+}
+
+impl Slot {
+    pub(crate) fn new(state: ProjectState) -> Self {
+        Slot { state, rows: SlotRows::default() }
+    }
+}
 
 /// Project states of every partition this instance has restored.
 #[derive(Debug, Default)]
@@ -95,7 +109,7 @@ impl States {
                 "aggregator.partition_restored"
             );
             self.packing.insert(partition, packing);
-            self.partitions.insert(partition, state.into_iter().collect());
+            self.partitions.insert(partition, state.into_iter().map(|(id, s)| (id, Slot::new(s))).collect());
             if resume > 0 {
                 self.resume.insert(partition, resume);
             }

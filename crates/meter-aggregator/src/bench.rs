@@ -1,0 +1,56 @@
+//! The apply path without Kafka, for the micro-benchmarks
+//! (`benches/benches/hot_paths.rs`): not part of the role's API.
+
+use std::collections::HashMap;
+
+use meter_core::aggregate::{ClosedCycles, Retention};
+
+use crate::process::{run_jobs, Job, Record};
+use crate::state::PartitionState;
+
+/// Records of `usage.events` to apply as one transaction.
+#[derive(Debug)]
+pub struct Transaction(Vec<Record>);
+
+impl Transaction {
+    /// `(partition, offset, value)` of each record, in the order read.
+    pub fn new(records: impl IntoIterator<Item = (i32, i64, Vec<u8>)>) -> Self {
+        Transaction(
+            records.into_iter().map(|(partition, offset, payload)| Record { partition, offset, payload }).collect(),
+        )
+    }
+}
+
+/// Project states of every partition, as the aggregator holds them.
+#[derive(Debug, Default)]
+pub struct States(HashMap<i32, PartitionState>);
+
+impl States {
+    /// Applies `txn` on the calling thread, as the aggregator applies a
+    /// transaction (decode, dedup, count, collapse the rows); returns the
+    /// events counted and the rows collapsed.
+    pub fn apply(&mut self, txn: &Transaction) -> (u64, usize) {
+        let mut by_partition: HashMap<i32, Vec<&Record>> = HashMap::new();
+        for r in &txn.0 {
+            by_partition.entry(r.partition).or_default().push(r);
+        }
+        for &p in by_partition.keys() {
+            self.0.entry(p).or_default();
+        }
+        let jobs = self
+            .0
+            .iter_mut()
+            .filter_map(|(&partition, state)| {
+                let records = by_partition.remove(&partition)?;
+                Some(Job { partition, resume: None, rows_from: 0, closed: ClosedCycles::new(), state, records })
+            })
+            .collect();
+        let done = run_jobs(jobs, 0, &Retention::default());
+        done.iter().fold((0, 0), |(events, rows), (_, o)| (events + o.events, rows + o.rows.len()))
+    }
+
+    /// Projects held.
+    pub fn projects(&self) -> usize {
+        self.0.values().map(HashMap::len).sum()
+    }
+}
