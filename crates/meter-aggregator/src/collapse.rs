@@ -47,10 +47,10 @@ pub(crate) struct SlotRows {
 /// Tells one `Collapsed` from every other of the process.
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
-/// The projects one partition's transaction counted batches of, in the
-/// order first counted, and where their collapsed rows start: the rows
-/// themselves wait in each project's slot (`SlotRows`) until
-/// `into_parts`.
+/// One partition's transaction: the projects it counted batches of (in
+/// the order first counted) and the first record that gave rows; the rows
+/// themselves wait in each project's slot (`SlotRows`) until `into_parts`
+/// takes them out.
 #[derive(Debug)]
 pub(crate) struct Collapsed {
     owner: u64,
