@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use meter_core::aggregate::{ClosedCycles, Retention};
 
-use crate::process::{run_jobs, Job, Record};
+use crate::process::{by_partition, run_jobs, Job, Record};
 use crate::state::PartitionState;
 
 /// Records of `usage.events` to apply as one transaction.
@@ -30,10 +30,7 @@ impl States {
     /// transaction (decode, dedup, count, collapse the rows); returns the
     /// events counted and the rows collapsed.
     pub fn apply(&mut self, txn: &Transaction) -> (u64, usize) {
-        let mut by_partition: HashMap<i32, Vec<&Record>> = HashMap::new();
-        for r in &txn.0 {
-            by_partition.entry(r.partition).or_default().push(r);
-        }
+        let mut by_partition = by_partition(&txn.0);
         for &p in by_partition.keys() {
             self.0.entry(p).or_default();
         }

@@ -108,10 +108,7 @@ pub(crate) fn apply(
             missed.extend(range.into_iter().map(|(offset, payload)| Record { partition: p, offset, payload }));
         }
     }
-    let mut by_partition: BTreeMap<i32, Vec<&Record>> = BTreeMap::new();
-    for rec in missed.iter().chain(&pending.records) {
-        by_partition.entry(rec.partition).or_default().push(rec);
-    }
+    let mut by_partition = by_partition(missed.iter().chain(&pending.records));
     let jobs: Vec<Job<'_>> = states
         .partitions_mut()
         .filter_map(|(partition, resume, closed, state)| {
@@ -174,6 +171,15 @@ pub(crate) fn apply(
         states.set_resume_offset(p, next);
     }
     Ok(out)
+}
+
+/// `records` per partition, each partition's in the order given.
+pub(crate) fn by_partition<'a>(records: impl IntoIterator<Item = &'a Record>) -> BTreeMap<i32, Vec<&'a Record>> {
+    let mut out: BTreeMap<i32, Vec<&Record>> = BTreeMap::new();
+    for rec in records {
+        out.entry(rec.partition).or_default().push(rec);
+    }
+    out
 }
 
 /// One partition's records of a transaction, and its state.
