@@ -17,6 +17,7 @@ use meter_core::enforce::{evaluate, Usage};
 use meter_core::{Limits, ProjectId, ProjectState, Quota, DEFAULT_THRESHOLDS};
 use meter_proto::decode_record;
 use meter_proto::events::{decode_events, decode_events_prost};
+use meter_proto::report_read::ReadReport;
 use meter_proto::v1::{ProjectBatch, ReportRequest};
 use prost::Message;
 
@@ -65,6 +66,16 @@ fn hot_paths(c: &mut Criterion) {
     });
     g.bench_function("ingest: decode + validate + split (16 projects)", |b| {
         b.iter(|| validate(ReportRequest::decode(bytes.as_slice()).expect("decode"), now))
+    });
+    g.bench_function("ingest: its bytes to its records through prost's structs (16 projects)", |b| {
+        b.iter(|| {
+            let req = ReportRequest::decode(bytes.as_slice()).expect("decode");
+            meter_ingest::kafka_records(validate(req, now), 8).len()
+        })
+    });
+    let limits = Limits::default();
+    g.bench_function("ingest: its bytes to its records (report_read, 16 projects)", |b| {
+        b.iter(|| ReadReport::read(&limits, &bytes, now).expect("valid").records(8).len())
     });
     let batches = validate(req, now);
     g.bench_function("ingest: encode the per-partition records (8 partitions)", |b| {
@@ -141,10 +152,21 @@ fn hot_paths(c: &mut Criterion) {
 /// batches (`decode_events`), and through prost's structs as before.
 fn collectors_records(c: &mut Criterion, now: i64) {
     let load = one_source(1000, 2 * EVENTS, false);
+    let report = load.request(0, 0, now).encode_to_vec();
     let batches = validate(load.request(0, 0, now), now);
     let records: Vec<Vec<u8>> = meter_ingest::kafka_records(batches, 8).into_iter().map(|r| r.value).collect();
     let mut g = c.benchmark_group("a collector's 2000-event Report, 1000 projects");
     g.throughput(Throughput::Elements(2 * EVENTS as u64));
+    let limits = Limits::default();
+    g.bench_function("ingest: its bytes to its records through prost's structs", |b| {
+        b.iter(|| {
+            let req = ReportRequest::decode(report.as_slice()).expect("decode");
+            meter_ingest::kafka_records(validate(req, now), 8).len()
+        })
+    });
+    g.bench_function("ingest: its bytes to its records (report_read)", |b| {
+        b.iter(|| ReadReport::read(&limits, &report, now).expect("valid").records(8).len())
+    });
     g.bench_function("aggregator: decode its records (decode_events)", |b| {
         b.iter(|| records.iter().map(|r| decode_events(r).expect("decode").batches.len()).sum::<usize>())
     });

@@ -71,3 +71,62 @@ async fn bad_batches_are_refused_whole_and_good_ones_still_count() {
     assert!(!p.totals().await.contains_key("bad-victim"));
     p.shutdown().await;
 }
+
+/// Bytes that are not a `ReportRequest` at all, sent by a client with its
+/// own codec: refused with INVALID_ARGUMENT naming the request (not
+/// INTERNAL, which clients retry), and a good Report after it still counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_a_report_is_refused_as_invalid() {
+    let Some(p) = Pipeline::start("notreport").await else { return };
+    let channel = tonic::transport::Endpoint::from_shared(p.ingest_url.clone()).expect("url").connect_lazy();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/meter.v1.Ingest/Report");
+    for (what, body) in [("a truncated key", vec![0xff, 0xff, 0xff]), ("field 3 as a varint", vec![0x18, 0x01])] {
+        grpc.ready().await.expect("ingest reachable");
+        let err = grpc.unary(tonic::Request::new(body), path.clone(), RawCodec).await.expect_err(what);
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        assert!(err.message().starts_with("request: is not a ReportRequest: "), "{what}: {}", err.message());
+    }
+    let mut client = p.client().await;
+    client
+        .report(report("notreport-src", 1, vec![inc("notreport-p", Metric::ComputeTimeSeconds, 7)]))
+        .await
+        .expect("a good Report after them is acknowledged");
+    eventually(Duration::from_secs(60), "the good Report is counted", || async {
+        match usage_of(&p.store, "notreport-p").await.map(|u| u.compute_time_seconds) {
+            Some(7) => Ok(()),
+            got => Err(format!("{got:?} != Some(7)")),
+        }
+    })
+    .await;
+    p.shutdown().await;
+}
+
+/// A client codec that sends its bytes as they are.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = meter_proto::v1::ReportResponse;
+    type Encoder = RawCodec;
+    type Decoder = tonic_prost::ProstDecoder<meter_proto::v1::ReportResponse>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(tonic::codec::BufferSettings::default())
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}

@@ -2,7 +2,9 @@
 //! emitters `POST /v1/events` with JSON); each batch is validated
 //! (all-or-nothing), split into per-project batches packed into one Kafka
 //! record per partition, and acknowledged only once Kafka has every record
-//! (acks=all, idempotent producer).
+//! (acks=all, idempotent producer). A valid Report goes from its bytes to
+//! its records without prost's structs (`meter_proto::report_read`); any
+//! other is decoded by prost and refused by `validate`, which names why.
 
 mod config;
 mod error;

@@ -5,11 +5,16 @@ use std::time::{Duration, Instant};
 
 use meter_core::auth::{bearer, AuthError, IngestCredential};
 use meter_core::rate::RateLimiter;
+use meter_core::BatchError;
 use meter_core::Limits;
 use meter_kafka::{EventProducer, KafkaConfig};
-use meter_proto::v1::ingest_server::{Ingest, IngestServer};
-use meter_proto::v1::{ReportRequest, ReportResponse};
+use meter_proto::ingest_raw::ingest_server::{Ingest, IngestServer};
+use meter_proto::report::EventsRecord;
+use meter_proto::report_codec::RawReport;
+use meter_proto::report_read::ReadReport;
+use meter_proto::v1::{ProjectBatch, ReportRequest, ReportResponse};
 use meter_runtime::{Auth, Health};
+use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -71,26 +76,72 @@ impl IngestService {
         Ok(Some(table.ingest(token).cloned().ok_or(AuthError::Unknown)?))
     }
 
+    /// Handles a Report's bytes; returns how many events it held (0 when
+    /// it could not be decoded) with the outcome.
     async fn handle(
         &self,
         credential: Option<IngestCredential>,
-        req: ReportRequest,
-    ) -> Result<ReportResponse, IngestError> {
+        bytes: &[u8],
+    ) -> (usize, Result<ReportResponse, IngestError>) {
         let started = Instant::now();
-        let _permit = self.in_flight.try_acquire().map_err(|_| IngestError::Overloaded(self.max_in_flight))?;
-        let n_events = req.events.len();
-        if let Some(c) = credential.as_ref().filter(|c| !c.may_use_source(&req.source_id)) {
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            return (0, Err(IngestError::Overloaded(self.max_in_flight)));
+        };
+        let now = now_ms();
+        // A valid Report is read from its bytes into its records
+        // (`report_read`); any other is decoded and validated through
+        // prost's structs, which name what is wrong with it.
+        let report = match ReadReport::read(&self.limits, bytes, now) {
+            Some(read) => Report::Read(read),
+            None => match ReportRequest::decode(bytes) {
+                Ok(req) => Report::Decoded(req),
+                Err(e) => {
+                    let e = BatchError::batch("request", format!("is not a ReportRequest: {e}"));
+                    return (0, Err(self.rejected(e)));
+                }
+            },
+        };
+        let (source_id, session, batch_seq, n_events) = report.header();
+        let span = tracing::Span::current();
+        span.record("source_id", source_id);
+        span.record("session", session);
+        span.record("batch_seq", batch_seq);
+        span.record("events", n_events);
+        let result = self.accept(credential, report, now, started).await;
+        (
+            n_events,
+            result.map(|records| ReportResponse { accepted_events: n_events as u32, kafka_records: records as u32 }),
+        )
+    }
+
+    /// Checks and writes a Report that has been read; returns how many
+    /// records were written.
+    async fn accept(
+        &self,
+        credential: Option<IngestCredential>,
+        report: Report<'_>,
+        now: i64,
+        started: Instant,
+    ) -> Result<usize, IngestError> {
+        let (source_id, _, _, n_events) = report.header();
+        if let Some(c) = credential.as_ref().filter(|c| !c.may_use_source(source_id)) {
             return Err(IngestError::PermissionDenied(format!(
                 "source_id: credential {:?} may not report as source {:?}",
-                c.name, req.source_id
+                c.name, source_id
             )));
         }
-        let source_id = req.source_id.clone();
-        let batches = validate(&self.limits, req, now_ms()).inspect_err(|e| {
-            metrics::counter!(m::REJECTED, "field" => e.field, "reason" => e.kind.label()).increment(1);
-        })?;
-        let records = self.write(credential.as_ref(), source_id, n_events, batches, started).await?;
-        Ok(ReportResponse { accepted_events: n_events as u32, kafka_records: records as u32 })
+        let source_id = source_id.to_owned();
+        let batches = match report {
+            Report::Read(read) => Batches::Read(read),
+            Report::Decoded(req) => Batches::Decoded(validate(&self.limits, req, now).map_err(|e| self.rejected(e))?),
+        };
+        self.write(credential.as_ref(), source_id, n_events, batches, started).await
+    }
+
+    /// Counts a refused Report (by field and reason) and returns its error.
+    fn rejected(&self, e: BatchError) -> IngestError {
+        metrics::counter!(m::REJECTED, "field" => e.field, "reason" => e.kind.label()).increment(1);
+        IngestError::Invalid(e)
     }
 
     /// Handles a Neon `consumption_metrics` JSON body (`POST /v1/events`):
@@ -110,11 +161,9 @@ impl IngestService {
             None => "json".to_owned(),
         };
         let session = rand::random::<u64>() | 1;
-        let batches = validate_neon(&self.limits, body, &source_id, session, now_ms()).inspect_err(|e| {
-            metrics::counter!(m::REJECTED, "field" => e.field, "reason" => e.kind.label()).increment(1);
-        })?;
+        let batches = validate_neon(&self.limits, body, &source_id, session, now_ms()).map_err(|e| self.rejected(e))?;
         let n_events = batches.iter().map(|b| b.events.len()).sum();
-        let records = self.write(credential.as_ref(), source_id, n_events, batches, started).await?;
+        let records = self.write(credential.as_ref(), source_id, n_events, Batches::Decoded(batches), started).await?;
         Ok((n_events, records))
     }
 
@@ -125,14 +174,14 @@ impl IngestService {
         credential: Option<&IngestCredential>,
         source_id: String,
         n_events: usize,
-        batches: Vec<meter_proto::v1::ProjectBatch>,
+        batches: Batches<'_>,
         started: Instant,
     ) -> Result<usize, IngestError> {
         if let Some(c) = credential {
-            if let Some(b) = batches.iter().find(|b| !c.may_report_for(&b.project_id)) {
+            if let Some(p) = batches.project_ids().find(|p| !c.may_report_for(p)) {
                 return Err(IngestError::PermissionDenied(format!(
-                    "project_id: credential {:?} may not report for project {:?}",
-                    c.name, b.project_id
+                    "project_id: credential {:?} may not report for project {p:?}",
+                    c.name
                 )));
             }
         }
@@ -143,7 +192,7 @@ impl IngestService {
             }
         }
         let partitions = self.producer.partitions().await?;
-        let records = kafka_records(batches, partitions);
+        let records = batches.records(partitions);
         self.producer.send_all(&records).await?;
         metrics::histogram!(m::PRODUCE_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(m::BATCH_EVENTS).record(n_events as f64);
@@ -153,22 +202,18 @@ impl IngestService {
 
 #[tonic::async_trait]
 impl Ingest for IngestService {
-    async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportResponse>, Status> {
+    async fn report(&self, request: Request<RawReport>) -> Result<Response<ReportResponse>, Status> {
+        use tracing::field::Empty;
         use tracing::Instrument;
         let credential = self.authenticate(&request);
-        let req = request.into_inner();
-        let n = req.events.len() as u64;
-        let span = tracing::info_span!(
-            "ingest.report",
-            source_id = %req.source_id,
-            session = req.source_session,
-            batch_seq = req.batch_seq,
-            events = n
-        );
-        let result = match credential {
-            Ok(c) => self.handle(c, req).instrument(span).await,
-            Err(e) => Err(e),
+        let bytes = request.into_inner().0;
+        let span =
+            tracing::info_span!("ingest.report", source_id = Empty, session = Empty, batch_seq = Empty, events = Empty);
+        let (n, result) = match credential {
+            Ok(c) => self.handle(c, &bytes).instrument(span).await,
+            Err(e) => (0, Err(e)),
         };
+        let n = n as u64;
         match result {
             Ok(resp) => {
                 metrics::counter!(m::REQUESTS, "outcome" => "ok").increment(1);
@@ -181,6 +226,46 @@ impl Ingest for IngestService {
                 tracing::debug!(error = %e, "ingest.report_failed");
                 Err(e.into())
             }
+        }
+    }
+}
+
+/// A Report as it came in: read from its bytes (valid), or decoded by
+/// prost (to be validated).
+enum Report<'a> {
+    Read(ReadReport<'a>),
+    Decoded(ReportRequest),
+}
+
+impl Report<'_> {
+    /// Its source id, session, batch number and event count.
+    fn header(&self) -> (&str, u64, u64, usize) {
+        match self {
+            Report::Read(r) => (r.source_id, r.source_session, r.batch_seq, r.len()),
+            Report::Decoded(r) => (&r.source_id, r.source_session, r.batch_seq, r.events.len()),
+        }
+    }
+}
+
+/// Valid batches, to be written: a Report read from its bytes, or the
+/// batches of `validate` (a Report prost decoded) or `validate_neon`.
+enum Batches<'a> {
+    Read(ReadReport<'a>),
+    Decoded(Vec<ProjectBatch>),
+}
+
+impl Batches<'_> {
+    fn project_ids(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Batches::Read(r) => Box::new(r.project_ids()),
+            Batches::Decoded(b) => Box::new(b.iter().map(|b| b.project_id.as_str())),
+        }
+    }
+
+    fn records(self, partitions: i32) -> Vec<EventsRecord> {
+        match self {
+            Batches::Read(r) => r.records(partitions),
+            Batches::Decoded(b) => kafka_records(b, partitions),
         }
     }
 }

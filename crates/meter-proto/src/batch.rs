@@ -54,16 +54,27 @@ fn optional(s: String) -> Option<String> {
 /// What a wire event measures, checked: its metric and span (see
 /// `meter_core::check_measure`).
 pub fn wire_measure(index: usize, e: &v1::UsageEvent) -> Result<(Metric, Span), BatchError> {
-    let metric = metric_from_wire(e.metric)
-        .ok_or_else(|| BatchError::event(index, "metric", format!("unknown metric code {}", e.metric)))?;
-    let span = match v1::Kind::try_from(e.kind) {
-        Ok(v1::Kind::Incremental) => Span::Interval { start_ms: e.start_unix_ms, end_ms: e.end_unix_ms },
-        Ok(v1::Kind::Absolute) => Span::Instant { time_ms: e.time_unix_ms },
+    measure_of(index, e.metric, e.kind, (e.start_unix_ms, e.end_unix_ms, e.time_unix_ms))
+}
+
+/// `wire_measure` of an event's metric and kind codes and its start, end
+/// and time fields.
+pub(crate) fn measure_of(
+    index: usize,
+    metric: i32,
+    kind: i32,
+    (start_ms, end_ms, time_ms): (i64, i64, i64),
+) -> Result<(Metric, Span), BatchError> {
+    let metric = metric_from_wire(metric)
+        .ok_or_else(|| BatchError::event(index, "metric", format!("unknown metric code {metric}")))?;
+    let span = match v1::Kind::try_from(kind) {
+        Ok(v1::Kind::Incremental) => Span::Interval { start_ms, end_ms },
+        Ok(v1::Kind::Absolute) => Span::Instant { time_ms },
         _ => {
             return Err(BatchError::event(
                 index,
                 "kind",
-                format!("unknown kind code {}; expected INCREMENTAL or ABSOLUTE", e.kind),
+                format!("unknown kind code {kind}; expected INCREMENTAL or ABSOLUTE"),
             ))
         }
     };

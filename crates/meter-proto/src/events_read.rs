@@ -16,95 +16,7 @@ use crate::adjust::adjustment_from_wire;
 use crate::batch::event_from_wire;
 use crate::events::{close_start_ms, probe_ms, Decoded};
 use crate::v1;
-
-/// Protobuf wire types (the group types, never written here, are not read).
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const FIXED32: u8 = 5;
-
-/// A cursor over protobuf bytes; `None` is "not the common case".
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for (i, &b) in self.buf.iter().enumerate().take(10) {
-            if i == 9 && b > 1 {
-                return None;
-            }
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                self.buf = &self.buf[i + 1..];
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    /// A field's number and wire type. A key over 32 bits is invalid, as
-    /// prost (and the protobuf spec) reads it, even when its field number
-    /// alone would fit.
-    fn key(&mut self) -> Option<(u32, u8)> {
-        let key = u32::try_from(self.varint()?).ok()?;
-        let tag = key >> 3;
-        (tag > 0).then_some((tag, (key & 7) as u8))
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.buf.len() {
-            return None;
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Some(head)
-    }
-
-    /// A length-delimited field's bytes.
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = usize::try_from(self.varint()?).ok()?;
-        self.take(n)
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
-    }
-
-    /// Passes over a field of `wire` type.
-    fn skip(&mut self, wire: u8) -> Option<()> {
-        match wire {
-            VARINT => self.varint().map(drop),
-            FIXED64 => self.take(8).map(drop),
-            LEN => self.bytes().map(drop),
-            FIXED32 => self.take(4).map(drop),
-            _ => None,
-        }
-    }
-
-    /// A varint field's value, if the field is a varint.
-    fn varint_field(&mut self, wire: u8) -> Option<u64> {
-        (wire == VARINT).then(|| self.varint())?
-    }
-
-    /// A length-delimited field's bytes, if the field is one.
-    fn bytes_field(&mut self, wire: u8) -> Option<&'a [u8]> {
-        (wire == LEN).then(|| self.bytes())?
-    }
-
-    fn str_field(&mut self, wire: u8) -> Option<&'a str> {
-        (wire == LEN).then(|| self.str())?
-    }
-}
+use crate::wire_read::Reader;
 
 /// Decodes an `EventsRecord` holding batches, adjustments, probes or
 /// closes, when it is well formed and valid; `None` otherwise (see the
@@ -227,32 +139,8 @@ mod tests {
     use super::*;
     use crate::events::{close_records, decode_events_prost, probe_records};
     use crate::report::{kafka_records, validate};
+    use crate::test_reports::{edits, mangle, report, NOW};
     use crate::v1::{Kind, Metric, ReportRequest, UsageEvent};
-
-    const NOW: i64 = 1_764_547_200_000;
-
-    /// A collector's Report over `projects` projects, with branch ids,
-    /// storage readings, endpoint ids and keys on some events.
-    fn report(projects: usize, events: usize) -> ReportRequest {
-        let events = (0..events)
-            .map(|i| {
-                let storage = i % 7 == 0;
-                UsageEvent {
-                    project_id: format!("proj-{}", (i * 13) % projects),
-                    metric: if storage { Metric::LogicalSizeBytes } else { Metric::WrittenDataBytes } as i32,
-                    kind: if storage { Kind::Absolute } else { Kind::Incremental } as i32,
-                    value: 1 + i as u64 * 977,
-                    start_unix_ms: if storage { 0 } else { NOW - 60_000 },
-                    end_unix_ms: if storage { 0 } else { NOW },
-                    time_unix_ms: if storage { NOW - 1 } else { 0 },
-                    branch_id: if i % 5 == 0 { format!("br-{i}") } else { String::new() },
-                    endpoint_id: if i % 3 == 0 { "ep-1".into() } else { String::new() },
-                    idempotency_key: if i % 4 == 0 { format!("k{i}") } else { String::new() },
-                }
-            })
-            .collect();
-        ReportRequest { source_id: "collector-1".into(), source_session: 77, batch_seq: 5, events }
-    }
 
     fn records(projects: usize, events: usize) -> Vec<Vec<u8>> {
         let batches = validate(&Limits::default(), report(projects, events), NOW).expect("valid");
@@ -384,22 +272,8 @@ mod tests {
     proptest! {
         /// Whatever a record's bytes, what is read here is what prost reads.
         #[test]
-        fn mangled_records_read_here_only_as_prost_reads_them(
-            which in 0usize..4,
-            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
-        ) {
-            let mut bytes = records(40, 60)[which].clone();
-            for (at, byte, how) in edits {
-                let i = at.index(bytes.len());
-                match how {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => bytes.truncate(i),
-                }
-                if bytes.is_empty() {
-                    break;
-                }
-            }
+        fn mangled_records_read_here_only_as_prost_reads_them(which in 0usize..4, edits in edits()) {
+            let bytes = mangle(records(40, 60)[which].clone(), edits);
             if let Some(fast) = decode_common(&bytes) {
                 let prost = decode_events_prost(&bytes).map_err(|e| e.to_string());
                 prop_assert_eq!(Ok(&fast), prost.as_ref());

@@ -9,6 +9,13 @@ pub mod v1 {
     tonic::include_proto!("meter.v1");
 }
 
+/// The Ingest server as ingest runs it: `Report` receives the request's
+/// bytes (`report_codec::RawReport`); see build.rs.
+pub mod ingest_raw {
+    #![allow(clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/meter.v1.Ingest.rs"));
+}
+
 /// The response metadata key of a rate-limited `Report`
 /// (`RESOURCE_EXHAUSTED`): milliseconds to wait before retrying.
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
@@ -20,7 +27,12 @@ mod events_read;
 pub mod neon;
 pub mod packed;
 pub mod report;
+pub mod report_codec;
+pub mod report_read;
+#[cfg(test)]
+mod test_reports;
 mod totals;
+mod wire_read;
 
 /// HTTP/2 flow-control windows for the Ingest service, on the server and
 /// on the clients this repository ships (simulator, benchmark): with the

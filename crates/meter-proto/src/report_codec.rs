@@ -1,0 +1,46 @@
+//! The gRPC codec of ingest's `Report`: the request is handed over as the
+//! bytes it came in (`RawReport`), for `report_read` to turn into Kafka
+//! records without building prost's structs; the response is prost's.
+
+use bytes::{Buf, Bytes};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic::Status;
+use tonic_prost::ProstEncoder;
+
+use crate::v1::ReportResponse;
+
+/// A `ReportRequest`'s encoded bytes, as received.
+#[derive(Debug, Clone, Default)]
+pub struct RawReport(pub Bytes);
+
+/// Requests as bytes, responses through prost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportCodec;
+
+impl Codec for ReportCodec {
+    type Encode = ReportResponse;
+    type Decode = RawReport;
+    type Encoder = ProstEncoder<ReportResponse>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+/// Takes a message's bytes whole (no copy: the buffer's part is split off).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = RawReport;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<RawReport>, Status> {
+        Ok(Some(RawReport(buf.copy_to_bytes(buf.remaining()))))
+    }
+}
