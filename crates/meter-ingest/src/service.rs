@@ -76,53 +76,26 @@ impl IngestService {
         Ok(Some(table.ingest(token).cloned().ok_or(AuthError::Unknown)?))
     }
 
-    /// Handles a Report's bytes; returns how many events it held (0 when
-    /// it could not be decoded) with the outcome.
-    async fn handle(
-        &self,
-        credential: Option<IngestCredential>,
-        bytes: &[u8],
-    ) -> (usize, Result<ReportResponse, IngestError>) {
-        let started = Instant::now();
-        let Ok(_permit) = self.in_flight.try_acquire() else {
-            return (0, Err(IngestError::Overloaded(self.max_in_flight)));
-        };
-        let now = now_ms();
-        // A valid Report is read from its bytes into its records
-        // (`report_read`); any other is decoded and validated through
-        // prost's structs, which name what is wrong with it.
-        let report = match ReadReport::read(&self.limits, bytes, now) {
-            Some(read) => Report::Read(read),
-            None => match ReportRequest::decode(bytes) {
-                Ok(req) => Report::Decoded(req),
-                Err(e) => {
-                    let e = BatchError::batch("request", format!("is not a ReportRequest: {e}"));
-                    return (0, Err(self.rejected(e)));
-                }
-            },
-        };
-        let (source_id, session, batch_seq, n_events) = report.header();
-        let span = tracing::Span::current();
-        span.record("source_id", source_id);
-        span.record("session", session);
-        span.record("batch_seq", batch_seq);
-        span.record("events", n_events);
-        let result = self.accept(credential, report, now, started).await;
-        (
-            n_events,
-            result.map(|records| ReportResponse { accepted_events: n_events as u32, kafka_records: records as u32 }),
-        )
+    /// Reads a Report's bytes at time `now`: a valid one straight into its
+    /// records (`report_read`); any other is decoded through prost's
+    /// structs, for `validate` to name what is wrong with it.
+    fn parse<'a>(&self, bytes: &'a [u8], now: i64) -> Result<Report<'a>, IngestError> {
+        if let Some(read) = ReadReport::read(&self.limits, bytes, now) {
+            return Ok(Report::Read(read));
+        }
+        ReportRequest::decode(bytes)
+            .map(Report::Decoded)
+            .map_err(|e| self.rejected(BatchError::batch("request", format!("is not a ReportRequest: {e}"))))
     }
 
-    /// Checks and writes a Report that has been read; returns how many
-    /// records were written.
-    async fn accept(
+    async fn handle(
         &self,
         credential: Option<IngestCredential>,
         report: Report<'_>,
         now: i64,
-        started: Instant,
-    ) -> Result<usize, IngestError> {
+    ) -> Result<ReportResponse, IngestError> {
+        let started = Instant::now();
+        let _permit = self.in_flight.try_acquire().map_err(|_| IngestError::Overloaded(self.max_in_flight))?;
         let (source_id, _, _, n_events) = report.header();
         if let Some(c) = credential.as_ref().filter(|c| !c.may_use_source(source_id)) {
             return Err(IngestError::PermissionDenied(format!(
@@ -135,7 +108,8 @@ impl IngestService {
             Report::Read(read) => Batches::Read(read),
             Report::Decoded(req) => Batches::Decoded(validate(&self.limits, req, now).map_err(|e| self.rejected(e))?),
         };
-        self.write(credential.as_ref(), source_id, n_events, batches, started).await
+        let records = self.write(credential.as_ref(), source_id, n_events, batches, started).await?;
+        Ok(ReportResponse { accepted_events: n_events as u32, kafka_records: records as u32 })
     }
 
     /// Counts a refused Report (by field and reason) and returns its error.
@@ -203,14 +177,20 @@ impl IngestService {
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn report(&self, request: Request<RawReport>) -> Result<Response<ReportResponse>, Status> {
-        use tracing::field::Empty;
         use tracing::Instrument;
         let credential = self.authenticate(&request);
         let bytes = request.into_inner().0;
-        let span =
-            tracing::info_span!("ingest.report", source_id = Empty, session = Empty, batch_seq = Empty, events = Empty);
-        let (n, result) = match credential {
-            Ok(c) => self.handle(c, &bytes).instrument(span).await,
+        let now = now_ms();
+        let (n, result) = match self.parse(&bytes, now) {
+            Ok(report) => {
+                let (source_id, session, batch_seq, n) = report.header();
+                let span = tracing::info_span!("ingest.report", source_id = %source_id, session, batch_seq, events = n);
+                let result = match credential {
+                    Ok(c) => self.handle(c, report, now).instrument(span).await,
+                    Err(e) => Err(e),
+                };
+                (n, result)
+            }
             Err(e) => (0, Err(e)),
         };
         let n = n as u64;
