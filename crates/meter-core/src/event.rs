@@ -87,7 +87,7 @@ impl Batch {
                     ingested_ms,
                 }),
             }
-            groups.pushed(&out, id_of);
+            groups.pushed(&out, |b| id_of(b).to_owned());
         }
         out
     }

@@ -61,7 +61,7 @@ pub fn validate(limits: &Limits, req: ReportRequest, now: i64) -> Result<Vec<v1:
                 keyed_only: false,
             }),
         }
-        groups.pushed(&out, id_of);
+        groups.pushed(&out, |b| id_of(b).to_owned());
     }
     Ok(out)
 }
