@@ -182,7 +182,8 @@ fn collectors_records(c: &mut Criterion, now: i64) {
 /// 50,000 projects, on one thread, no Kafka: per iteration one
 /// transaction of 16 Reports (32,000 events: a light load's), and one of
 /// 128 (256,000 events, ~5 batches per project: a loaded aggregator's
-/// backlog), each Report with a new batch number.
+/// backlog), each Report with a new batch number; the transaction's
+/// `usage.rows` records written as its flush writes them.
 fn collectors_apply(c: &mut Criterion, now: i64) {
     use std::time::{Duration, Instant};
     let load = LoadConfig { sources: 16, ..one_source(3125, 2 * EVENTS, false) };
@@ -213,8 +214,10 @@ fn collectors_apply(c: &mut Criterion, now: i64) {
     g.sampling_mode(criterion::SamplingMode::Flat).sample_size(10);
     for rounds in [1, 8] {
         g.throughput(Throughput::Elements(rounds * 16 * 2 * EVENTS as u64));
-        let name =
-            format!("aggregator: apply a transaction of {} Reports (decode, dedup, count, collapse)", 16 * rounds);
+        let name = format!(
+            "aggregator: apply a transaction of {} Reports (decode, dedup, count, collapse, rows)",
+            16 * rounds
+        );
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut took = Duration::ZERO;

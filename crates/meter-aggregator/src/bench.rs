@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use meter_core::aggregate::{ClosedCycles, Retention};
 
 use crate::process::{by_partition, run_jobs, Job, Record};
+use crate::rows::encode_rows;
 use crate::state::PartitionState;
 
 /// Records of `usage.events` to apply as one transaction.
@@ -27,9 +28,10 @@ pub struct States(HashMap<i32, PartitionState>);
 
 impl States {
     /// Applies `txn` on the calling thread, as the aggregator applies a
-    /// transaction (decode, dedup, count, collapse the rows); returns the
-    /// events counted and the rows collapsed.
-    pub fn apply(&mut self, txn: &Transaction) -> (u64, usize) {
+    /// transaction (decode, dedup, count, collapse the rows), and writes its
+    /// `usage.rows` records as the transaction's flush does; returns the
+    /// events counted, the rows collapsed and the bytes of their records.
+    pub fn apply(&mut self, txn: &Transaction) -> (u64, usize, usize) {
         let mut by_partition = by_partition(&txn.0);
         for &p in by_partition.keys() {
             self.0.entry(p).or_default();
@@ -43,7 +45,10 @@ impl States {
             })
             .collect();
         let done = run_jobs(jobs, 0, &Retention::default());
-        done.iter().fold((0, 0), |(events, rows), (_, o)| (events + o.events, rows + o.rows.len()))
+        done.iter().fold((0, 0, 0), |(events, rows, bytes), (_, o)| {
+            let records: usize = encode_rows(o.rows.iter()).iter().map(Vec::len).sum();
+            (events + o.events, rows + o.rows.len(), bytes + records)
+        })
     }
 
     /// Projects held.

@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use meter_core::FastHash;
 use meter_core::{HourlyRow, ProjectId};
-use meter_store::{metric_code, UsageRow, BYTE_HOURS_CODE};
+use meter_proto::rows_write::RowRef;
+use meter_store::{metric_code, BYTE_HOURS_CODE};
 
 use crate::state::{PartitionState, Slot};
 
-/// Project ids, hashed fast (a transaction touches thousands).
-pub(crate) type Projects = HashSet<String, FastHash>;
+/// Project ids, hashed fast (a transaction touches thousands); shared
+/// with the states', not copied.
+pub(crate) type Projects = HashSet<ProjectId, FastHash>;
 
 /// The `source_id` of a partition's collapsed rows: `/` never begins a
 /// source's own id (`<source>/<session>`), so the two never meet.
@@ -100,29 +102,65 @@ impl Collapsed {
     /// The rows, keyed by `partition` and the first record counted (their
     /// `batch_seq` and `version`), taken out of the slots of `states`, and
     /// the projects counted in.
-    pub(crate) fn into_parts(self, partition: i32, states: &mut PartitionState) -> (Vec<UsageRow>, Projects) {
-        let source = collapsed_source_id(partition);
-        let first = self.first_offset.unwrap_or_default();
-        let mut rows = Vec::new();
+    pub(crate) fn into_parts(self, partition: i32, states: &mut PartitionState) -> (PartitionRows, Projects) {
+        let mut rows = PartitionRows {
+            source: collapsed_source_id(partition),
+            first: self.first_offset.unwrap_or_default(),
+            projects: Vec::with_capacity(self.touched.len()),
+            len: 0,
+        };
         let mut touched = Projects::with_capacity_and_hasher(self.touched.len(), FastHash::default());
         for project in self.touched {
             let slot = states.get_mut(project.as_str()).expect("a touched project keeps its slot");
             let accs = std::mem::take(&mut slot.rows.rows);
-            rows.extend(accs.into_iter().map(|a| UsageRow {
-                project_id: project.as_str().to_owned(),
-                metric: a.metric,
-                hour: a.hour,
-                source_id: source.clone(),
-                batch_seq: first,
-                value: a.value,
-                last_value: a.last_value,
-                last_time_ms: a.last_time_ms,
-                version: first,
-                branch_id: a.branch,
-            }));
-            touched.insert(project.as_str().to_owned());
+            touched.insert(project.clone());
+            if !accs.is_empty() {
+                rows.len += accs.len();
+                rows.projects.push((project, accs));
+            }
         }
         (rows, touched)
+    }
+}
+
+/// One partition's collapsed rows of a transaction, as they left the
+/// slots: written to `usage.rows` from here (`RowRef`s borrow them), with
+/// no `UsageRow` copied per row.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionRows {
+    /// Every row's `source_id` (`collapsed_source_id`).
+    source: String,
+    /// Every row's `batch_seq` and `version`: the first record counted.
+    first: u64,
+    projects: Vec<(ProjectId, Vec<Acc>)>,
+    len: usize,
+}
+
+impl PartitionRows {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The rows, project by project in the order first counted.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = RowRef<'_>> {
+        self.projects.iter().flat_map(move |(project, accs)| {
+            accs.iter().map(move |a| RowRef {
+                project_id: project.as_str(),
+                metric: a.metric,
+                hour_unix_s: a.hour,
+                source_id: &self.source,
+                batch_seq: self.first,
+                value: a.value,
+                last_value: a.last_value,
+                last_time_unix_ms: a.last_time_ms,
+                version: self.first,
+                branch_id: &a.branch,
+            })
+        })
     }
 }
 
@@ -144,8 +182,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use meter_core::{Batch, Metric, ProjectState, SourceId};
+    use meter_store::UsageRow;
 
     use super::*;
+    use crate::rows::row_ref;
 
     const HOUR: i64 = 1_764_547_200_000;
 
@@ -188,13 +228,13 @@ mod tests {
     /// What the readers compute from rows: per (project, metric, hour,
     /// branch), counters and byte-hours summed, storage's largest reading
     /// and latest (by time, then value).
-    fn read(rows: &[UsageRow]) -> Read {
+    fn read<'a>(rows: impl IntoIterator<Item = RowRef<'a>>) -> Read {
         let mut out: BTreeMap<_, (u64, (i64, u64))> = BTreeMap::new();
         for r in rows {
-            let e = out.entry((r.project_id.clone(), r.metric, r.hour, r.branch_id.clone())).or_default();
+            let e = out.entry((r.project_id.to_owned(), r.metric, r.hour_unix_s, r.branch_id.to_owned())).or_default();
             if r.metric == metric_code(Metric::LogicalSizeBytes) {
                 e.0 = e.0.max(r.value);
-                e.1 = e.1.max((r.last_time_ms, r.last_value));
+                e.1 = e.1.max((r.last_time_unix_ms, r.last_value));
             } else {
                 e.0 += r.value;
             }
@@ -222,12 +262,12 @@ mod tests {
         }
         let (rows, touched) = collapsed.into_parts(3, &mut states);
         assert_eq!(touched.len(), 2);
-        assert_eq!(read(&rows), read(&per_batch));
+        assert_eq!(read(rows.iter()), read(per_batch.iter().map(row_ref)));
         // One row per (project, metric, hour, branch): p1 active x2 hours, p1 storage, p2 written, p2 byte-hours.
-        assert_eq!(rows.len(), 5, "{rows:#?}");
+        assert_eq!((rows.len(), rows.iter().count()), (5, 5), "{rows:#?}");
         assert!(rows.iter().all(|r| r.source_id == "/p3" && r.batch_seq == 40 && r.version == 40), "{rows:#?}");
         let storage = rows.iter().find(|r| r.metric == metric_code(Metric::LogicalSizeBytes)).expect("storage");
-        assert_eq!((storage.value, storage.last_value, storage.last_time_ms), (900, 300, HOUR + 20));
+        assert_eq!((storage.value, storage.last_value, storage.last_time_unix_ms), (900, 300, HOUR + 20));
     }
 
     #[test]
@@ -237,7 +277,8 @@ mod tests {
         c.add(states.get_mut("p2").expect("slot"), 9, &[hourly(Metric::ActiveTimeSeconds, 0, "", 1, (0, 0))], &[]);
         let (rows, touched) = c.into_parts(0, &mut states);
         assert_eq!(touched.len(), 2, "a counted batch moves its project's state, rows or not");
-        assert_eq!((rows.len(), rows[0].batch_seq), (1, 9), "keyed by the first record that gave rows");
+        let first = rows.iter().next().expect("a row");
+        assert_eq!((rows.len(), first.batch_seq), (1, 9), "keyed by the first record that gave rows");
     }
 
     /// Rows left in a slot by a transaction that never took them (its
@@ -254,7 +295,7 @@ mod tests {
         next.add(states.get_mut("p1").expect("slot"), 2, &active(5), &[]);
         next.add(states.get_mut("p1").expect("slot"), 3, &active(6), &[]);
         let (rows, touched) = next.into_parts(0, &mut states);
-        assert_eq!((rows.len(), rows[0].value, touched.len()), (1, 11, 1));
+        assert_eq!((rows.len(), rows.iter().map(|r| r.value).collect(), touched.len()), (1, vec![11], 1));
         assert!(states["p1"].rows.rows.is_empty(), "taken out, not kept");
         let (rows, touched) = Collapsed::default().into_parts(0, &mut states);
         assert!(rows.is_empty() && touched.is_empty());

@@ -9,9 +9,8 @@ use meter_core::aggregate::{ClosedCycles, Retention};
 use meter_core::{ProjectState, ProjectUpdate};
 use meter_kafka::{read_range, KafkaConfig};
 use meter_proto::events::decode_events;
-use meter_store::UsageRow;
 
-use crate::collapse::{Collapsed, Projects};
+use crate::collapse::{Collapsed, PartitionRows, Projects};
 use crate::metrics as m;
 use crate::state::{PartitionState, Slot, States};
 
@@ -58,7 +57,7 @@ impl Pending {
 /// counted batches.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    pub(crate) rows: BTreeMap<i32, Vec<UsageRow>>,
+    pub(crate) rows: BTreeMap<i32, PartitionRows>,
     /// Per partition, the adjustments applied and their offsets (for ClickHouse).
     pub(crate) adjusted: BTreeMap<i32, Vec<(Adjustment, u64)>>,
     /// What became of each adjustment judged (for `meter.adjustments`).
@@ -199,7 +198,7 @@ pub(crate) struct Job<'a> {
 /// What one partition's records did.
 #[derive(Default)]
 pub(crate) struct PartOutcome {
-    pub(crate) rows: Vec<UsageRow>,
+    pub(crate) rows: PartitionRows,
     adjusted: Vec<(Adjustment, u64)>,
     adjustments: Vec<AdjustmentOutcome>,
     probes: Vec<i64>,
@@ -338,7 +337,7 @@ fn adjust(job: &mut Job<'_>, out: &mut PartOutcome, a: &Adjustment, offset: i64,
     let outcome = if refusal.is_none() { "applied" } else { "refused" };
     metrics::counter!(m::ADJUSTMENTS, "outcome" => outcome).increment(1);
     if state.version != version {
-        out.touched.insert(project.to_owned());
+        out.touched.insert(a.project_id.clone());
     }
     out.adjustments.push(AdjustmentOutcome {
         adjustment: a.clone(),
@@ -418,7 +417,8 @@ mod tests {
             .into_iter()
             .map(|(p, o)| {
                 let value = o.rows.iter().map(|r| r.value).sum();
-                (p, (o.rows.len(), value, o.touched.into_iter().collect(), o.events, o.usage))
+                let touched = o.touched.iter().map(|id| id.as_str().to_owned()).collect();
+                (p, (o.rows.len(), value, touched, o.events, o.usage))
             })
             .collect();
         let states =

@@ -2,6 +2,7 @@
 //! record, written by the aggregator and read by the load role.
 
 use meter_proto::adjust::{adjustment_from_wire, adjustment_to_wire};
+use meter_proto::rows_write::{rows_record, RowRef};
 use meter_proto::v1;
 use meter_store::{AdjustmentRow, UsageRow};
 use prost::Message as _;
@@ -10,31 +11,38 @@ use prost::Message as _;
 /// well under the broker's 1 MiB `message.max.bytes`.
 pub(crate) const ROWS_PER_RECORD: usize = 2_000;
 
-/// The `usage.rows` records of `rows`, in order.
-pub(crate) fn encode_rows(rows: &[UsageRow]) -> Vec<Vec<u8>> {
-    rows.chunks(ROWS_PER_RECORD)
-        .map(|chunk| {
-            v1::UsageRows {
-                rows: chunk
-                    .iter()
-                    .map(|r| v1::UsageRowRecord {
-                        project_id: r.project_id.clone(),
-                        metric: r.metric.into(),
-                        hour_unix_s: r.hour,
-                        source_id: r.source_id.clone(),
-                        batch_seq: r.batch_seq,
-                        value: r.value,
-                        last_value: r.last_value,
-                        last_time_unix_ms: r.last_time_ms,
-                        version: r.version,
-                        branch_id: r.branch_id.clone(),
-                    })
-                    .collect(),
-                ..Default::default()
-            }
-            .encode_to_vec()
-        })
-        .collect()
+/// The `usage.rows` records of `rows`, in order, `ROWS_PER_RECORD` rows
+/// each at most.
+pub(crate) fn encode_rows<'a>(rows: impl IntoIterator<Item = RowRef<'a>>) -> Vec<Vec<u8>> {
+    let (mut out, mut chunk) = (Vec::new(), Vec::with_capacity(ROWS_PER_RECORD));
+    for row in rows {
+        chunk.push(row);
+        if chunk.len() == ROWS_PER_RECORD {
+            out.push(rows_record(&chunk));
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        out.push(rows_record(&chunk));
+    }
+    out
+}
+
+/// `r` as the rows writer borrows it.
+#[cfg(test)]
+pub(crate) fn row_ref(r: &UsageRow) -> RowRef<'_> {
+    RowRef {
+        project_id: &r.project_id,
+        metric: r.metric,
+        hour_unix_s: r.hour,
+        source_id: &r.source_id,
+        batch_seq: r.batch_seq,
+        value: r.value,
+        last_value: r.last_value,
+        last_time_unix_ms: r.last_time_ms,
+        version: r.version,
+        branch_id: &r.branch_id,
+    }
 }
 
 /// The `usage.rows` record of applied adjustments (few: one record).
@@ -121,7 +129,7 @@ mod tests {
     #[test]
     fn rows_survive_the_topic_in_records_of_bounded_size() {
         let rows: Vec<UsageRow> = (0..4_500).map(row).collect();
-        let records = encode_rows(&rows);
+        let records = encode_rows(rows.iter().map(row_ref));
         assert_eq!(records.len(), 3);
         assert!(records.iter().all(|r| r.len() < 512 * 1024), "{:?}", records.iter().map(Vec::len).collect::<Vec<_>>());
         let back: Vec<UsageRow> = records.iter().flat_map(|r| decode_rows(r).expect("decodes").rows).collect();
@@ -151,7 +159,7 @@ mod tests {
     fn a_bad_metric_code_is_named() {
         let mut bad = row(1);
         bad.metric = 9;
-        let err = decode_rows(&encode_rows(&[bad])[0]).expect_err("refused");
+        let err = decode_rows(&encode_rows([row_ref(&bad)])[0]).expect_err("refused");
         assert!(err.to_string().contains("metric code 9"), "{err}");
     }
 }

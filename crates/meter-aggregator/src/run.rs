@@ -190,7 +190,7 @@ impl Worker {
             let next_offset = pending.next.get(&partition).copied().unwrap_or_default();
             let (states, packing) = self.states.with_packing(partition).expect("touched partition has state");
             let changed: Vec<&ProjectState> =
-                projects.iter().map(|id| &states.get(id).expect("touched project has state").state).collect();
+                projects.iter().map(|id| &states.get(id.as_str()).expect("touched project has state").state).collect();
             for record in packed_records(changed.iter().copied(), next_offset, now) {
                 let key = packed_key(record.id);
                 send(producer, BaseRecord::to(topic).partition(partition).key(key.as_str()).payload(&record.value))?;
@@ -235,7 +235,7 @@ impl Worker {
             }
         }
         for (partition, rows) in &outcome.rows {
-            for record in encode_rows(rows) {
+            for record in encode_rows(rows.iter()) {
                 send(
                     producer,
                     BaseRecord::<str, [u8]>::to(&self.kafka.rows_topic).partition(*partition).payload(&record),

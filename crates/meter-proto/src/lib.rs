@@ -29,10 +29,12 @@ pub mod packed;
 pub mod report;
 pub mod report_codec;
 pub mod report_read;
+pub mod rows_write;
 #[cfg(test)]
 mod test_reports;
 mod totals;
 mod wire_read;
+mod wire_write;
 
 /// HTTP/2 flow-control windows for the Ingest service, on the server and
 /// on the clients this repository ships (simulator, benchmark): with the

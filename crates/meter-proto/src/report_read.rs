@@ -21,6 +21,7 @@ use crate::batch::measure_of;
 use crate::report::{in_record_len, pack, EventsRecord};
 use crate::v1::Kind;
 use crate::wire_read::Reader;
+use crate::wire_write::{encode_varint, key, put_str, put_varint, str_len, varint_len, LEN};
 
 /// The end of a project's list of events.
 const NONE: u32 = u32::MAX;
@@ -252,59 +253,8 @@ impl Event<'_> {
     }
 }
 
-const VARINT: u8 = 0;
-const LEN: u8 = 2;
-
 /// The key of an `EventsRecord`'s `batches` (field 16, length-delimited).
 const BATCHES_KEY: [u8; 2] = [0x82, 0x01];
-
-/// A field's key, one byte for the fields numbered below 16 written here.
-const fn key(tag: u8, wire: u8) -> u8 {
-    (tag << 3) | wire
-}
-
-/// A proto3 string field's bytes (none when empty).
-fn str_len(s: &str) -> usize {
-    if s.is_empty() {
-        0
-    } else {
-        1 + encoded_len_varint(s.len() as u64) + s.len()
-    }
-}
-
-/// A proto3 varint field's bytes (none when 0).
-fn varint_len(v: u64) -> usize {
-    if v == 0 {
-        0
-    } else {
-        1 + encoded_len_varint(v)
-    }
-}
-
-/// A varint, byte by byte into `out` (whose capacity `records` reserved:
-/// prost's generic writer was a tenth of ingest's CPU here).
-fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_str(out: &mut Vec<u8>, tag: u8, s: &str) {
-    if !s.is_empty() {
-        out.push(key(tag, LEN));
-        encode_varint(s.len() as u64, out);
-        out.extend_from_slice(s.as_bytes());
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, tag: u8, v: u64) {
-    if v != 0 {
-        out.push(key(tag, VARINT));
-        encode_varint(v, out);
-    }
-}
 
 #[cfg(test)]
 mod tests {
