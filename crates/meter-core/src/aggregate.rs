@@ -246,7 +246,10 @@ impl ProjectState {
         for row in &rows {
             if let Some(i) = row.metric.counter_index() {
                 if !cycle.contains(row.hour_ms) {
-                    cycle = Cycle::containing(row.hour_ms);
+                    // Most rows fall in a cycle the project already counts:
+                    // its bounds are at hand, no calendar arithmetic.
+                    let held = self.cycles.values().map(|c| c.cycle).find(|c| c.contains(row.hour_ms));
+                    cycle = held.unwrap_or_else(|| Cycle::containing(row.hour_ms));
                 }
                 let c = self.cycles.get_or_insert_with(cycle.start_ms, || CycleCounters { cycle, values: [0; 4] });
                 c.values[i] = c.values[i].saturating_add(row.value);

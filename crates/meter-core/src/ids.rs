@@ -23,8 +23,10 @@ fn check(s: &str) -> Result<(), IdError> {
     if s.len() > MAX_ID_LEN {
         return Err(IdError::TooLong);
     }
-    match s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
-        Some(c) => Err(IdError::BadChar(c)),
+    // Byte by byte (every id of every batch is checked): the first byte
+    // outside the allowed ASCII starts the character named.
+    match s.bytes().position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))) {
+        Some(i) => Err(IdError::BadChar(s[i..].chars().next().expect("a character starts at a refused byte"))),
         None => Ok(()),
     }
 }
@@ -112,6 +114,9 @@ mod tests {
     fn refuses_bad_ids() {
         assert_eq!(ProjectId::new(""), Err(IdError::Empty));
         assert_eq!(ProjectId::new("a b"), Err(IdError::BadChar(' ')));
+        // The whole character is named, not its first byte.
+        assert_eq!(SourceId::new("node-\u{e9}t\u{e9}"), Err(IdError::BadChar('\u{e9}')));
+        assert_eq!(ProjectId::new("p-\u{1f600}"), Err(IdError::BadChar('\u{1f600}')));
         assert_eq!(ProjectId::new("x".repeat(129)), Err(IdError::TooLong));
     }
 }
