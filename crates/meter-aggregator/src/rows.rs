@@ -1,5 +1,6 @@
-//! Hourly rows on the `usage.rows` topic: `UsageRow` <-> the `UsageRows`
-//! record, written by the aggregator and read by the load role.
+//! Hourly rows on the `usage.rows` topic: the `UsageRows` records the
+//! aggregator writes from its collapsed rows (borrowed, `RowRef`), and the
+//! `UsageRow`s the load role reads back from them.
 
 use meter_proto::adjust::{adjustment_from_wire, adjustment_to_wire};
 use meter_proto::rows_write::{rows_record, RowRef};
