@@ -62,11 +62,12 @@ impl RowRef<'_> {
 /// The `UsageRows` record holding `rows` and nothing else, as prost
 /// writes it.
 pub fn rows_record(rows: &[RowRef<'_>]) -> Vec<u8> {
-    let len: usize = rows.iter().map(|r| r.encoded_len()).map(|n| 1 + encoded_len_varint(n as u64) + n).sum();
-    let mut out = Vec::with_capacity(len);
-    for r in rows {
+    // Each row's length once: it sizes the record and prefixes the row.
+    let lens: Vec<usize> = rows.iter().map(RowRef::encoded_len).collect();
+    let mut out = Vec::with_capacity(lens.iter().map(|&n| 1 + encoded_len_varint(n as u64) + n).sum());
+    for (r, &len) in rows.iter().zip(&lens) {
         out.push(key(1, LEN));
-        encode_varint(r.encoded_len() as u64, &mut out);
+        encode_varint(len as u64, &mut out);
         r.write(&mut out);
     }
     out
