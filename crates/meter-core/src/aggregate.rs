@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use smallvec::SmallVec;
+
 use crate::adjust::{Adjusted, Adjustment, Refusal};
 use crate::keys::{key_hash, KeySet};
 use crate::small_map::SmallMap;
-use crate::split::{hour_floor, split_hours};
+use crate::split::{for_each_hour, hour_floor, split_hours};
 use crate::{Batch, Cycle, Event, Metric, ProjectId, SeqVerdict, SeqWindow, Span, UnixMs, HOUR_MS};
 
 /// One project's usage of one metric in one hour, from one batch: the row
@@ -430,48 +432,84 @@ pub fn hourly_rows(batch: &Batch) -> Vec<HourlyRow> {
     hourly_rows_of(batch.events.iter())
 }
 
-/// The hourly rows of some events (see `hourly_rows`).
+/// The hourly rows of some events (see `hourly_rows`), ordered by
+/// (metric, hour, branch).
 pub fn hourly_rows_of<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<HourlyRow> {
-    let mut acc: BTreeMap<(Metric, UnixMs, &str), HourlyRow> = BTreeMap::new();
+    // One piece per event and hour, merged into one of the last few pieces
+    // of its (metric, hour, branch) when there is one (the events of a
+    // batch mostly share a few rows), then sorted and merged per row: a map
+    // per batch cost more than its rows when a batch holds one to five
+    // events (a collector's, issue 19). Merging is order-free: sums, maxima
+    // and the latest reading by (time, value).
+    let mut pieces: SmallVec<[Piece<'a>; 8]> = SmallVec::new();
+    let mut add = |p: Piece<'a>| {
+        let recent = pieces.len().saturating_sub(16);
+        match pieces[recent..].iter_mut().rev().find(|q| q.key() == p.key()) {
+            Some(q) => q.merge(&p),
+            None => pieces.push(p),
+        }
+    };
     for e in events {
         match e.span {
-            Span::Interval { start_ms, end_ms } => {
-                for (hour_ms, v) in split_hours(start_ms, end_ms, e.value) {
-                    let row = acc.entry((e.metric, hour_ms, "")).or_insert(HourlyRow {
-                        metric: e.metric,
-                        hour_ms,
-                        branch: String::new(),
-                        value: 0,
-                        last_value: 0,
-                        last_time_ms: 0,
-                    });
-                    row.value = row.value.saturating_add(v);
-                }
-            }
-            Span::Instant { time_ms } => {
-                let hour_ms = hour_floor(time_ms);
-                let r = Reading { value: e.value, time_ms };
-                let branch = e.branch_id.as_deref().unwrap_or("");
-                acc.entry((e.metric, hour_ms, branch))
-                    .and_modify(|row| {
-                        row.value = row.value.max(e.value);
-                        if r.beats(&Reading { value: row.last_value, time_ms: row.last_time_ms }) {
-                            row.last_value = e.value;
-                            row.last_time_ms = time_ms;
-                        }
-                    })
-                    .or_insert_with(|| HourlyRow {
-                        metric: e.metric,
-                        hour_ms,
-                        branch: branch.to_owned(),
-                        value: e.value,
-                        last_value: e.value,
-                        last_time_ms: time_ms,
-                    });
-            }
+            Span::Interval { start_ms, end_ms } => for_each_hour(start_ms, end_ms, e.value, |hour_ms, v| {
+                add(Piece { metric: e.metric, hour_ms, branch: "", value: v, last: Reading { value: 0, time_ms: 0 } })
+            }),
+            Span::Instant { time_ms } => add(Piece {
+                metric: e.metric,
+                hour_ms: hour_floor(time_ms),
+                branch: e.branch_id.as_deref().unwrap_or(""),
+                value: e.value,
+                last: Reading { value: e.value, time_ms },
+            }),
         }
     }
-    acc.into_values().collect()
+    pieces.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+    pieces.dedup_by(|later, kept| {
+        let same = later.key() == kept.key();
+        if same {
+            kept.merge(later);
+        }
+        same
+    });
+    pieces
+        .into_iter()
+        .map(|p| HourlyRow {
+            metric: p.metric,
+            hour_ms: p.hour_ms,
+            branch: p.branch.to_owned(),
+            value: p.value,
+            last_value: p.last.value,
+            last_time_ms: p.last.time_ms,
+        })
+        .collect()
+}
+
+/// One event's usage in one hour, or the merge of several's.
+struct Piece<'a> {
+    metric: Metric,
+    hour_ms: UnixMs,
+    branch: &'a str,
+    value: u64,
+    last: Reading,
+}
+
+impl Piece<'_> {
+    fn key(&self) -> (Metric, UnixMs, &str) {
+        (self.metric, self.hour_ms, self.branch)
+    }
+
+    /// Adds `other`, of the same key, in: counters sum, the gauge keeps
+    /// its largest reading and its latest.
+    fn merge(&mut self, other: &Piece<'_>) {
+        if self.metric.is_gauge() {
+            self.value = self.value.max(other.value);
+            if other.last.beats(&self.last) {
+                self.last = other.last;
+            }
+        } else {
+            self.value = self.value.saturating_add(other.value);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,13 +16,23 @@ pub fn hour_floor(t: UnixMs) -> UnixMs {
 /// interval puts the whole value in the hour of `start`. Zero pieces are
 /// dropped.
 pub fn split_hours(start: UnixMs, end: UnixMs, value: u64) -> Vec<(UnixMs, u64)> {
+    let mut out = Vec::new();
+    for_each_hour(start, end, value, |hour, piece| out.push((hour, piece)));
+    out
+}
+
+/// `split_hours`, each piece handed to `f` in hour order (nothing
+/// allocated: the aggregator splits every counter event).
+pub fn for_each_hour(start: UnixMs, end: UnixMs, value: u64, mut f: impl FnMut(UnixMs, u64)) {
     let first = hour_floor(start);
     if end <= start || end <= first + HOUR_MS {
-        return if value == 0 { Vec::new() } else { vec![(first, value)] };
+        if value > 0 {
+            f(first, value);
+        }
+        return;
     }
     let len = (end - start) as u128;
     let v = u128::from(value);
-    let mut out = Vec::new();
     let mut hour = first;
     let mut done: u128 = 0;
     while hour < end {
@@ -30,12 +40,11 @@ pub fn split_hours(start: UnixMs, end: UnixMs, value: u64) -> Vec<(UnixMs, u64)>
         let upto = v * covered / len;
         let piece = (upto - done) as u64;
         if piece > 0 {
-            out.push((hour, piece));
+            f(hour, piece);
         }
         done = upto;
         hour += HOUR_MS;
     }
-    out
 }
 
 #[cfg(test)]

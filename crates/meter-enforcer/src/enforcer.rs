@@ -196,14 +196,14 @@ impl Enforcer {
         {
             let config = self.config.read().expect("config lock");
             for id in self.dirty.drain() {
-                let (quota, thresholds, _) = config.effective(&id);
+                let (quota, thresholds) = config.limits_of(&id);
                 let (partition, usage) = match (self.totals.get(&id), self.states.get(&id)) {
                     (Some((p, t)), _) => (*p, Usage::of_totals(t, now)),
                     (None, Some((p, _))) => (*p, Usage::default()),
                     (None, None) => continue,
                 };
                 let prev = self.states.get(&id).map(|(_, s)| s);
-                let d = evaluate(prev, &id, &usage, &quota, &thresholds, now);
+                let d = evaluate(prev, &id, &usage, &quota, thresholds, now);
                 if d.changed {
                     decided.push((partition, d));
                 }

@@ -22,7 +22,8 @@ use crate::wire_read::Reader;
 /// closes, when it is well formed and valid; `None` otherwise (see the
 /// module's comment).
 pub(crate) fn decode_common(bytes: &[u8]) -> Option<Decoded> {
-    let mut out = Decoded::default();
+    // Sized at once: a collector's record holds a thousand batches.
+    let mut out = Decoded { batches: Vec::with_capacity(Reader::new(bytes).count(16)), ..Decoded::default() };
     let mut r = Reader::new(bytes);
     while !r.is_empty() {
         let (tag, wire) = r.key()?;

@@ -24,18 +24,38 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for (i, &b) in self.buf.iter().enumerate().take(10) {
-            if i == 9 && b > 1 {
+        // Keys, lengths and small values: one byte.
+        let (&first, rest) = self.buf.split_first()?;
+        if first < 0x80 {
+            self.buf = rest;
+            return Some(u64::from(first));
+        }
+        let mut value = u64::from(first & 0x7f);
+        for (i, &b) in rest.iter().enumerate().take(9) {
+            // The tenth byte holds the 64th bit only.
+            if i == 8 && b > 1 {
                 return None;
             }
-            value |= u64::from(b & 0x7f) << (7 * i);
+            value |= u64::from(b & 0x7f) << (7 * (i + 1));
             if b < 0x80 {
-                self.buf = &self.buf[i + 1..];
+                self.buf = &rest[i + 1..];
                 return Some(value);
             }
         }
         None
+    }
+
+    /// How many fields numbered `tag` follow, up to the first malformed
+    /// field (a capacity hint: nothing is decided on it).
+    pub(crate) fn count(mut self, tag: u32) -> usize {
+        let mut n = 0;
+        while let Some((t, wire)) = self.key() {
+            if self.skip(wire).is_none() {
+                break;
+            }
+            n += usize::from(t == tag);
+        }
+        n
     }
 
     /// A field's number and wire type. A key over 32 bits is invalid, as

@@ -371,3 +371,71 @@ fn a_closed_cycle_never_changes_and_its_late_counters_move_on() {
     assert_eq!(s.adjust(&a, &r, &closed), Adjusted::Refused { refusal: Refusal::CycleClosed, counter: 50 });
     assert_eq!(s.adjust(&a, &r, &ClosedCycles::new()), Adjusted::Applied { counter: 40 }, "the key was not used");
 }
+
+/// What `hourly_rows_of` computed before its pieces were sorted and merged
+/// (one map entry per row): the reference it is held to.
+fn hourly_rows_by_map(events: &[Event]) -> Vec<HourlyRow> {
+    let mut acc: BTreeMap<(Metric, UnixMs, String), HourlyRow> = BTreeMap::new();
+    for e in events {
+        match e.span {
+            Span::Interval { start_ms, end_ms } => {
+                for (hour_ms, v) in split_hours(start_ms, end_ms, e.value) {
+                    let row = acc.entry((e.metric, hour_ms, String::new())).or_insert(HourlyRow {
+                        metric: e.metric,
+                        hour_ms,
+                        branch: String::new(),
+                        value: 0,
+                        last_value: 0,
+                        last_time_ms: 0,
+                    });
+                    row.value = row.value.saturating_add(v);
+                }
+            }
+            Span::Instant { time_ms } => {
+                let branch = e.branch_id.clone().unwrap_or_default();
+                let (hour_ms, r) = (hour_floor(time_ms), Reading { value: e.value, time_ms });
+                let row = acc.entry((e.metric, hour_ms, branch.clone())).or_insert(HourlyRow {
+                    metric: e.metric,
+                    hour_ms,
+                    branch,
+                    value: e.value,
+                    last_value: e.value,
+                    last_time_ms: time_ms,
+                });
+                row.value = row.value.max(e.value);
+                if r.beats(&Reading { value: row.last_value, time_ms: row.last_time_ms }) {
+                    (row.last_value, row.last_time_ms) = (e.value, time_ms);
+                }
+            }
+        }
+    }
+    acc.into_values().collect()
+}
+
+proptest! {
+    /// Counters over spans of up to three hours and branches' readings, in
+    /// any order, with repeated hours, times and values: the same rows, in
+    /// the same order, as one map entry per row gives.
+    #[test]
+    fn hourly_rows_are_the_merged_pieces_of_the_events(
+        events in proptest::collection::vec(
+            (0usize..5, 0i64..(6 * HOUR_MS), 0i64..(3 * HOUR_MS), 0u64..1_000, 0u8..3),
+            0..40,
+        ),
+    ) {
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|(m, off, len, value, branch)| {
+                // Coarse times, so that readings share hours, times and values.
+                let t = NOV + off / 600_000 * 600_000;
+                match Metric::ALL[m] {
+                    Metric::LogicalSizeBytes => {
+                        Event { branch_id: (branch > 0).then(|| format!("br-{branch}")), ..gauge(t, value % 4) }
+                    }
+                    metric => inc(metric, t, t + len, value),
+                }
+            })
+            .collect();
+        prop_assert_eq!(hourly_rows_of(events.iter()), hourly_rows_by_map(&events));
+    }
+}
