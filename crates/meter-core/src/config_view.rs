@@ -135,9 +135,8 @@ impl ConfigView {
     /// A project's effective quota and the name of its plan, without
     /// copying anything (for listings over the whole fleet).
     pub fn quota_of(&self, project: &str) -> (Quota, Option<&str>) {
-        let Some(cfg) = self.projects.get(project) else { return (Quota::default(), None) };
-        let plan = cfg.plan.as_ref().and_then(|n| self.plans.get(n));
-        (cfg.quota.apply(plan.map(|p| p.quota).unwrap_or_default()), cfg.plan.as_deref())
+        let (quota, _, name) = self.resolve(project);
+        (quota, name)
     }
 
     /// A project's effective quota and alert thresholds, borrowed: the
@@ -145,9 +144,16 @@ impl ConfigView {
     /// project's configuration each time was ~9 % of its loop in the
     /// collectors' shape, issue 19).
     pub fn limits_of(&self, project: &str) -> (Quota, &[u8]) {
-        let (quota, plan) = self.quota_of(project);
-        let thresholds = plan.and_then(|n| self.plans.get(n)).map_or(&DEFAULT_THRESHOLDS[..], |p| &p.thresholds[..]);
-        (quota, thresholds)
+        let (quota, plan, _) = self.resolve(project);
+        (quota, plan.map_or(&DEFAULT_THRESHOLDS[..], |p| &p.thresholds[..]))
+    }
+
+    /// A project's effective quota, its plan (when defined) and the plan's
+    /// name (as configured), each looked up once.
+    fn resolve(&self, project: &str) -> (Quota, Option<&Plan>, Option<&str>) {
+        let Some(cfg) = self.projects.get(project) else { return (Quota::default(), None, None) };
+        let plan = cfg.plan.as_ref().and_then(|n| self.plans.get(n));
+        (cfg.quota.apply(plan.map(|p| p.quota).unwrap_or_default()), plan, cfg.plan.as_deref())
     }
 
     /// A project's effective quota, thresholds and plan name, copied.
