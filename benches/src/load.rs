@@ -55,16 +55,34 @@ impl LoadConfig {
     /// The same, with the source's project ids given (the generator's hot
     /// path: no formatting per event).
     pub fn request_for(&self, s: usize, names: &[String], seq: u64, now_ms: i64) -> ReportRequest {
+        self.request_counted(s, names, seq, now_ms, &mut Vec::new())
+    }
+
+    /// The same, and each event's share of the truth in `counted` (replaced):
+    /// the generator adds it to its source's sums once the batch is
+    /// acknowledged, without hashing a project id per event.
+    pub fn request_counted(
+        &self,
+        s: usize,
+        names: &[String],
+        seq: u64,
+        now_ms: i64,
+        counted: &mut Vec<Counted>,
+    ) -> ReportRequest {
         let source_id = format!("{}-src{s:04}", self.prefix);
+        counted.clear();
         let events = (0..self.batch)
             .map(|i| {
                 let k = seq as usize * self.batch + i;
+                let (project, counter, value) =
+                    (k % self.projects_per_source, (k / self.projects_per_source) % 4, 1 + (k % 7) as u64);
+                counted.push(Counted { project, counter, value });
                 UsageEvent {
                     idempotency_key: if self.keys { format!("{source_id}-{k}") } else { String::new() },
-                    project_id: names[k % self.projects_per_source].clone(),
-                    metric: METRICS[(k / self.projects_per_source) % 4],
+                    project_id: names[project].clone(),
+                    metric: METRICS[counter],
                     kind: Kind::Incremental as i32,
-                    value: 1 + (k % 7) as u64,
+                    value,
                     start_unix_ms: now_ms - 1000,
                     end_unix_ms: now_ms,
                     ..Default::default()
@@ -76,16 +94,13 @@ impl LoadConfig {
     }
 }
 
-/// One request's sums per project, in `Metric::COUNTERS` order.
-pub type Summary = Vec<(String, [u64; 4])>;
-
-/// Sums `req` per project without copying a string per event.
-pub fn summarize(req: &ReportRequest) -> Summary {
-    let mut by: std::collections::HashMap<&str, [u64; 4]> = std::collections::HashMap::new();
-    for e in &req.events {
-        by.entry(e.project_id.as_str()).or_default()[(e.metric - 1) as usize] += e.value;
-    }
-    by.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+/// One event's share of the truth: its project (an index into its source's
+/// project ids), its counter (in `Metric::COUNTERS` order) and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub project: usize,
+    pub counter: usize,
+    pub value: u64,
 }
 
 /// What was acknowledged: per-project sums.
@@ -98,12 +113,17 @@ pub struct Acked {
 }
 
 impl Acked {
-    pub fn record(&self, events: usize, summary: Summary) {
+    /// A batch of `events` was acknowledged (its sums are added by `add`).
+    pub fn record(&self, events: usize) {
         self.events.fetch_add(events as u64, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds a source's acknowledged sums, `sums[i]` being those of `names[i]`.
+    pub fn add(&self, names: &[String], sums: &[[u64; 4]]) {
         let mut g = self.sums.lock().expect("sums");
-        for (k, v) in summary {
-            let e = g.entry(k).or_default();
+        for (name, v) in names.iter().zip(sums).filter(|(_, v)| v.iter().any(|&x| x > 0)) {
+            let e = g.entry(name.clone()).or_default();
             for i in 0..4 {
                 e[i] += v[i];
             }
@@ -126,7 +146,9 @@ where
 {
     let started = Instant::now();
     let deadline = started + cfg.duration;
-    let per_task_rate = if cfg.rate == 0 { 0.0 } else { cfg.rate as f64 / cfg.concurrency as f64 };
+    // Only tasks with a source send (fewer sources than tasks leave some idle).
+    let senders = cfg.concurrency.min(cfg.sources).max(1);
+    let per_task_rate = if cfg.rate == 0 { 0.0 } else { cfg.rate as f64 / senders as f64 };
     let mut tasks = Vec::new();
     for t in 0..cfg.concurrency {
         let (cfg, acked, send) = (cfg.clone(), acked.clone(), send.clone());
@@ -138,14 +160,20 @@ where
             }
             let names: Vec<Vec<String>> = sources.iter().map(|&s| cfg.names(s)).collect();
             let mut seqs = vec![0u64; sources.len()];
+            // Per source, per project (by index), the acknowledged sums.
+            let mut sums: Vec<Vec<[u64; 4]>> = names.iter().map(|n| vec![[0; 4]; n.len()]).collect();
+            let mut counted = Vec::with_capacity(cfg.batch);
             let mut sent = 0u64;
             let mut i = 0;
             while Instant::now() < deadline {
                 let j = i % sources.len();
-                let req = cfg.request_for(sources[j], &names[j], seqs[j], meter_runtime::now_ms());
-                let (n, summary) = (req.events.len(), summarize(&req));
+                let req = cfg.request_counted(sources[j], &names[j], seqs[j], meter_runtime::now_ms(), &mut counted);
+                let n = req.events.len();
                 if send(req).await {
-                    acked.record(n, summary);
+                    acked.record(n);
+                    for c in &counted {
+                        sums[j][c.project][c.counter] += c.value;
+                    }
                     seqs[j] += 1;
                     i += 1;
                     sent += n as u64;
@@ -157,6 +185,9 @@ where
                     let due = started + Duration::from_secs_f64(sent as f64 / per_task_rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
+            }
+            for (names, sums) in names.iter().zip(&sums) {
+                acked.add(names, sums);
             }
         }));
     }
@@ -189,5 +220,34 @@ mod tests {
         assert_eq!(projects.into_iter().collect::<Vec<_>>(), ["b-p00003", "b-p00004", "b-p00005"]);
         let metrics: std::collections::BTreeSet<_> = r.events.iter().map(|e| e.metric).collect();
         assert_eq!(metrics.len(), 4);
+    }
+
+    #[test]
+    fn the_counted_shares_are_the_events_sent() {
+        let cfg = LoadConfig {
+            prefix: "b".into(),
+            sources: 2,
+            projects_per_source: 5,
+            batch: 37,
+            concurrency: 1,
+            rate: 0,
+            duration: Duration::ZERO,
+            keys: false,
+        };
+        let names = cfg.names(1);
+        let mut counted = vec![Counted { project: 9, counter: 9, value: 9 }];
+        for seq in 0..3 {
+            let r = cfg.request_counted(1, &names, seq, 10_000, &mut counted);
+            let sent: Vec<Counted> = r
+                .events
+                .iter()
+                .map(|e| Counted {
+                    project: names.iter().position(|n| *n == e.project_id).expect("a name of the source"),
+                    counter: METRICS.iter().position(|&m| m == e.metric).expect("a counter"),
+                    value: e.value,
+                })
+                .collect();
+            assert_eq!(counted, sent);
+        }
     }
 }
