@@ -49,7 +49,8 @@ pub(crate) fn decode_common(bytes: &[u8]) -> Option<Decoded> {
 /// counts, as in prost).
 #[derive(Default)]
 struct Head<'a> {
-    source_id: &'a str,
+    /// Checked as UTF-8 only when it differs from the previous batch's.
+    source_id: &'a [u8],
     batch_seq: u64,
     project_id: &'a str,
     ingested_unix_ms: i64,
@@ -67,7 +68,7 @@ fn project_batch(bytes: &[u8], previous: Option<&Batch>) -> Option<Batch> {
     while !r.is_empty() {
         let (tag, wire) = r.key()?;
         match tag {
-            1 => head.source_id = r.str_field(wire)?,
+            1 => head.source_id = r.bytes_field(wire)?,
             2 => head.batch_seq = r.varint_field(wire)?,
             3 => head.project_id = r.str_field(wire)?,
             4 => {
@@ -82,8 +83,8 @@ fn project_batch(bytes: &[u8], previous: Option<&Batch>) -> Option<Batch> {
     }
     let project_id = ProjectId::parse(head.project_id).ok()?;
     let source_id = match previous {
-        Some(b) if b.source_id.as_str() == head.source_id => b.source_id.clone(),
-        _ => SourceId::parse(head.source_id).ok()?,
+        Some(b) if b.source_id.as_str().as_bytes() == head.source_id => b.source_id.clone(),
+        _ => SourceId::parse(std::str::from_utf8(head.source_id).ok()?).ok()?,
     };
     let mut events = Vec::with_capacity(head.events);
     let mut r = Reader::new(bytes);
