@@ -68,7 +68,11 @@ fn project_batch(bytes: &[u8], previous: Option<&Batch>) -> Option<Batch> {
     while !r.is_empty() {
         let (tag, wire) = r.key()?;
         match tag {
-            1 => head.source_id = r.bytes_field(wire)?,
+            1 => {
+                // A repeated field: prost checks every occurrence, not only the last.
+                std::str::from_utf8(head.source_id).ok()?;
+                head.source_id = r.bytes_field(wire)?;
+            }
             2 => head.batch_seq = r.varint_field(wire)?,
             3 => head.project_id = r.str_field(wire)?,
             4 => {
@@ -252,6 +256,33 @@ mod tests {
         assert!(decode_common(&record).is_none());
         let err = decode_events(&record).expect_err("invalid key").to_string();
         assert!(err.contains("invalid key value"), "{err}");
+    }
+
+    /// A batch's source id is checked as UTF-8 only when it differs from
+    /// the previous batch's: an earlier occurrence of the field, which prost
+    /// checks too, still is.
+    #[test]
+    fn a_source_id_repeated_with_invalid_utf8_is_left_to_prost() {
+        let good = &records(3, 6)[0];
+        let first = v1::EventsRecord::decode(&good[..]).expect("decodes").batches;
+        assert!(first.len() >= 2, "two batches of one source");
+        // The second batch: its source id first as invalid UTF-8, then as the first batch's.
+        let mut second = vec![0x0a, 2, 0xc3, 0x28];
+        second.extend_from_slice(&first[1].encode_to_vec());
+        let mut record = v1::EventsRecord { batches: vec![first[0].clone()], ..Default::default() }.encode_to_vec();
+        prost::encoding::encode_key(16, prost::encoding::WireType::LengthDelimited, &mut record);
+        prost::encoding::encode_varint(second.len() as u64, &mut record);
+        record.extend_from_slice(&second);
+        assert!(decode_events_prost(&record).is_err(), "prost refuses the invalid occurrence");
+        assert!(decode_common(&record).is_none());
+        // The same record with a valid first occurrence reads both ways alike.
+        second[2..4].copy_from_slice(b"ok");
+        let mut record = v1::EventsRecord { batches: vec![first[0].clone()], ..Default::default() }.encode_to_vec();
+        prost::encoding::encode_key(16, prost::encoding::WireType::LengthDelimited, &mut record);
+        prost::encoding::encode_varint(second.len() as u64, &mut record);
+        record.extend_from_slice(&second);
+        let fast = decode_common(&record).expect("read here");
+        assert_eq!(Ok(&fast), decode_events_prost(&record).as_ref().map_err(|e| e.to_string()));
     }
 
     use crate::events::decode_events;
