@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::enforce::AlertType;
-use crate::{FastHash, Plan, ProjectQuotaConfig, Quota, DEFAULT_THRESHOLDS};
+use crate::{FastHash, Plan, ProjectQuotaConfig, Quota};
 
 /// A webhook endpoint: where alerts go, signed with `secret`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,24 +144,26 @@ impl ConfigView {
     /// project's configuration each time was ~9 % of its loop in the
     /// collectors' shape, issue 19).
     pub fn limits_of(&self, project: &str) -> (Quota, &[u8]) {
-        let (quota, plan, _) = self.resolve(project);
-        (quota, plan.map_or(&DEFAULT_THRESHOLDS[..], |p| &p.thresholds[..]))
-    }
-
-    /// A project's effective quota, its plan (when defined) and the plan's
-    /// name (as configured), each looked up once.
-    fn resolve(&self, project: &str) -> (Quota, Option<&Plan>, Option<&str>) {
-        let Some(cfg) = self.projects.get(project) else { return (Quota::default(), None, None) };
-        let plan = cfg.plan.as_ref().and_then(|n| self.plans.get(n));
-        (cfg.quota.apply(plan.map(|p| p.quota).unwrap_or_default()), plan, cfg.plan.as_deref())
+        let (quota, thresholds, _) = self.resolve(project);
+        (quota, thresholds)
     }
 
     /// A project's effective quota, thresholds and plan name, copied.
     pub fn effective(&self, project: &str) -> (Quota, Vec<u8>, Option<String>) {
-        let cfg = self.projects.get(project).cloned().unwrap_or_default();
+        let (quota, thresholds, name) = self.resolve(project);
+        (quota, thresholds.to_vec(), name.map(str::to_owned))
+    }
+
+    /// A project's effective quota and thresholds (`ProjectQuotaConfig::limits`,
+    /// its plan looked up once) and its plan's name as configured.
+    fn resolve(&self, project: &str) -> (Quota, &[u8], Option<&str>) {
+        let Some(cfg) = self.projects.get(project) else {
+            let (quota, thresholds) = ProjectQuotaConfig::default().limits(None);
+            return (quota, thresholds, None);
+        };
         let plan = cfg.plan.as_ref().and_then(|n| self.plans.get(n));
-        let (q, t) = cfg.effective(plan);
-        (q, t, cfg.plan)
+        let (quota, thresholds) = cfg.limits(plan);
+        (quota, thresholds, cfg.plan.as_deref())
     }
 }
 

@@ -170,9 +170,14 @@ pub struct ProjectQuotaConfig {
 impl ProjectQuotaConfig {
     /// The effective quota and thresholds, given the plan it names (if found).
     pub fn effective(&self, plan: Option<&Plan>) -> (Quota, Vec<u8>) {
+        let (quota, thresholds) = self.limits(plan);
+        (quota, thresholds.to_vec())
+    }
+
+    /// `effective`, the thresholds borrowed from the plan (or the defaults).
+    pub fn limits<'p>(&self, plan: Option<&'p Plan>) -> (Quota, &'p [u8]) {
         let base = plan.map(|p| p.quota).unwrap_or_default();
-        let thresholds = plan.map_or_else(default_thresholds, |p| p.thresholds.clone());
-        (self.quota.apply(base), thresholds)
+        (self.quota.apply(base), plan.map_or(&DEFAULT_THRESHOLDS[..], |p| &p.thresholds[..]))
     }
 }
 

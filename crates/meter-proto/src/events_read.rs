@@ -266,21 +266,22 @@ mod tests {
         let good = &records(3, 6)[0];
         let first = v1::EventsRecord::decode(&good[..]).expect("decodes").batches;
         assert!(first.len() >= 2, "two batches of one source");
-        // The second batch: its source id first as invalid UTF-8, then as the first batch's.
-        let mut second = vec![0x0a, 2, 0xc3, 0x28];
-        second.extend_from_slice(&first[1].encode_to_vec());
-        let mut record = v1::EventsRecord { batches: vec![first[0].clone()], ..Default::default() }.encode_to_vec();
-        prost::encoding::encode_key(16, prost::encoding::WireType::LengthDelimited, &mut record);
-        prost::encoding::encode_varint(second.len() as u64, &mut record);
-        record.extend_from_slice(&second);
-        assert!(decode_events_prost(&record).is_err(), "prost refuses the invalid occurrence");
-        assert!(decode_common(&record).is_none());
+        // The first batch, then the second with its source id first as
+        // `earlier` (two bytes), then as the first batch's.
+        let record = |earlier: &[u8; 2]| {
+            let mut second = vec![0x0a, 2, earlier[0], earlier[1]];
+            second.extend_from_slice(&first[1].encode_to_vec());
+            let mut record = v1::EventsRecord { batches: vec![first[0].clone()], ..Default::default() }.encode_to_vec();
+            prost::encoding::encode_key(16, prost::encoding::WireType::LengthDelimited, &mut record);
+            prost::encoding::encode_varint(second.len() as u64, &mut record);
+            record.extend_from_slice(&second);
+            record
+        };
+        let invalid = record(&[0xc3, 0x28]);
+        assert!(decode_events_prost(&invalid).is_err(), "prost refuses the invalid occurrence");
+        assert!(decode_common(&invalid).is_none());
         // The same record with a valid first occurrence reads both ways alike.
-        second[2..4].copy_from_slice(b"ok");
-        let mut record = v1::EventsRecord { batches: vec![first[0].clone()], ..Default::default() }.encode_to_vec();
-        prost::encoding::encode_key(16, prost::encoding::WireType::LengthDelimited, &mut record);
-        prost::encoding::encode_varint(second.len() as u64, &mut record);
-        record.extend_from_slice(&second);
+        let record = record(b"ok");
         let fast = decode_common(&record).expect("read here");
         assert_eq!(Ok(&fast), decode_events_prost(&record).as_ref().map_err(|e| e.to_string()));
     }
