@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use meter_core::aggregate::hourly_rows;
 use meter_kafka::KafkaConfig;
-use meter_proto::v1::ingest_client::IngestClient;
 use meter_proto::v1::ingest_server::{Ingest, IngestServer};
 use meter_proto::v1::{ReportRequest, ReportResponse};
 use meter_store::{Store, UsageRow};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use meter_bench::encoded::{Encoded, RawClient};
 use meter_bench::load::{drive, Acked, LoadConfig};
 
 /// Events/s of one measurement.
@@ -41,21 +41,21 @@ impl Ingest for Nothing {
 }
 
 /// A gRPC client of `url` with large messages allowed.
-pub(crate) async fn client(url: &str) -> anyhow::Result<IngestClient<tonic::transport::Channel>> {
+pub(crate) async fn client(url: &str) -> anyhow::Result<RawClient> {
     let ch = tonic::transport::Endpoint::from_shared(url.to_owned())?
         .initial_stream_window_size(meter_proto::STREAM_WINDOW)
         .initial_connection_window_size(meter_proto::CONNECTION_WINDOW)
         .tcp_nodelay(true)
         .connect()
         .await?;
-    Ok(IngestClient::new(ch).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
+    Ok(RawClient::new(ch))
 }
 
 /// Drives `cfg`'s load through `c` (a Report per call, as fast as acked):
 /// what was acknowledged, and its rate over the load's duration.
-pub(crate) async fn drive_client(cfg: &LoadConfig, c: IngestClient<tonic::transport::Channel>) -> (Arc<Acked>, Rate) {
+pub(crate) async fn drive_client(cfg: &LoadConfig, c: RawClient) -> (Arc<Acked>, Rate) {
     let acked = Arc::new(Acked::default());
-    let took = drive(cfg, acked.clone(), move |req| {
+    let took = drive(cfg, acked.clone(), move |req: Encoded| {
         let mut c = c.clone();
         async move { c.report(req).await.is_ok() }
     })
@@ -100,7 +100,7 @@ pub(crate) async fn kafka(cfg: &LoadConfig, kafka: &KafkaConfig, topic: &str) ->
     let acked = Arc::new(Acked::default());
     let topic = topic.to_owned();
     let partitions = kafka.partitions;
-    let took = drive(cfg, acked.clone(), move |req| {
+    let took = drive(cfg, acked.clone(), move |req: ReportRequest| {
         let (producer, topic) = (producer.clone(), topic.clone());
         async move {
             let recs = records(req, meter_runtime::now_ms(), partitions);

@@ -2,5 +2,6 @@
 //! criterion micro-benchmarks.
 
 pub mod api_role;
+pub mod encoded;
 pub mod fixtures;
 pub mod load;

@@ -3,11 +3,14 @@
 //! `rate` events/s). Every acknowledged event is added to the truth.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use meter_proto::v1::{Kind, ReportRequest, UsageEvent};
+
+use crate::encoded::{put_event, put_head, put_tail, EventFields};
 
 /// The shape of the load.
 #[derive(Debug, Clone)]
@@ -55,42 +58,111 @@ impl LoadConfig {
     /// The same, with the source's project ids given (the generator's hot
     /// path: no formatting per event).
     pub fn request_for(&self, s: usize, names: &[String], seq: u64, now_ms: i64) -> ReportRequest {
-        self.request_counted(s, names, seq, now_ms, &mut Vec::new())
+        self.request_counted(&ReportAt { source: s, names, seq, now_ms }, &mut Vec::new())
     }
 
     /// The same, and each event's share of the truth in `counted` (replaced):
     /// the generator adds it to its source's sums once the batch is
     /// acknowledged, without hashing a project id per event.
-    pub fn request_counted(
-        &self,
-        s: usize,
-        names: &[String],
-        seq: u64,
-        now_ms: i64,
-        counted: &mut Vec<Counted>,
-    ) -> ReportRequest {
-        let source_id = format!("{}-src{s:04}", self.prefix);
+    pub fn request_counted(&self, at: &ReportAt<'_>, counted: &mut Vec<Counted>) -> ReportRequest {
+        let ReportAt { source, names, seq, now_ms } = *at;
+        let source_id = self.source_id(source);
         counted.clear();
         let events = (0..self.batch)
             .map(|i| {
-                let k = seq as usize * self.batch + i;
-                let (project, counter, value) =
-                    (k % self.projects_per_source, (k / self.projects_per_source) % 4, 1 + (k % 7) as u64);
-                counted.push(Counted { project, counter, value });
+                let (k, c) = self.event_at(seq, i);
+                counted.push(c);
                 UsageEvent {
                     idempotency_key: if self.keys { format!("{source_id}-{k}") } else { String::new() },
-                    project_id: names[project].clone(),
-                    metric: METRICS[counter],
+                    project_id: names[c.project].clone(),
+                    metric: METRICS[c.counter],
                     kind: Kind::Incremental as i32,
-                    value,
+                    value: c.value,
                     start_unix_ms: now_ms - 1000,
                     end_unix_ms: now_ms,
                     ..Default::default()
                 }
             })
             .collect();
-        // One session per run: every run's sources have ids of their own.
-        ReportRequest { source_id, source_session: 1, batch_seq: seq + 1, events }
+        ReportRequest { source_id, source_session: SESSION, batch_seq: seq + 1, events }
+    }
+
+    /// `request_counted`'s Report as its message bytes, appended to `buf`
+    /// (see `crate::encoded`); returns its events.
+    pub fn write_counted(&self, at: &ReportAt<'_>, counted: &mut Vec<Counted>, buf: &mut Vec<u8>) -> usize {
+        let ReportAt { source, names, seq, now_ms } = *at;
+        let source_id = self.source_id(source);
+        counted.clear();
+        put_head(&source_id, seq + 1, buf);
+        let mut key = String::new();
+        for i in 0..self.batch {
+            let (k, c) = self.event_at(seq, i);
+            counted.push(c);
+            if self.keys {
+                key.clear();
+                write!(key, "{source_id}-{k}").expect("writing to a String");
+            }
+            let e = EventFields {
+                project_id: &names[c.project],
+                metric: METRICS[c.counter],
+                kind: Kind::Incremental as i32,
+                value: c.value,
+                start_unix_ms: now_ms - 1000,
+                end_unix_ms: now_ms,
+                idempotency_key: &key,
+            };
+            put_event(&e, buf);
+        }
+        put_tail(SESSION, buf);
+        self.batch
+    }
+
+    fn source_id(&self, s: usize) -> String {
+        format!("{}-src{s:04}", self.prefix)
+    }
+
+    /// Event `i` of a batch `seq`: its running number, and its project,
+    /// counter and value (cycling over the source's projects and the four
+    /// counters).
+    fn event_at(&self, seq: u64, i: usize) -> (usize, Counted) {
+        let k = seq as usize * self.batch + i;
+        let c = Counted {
+            project: k % self.projects_per_source,
+            counter: (k / self.projects_per_source) % 4,
+            value: 1 + (k % 7) as u64,
+        };
+        (k, c)
+    }
+}
+
+/// One session per run: every run's sources have ids of their own.
+const SESSION: u64 = 1;
+
+/// Which Report: batch `seq` of source `source` (whose project ids are
+/// `names`), its intervals ending at `now_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportAt<'a> {
+    pub source: usize,
+    pub names: &'a [String],
+    pub seq: u64,
+    pub now_ms: i64,
+}
+
+/// A Report the generator builds and sends: prost's struct, or its bytes.
+pub trait Request: Send + 'static {
+    /// The Report at `at` (see `LoadConfig::request_counted`).
+    fn build(cfg: &LoadConfig, at: &ReportAt<'_>, counted: &mut Vec<Counted>) -> Self;
+    /// How many events it holds.
+    fn events(&self) -> usize;
+}
+
+impl Request for ReportRequest {
+    fn build(cfg: &LoadConfig, at: &ReportAt<'_>, counted: &mut Vec<Counted>) -> Self {
+        cfg.request_counted(at, counted)
+    }
+
+    fn events(&self) -> usize {
+        self.events.len()
     }
 }
 
@@ -139,9 +211,10 @@ impl Acked {
 
 /// Runs `send` for every batch of every source until the duration is over;
 /// `send` returns true when the batch was acknowledged (else it is resent).
-pub async fn drive<F, Fut>(cfg: &LoadConfig, acked: Arc<Acked>, send: F) -> Duration
+pub async fn drive<R, F, Fut>(cfg: &LoadConfig, acked: Arc<Acked>, send: F) -> Duration
 where
-    F: Fn(ReportRequest) -> Fut + Clone + Send + Sync + 'static,
+    R: Request,
+    F: Fn(R) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let started = Instant::now();
@@ -167,8 +240,10 @@ where
             let mut i = 0;
             while Instant::now() < deadline {
                 let j = i % sources.len();
-                let req = cfg.request_counted(sources[j], &names[j], seqs[j], meter_runtime::now_ms(), &mut counted);
-                let n = req.events.len();
+                let at =
+                    ReportAt { source: sources[j], names: &names[j], seq: seqs[j], now_ms: meter_runtime::now_ms() };
+                let req = R::build(&cfg, &at, &mut counted);
+                let n = req.events();
                 if send(req).await {
                     acked.record(n);
                     for c in &counted {
@@ -237,7 +312,7 @@ mod tests {
         let names = cfg.names(1);
         let mut counted = vec![Counted { project: 9, counter: 9, value: 9 }];
         for seq in 0..3 {
-            let r = cfg.request_counted(1, &names, seq, 10_000, &mut counted);
+            let r = cfg.request_counted(&ReportAt { source: 1, names: &names, seq, now_ms: 10_000 }, &mut counted);
             let sent: Vec<Counted> = r
                 .events
                 .iter()
@@ -248,6 +323,36 @@ mod tests {
                 })
                 .collect();
             assert_eq!(counted, sent);
+        }
+    }
+
+    /// The bytes the generator sends are prost's encoding of the Report it
+    /// would have built, with and without idempotency keys.
+    #[test]
+    fn written_reports_are_the_built_ones_bytes() {
+        use prost::Message;
+        for keys in [false, true] {
+            let cfg = LoadConfig {
+                prefix: "bench-x".into(),
+                sources: 3,
+                projects_per_source: 700,
+                batch: 2000,
+                concurrency: 1,
+                rate: 0,
+                duration: Duration::ZERO,
+                keys,
+            };
+            let names = cfg.names(2);
+            let (mut built, mut written) = (Vec::new(), Vec::new());
+            for seq in [0, 1, 200, 1 << 40] {
+                let at = ReportAt { source: 2, names: &names, seq, now_ms: 1_764_547_200_123 };
+                let r = cfg.request_counted(&at, &mut built);
+                let mut buf = Vec::new();
+                let n = cfg.write_counted(&at, &mut written, &mut buf);
+                assert_eq!(n, r.events.len());
+                assert_eq!(written, built);
+                assert_eq!(buf, r.encode_to_vec(), "keys {keys}, seq {seq}");
+            }
         }
     }
 }

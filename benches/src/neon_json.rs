@@ -59,7 +59,7 @@ pub(crate) async fn ingest_alone_json(
         let url = format!("http://127.0.0.1:{}/v1/events", ports.ingest_http);
         let http = reqwest::Client::builder().pool_max_idle_per_host(load.concurrency).build()?;
         let acked = std::sync::Arc::new(Acked::default());
-        let took = drive(load, acked.clone(), move |req| {
+        let took = drive(load, acked.clone(), move |req: ReportRequest| {
             let (http, url) = (http.clone(), url.clone());
             async move { matches!(http.post(&url).body(body(&req)).send().await, Ok(r) if r.status().is_success()) }
         })

@@ -81,8 +81,12 @@ pub(crate) fn is_jit_thread(comm: &str) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     pub(crate) ingest: Option<Rate>,
-    /// Events acked / time from the load's start until ClickHouse showed them all.
+    /// Events acked / time from the load's start until ClickHouse held them
+    /// all: until the read that found it exact began (its snapshot).
     pub(crate) to_clickhouse: Option<Rate>,
+    /// How long that read took (FINAL over every row of the run's
+    /// projects): the checker's cost, not the pipeline's.
+    pub(crate) exact_read_s: Option<f64>,
     /// The same, until the totals topic showed them all.
     pub(crate) to_totals: Option<Rate>,
     pub(crate) lag: Vec<(u64, f64)>,
@@ -343,6 +347,8 @@ pub(crate) async fn run(
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
+        // ClickHouse reads the parts there when the query starts.
+        let read_started = load_started.elapsed().as_secs_f64();
         if let Ok(usage) = store.usage_with_prefix(&load.prefix).await {
             let got: BTreeMap<(String, usize), u64> = usage
                 .iter()
@@ -355,7 +361,8 @@ pub(crate) async fn run(
                 .filter(|(_, v)| *v > 0)
                 .collect();
             if got == want {
-                out.to_clickhouse = Some(Rate { events, seconds: load_started.elapsed().as_secs_f64() });
+                out.to_clickhouse = Some(Rate { events, seconds: read_started });
+                out.exact_read_s = Some(load_started.elapsed().as_secs_f64() - read_started);
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
