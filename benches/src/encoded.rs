@@ -5,11 +5,10 @@
 //! CPU the pipeline under test did not get, on a machine where compute nodes
 //! and collectors are not.
 
-use meter_proto::v1::ReportResponse;
-use prost::bytes::{Buf, BufMut, Bytes};
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
-use prost::Message;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use meter_proto::report_codec::{RawReport, ReportClientCodec};
+use meter_proto::v1::{ReportResponse, UsageEvent};
+use meter_proto::wire_write::{encode_varint, key, put_str, put_varint, str_len, varint_len, LEN};
+use prost::bytes::Bytes;
 
 use crate::load::{Counted, LoadConfig, ReportAt, Request};
 
@@ -43,96 +42,54 @@ pub(crate) struct EventFields<'a> {
     pub(crate) idempotency_key: &'a str,
 }
 
-/// Appends a string field, left out when empty (as prost leaves it).
-fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
-    if !s.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(s.len() as u64, buf);
-        buf.extend_from_slice(s.as_bytes());
-    }
-}
-
-/// Appends a varint field, left out when zero (as prost leaves it).
-fn put_varint(tag: u32, v: u64, buf: &mut Vec<u8>) {
-    if v != 0 {
-        encode_key(tag, WireType::Varint, buf);
-        encode_varint(v, buf);
+impl From<&EventFields<'_>> for UsageEvent {
+    fn from(e: &EventFields<'_>) -> Self {
+        UsageEvent {
+            project_id: e.project_id.to_owned(),
+            metric: e.metric,
+            kind: e.kind,
+            value: e.value,
+            start_unix_ms: e.start_unix_ms,
+            end_unix_ms: e.end_unix_ms,
+            idempotency_key: e.idempotency_key.to_owned(),
+            ..Default::default()
+        }
     }
 }
 
 /// The head of a `ReportRequest` (its fields before the events).
 pub(crate) fn put_head(source_id: &str, batch_seq: u64, buf: &mut Vec<u8>) {
-    put_str(1, source_id, buf);
-    put_varint(2, batch_seq, buf);
+    put_str(buf, 1, source_id);
+    put_varint(buf, 2, batch_seq);
 }
 
 /// The tail of a `ReportRequest` (its fields after the events).
 pub(crate) fn put_tail(source_session: u64, buf: &mut Vec<u8>) {
-    put_varint(4, source_session, buf);
+    put_varint(buf, 4, source_session);
 }
 
 /// Appends one event as a `ReportRequest.events` entry (field 3).
 pub(crate) fn put_event(e: &EventFields<'_>, buf: &mut Vec<u8>) {
-    let str_len = |s: &str| if s.is_empty() { 0 } else { 1 + encoded_len_varint(s.len() as u64) + s.len() };
-    let int_len = |v: u64| if v == 0 { 0 } else { 1 + encoded_len_varint(v) };
     let len = str_len(e.project_id)
-        + int_len(e.metric as u64)
-        + int_len(e.kind as u64)
-        + int_len(e.value)
-        + int_len(e.start_unix_ms as u64)
-        + int_len(e.end_unix_ms as u64)
+        + varint_len(e.metric as u64)
+        + varint_len(e.kind as u64)
+        + varint_len(e.value)
+        + varint_len(e.start_unix_ms as u64)
+        + varint_len(e.end_unix_ms as u64)
         + str_len(e.idempotency_key);
-    encode_key(3, WireType::LengthDelimited, buf);
+    buf.push(key(3, LEN));
     encode_varint(len as u64, buf);
-    put_str(1, e.project_id, buf);
-    put_varint(4, e.metric as u64, buf);
-    put_varint(5, e.kind as u64, buf);
-    put_varint(6, e.value, buf);
-    put_varint(7, e.start_unix_ms as u64, buf);
-    put_varint(8, e.end_unix_ms as u64, buf);
-    put_str(10, e.idempotency_key, buf);
+    put_str(buf, 1, e.project_id);
+    put_varint(buf, 4, e.metric as u64);
+    put_varint(buf, 5, e.kind as u64);
+    put_varint(buf, 6, e.value);
+    put_varint(buf, 7, e.start_unix_ms as u64);
+    put_varint(buf, 8, e.end_unix_ms as u64);
+    put_str(buf, 10, e.idempotency_key);
 }
 
-/// Sends `Encoded` Reports as they are; reads prost's `ReportResponse`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Encoded;
-    type Decode = ReportResponse;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Encoded;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Encoded, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        dst.put(item.bytes);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = ReportResponse;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<ReportResponse>, Self::Error> {
-        let n = src.remaining();
-        ReportResponse::decode(src.copy_to_bytes(n)).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
-    }
-}
-
-/// A gRPC client sending `Encoded` Reports to `Ingest/Report`.
+/// A gRPC client sending `Encoded` Reports to `Ingest/Report` as they are
+/// (`ReportClientCodec`).
 #[derive(Debug, Clone)]
 pub struct RawClient(tonic::client::Grpc<tonic::transport::Channel>);
 
@@ -147,6 +104,7 @@ impl RawClient {
     pub async fn report(&mut self, r: Encoded) -> Result<ReportResponse, tonic::Status> {
         self.0.ready().await.map_err(|e| tonic::Status::unknown(format!("not ready: {e}")))?;
         let path = tonic::codegen::http::uri::PathAndQuery::from_static("/meter.v1.Ingest/Report");
-        Ok(self.0.unary(tonic::Request::new(r), path, RawCodec).await?.into_inner())
+        let request = tonic::Request::new(RawReport(r.bytes));
+        Ok(self.0.unary(request, path, ReportClientCodec).await?.into_inner())
     }
 }

@@ -65,56 +65,51 @@ impl LoadConfig {
     /// the generator adds it to its source's sums once the batch is
     /// acknowledged, without hashing a project id per event.
     pub fn request_counted(&self, at: &ReportAt<'_>, counted: &mut Vec<Counted>) -> ReportRequest {
-        let ReportAt { source, names, seq, now_ms } = *at;
-        let source_id = self.source_id(source);
-        counted.clear();
-        let events = (0..self.batch)
-            .map(|i| {
-                let (k, c) = self.event_at(seq, i);
-                counted.push(c);
-                UsageEvent {
-                    idempotency_key: if self.keys { format!("{source_id}-{k}") } else { String::new() },
-                    project_id: names[c.project].clone(),
-                    metric: METRICS[c.counter],
-                    kind: Kind::Incremental as i32,
-                    value: c.value,
-                    start_unix_ms: now_ms - 1000,
-                    end_unix_ms: now_ms,
-                    ..Default::default()
-                }
-            })
-            .collect();
-        ReportRequest { source_id, source_session: SESSION, batch_seq: seq + 1, events }
+        let source_id = self.source_id(at.source);
+        let mut events = Vec::with_capacity(self.batch);
+        self.each_event(at, &source_id, counted, |e| events.push(UsageEvent::from(e)));
+        ReportRequest { source_id, source_session: SESSION, batch_seq: at.seq + 1, events }
     }
 
     /// `request_counted`'s Report as its message bytes, appended to `buf`
     /// (see `crate::encoded`); returns its events.
     pub fn write_counted(&self, at: &ReportAt<'_>, counted: &mut Vec<Counted>, buf: &mut Vec<u8>) -> usize {
-        let ReportAt { source, names, seq, now_ms } = *at;
-        let source_id = self.source_id(source);
+        let source_id = self.source_id(at.source);
+        put_head(&source_id, at.seq + 1, buf);
+        self.each_event(at, &source_id, counted, |e| put_event(e, buf));
+        put_tail(SESSION, buf);
+        self.batch
+    }
+
+    /// Calls `each` with every event of the Report at `at` (of source
+    /// `source_id`), in order, and puts each one's share of the truth in
+    /// `counted` (replaced).
+    fn each_event(
+        &self,
+        at: &ReportAt<'_>,
+        source_id: &str,
+        counted: &mut Vec<Counted>,
+        mut each: impl FnMut(&EventFields<'_>),
+    ) {
         counted.clear();
-        put_head(&source_id, seq + 1, buf);
         let mut key = String::new();
         for i in 0..self.batch {
-            let (k, c) = self.event_at(seq, i);
+            let (k, c) = self.event_at(at.seq, i);
             counted.push(c);
             if self.keys {
                 key.clear();
                 write!(key, "{source_id}-{k}").expect("writing to a String");
             }
-            let e = EventFields {
-                project_id: &names[c.project],
+            each(&EventFields {
+                project_id: &at.names[c.project],
                 metric: METRICS[c.counter],
                 kind: Kind::Incremental as i32,
                 value: c.value,
-                start_unix_ms: now_ms - 1000,
-                end_unix_ms: now_ms,
+                start_unix_ms: at.now_ms - 1000,
+                end_unix_ms: at.now_ms,
                 idempotency_key: &key,
-            };
-            put_event(&e, buf);
+            });
         }
-        put_tail(SESSION, buf);
-        self.batch
     }
 
     fn source_id(&self, s: usize) -> String {

@@ -34,7 +34,7 @@ pub mod rows_write;
 mod test_reports;
 mod totals;
 mod wire_read;
-mod wire_write;
+pub mod wire_write;
 
 /// HTTP/2 flow-control windows for the Ingest service, on the server and
 /// on the clients this repository ships (simulator, benchmark): with the
