@@ -1,9 +1,10 @@
 //! Delivery isolation on the real stack: a receiver that hangs never delays
 //! another endpoint's alerts; control-plane answers are classified (a 404
 //! for one project holds nobody else, a 503 with `Retry-After` is retried);
-//! endpoints can be tested, disabled, deleted and resent to, are disabled
-//! when they fail for too long, and a delivery's schedule survives a
-//! restart of the enforce role.
+//! a call not answered before a restart of the enforce role is made after
+//! it; endpoints can be tested, disabled, deleted and resent to, are
+//! disabled when they fail for too long, and a delivery's schedule survives
+//! a restart of the enforce role.
 
 use std::time::Duration;
 
@@ -174,6 +175,73 @@ async fn control_plane_answers_are_classified() {
         metrics.lines().any(|l| l.starts_with("meter_enforcer_control_plane_failed_total{kind=\"suspend\"}") && !l.ends_with(" 0")),
         "the refused call is counted"
     );
+    stop.cancel();
+    p.shutdown().await;
+}
+
+/// The enforcer hands each committed call to the actuator next to it
+/// (in process, not waiting for the actions topic); the call's record is
+/// still the durable copy, committed only once the call is done. Stopped
+/// while the control plane fails a call, the enforce role makes it again
+/// after its restart, with the same key, until it is answered; a call
+/// answered before the stop is not made again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_not_answered_before_a_restart_is_made_after_it() {
+    let Some(mut p) = Pipeline::start("cpagain").await else { return };
+    meter_runtime::metrics_handle(); // the recorder, before the actuator counts
+    let stop = CancellationToken::new();
+    let (cp, cp_url) = control_plane_on_loopback(&stop).await;
+    cp.always("again-busy", 503);
+    p.start_api().await;
+    let api = p.api_url.clone();
+    let projects = ["again-busy", "again-done"];
+    // In partitions of their own: a partition's offset is committed up to
+    // its first call not done, so a call behind the busy one in the same
+    // partition would be made again after the restart (allowed, same key).
+    let part = |id| meter_core::partition::partition_of(id, p.kafka.partitions);
+    assert_ne!(part(projects[0]), part(projects[1]));
+    small_plan(&api, &projects).await;
+    p.start_enforcer(fast_enforcer(&cp_url)).await;
+    let mut client = p.client().await;
+    for (i, id) in projects.iter().enumerate() {
+        let r = report("again-src", i as u64 + 1, vec![inc(id, Metric::ComputeTimeSeconds, 1500)]);
+        client.report(r).await.expect("ack");
+    }
+    eventually(Duration::from_secs(30), "one call answered, the busy one retried", || async {
+        let done = cp.calls_for("again-done").iter().any(|c| c.status == 200);
+        let busy = cp.calls_for("again-busy").len();
+        if done && busy >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{:?}", cp.calls.lock().expect("calls")))
+        }
+    })
+    .await;
+    let handed = meter_runtime::metrics_handle().render();
+    assert!(
+        handed.lines().any(|l| l.starts_with("meter_enforcer_call_received_seconds_count{via=\"handoff\"}") && !l.ends_with(" 0")),
+        "the calls were handed over in process"
+    );
+    // Long enough for the answered call's offset commit (asynchronous) to land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.stop_enforcer().await;
+    let done_calls = cp.calls_for("again-done").len();
+    cp.answer_ok("again-busy");
+    p.start_enforcer(fast_enforcer(&cp_url)).await;
+    eventually(Duration::from_secs(30), "the busy call answered after the restart", || async {
+        let busy = cp.calls_for("again-busy");
+        if busy.iter().any(|c| c.status == 200) {
+            Ok(())
+        } else {
+            Err(format!("{busy:?}"))
+        }
+    })
+    .await;
+    let busy = cp.calls_for("again-busy");
+    assert!(busy.iter().all(|c| c.idempotency_key == busy[0].idempotency_key), "one call, one key: {busy:?}");
+    assert!(busy.iter().all(|c| c.verb == "suspend"), "{busy:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(cp.calls_for("again-done").len(), done_calls, "a call answered before the stop is not made again");
     stop.cancel();
     p.shutdown().await;
 }

@@ -4,12 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use meter_core::config_view::{ConfigKey, ConfigView};
-use meter_core::enforce::{evaluate, Decision, EnforcementState, Usage};
+use meter_core::enforce::{evaluate, Action, Decision, EnforcementState, Usage};
 use meter_core::{Cycle, FastHash, Totals};
 use meter_kafka::{
     read_partitions_to_end, send_in_transaction as send, transactional_producer, KafkaConfig, RebalanceWatch,
@@ -41,6 +41,9 @@ pub(crate) struct Enforcer {
     clock: Arc<dyn Clock>,
     config: Arc<RwLock<ConfigView>>,
     changes: Receiver<ConfigKey>,
+    /// The calls of each committed transaction, for the actuator next to
+    /// this enforcer (`actuator::handoff`).
+    handoff: Sender<Vec<Action>>,
     shutdown: CancellationToken,
     /// Latest totals of owned projects, with their partition.
     totals: ByProject<(i32, Totals)>,
@@ -57,6 +60,7 @@ impl Enforcer {
         clock: Arc<dyn Clock>,
         config: Arc<RwLock<ConfigView>>,
         changes: Receiver<ConfigKey>,
+        handoff: Sender<Vec<Action>>,
         shutdown: CancellationToken,
     ) -> Self {
         Enforcer {
@@ -65,6 +69,7 @@ impl Enforcer {
             clock,
             config,
             changes,
+            handoff,
             shutdown,
             totals: ByProject::default(),
             states: ByProject::default(),
@@ -215,6 +220,11 @@ impl Enforcer {
         match self.commit(producer, &decided) {
             Ok(()) => {
                 metrics::counter!(m::COMMITS, "outcome" => "committed").increment(1);
+                let calls: Vec<Action> = decided.iter().flat_map(|(_, d)| d.actions.iter().cloned()).collect();
+                if !calls.is_empty() {
+                    // The actuator may have stopped: its records are the durable copy.
+                    let _ = self.handoff.send(calls);
+                }
                 for (p, d) in decided {
                     for a in &d.actions {
                         let kind = a.kind.name();
@@ -245,6 +255,7 @@ impl Enforcer {
     }
 
     fn commit(&self, producer: &TxProducer, decided: &[(i32, Decision)]) -> Result<(), KafkaError> {
+        let started = Instant::now();
         producer.begin_transaction()?;
         for (partition, d) in decided {
             let id = d.state.project_id.as_str();
@@ -260,7 +271,9 @@ impl Enforcer {
                 send(producer, BaseRecord::to(&self.kafka.webhooks_topic).key(id).payload(&json(&job)))?;
             }
         }
-        meter_kafka::commit_transaction(producer, TXN_TIMEOUT)
+        meter_kafka::commit_transaction(producer, TXN_TIMEOUT)?;
+        metrics::histogram!(m::TRANSACTION).record(started.elapsed().as_secs_f64());
+        Ok(())
     }
 }
 

@@ -5,7 +5,9 @@
 //!   records the new enforcement state together with the suspend/resume
 //!   calls and webhook events to make, in one Kafka transaction (an outbox);
 //! - the **actuator** makes the control-plane calls with an idempotency key,
-//!   projects side by side, one project's calls in order; answers that can
+//!   projects side by side, one project's calls in order, as soon as the
+//!   enforcer hands them over in process after its commit (their records in
+//!   the actions topic stay the durable copy); answers that can
 //!   change are retried, the others recorded as failed;
 //! - the **dispatcher** delivers webhook events per endpoint, signed per
 //!   Standard Webhooks, on a durable retry schedule over hours, then
@@ -69,12 +71,14 @@ pub async fn run(
     }
     let ready = health.part("enforcer");
     let rt = tokio::runtime::Handle::current();
-    let enforcer = enforcer::Enforcer::new(cfg.clone(), kafka.clone(), clock, view.clone(), changes, shutdown.clone());
+    let (handoff, handed) = std::sync::mpsc::channel();
+    let enforcer =
+        enforcer::Enforcer::new(cfg.clone(), kafka.clone(), clock, view.clone(), changes, handoff, shutdown.clone());
     let mut parts = tokio::task::JoinSet::new();
     parts.spawn_blocking(move || ("enforcer", enforcer.run(ready)));
     {
         let (c, k, s, rt) = (cfg.clone(), kafka.clone(), shutdown.clone(), rt.clone());
-        parts.spawn_blocking(move || ("actuator", actuator::run(&c, &k, &rt, &s)));
+        parts.spawn_blocking(move || ("actuator", actuator::run(&c, &k, handed, &rt, &s)));
     }
     {
         let (c, k, s, v, t) = (cfg.clone(), kafka.clone(), shutdown.clone(), view.clone(), webhook_targets.to_vec());

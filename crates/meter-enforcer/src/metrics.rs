@@ -12,6 +12,16 @@ pub(crate) const CALLS: &str = "meter_enforcer_control_plane_calls_total";
 pub(crate) const CROSSING_TO_SUSPEND: &str = "meter_enforcer_crossing_to_suspend_seconds";
 /// Percentiles of the same, from an HDR histogram (`quantile` label).
 pub(crate) const CROSSING_TO_SUSPEND_Q: &str = "meter_enforcer_crossing_to_suspend_percentile_seconds";
+/// The enforcer's transaction (decisions, calls and alerts), from its
+/// begin to its commit.
+pub(crate) const TRANSACTION: &str = "meter_enforcer_transaction_seconds";
+/// From a decision to the actuator's receipt of its call, by `via`:
+/// `handoff` (in process, once the enforcer's transaction committed) or
+/// `topic` (read from the actions topic: another instance's decision, or
+/// one read again after a restart).
+pub(crate) const CALL_RECEIVED: &str = "meter_enforcer_call_received_seconds";
+/// One control-plane call attempt, from its send to its answer.
+pub(crate) const CALL_SECONDS: &str = "meter_enforcer_control_plane_call_seconds";
 /// Webhook delivery attempts by `outcome` (delivered, retry, dead_letter,
 /// refused: the target address is not allowed).
 pub(crate) const WEBHOOKS: &str = "meter_webhook_deliveries_total";
@@ -42,6 +52,15 @@ pub(crate) fn describe() {
         CROSSING_TO_SUSPEND,
         "From the ingest of the batch that crossed the quota to the suspend call."
     );
+    metrics::describe_histogram!(
+        TRANSACTION,
+        "The enforcer's transaction (decisions, calls and alerts), from its begin to its commit, seconds."
+    );
+    metrics::describe_histogram!(
+        CALL_RECEIVED,
+        "From a decision to the actuator's receipt of its call, seconds, by `via` (handoff: in process; topic: read from the actions topic)."
+    );
+    metrics::describe_histogram!(CALL_SECONDS, "One control-plane call attempt, from its send to its answer, seconds.");
     metrics::describe_gauge!(CROSSING_TO_SUSPEND_Q, "Crossing-to-suspend latency percentiles since start, from an HDR histogram (`percentile` label: 50, 99, 99.9).");
     metrics::describe_counter!(WEBHOOKS, "Webhook delivery attempts by `outcome` (delivered, retry, dead_letter, refused: the target address is not allowed).");
     metrics::describe_counter!(DEAD_LETTERS, "Deliveries that failed every attempt.");

@@ -7,13 +7,17 @@
 //! `Retry-After`) and 5xx retried with backoff until done; any other answer
 //! recorded as failed (metric, WARN, the project's status) without holding
 //! anything else. A record's offset is committed once it and every record
-//! before it in its partition are done.
+//! before it in its partition are done. Calls handed over by the enforcer
+//! in process are made before their records arrive (`handoff`, `job`).
 
+mod handoff;
+mod job;
 mod queue;
 
+use std::collections::HashSet;
 use std::sync::mpsc;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use meter_core::enforce::{Action, ActionKind};
@@ -26,10 +30,13 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
 use crate::{CallOutcome, CallRecord, EnforcerConfig};
+use handoff::{Handoffs, OnRecord};
+use job::Job;
 use queue::{Queue, Queued};
 
 /// Latency of suspensions, microseconds, from 1 us to 1 h.
@@ -53,9 +60,42 @@ struct Ended {
     offset: i64,
 }
 
+/// Which partitions of the actions topic this actuator reads, and how many
+/// there are: a handed call is taken only when its record comes here too.
+#[derive(Default)]
+struct Owned {
+    partitions: HashSet<i32>,
+    count: i32,
+}
+
+impl Owned {
+    fn of(consumer: &BaseConsumer<RebalanceWatch>, topic: &str) -> Owned {
+        let partitions: HashSet<i32> = consumer
+            .assignment()
+            .map(|a| a.elements().iter().filter(|e| e.topic() == topic).map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        if partitions.is_empty() {
+            return Owned::default();
+        }
+        let count = meter_kafka::topic_partitions(consumer.client(), topic).map_or(0, |p| p.len() as i32);
+        Owned { partitions, count }
+    }
+
+    /// The partition of `project`'s records (the enforcer's producer keys
+    /// them by project; see `meter_core::partition`), when it is read here.
+    fn of_project(&self, project: &str) -> Option<i32> {
+        if self.count == 0 {
+            return None;
+        }
+        let p = meter_core::partition::partition_of(project, self.count);
+        self.partitions.contains(&p).then_some(p)
+    }
+}
+
 pub(crate) fn run(
     cfg: &EnforcerConfig,
     kafka: &KafkaConfig,
+    handoff: mpsc::Receiver<Vec<Action>>,
     rt: &Handle,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -72,13 +112,29 @@ pub(crate) fn run(
     let caller =
         Caller { client, producer, kafka: kafka.clone(), base: cfg.control_plane_url.trim_end_matches('/').into() };
     let (tx, rx) = mpsc::channel::<Ended>();
-    let mut queue: Queue<Option<Action>> = Queue::default();
+    let mut queue: Queue<Job> = Queue::default();
+    let mut handoffs: Handoffs<watch::Receiver<bool>> = Handoffs::default();
+    let mut owned = Owned::default();
+    let mut last_prune = Instant::now();
     let mut generation = consumer.context().generation();
     while !shutdown.is_cancelled() {
-        let polled = consumer.poll(Duration::from_millis(20));
+        let polled = consumer.poll(Duration::from_millis(5));
         if consumer.context().generation() != generation {
             generation = consumer.context().generation();
             queue.clear();
+            owned = Owned::of(&consumer, &kafka.actions_topic);
+        }
+        // Before the record polled: a call handed over while the poll waited
+        // is taken first, and its record, if that is what came, waits for it.
+        while let Ok(actions) = handoff.try_recv() {
+            for action in actions {
+                let Some(partition) = owned.of_project(&action.project_id) else { continue };
+                let (done, waiter) = watch::channel(false);
+                if handoffs.handed(&action.idempotency_key, waiter, Instant::now()) {
+                    received(&action, "handoff");
+                    queue.push_handed(&action.project_id.clone(), partition, Job::Handed(action, Arc::new(done)));
+                }
+            }
         }
         match polled {
             None | Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -87,15 +143,26 @@ pub(crate) fn run(
                 let (partition, offset) = (msg.partition(), msg.offset());
                 match serde_json::from_slice::<Action>(msg.payload().unwrap_or_default()) {
                     Ok(action) => {
-                        queue.push(&action.project_id.clone(), Queued { partition, offset, call: Some(action) })
+                        let job = match handoffs.read(&action.idempotency_key, Instant::now()) {
+                            OnRecord::Await(done) => Job::AwaitHanded(action.clone(), done),
+                            OnRecord::Call => {
+                                received(&action, "topic");
+                                Job::Call(action.clone())
+                            }
+                        };
+                        queue.push(&action.project_id, Queued { partition, offset, call: job })
                     }
                     Err(e) => {
                         // Skipped, in its place in the partition's order.
                         tracing::error!(error = %e, partition, offset, "actuator.undecodable_action");
-                        queue.push(&format!("#undecodable/{partition}"), Queued { partition, offset, call: None });
+                        queue.push(&format!("#undecodable/{partition}"), Queued { partition, offset, call: Job::Skip });
                     }
                 }
             }
+        }
+        if last_prune.elapsed() > Duration::from_secs(10) {
+            handoffs.prune(Instant::now());
+            last_prune = Instant::now();
         }
         while let Ok(ended) = rx.try_recv() {
             if ended.generation != generation {
@@ -110,10 +177,7 @@ pub(crate) fn run(
         for (project, q) in queue.start(cfg.actuator_concurrency) {
             let (caller, tx, stop) = (caller.clone(), tx.clone(), shutdown.clone());
             rt.spawn(async move {
-                let finished = match &q.call {
-                    Some(action) => caller.call(action, &stop).await,
-                    None => true,
-                };
+                let finished = job::finish(q.call, |a| caller.call_owned(a, &stop), &stop).await;
                 if finished {
                     let _ = tx.send(Ended { generation, project, partition: q.partition, offset: q.offset });
                 }
@@ -122,6 +186,13 @@ pub(crate) fn run(
     }
     consumer.unsubscribe();
     Ok(())
+}
+
+/// A call reached the actuator `via` "handoff" or "topic": the time since
+/// its decision.
+fn received(action: &Action, via: &'static str) {
+    let delay_ms = (now_ms() - action.decided_ms).max(0);
+    metrics::histogram!(m::CALL_RECEIVED, "via" => via).record(delay_ms as f64 / 1000.0);
 }
 
 /// Makes calls.
@@ -134,6 +205,11 @@ struct Caller {
 }
 
 impl Caller {
+    /// `call`, taking the action.
+    async fn call_owned(&self, action: Action, stop: &CancellationToken) -> bool {
+        self.call(&action, stop).await
+    }
+
     /// Makes `action`'s call until it is done or failed for good; false when
     /// `stop` came first (not done: called again after the restart).
     async fn call(&self, action: &Action, stop: &CancellationToken) -> bool {
@@ -144,8 +220,10 @@ impl Caller {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
+            let sent_at = std::time::Instant::now();
             let sent =
                 self.client.post(&url).header("Idempotency-Key", &action.idempotency_key).json(action).send().await;
+            metrics::histogram!(m::CALL_SECONDS).record(sent_at.elapsed().as_secs_f64());
             if attempts == 1 && action.kind == ActionKind::Suspend {
                 record_latency((now_ms() - action.crossing_ingested_ms).max(0) as f64 / 1000.0);
             }

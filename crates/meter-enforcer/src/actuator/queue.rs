@@ -13,6 +13,9 @@ pub(crate) struct Queued<T> {
     pub(crate) call: T,
 }
 
+/// The offset of a handed call: before every record's, and never one.
+const HANDED: i64 = -1;
+
 #[derive(Debug)]
 pub(crate) struct Queue<T> {
     by_project: HashMap<String, VecDeque<Queued<T>>>,
@@ -37,6 +40,12 @@ impl<T: Clone> Queue<T> {
     pub(crate) fn push(&mut self, project: &str, q: Queued<T>) {
         self.offsets.entry(q.partition).or_default().insert(q.offset, false);
         self.by_project.entry(project.to_owned()).or_default().push_back(q);
+    }
+
+    /// A call without a record (handed over in process): in order with its
+    /// project's calls, first among the ready ones, no offset to commit.
+    pub(crate) fn push_handed(&mut self, project: &str, partition: i32, call: T) {
+        self.by_project.entry(project.to_owned()).or_default().push_back(Queued { partition, offset: HANDED, call });
     }
 
     /// Calls to start now: the head of each project's queue that has none
@@ -120,6 +129,21 @@ mod tests {
         queue.done("x", 1, 0);
         let next: Vec<String> = queue.start(2).into_iter().map(|(p, _)| p).collect();
         assert_eq!(next.len(), 1);
+    }
+
+    #[test]
+    fn a_handed_call_runs_in_its_projects_order_and_commits_nothing() {
+        let mut queue = Queue::default();
+        queue.push("a", q(0, 4));
+        queue.push_handed("a", 0, "h");
+        queue.push_handed("b", 0, "h");
+        let started: Vec<(String, i64)> = queue.start(10).into_iter().map(|(p, q)| (p, q.offset)).collect();
+        assert_eq!(started, [("b".to_owned(), HANDED), ("a".to_owned(), 4)], "a's handed call waits for its record's");
+        assert_eq!(queue.done("b", 0, HANDED), None);
+        assert_eq!(queue.done("a", 0, 4), Some((0, 5)));
+        assert_eq!(queue.start(10)[0].1.offset, HANDED);
+        assert_eq!(queue.done("a", 0, HANDED), None);
+        assert_eq!(queue.running(), 0);
     }
 
     #[test]
