@@ -39,6 +39,7 @@ where
         }
         Job::AwaitHanded(action, mut done) => {
             let made = tokio::select! {
+                biased; // stopping wins: no call is started once it is
                 _ = stop.cancelled() => return false,
                 made = done.wait_for(|d| *d) => made.is_ok(),
             };
@@ -112,6 +113,12 @@ mod tests {
         let (_tx, rx) = watch::channel(false);
         stop.cancel();
         assert!(!finish(Job::AwaitHanded(action(), rx), counting(&calls, true), &stop).await);
+        // Nor does it start the call when its handed call also went.
+        let (tx, rx) = watch::channel(false);
+        drop(tx);
+        for _ in 0..20 {
+            assert!(!finish(Job::AwaitHanded(action(), rx.clone()), counting(&calls, true), &stop).await);
+        }
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }

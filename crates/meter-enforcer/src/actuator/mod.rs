@@ -162,6 +162,10 @@ pub(crate) fn run(
         }
         if last_prune.elapsed() > Duration::from_secs(10) {
             handoffs.prune(Instant::now());
+            if owned.count == 0 {
+                // The partition count could not be read at the assignment.
+                owned = Owned::of(&consumer, &kafka.actions_topic);
+            }
             last_prune = Instant::now();
         }
         while let Ok(ended) = rx.try_recv() {
