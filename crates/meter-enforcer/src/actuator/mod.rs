@@ -181,7 +181,7 @@ pub(crate) fn run(
         for (project, q) in queue.start(cfg.actuator_concurrency) {
             let (caller, tx, stop) = (caller.clone(), tx.clone(), shutdown.clone());
             rt.spawn(async move {
-                let finished = job::finish(q.call, |a| caller.call_owned(a, &stop), &stop).await;
+                let finished = job::finish(q.call, |a| caller.call(a, &stop), &stop).await;
                 if finished {
                     let _ = tx.send(Ended { generation, project, partition: q.partition, offset: q.offset });
                 }
@@ -209,14 +209,10 @@ struct Caller {
 }
 
 impl Caller {
-    /// `call`, taking the action.
-    async fn call_owned(&self, action: Action, stop: &CancellationToken) -> bool {
-        self.call(&action, stop).await
-    }
-
     /// Makes `action`'s call until it is done or failed for good; false when
     /// `stop` came first (not done: called again after the restart).
-    async fn call(&self, action: &Action, stop: &CancellationToken) -> bool {
+    async fn call(&self, action: Action, stop: &CancellationToken) -> bool {
+        let action = &action;
         let verb = action.kind.name();
         let url = call_url(&self.base, action);
         let mut backoff =
