@@ -9,8 +9,9 @@ use crate::process::{Pending, Record};
 /// What one poll of the consumer gave.
 #[derive(Debug)]
 pub(crate) enum Polled {
-    /// A record.
-    Record(Record),
+    /// A record, and how long ago it was written to `usage.events` (its
+    /// Kafka timestamp; zero when it has none or it looks newer than now).
+    Record(Record, Duration),
     /// Nothing within the timeout (or an error that is not fatal).
     Nothing,
     /// The group was rebalanced: what was collected is dropped (the new
@@ -24,7 +25,8 @@ pub(crate) enum Polled {
 pub(crate) struct Bounds {
     pub(crate) max_records: usize,
     pub(crate) max_bytes: usize,
-    /// The longest wait for records not yet fetched.
+    /// The longest wait for records not yet fetched, counted from when
+    /// the batch's first record was written.
     pub(crate) linger: Duration,
 }
 
@@ -34,17 +36,29 @@ pub(crate) struct Bounds {
 /// the bounds allow instead of one per linger's worth of polling (issue 19:
 /// ~125,000 events per transaction in the collectors' shape, ~675,000
 /// after). `poll(timeout)` returns at once when a record is there.
+///
+/// The linger runs from when the batch's first record was written, not
+/// from when collecting began: under load that record was written while
+/// the previous transaction was applied and committed, it has waited
+/// longer than the linger already, and the batch takes what is fetched
+/// and goes (issue 15). A batch never waits longer than one linger from
+/// its start.
 pub(crate) fn collect(
     bounds: Bounds,
     cancelled: impl Fn() -> bool,
     mut poll: impl FnMut(Duration) -> anyhow::Result<Polled>,
 ) -> anyhow::Result<Pending> {
     let mut pending = Pending::default();
-    let deadline = Instant::now() + bounds.linger;
+    let mut deadline = Instant::now() + bounds.linger;
     while pending.len() < bounds.max_records && pending.bytes < bounds.max_bytes && !cancelled() {
         let left = deadline.saturating_duration_since(Instant::now());
         match poll(left)? {
-            Polled::Record(r) => pending.push(r),
+            Polled::Record(r, age) => {
+                if pending.is_empty() {
+                    deadline = deadline.min(Instant::now() + bounds.linger.saturating_sub(age));
+                }
+                pending.push(r);
+            }
             Polled::Reassigned(first) => {
                 pending = Pending::default();
                 if let Some(r) = first {
@@ -72,7 +86,7 @@ mod tests {
         move |timeout| {
             std::thread::sleep(per_poll);
             Ok(match queue.pop_front() {
-                Some(r) => Polled::Record(r),
+                Some(r) => Polled::Record(r, Duration::ZERO),
                 None => {
                     std::thread::sleep(timeout);
                     Polled::Nothing
@@ -111,6 +125,45 @@ mod tests {
         assert!(took >= BOUNDS.linger, "{took:?}");
     }
 
+    /// The timeout `collect` first waits with once nothing more is
+    /// fetched, after three fetched records written `age` ago (a long
+    /// linger; the wait itself is not slept).
+    fn first_wait_after(age: Duration) -> Duration {
+        let bounds = Bounds { linger: Duration::from_secs(600), ..BOUNDS };
+        let polls = std::cell::Cell::new(0);
+        let mut waits = Vec::new();
+        let batch = collect(
+            bounds,
+            || polls.get() > 3,
+            |timeout| {
+                polls.set(polls.get() + 1);
+                if polls.get() <= 3 {
+                    return Ok(Polled::Record(Record { partition: 0, offset: polls.get(), payload: vec![1] }, age));
+                }
+                waits.push(timeout);
+                Ok(Polled::Nothing)
+            },
+        )
+        .expect("collect");
+        assert_eq!(batch.len(), 3);
+        waits[0]
+    }
+
+    #[test]
+    fn a_batch_whose_first_record_waited_a_linger_already_goes_at_once() {
+        // Written through the previous transaction: what is fetched goes.
+        let wait = first_wait_after(Duration::from_secs(700));
+        assert_eq!(wait, Duration::ZERO, "no wait once the first record is older than the linger");
+    }
+
+    #[test]
+    fn a_fresh_first_record_waits_the_rest_of_the_linger() {
+        let wait = first_wait_after(Duration::from_secs(200));
+        assert!(wait > Duration::from_secs(390) && wait <= Duration::from_secs(400), "{wait:?}");
+        // A record with no age (no timestamp) waits the whole linger.
+        assert!(first_wait_after(Duration::ZERO) > Duration::from_secs(590));
+    }
+
     #[test]
     fn a_rebalance_drops_what_was_collected() {
         let mut polls = 0;
@@ -120,9 +173,9 @@ mod tests {
             |_| {
                 polls += 1;
                 Ok(match polls {
-                    1..=3 => Polled::Record(Record { partition: 1, offset: polls, payload: vec![1] }),
+                    1..=3 => Polled::Record(Record { partition: 1, offset: polls, payload: vec![1] }, Duration::ZERO),
                     4 => Polled::Reassigned(Some(Record { partition: 2, offset: 6, payload: vec![1] })),
-                    5 => Polled::Record(Record { partition: 2, offset: 7, payload: vec![1] }),
+                    5 => Polled::Record(Record { partition: 2, offset: 7, payload: vec![1] }, Duration::ZERO),
                     _ => Polled::Nothing,
                 })
             },

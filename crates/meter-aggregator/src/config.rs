@@ -16,8 +16,10 @@ pub struct AggregatorConfig {
     /// Most bytes of `usage.events` records per transaction: bounds the
     /// memory of a transaction while catching up on large records.
     pub max_batch_bytes: usize,
-    /// Longest wait for records not yet fetched, milliseconds; records
-    /// already fetched are taken past it, up to the bounds above.
+    /// Longest wait for records not yet fetched, milliseconds, counted
+    /// from when the batch's first record was written (its Kafka
+    /// timestamp); records already fetched are taken past it, up to the
+    /// bounds above.
     pub linger_ms: u64,
     /// Longest time to rebuild a partition's state from `usage.totals`.
     pub restore_timeout_seconds: u64,

@@ -97,11 +97,12 @@ impl Worker {
             |timeout| {
                 let record = match consumer.poll(timeout) {
                     None => None,
-                    Some(Ok(msg)) => Some(Record {
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                        payload: msg.payload().unwrap_or_default().to_vec(),
-                    }),
+                    Some(Ok(msg)) => {
+                        let written = msg.timestamp().to_millis().unwrap_or(i64::MAX);
+                        let age = Duration::from_millis(now_ms().saturating_sub(written).max(0) as u64);
+                        let payload = msg.payload().unwrap_or_default().to_vec();
+                        Some((Record { partition: msg.partition(), offset: msg.offset(), payload }, age))
+                    }
                     Some(Err(e)) => {
                         meter_kafka::poll_error("aggregator", e)?;
                         None
@@ -110,9 +111,9 @@ impl Worker {
                 if consumer.context().generation() != generation {
                     generation = consumer.context().generation();
                     states.clear();
-                    return Ok(Polled::Reassigned(record));
+                    return Ok(Polled::Reassigned(record.map(|(r, _)| r)));
                 }
-                Ok(record.map_or(Polled::Nothing, Polled::Record))
+                Ok(record.map_or(Polled::Nothing, |(r, age)| Polled::Record(r, age)))
             },
         )
     }
