@@ -98,8 +98,10 @@ impl Worker {
                 let record = match consumer.poll(timeout) {
                     None => None,
                     Some(Ok(msg)) => {
-                        let written = msg.timestamp().to_millis().unwrap_or(i64::MAX);
-                        let age = Duration::from_millis(now_ms().saturating_sub(written).max(0) as u64);
+                        // No timestamp, or one ahead of this clock: no age (the whole linger).
+                        let written = msg.timestamp().to_millis();
+                        let age =
+                            written.map_or(Duration::ZERO, |t| Duration::from_millis((now_ms() - t).max(0) as u64));
                         let payload = msg.payload().unwrap_or_default().to_vec();
                         Some((Record { partition: msg.partition(), offset: msg.offset(), payload }, age))
                     }

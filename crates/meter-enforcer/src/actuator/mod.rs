@@ -143,14 +143,15 @@ pub(crate) fn run(
                 let (partition, offset) = (msg.partition(), msg.offset());
                 match serde_json::from_slice::<Action>(msg.payload().unwrap_or_default()) {
                     Ok(action) => {
+                        let project = action.project_id.clone();
                         let job = match handoffs.read(&action.idempotency_key, Instant::now()) {
-                            OnRecord::Await(done) => Job::AwaitHanded(action.clone(), done),
+                            OnRecord::Await(done) => Job::AwaitHanded(action, done),
                             OnRecord::Call => {
                                 received(&action, "topic");
-                                Job::Call(action.clone())
+                                Job::Call(action)
                             }
                         };
-                        queue.push(&action.project_id, Queued { partition, offset, call: job })
+                        queue.push(&project, Queued { partition, offset, call: job })
                     }
                     Err(e) => {
                         // Skipped, in its place in the partition's order.
