@@ -7,7 +7,7 @@ use meter_core::aggregate::{ClosedCycles, Retention};
 
 use crate::process::{by_partition, run_jobs, Job, Record};
 use crate::rows::encode_rows;
-use crate::state::PartitionState;
+use crate::state::{Holding, PartitionState};
 
 /// Records of `usage.events` to apply as one transaction.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ impl Transaction {
 
 /// Project states of every partition, as the aggregator holds them.
 #[derive(Debug, Default)]
-pub struct States(HashMap<i32, PartitionState>);
+pub struct States(HashMap<i32, (PartitionState, Holding)>);
 
 impl States {
     /// Applies `txn` on the calling thread, as the aggregator applies a
@@ -39,9 +39,10 @@ impl States {
         let jobs = self
             .0
             .iter_mut()
-            .filter_map(|(&partition, state)| {
+            .filter_map(|(&partition, (state, holding))| {
                 let records = by_partition.remove(&partition)?;
-                Some(Job { partition, resume: None, rows_from: 0, closed: ClosedCycles::new(), state, records })
+                let (resume, emit, closed) = (None, Some(0), ClosedCycles::new());
+                Some(Job { partition, resume, emit, closed, state, holding, records })
             })
             .collect();
         let done = run_jobs(jobs, 0, &Retention::default());
@@ -53,6 +54,6 @@ impl States {
 
     /// Projects held.
     pub fn projects(&self) -> usize {
-        self.0.values().map(HashMap::len).sum()
+        self.0.values().map(|(state, _)| state.len()).sum()
     }
 }

@@ -1,18 +1,21 @@
-//! One transaction's hourly rows of a partition, collapsed per (project,
-//! metric, hour, branch): a collector's batch touches each project once, so
-//! rows per batch were one ClickHouse row per event (issue 19). The rows are
-//! keyed by the partition and the first record they count, which no other
-//! committed transaction counts (docs/exactness.md, mechanism 4).
+//! A partition's hourly rows, summed per (project, metric, hour, branch)
+//! in each project's state (`HeldRows`) and written for ClickHouse when the
+//! partition emits them: at the end of the transaction while the aggregator
+//! keeps up, held over several transactions while it has a backlog
+//! (docs/exactness.md, mechanism 4; decisions 0014 and 0020). A collector's
+//! batch touches each project once, so rows per batch were one ClickHouse
+//! row per event (issue 19).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use meter_core::held::HeldRow;
 use meter_core::FastHash;
 use meter_core::{HourlyRow, ProjectId};
 use meter_proto::rows_write::RowRef;
 use meter_store::{metric_code, BYTE_HOURS_CODE};
 
-use crate::state::{PartitionState, Slot};
+use crate::state::{Holding, PartitionState, Slot};
 
 /// Project ids, hashed fast (a transaction touches thousands); shared
 /// with the states', not copied.
@@ -24,64 +27,70 @@ pub(crate) fn collapsed_source_id(partition: i32) -> String {
     format!("/p{partition}")
 }
 
-/// One hourly row being collapsed (its project is the slot's).
-#[derive(Debug)]
-struct Acc {
-    metric: i8,
-    hour: u32,
-    branch: String,
-    value: u64,
-    last_value: u64,
-    last_time_ms: i64,
+/// Whether a partition's transaction writes the rows its projects hold:
+/// always when the aggregator keeps up (its batch ended before a bound),
+/// and, while it has a backlog, once the oldest has been held `hold_ms`.
+pub(crate) fn emits(behind: bool, holding_since_ms: Option<i64>, now_ms: i64, hold_ms: i64) -> bool {
+    !behind || hold_ms <= 0 || holding_since_ms.is_some_and(|since| now_ms - since >= hold_ms)
 }
 
-/// A project's rows being collapsed, kept in its state's slot: the batch
-/// just applied found the slot, so adding its rows costs no second lookup
+/// The transaction that last counted a batch of a project, kept in its
+/// slot: a project is listed once per transaction without a second lookup
 /// (a separate map by project was 13 % of the aggregator's time in the
 /// collectors' shape, a cache miss per batch over 50,000 projects).
 #[derive(Debug, Default)]
-pub(crate) struct SlotRows {
-    /// The `Collapsed` these rows belong to; rows of any other are stale.
+pub(crate) struct SlotMark {
     owner: u64,
-    rows: Vec<Acc>,
 }
 
 /// Tells one `Collapsed` from every other of the process.
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
 /// One partition's transaction: the projects it counted batches of (in
-/// the order first counted) and the first record that gave rows; the rows
-/// themselves wait in each project's slot (`SlotRows`) until `into_parts`
-/// takes them out.
+/// the order first counted), the first record that gave rows (the key of
+/// the rows a project begins to hold in it), and the projects that began
+/// to hold rows in it. The rows themselves are summed in the states.
 #[derive(Debug)]
 pub(crate) struct Collapsed {
     owner: u64,
+    now_ms: i64,
     touched: Vec<ProjectId>,
     /// Offset of the first record whose batches gave rows.
     first_offset: Option<u64>,
-}
-
-impl Default for Collapsed {
-    fn default() -> Self {
-        Collapsed { owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed), touched: Vec::new(), first_offset: None }
-    }
+    began: Vec<ProjectId>,
 }
 
 impl Collapsed {
+    /// A transaction running at `now_ms` (when the rows it begins to hold
+    /// were first held).
+    pub(crate) fn new(now_ms: i64) -> Self {
+        Collapsed {
+            owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
+            now_ms,
+            touched: Vec::new(),
+            first_offset: None,
+            began: Vec::new(),
+        }
+    }
+
     /// Counts a batch of the project of `slot`, read from the record at
     /// `offset`, in: the project is touched, and the batch's rows added to
-    /// the project's.
+    /// the rows it holds.
     pub(crate) fn add(&mut self, slot: &mut Slot, offset: u64, hourly: &[HourlyRow], byte_hours: &[(i64, u64)]) {
-        if slot.rows.owner != self.owner {
-            slot.rows.owner = self.owner;
-            slot.rows.rows.clear();
+        if slot.mark.owner != self.owner {
+            slot.mark.owner = self.owner;
             self.touched.push(slot.state.project_id.clone());
         }
         if hourly.is_empty() && byte_hours.is_empty() {
             return;
         }
-        self.first_offset.get_or_insert(offset);
-        let rows = &mut slot.rows.rows;
+        let key = *self.first_offset.get_or_insert(offset);
+        let held = &mut slot.state.held;
+        if held.is_empty() {
+            (held.key, held.since_ms) = (key, self.now_ms);
+            self.began.push(slot.state.project_id.clone());
+        }
+        let rows = &mut held.rows;
         for r in hourly {
             let row = row(rows, metric_code(r.metric), (r.hour_ms / 1000) as u32, &r.branch);
             if r.metric.is_gauge() {
@@ -99,40 +108,67 @@ impl Collapsed {
         }
     }
 
-    /// The rows, keyed by `partition` and the first record counted (their
-    /// `batch_seq` and `version`), taken out of the slots of `states`, and
-    /// the projects counted in.
-    pub(crate) fn into_parts(self, partition: i32, states: &mut PartitionState) -> (PartitionRows, Projects) {
-        let mut rows = PartitionRows {
-            source: collapsed_source_id(partition),
-            first: self.first_offset.unwrap_or_default(),
-            projects: Vec::with_capacity(self.touched.len()),
-            len: 0,
-        };
+    /// Ends the transaction: the projects it counted in; and, when `emit`
+    /// gives a version, the rows every project of the partition holds
+    /// (those `holding` lists and those begun here), taken out of the states
+    /// of `states` under that version (their projects are counted in too:
+    /// their states changed). Otherwise the projects that began holding
+    /// rows join `holding`.
+    pub(crate) fn into_parts(
+        self,
+        partition: i32,
+        states: &mut PartitionState,
+        emit: Option<u64>,
+        holding: &mut Holding,
+    ) -> (PartitionRows, Projects) {
         let mut touched = Projects::with_capacity_and_hasher(self.touched.len(), FastHash::default());
-        for project in self.touched {
-            let slot = states.get_mut(project.as_str()).expect("a touched project keeps its slot");
-            let accs = std::mem::take(&mut slot.rows.rows);
-            touched.insert(project.clone());
-            if !accs.is_empty() {
-                rows.len += accs.len();
-                rows.projects.push((project, accs));
+        touched.extend(self.touched);
+        let Some(version) = emit else {
+            if !self.began.is_empty() {
+                holding.since_ms.get_or_insert(self.now_ms);
+                holding.projects.extend(self.began);
             }
-        }
-        (rows, touched)
+            return (PartitionRows::default(), touched);
+        };
+        let projects = std::mem::take(&mut holding.projects).into_iter().chain(self.began);
+        holding.since_ms = None;
+        (take_held(partition, projects, states, version, &mut touched), touched)
     }
 }
 
-/// One partition's collapsed rows of a transaction, as they left the
-/// slots: written to `usage.rows` from here (`RowRef`s borrow them), with
-/// no `UsageRow` copied per row.
+/// The rows `projects` hold in `states`, taken out under `version`; the
+/// projects join `touched`.
+pub(crate) fn take_held(
+    partition: i32,
+    projects: impl IntoIterator<Item = ProjectId>,
+    states: &mut PartitionState,
+    version: u64,
+    touched: &mut Projects,
+) -> PartitionRows {
+    let mut rows = PartitionRows { source: collapsed_source_id(partition), version, projects: Vec::new(), len: 0 };
+    for project in projects {
+        let slot = states.get_mut(project.as_str()).expect("a project holding rows keeps its slot");
+        let held = std::mem::take(&mut slot.state.held);
+        if !held.is_empty() {
+            rows.len += held.rows.len();
+            rows.projects.push((project.clone(), held.key, held.rows));
+        }
+        touched.insert(project);
+    }
+    rows
+}
+
+/// One partition's rows as they left the states: written to `usage.rows`
+/// from here (`RowRef`s borrow them), with no `UsageRow` copied per row.
 #[derive(Debug, Default)]
 pub(crate) struct PartitionRows {
     /// Every row's `source_id` (`collapsed_source_id`).
     source: String,
-    /// Every row's `batch_seq` and `version`: the first record counted.
-    first: u64,
-    projects: Vec<(ProjectId, Vec<Acc>)>,
+    /// Every row's `version`: the `usage.events` offset the partition's
+    /// state covered when they were written, higher at each emission.
+    version: u64,
+    /// Per project, the key its rows are written under (`batch_seq`) and the rows.
+    projects: Vec<(ProjectId, u64, Vec<HeldRow>)>,
     len: usize,
 }
 
@@ -145,19 +181,19 @@ impl PartitionRows {
         self.len == 0
     }
 
-    /// The rows, project by project in the order first counted.
+    /// The rows, project by project in the order first held.
     pub(crate) fn iter(&self) -> impl Iterator<Item = RowRef<'_>> {
-        self.projects.iter().flat_map(move |(project, accs)| {
-            accs.iter().map(move |a| RowRef {
+        self.projects.iter().flat_map(move |(project, key, rows)| {
+            rows.iter().map(move |a| RowRef {
                 project_id: project.as_str(),
                 metric: a.metric,
-                hour_unix_s: a.hour,
+                hour_unix_s: a.hour_unix_s,
                 source_id: &self.source,
-                batch_seq: self.first,
+                batch_seq: *key,
                 value: a.value,
                 last_value: a.last_value,
                 last_time_unix_ms: a.last_time_ms,
-                version: self.first,
+                version: self.version,
                 branch_id: &a.branch,
             })
         })
@@ -165,13 +201,20 @@ impl PartitionRows {
 }
 
 /// The row of (metric, hour, branch) among a project's, added empty if new.
-fn row<'a>(rows: &'a mut Vec<Acc>, metric: i8, hour: u32, branch: &str) -> &'a mut Acc {
+fn row<'a>(rows: &'a mut Vec<HeldRow>, metric: i8, hour: u32, branch: &str) -> &'a mut HeldRow {
     // Most rows name no branch: two empty ones are equal without a compare.
-    let same_branch = |r: &Acc| r.branch.len() == branch.len() && (branch.is_empty() || r.branch == branch);
-    match rows.iter().position(|r| r.metric == metric && r.hour == hour && same_branch(r)) {
+    let same_branch = |r: &HeldRow| r.branch.len() == branch.len() && (branch.is_empty() || r.branch == branch);
+    match rows.iter().position(|r| r.metric == metric && r.hour_unix_s == hour && same_branch(r)) {
         Some(i) => &mut rows[i],
         None => {
-            rows.push(Acc { metric, hour, branch: branch.to_owned(), value: 0, last_value: 0, last_time_ms: 0 });
+            rows.push(HeldRow {
+                metric,
+                hour_unix_s: hour,
+                branch: branch.to_owned(),
+                value: 0,
+                last_value: 0,
+                last_time_ms: 0,
+            });
             rows.last_mut().expect("just pushed")
         }
     }
@@ -253,51 +296,61 @@ mod tests {
             (batch(p1, 3), vec![hourly(Metric::ActiveTimeSeconds, 1, "", 5, (0, 0)), storage(900, 5)], vec![]),
             (batch(p2, 2), vec![], vec![(HOUR, 4)]),
         ];
-        let (mut per_batch, mut collapsed, mut states) = (Vec::new(), Collapsed::default(), slots(&[p1, p2]));
+        let (mut per_batch, mut collapsed, mut states) = (Vec::new(), Collapsed::new(HOUR), slots(&[p1, p2]));
         for (offset, (b, rows, byte_hours)) in batches.iter().enumerate() {
             per_batch.extend(UsageRow::of_batch(b, offset as u64, rows));
             per_batch.extend(UsageRow::byte_hours_of(b, offset as u64, byte_hours));
             let slot = states.get_mut(b.project_id.as_str()).expect("slot");
             collapsed.add(slot, 40 + offset as u64, rows, byte_hours);
         }
-        let (rows, touched) = collapsed.into_parts(3, &mut states);
+        let (rows, touched) = collapsed.into_parts(3, &mut states, Some(45), &mut Holding::default());
         assert_eq!(touched.len(), 2);
         assert_eq!(read(rows.iter()), read(per_batch.iter().map(row_ref)));
         // One row per (project, metric, hour, branch): p1 active x2 hours, p1 storage, p2 written, p2 byte-hours.
         assert_eq!((rows.len(), rows.iter().count()), (5, 5), "{rows:#?}");
-        assert!(rows.iter().all(|r| r.source_id == "/p3" && r.batch_seq == 40 && r.version == 40), "{rows:#?}");
+        assert!(rows.iter().all(|r| r.source_id == "/p3" && r.batch_seq == 40 && r.version == 45), "{rows:#?}");
         let storage = rows.iter().find(|r| r.metric == metric_code(Metric::LogicalSizeBytes)).expect("storage");
         assert_eq!((storage.value, storage.last_value, storage.last_time_unix_ms), (900, 300, HOUR + 20));
     }
 
     #[test]
     fn batches_without_rows_are_touched_and_leave_no_key() {
-        let (mut c, mut states) = (Collapsed::default(), slots(&[&id("p1"), &id("p2")]));
+        let (mut c, mut states) = (Collapsed::new(HOUR), slots(&[&id("p1"), &id("p2")]));
         c.add(states.get_mut("p1").expect("slot"), 5, &[], &[]);
         c.add(states.get_mut("p2").expect("slot"), 9, &[hourly(Metric::ActiveTimeSeconds, 0, "", 1, (0, 0))], &[]);
-        let (rows, touched) = c.into_parts(0, &mut states);
+        let (rows, touched) = c.into_parts(0, &mut states, Some(10), &mut Holding::default());
         assert_eq!(touched.len(), 2, "a counted batch moves its project's state, rows or not");
         let first = rows.iter().next().expect("a row");
         assert_eq!((rows.len(), first.batch_seq), (1, 9), "keyed by the first record that gave rows");
     }
 
-    /// Rows left in a slot by a transaction that never took them (its
-    /// `Collapsed` dropped) are not counted by the next one; a slot's rows
-    /// are taken out with the transaction's.
+    /// Rows held by a transaction that does not emit stay in the states,
+    /// under the key of the transaction that began holding them; the next
+    /// that emits writes them with its own, summed, under that key, and
+    /// lists every project holding rows as touched (their states change).
     #[test]
-    fn a_transaction_counts_only_its_own_rows() {
+    fn rows_held_are_written_by_the_next_transaction_that_emits() {
         let active = |v| [hourly(Metric::ActiveTimeSeconds, 0, "", v, (0, 0))];
-        let mut states = slots(&[&id("p1")]);
-        let mut dropped = Collapsed::default();
-        dropped.add(states.get_mut("p1").expect("slot"), 1, &active(100), &[]);
-        drop(dropped);
-        let mut next = Collapsed::default();
-        next.add(states.get_mut("p1").expect("slot"), 2, &active(5), &[]);
-        next.add(states.get_mut("p1").expect("slot"), 3, &active(6), &[]);
-        let (rows, touched) = next.into_parts(0, &mut states);
-        assert_eq!((rows.len(), rows.iter().map(|r| r.value).collect(), touched.len()), (1, vec![11], 1));
-        assert!(states["p1"].rows.rows.is_empty(), "taken out, not kept");
-        let (rows, touched) = Collapsed::default().into_parts(0, &mut states);
+        let (mut states, mut holding) = (slots(&[&id("p1"), &id("p2")]), Holding::default());
+        let mut first = Collapsed::new(HOUR);
+        first.add(states.get_mut("p1").expect("slot"), 3, &active(100), &[]);
+        first.add(states.get_mut("p1").expect("slot"), 4, &active(1), &[]);
+        let (rows, touched) = first.into_parts(0, &mut states, None, &mut holding);
+        assert!(rows.is_empty() && touched.len() == 1, "held, not written");
+        assert_eq!((holding.projects.len(), holding.since_ms), (1, Some(HOUR)));
+        let held = &states["p1"].state.held;
+        assert_eq!((held.key, held.since_ms, held.rows.len(), held.rows[0].value), (3, HOUR, 1, 101));
+        // The next transaction counts only p2, and emits.
+        let mut next = Collapsed::new(HOUR + 1_000);
+        next.add(states.get_mut("p2").expect("slot"), 7, &active(5), &[]);
+        next.add(states.get_mut("p2").expect("slot"), 8, &active(6), &[]);
+        let (rows, touched) = next.into_parts(0, &mut states, Some(9), &mut holding);
+        let got: Vec<_> = rows.iter().map(|r| (r.project_id.to_owned(), r.batch_seq, r.value, r.version)).collect();
+        assert_eq!(got, vec![("p1".to_owned(), 3, 101, 9), ("p2".to_owned(), 7, 11, 9)]);
+        assert_eq!(touched.len(), 2, "p1's state changed too: it holds nothing now");
+        assert!(holding.projects.is_empty() && holding.since_ms.is_none());
+        assert!(states.values().all(|s| s.state.held.is_empty()));
+        let (rows, touched) = Collapsed::new(HOUR).into_parts(0, &mut states, Some(9), &mut holding);
         assert!(rows.is_empty() && touched.is_empty());
     }
 }

@@ -32,6 +32,9 @@ pub(crate) const TOTALS_RECORDS: &str = "meter_aggregator_totals_records_total";
 /// Bytes of the packed `usage.totals` records a restore of the partition
 /// would read (`partition`): bounded by `totals_packed_max_mib`.
 pub(crate) const PACKED_BYTES: &str = "meter_aggregator_packed_totals_bytes";
+/// Projects whose state holds hourly rows not yet written for ClickHouse
+/// (the aggregator is behind: docs/exactness.md, mechanism 4).
+pub(crate) const HELD_PROJECTS: &str = "meter_aggregator_held_projects";
 /// Records in `usage.events` not yet committed by this instance.
 pub(crate) const LAG: &str = "meter_aggregator_consumer_lag_records";
 /// From ingest's acceptance of a batch to the commit of its totals.
@@ -63,6 +66,10 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(
         PACKED_BYTES,
         "Bytes of the packed usage.totals records a restore of the partition would read."
+    );
+    metrics::describe_gauge!(
+        HELD_PROJECTS,
+        "Projects whose state holds hourly rows not yet written for ClickHouse (held while the aggregator is behind)."
     );
     metrics::describe_counter!(
         REREAD,

@@ -10,9 +10,9 @@ use meter_core::{ProjectState, ProjectUpdate};
 use meter_kafka::{read_range, KafkaConfig};
 use meter_proto::events::decode_events;
 
-use crate::collapse::{Collapsed, PartitionRows, Projects};
+use crate::collapse::{emits, take_held, Collapsed, PartitionRows, Projects};
 use crate::metrics as m;
-use crate::state::{PartitionState, Slot, States};
+use crate::state::{Holding, PartitionState, Slot, States};
 
 /// One record of `usage.events`.
 #[derive(Debug)]
@@ -80,7 +80,26 @@ impl Outcome {
     }
 }
 
-/// Applies every record of `pending` to `states`, in order.
+/// When a transaction's partitions write the rows their projects hold
+/// (`collapse::emits`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Emission {
+    /// The batch ended at a bound: more records were waiting.
+    pub(crate) behind: bool,
+    /// The longest a row is held while the aggregator is behind (0: never).
+    pub(crate) hold_ms: i64,
+    pub(crate) now_ms: i64,
+}
+
+impl Emission {
+    fn emits(&self, holding: &Holding) -> bool {
+        emits(self.behind, holding.since_ms, self.now_ms, self.hold_ms)
+    }
+}
+
+/// Applies every record of `pending` to `states`, in order, and takes out
+/// the rows the partitions emit (`Emission`), those without records in
+/// this batch included.
 ///
 /// A restored partition state knows the `usage.events` offset it covers.
 /// Records before it (a replay from older offsets: a reset group) are
@@ -94,6 +113,7 @@ pub(crate) fn apply(
     kafka: &KafkaConfig,
     retention: &Retention,
     restore_timeout: Duration,
+    emission: Emission,
 ) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     let partitions: Vec<i32> = pending.next.keys().copied().collect();
@@ -110,9 +130,11 @@ pub(crate) fn apply(
     let mut by_partition = by_partition(missed.iter().chain(&pending.records));
     let jobs: Vec<Job<'_>> = states
         .partitions_mut()
-        .filter_map(|(partition, resume, closed, state)| {
-            let rows_from = pending.first.get(&partition).copied().unwrap_or(i64::MAX);
-            Some(Job { partition, resume, rows_from, closed, state, records: by_partition.remove(&partition)? })
+        .filter_map(|(partition, resume, closed, state, holding)| {
+            let records = by_partition.remove(&partition)?;
+            // The version of rows written now: the offset the state will cover.
+            let emit = emission.emits(holding).then(|| pending.next[&partition] as u64);
+            Some(Job { partition, resume, emit, closed, state, holding, records })
         })
         .collect();
     if let Some(p) = by_partition.keys().next() {
@@ -152,6 +174,30 @@ pub(crate) fn apply(
             out.closes.insert(p, part.closes);
         }
     }
+    // Partitions holding rows without records here: a batch of their own
+    // since their restore (`synced`) means their state covers the committed
+    // offsets, so what they hold may go now.
+    for (partition, resume, _, state, holding) in states.partitions_mut() {
+        if pending.next.contains_key(&partition) || holding.projects.is_empty() || !holding.synced {
+            continue;
+        }
+        if !emission.emits(holding) {
+            continue;
+        }
+        let version = resume.unwrap_or_default() as u64;
+        let touched = out.touched.entry(partition).or_default();
+        let rows = take_held(partition, std::mem::take(&mut holding.projects), state, version, touched);
+        holding.since_ms = None;
+        if !rows.is_empty() {
+            out.rows.insert(partition, rows);
+        }
+        let probes = std::mem::take(&mut holding.probes);
+        if !probes.is_empty() {
+            out.probes.insert(partition, probes);
+        }
+    }
+    let held: usize = states.partitions_mut().map(|(.., holding)| holding.projects.len()).sum();
+    metrics::gauge!(m::HELD_PROJECTS).set(held as f64);
     // Once per batch, not per row: the recorder looks labels up on each call.
     for (metric, v) in meter_core::Metric::COUNTERS.iter().zip(usage) {
         metrics::counter!(m::USAGE, "metric" => metric.name()).increment(v);
@@ -185,13 +231,13 @@ pub(crate) fn by_partition<'a>(records: impl IntoIterator<Item = &'a Record>) ->
 pub(crate) struct Job<'a> {
     pub(crate) partition: i32,
     pub(crate) resume: Option<i64>,
-    /// Records before this offset were re-read (the state was behind the
-    /// committed offsets): a committed transaction counted them and sent
-    /// their rows, so they rebuild the state only.
-    pub(crate) rows_from: i64,
+    /// The version to write the partition's held rows under, when it
+    /// emits them in this transaction.
+    pub(crate) emit: Option<u64>,
     /// The cycles closed as of the batch's start (grows with its closes).
     pub(crate) closed: ClosedCycles,
     pub(crate) state: &'a mut PartitionState,
+    pub(crate) holding: &'a mut Holding,
     pub(crate) records: Vec<&'a Record>,
 }
 
@@ -244,7 +290,7 @@ pub(crate) fn run_jobs(jobs: Vec<Job<'_>>, bytes: usize, retention: &Retention) 
 /// Applies one partition's records, in order, to its state.
 fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome) {
     let mut out = PartOutcome::default();
-    let mut rows = Collapsed::default();
+    let mut rows = Collapsed::new(meter_runtime::now_ms());
     let partition = job.partition;
     for rec in std::mem::take(&mut job.records) {
         if job.resume.is_some_and(|r| rec.offset < r) {
@@ -288,11 +334,7 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
                             out.usage[i] = out.usage[i].saturating_add(h.value);
                         }
                     }
-                    if rec.offset >= job.rows_from {
-                        rows.add(slot, rec.offset as u64, &hourly, &byte_hours);
-                    } else {
-                        rows.add(slot, rec.offset as u64, &[], &[]);
-                    }
+                    rows.add(slot, rec.offset as u64, &hourly, &byte_hours);
                     out.events += batch.events.len() as u64;
                     out.oldest_ingest_ms =
                         Some(out.oldest_ingest_ms.map_or(batch.ingested_ms, |t| t.min(batch.ingested_ms)));
@@ -307,8 +349,17 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
             }
         }
     }
-    let (collapsed, touched) = rows.into_parts(partition, job.state);
+    let (collapsed, touched) = rows.into_parts(partition, job.state, job.emit, job.holding);
     out.rows = collapsed;
+    job.holding.synced = true;
+    // A probe goes out after every row before it: held with the rows.
+    if job.emit.is_some() {
+        let probes = std::mem::take(&mut out.probes);
+        out.probes = std::mem::take(&mut job.holding.probes);
+        out.probes.extend(probes);
+    } else {
+        job.holding.probes.append(&mut out.probes);
+    }
     // Adjusted projects were touched without rows of their own.
     out.touched.extend(touched);
     (partition, out)
@@ -397,19 +448,20 @@ mod tests {
     type Summary =
         (BTreeMap<i32, (usize, u64, BTreeSet<String>, u64, [u64; 4])>, BTreeMap<i32, BTreeMap<String, ProjectState>>);
 
-    /// Applies `records` through `run_jobs` as if they were `bytes` long;
-    /// the second partition's state already covers its first 5 records;
-    /// the third partition's records before `rows_from` are re-reads.
-    fn run(records: &[Record], bytes: usize, rows_from: i64) -> Summary {
-        let mut states: HashMap<i32, PartitionState> = (0..4).map(|p| (p, PartitionState::default())).collect();
+    /// Applies `records` through `run_jobs` as if they were `bytes` long,
+    /// every partition emitting; the second partition's state already
+    /// covers its first 5 records.
+    fn run(records: &[Record], bytes: usize) -> Summary {
+        let mut states: HashMap<i32, (PartitionState, Holding)> = (0..4).map(|p| (p, Default::default())).collect();
         let jobs = states
             .iter_mut()
-            .map(|(&partition, state)| Job {
+            .map(|(&partition, (state, holding))| Job {
                 partition,
                 resume: (partition == 1).then_some(5),
-                rows_from: if partition == 2 { rows_from } else { 0 },
+                emit: Some(1),
                 closed: ClosedCycles::new(),
                 state,
+                holding,
                 records: records.iter().filter(|r| r.partition == partition).collect(),
             })
             .collect();
@@ -422,15 +474,15 @@ mod tests {
             })
             .collect();
         let states =
-            states.into_iter().map(|(p, s)| (p, s.into_iter().map(|(id, s)| (id, s.state)).collect())).collect();
+            states.into_iter().map(|(p, (s, _))| (p, s.into_iter().map(|(id, s)| (id, s.state)).collect())).collect();
         (outcomes, states)
     }
 
     #[test]
     fn partitions_applied_in_parallel_give_what_one_thread_gives() {
         let records = records();
-        let one = run(&records, 0, 0);
-        assert_eq!(one, run(&records, usize::MAX, 0), "threads changed the outcome");
+        let one = run(&records, 0);
+        assert_eq!(one, run(&records, usize::MAX), "threads changed the outcome");
         let (outcomes, states) = one;
         assert_eq!(outcomes.len(), 4);
         assert_eq!(states.values().map(BTreeMap::len).sum::<usize>(), 300);
@@ -442,20 +494,156 @@ mod tests {
         assert_eq!(rows, 300, "every batch's events are of one metric and hour");
     }
 
+    /// `usage_hourly` as ClickHouse reads it with FINAL: per key
+    /// (project, metric, hour, source, batch_seq, branch), the row of the
+    /// highest version.
+    /// A row's key: project, metric, hour, source, batch_seq, branch.
+    type RowKey = (String, i8, u32, String, u64, String);
+
+    #[derive(Default)]
+    struct ClickHouse(BTreeMap<RowKey, (u64, u64)>);
+
+    impl ClickHouse {
+        fn load(&mut self, rows: &PartitionRows) {
+            for r in rows.iter() {
+                let key = (
+                    r.project_id.to_owned(),
+                    r.metric,
+                    r.hour_unix_s,
+                    r.source_id.to_owned(),
+                    r.batch_seq,
+                    r.branch_id.to_owned(),
+                );
+                let row = self.0.entry(key).or_insert((r.version, r.value));
+                if r.version >= row.0 {
+                    *row = (r.version, r.value);
+                }
+            }
+        }
+
+        /// Per project, the sum of its (counter) rows.
+        fn usage(&self) -> BTreeMap<String, u64> {
+            let mut out = BTreeMap::new();
+            for (key, (_, value)) in &self.0 {
+                *out.entry(key.0.clone()).or_default() += value;
+            }
+            out
+        }
+    }
+
+    /// One owner of partition 2: its state, and the transactions it ran.
+    #[derive(Default)]
+    struct Owner {
+        state: PartitionState,
+        holding: Holding,
+        /// The offset after the last record counted.
+        next: u64,
+    }
+
+    impl Owner {
+        /// A new owner restored from `states` (an older owner's, as
+        /// `usage.totals` held them).
+        fn restored(states: &BTreeMap<String, ProjectState>) -> Owner {
+            let state: PartitionState = states.iter().map(|(id, s)| (id.clone(), Slot::new(s.clone()))).collect();
+            let holding = Holding::of(&state);
+            Owner { state, holding, next: 0 }
+        }
+
+        /// One transaction of `records` (none: the partition only emits),
+        /// emitting or not; its rows go to `ch`.
+        fn transaction(&mut self, records: &[&Record], emit: bool, ch: &mut ClickHouse) {
+            self.next = records.last().map_or(self.next, |r| r.offset as u64 + 1);
+            let next = self.next;
+            let job = Job {
+                partition: 2,
+                resume: None,
+                emit: emit.then_some(next),
+                closed: ClosedCycles::new(),
+                state: &mut self.state,
+                holding: &mut self.holding,
+                records: records.to_vec(),
+            };
+            for (_, out) in run_jobs(vec![job], 0, &Retention::default()) {
+                ch.load(&out.rows);
+            }
+        }
+
+        fn states(&self) -> BTreeMap<String, ProjectState> {
+            self.state.iter().map(|(id, s)| (id.clone(), s.state.clone())).collect()
+        }
+    }
+
+    /// Partition 2's records, and what ClickHouse reads when one
+    /// transaction counts them all.
+    fn partition_2() -> (Vec<Record>, BTreeMap<String, u64>) {
+        let records: Vec<Record> = records().into_iter().filter(|r| r.partition == 2).collect();
+        let mut ch = ClickHouse::default();
+        Owner::default().transaction(&records.iter().collect::<Vec<_>>(), true, &mut ch);
+        (records, ch.usage())
+    }
+
     #[test]
-    fn re_read_records_rebuild_the_state_and_send_no_rows() {
-        let records = records();
-        let (all, all_states) = run(&records, 0, 0);
-        let (reread, reread_states) = run(&records, 0, 6);
-        assert_eq!(all_states, reread_states, "the state counts every record");
-        let before: Vec<Record> = records
-            .iter()
-            .filter(|r| r.partition == 2 && r.offset < 6)
-            .map(|r| Record { partition: 2, offset: r.offset, payload: r.payload.clone() })
-            .collect();
-        let (early, _) = run(&before, 0, 0);
-        assert!(early[&2].1 > 0);
-        assert_eq!(reread[&2].1 + early[&2].1, all[&2].1, "rows only from the records at or after rows_from");
-        assert_eq!(reread[&0], all[&0], "other partitions unchanged");
+    fn rows_held_over_transactions_read_as_rows_written_by_each() {
+        let (records, truth) = partition_2();
+        assert!(records.len() >= 9, "{}", records.len());
+        let all: Vec<&Record> = records.iter().collect();
+        let (mut owner, mut ch) = (Owner::default(), ClickHouse::default());
+        for (i, txn) in all.chunks(3).enumerate() {
+            // Behind for two transactions in three (and the last one emits).
+            let emit = i % 3 == 2 || (i + 1) * 3 >= all.len();
+            owner.transaction(txn, emit, &mut ch);
+            if !emit {
+                assert!(!owner.holding.projects.is_empty(), "rows held after transaction {i}");
+            }
+        }
+        assert_eq!(ch.usage(), truth);
+        assert!(owner.holding.projects.is_empty() && owner.state.values().all(|s| s.state.held.is_empty()));
+        let (mut every, mut each) = (Owner::default(), ClickHouse::default());
+        for txn in all.chunks(3) {
+            every.transaction(txn, true, &mut each);
+        }
+        assert!(ch.0.len() < each.0.len(), "held: fewer rows ({} against {})", ch.0.len(), each.0.len());
+    }
+
+    /// A restore race (docs/exactness.md): the new owner restores the state
+    /// as it was before the old owner's last transaction, which committed
+    /// after all, and reads that transaction's records again. Whether the
+    /// old owner's last transaction or the new owner's first one emitted,
+    /// the rows written twice are under the same keys, the later ones with
+    /// every row of the earlier and a higher version: FINAL reads each
+    /// record once.
+    #[test]
+    fn re_read_records_write_their_rows_again_under_the_same_keys() {
+        let (records, truth) = partition_2();
+        let all: Vec<&Record> = records.iter().collect();
+        let (early, rest) = all.split_at(all.len() / 3);
+        let (last, after) = rest.split_at(rest.len() / 2);
+        for (early_emits, last_emits, new_emits) in
+            [(false, true, true), (false, false, true), (true, true, true), (false, true, false), (true, false, false)]
+        {
+            let case = format!("emits: early {early_emits}, last {last_emits}, new owner {new_emits}");
+            let (mut old, mut ch) = (Owner::default(), ClickHouse::default());
+            old.transaction(early, early_emits, &mut ch);
+            let before_last = old.states();
+            old.transaction(last, last_emits, &mut ch);
+            let mut new = Owner::restored(&before_last);
+            let again: Vec<&Record> = last.iter().chain(after).copied().collect();
+            new.transaction(&again, new_emits, &mut ch);
+            // What is still held goes out later, once the new owner keeps up.
+            new.transaction(&[], true, &mut ch);
+            assert_eq!(ch.usage(), truth, "{case}");
+            let mut one = Owner::default();
+            one.transaction(&all, true, &mut ClickHouse::default());
+            assert_eq!(new.states(), one.states(), "{case}: the state counts every record once");
+        }
+    }
+
+    #[test]
+    fn a_partition_emits_when_it_keeps_up_or_its_oldest_row_is_due() {
+        assert!(emits(false, Some(0), 1_000, 10_000), "keeping up: at once");
+        assert!(!emits(true, None, 1_000, 10_000), "behind, nothing held: begin holding");
+        assert!(!emits(true, Some(0), 9_999, 10_000), "behind, held less than the bound");
+        assert!(emits(true, Some(0), 10_000, 10_000), "behind, held the bound");
+        assert!(emits(true, None, 1_000, 0), "0: never held");
     }
 }

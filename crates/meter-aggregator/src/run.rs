@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::collect::{collect, Bounds, Polled};
 use crate::consumer::{group_consumer, GroupConsumer};
 use crate::metrics as m;
-use crate::process::{apply, Outcome, Pending, Record};
+use crate::process::{apply, Emission, Outcome, Pending, Record};
 use crate::rows::{encode_adjustments, encode_probes, encode_rows};
 use crate::state::States;
 use crate::AggregatorConfig;
@@ -128,7 +128,11 @@ impl Worker {
         let _span = tracing::info_span!("aggregator.flush", ?partitions, records = pending.len()).entered();
         let restore_timeout = Duration::from_secs(self.cfg.restore_timeout_seconds);
         let applying = Instant::now();
-        let outcome = match apply(pending, &mut self.states, &self.kafka, &self.cfg.retention(), restore_timeout) {
+        // A batch that ended at a bound left records waiting: the aggregator is behind.
+        let behind = pending.len() >= self.cfg.max_batch_records || pending.bytes >= self.cfg.max_batch_bytes;
+        let emission = Emission { behind, hold_ms: self.cfg.rows_hold_seconds as i64 * 1000, now_ms: now_ms() };
+        let retention = self.cfg.retention();
+        let outcome = match apply(pending, &mut self.states, &self.kafka, &retention, restore_timeout, emission) {
             Ok(o) => o,
             Err(e) => {
                 // Typically: the state could not be restored in time. Nothing
@@ -167,6 +171,11 @@ impl Worker {
                 if let Err(abort) = producer.abort_transaction(TXN_TIMEOUT) {
                     anyhow::bail!("aborting the transaction failed: {abort}");
                 }
+                // A partition that only wrote its held rows took them out of
+                // its states: forgotten too, restored with them at its next batch.
+                for &partition in outcome.touched.keys() {
+                    self.states.forget(partition);
+                }
                 self.rewind(consumer, pending);
                 Ok(())
             }
@@ -190,7 +199,9 @@ impl Worker {
         let topic = &self.kafka.totals_topic;
         let mut written = [0u64; 3];
         for (&partition, projects) in &outcome.touched {
-            let next_offset = pending.next.get(&partition).copied().unwrap_or_default();
+            // A partition that only wrote its held rows covers what it did.
+            let next_offset =
+                pending.next.get(&partition).copied().or(self.states.resume_offset(partition)).unwrap_or_default();
             let (states, packing) = self.states.with_packing(partition).expect("touched partition has state");
             let changed: Vec<&ProjectState> =
                 projects.iter().map(|id| &states.get(id.as_str()).expect("touched project has state").state).collect();

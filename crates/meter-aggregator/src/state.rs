@@ -11,22 +11,55 @@ use meter_kafka::{read_partitions_to_end, KafkaConfig};
 use meter_proto::packed::Packing;
 use meter_proto::restore;
 
-use crate::collapse::SlotRows;
+use meter_core::ProjectId;
+
+use crate::collapse::SlotMark;
 use crate::metrics as m;
 
 /// Project states of one partition, by project id.
 pub(crate) type PartitionState = HashMap<String, Slot, meter_core::FastHash>;
 
-/// A project's state, and its rows of the transaction being applied.
+/// A project's state, and the transaction that last counted it.
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub(crate) state: ProjectState,
-    pub(crate) rows: SlotRows,
+    pub(crate) mark: SlotMark,
 }
 
 impl Slot {
     pub(crate) fn new(state: ProjectState) -> Self {
-        Slot { state, rows: SlotRows::default() }
+        Slot { state, mark: SlotMark::default() }
+    }
+}
+
+/// A partition's projects holding rows (docs/exactness.md, mechanism 4):
+/// written together, when the partition emits.
+#[derive(Debug, Default)]
+pub(crate) struct Holding {
+    /// The projects whose state holds rows.
+    pub(crate) projects: Vec<ProjectId>,
+    /// When the oldest of them began holding.
+    pub(crate) since_ms: Option<i64>,
+    /// The probes read since the partition last emitted: a probe goes out
+    /// after every row before it (lost with the partition on an abort or a
+    /// rebalance, which only delays the watermark to the next probe).
+    pub(crate) probes: Vec<i64>,
+    /// The partition has counted a batch since it was restored, so its
+    /// state covers the committed offsets: it may write its held rows in a
+    /// transaction without records of its own.
+    pub(crate) synced: bool,
+}
+
+impl Holding {
+    /// The projects of a restored state that hold rows.
+    pub(crate) fn of(state: &PartitionState) -> Holding {
+        let mut out = Holding::default();
+        for slot in state.values().filter(|s| !s.state.held.is_empty()) {
+            out.projects.push(slot.state.project_id.clone());
+            let since = slot.state.held.since_ms;
+            out.since_ms = Some(out.since_ms.map_or(since, |s| s.min(since)));
+        }
+        out
     }
 }
 
@@ -42,6 +75,8 @@ pub(crate) struct States {
     /// Per restored partition, which packed `usage.totals` records hold a
     /// project's latest state.
     packing: HashMap<i32, Packing>,
+    /// Per restored partition, its projects holding rows.
+    holding: HashMap<i32, Holding>,
 }
 
 impl States {
@@ -51,6 +86,7 @@ impl States {
         self.resume.clear();
         self.closed.clear();
         self.packing.clear();
+        self.holding.clear();
     }
 
     /// Forgets one partition (after an aborted transaction touched it).
@@ -59,6 +95,7 @@ impl States {
         self.resume.remove(&partition);
         self.closed.remove(&partition);
         self.packing.remove(&partition);
+        self.holding.remove(&partition);
     }
 
     /// Records that `partition` applied the close of `cycles`.
@@ -109,7 +146,9 @@ impl States {
                 "aggregator.partition_restored"
             );
             self.packing.insert(partition, packing);
-            self.partitions.insert(partition, state.into_iter().map(|(id, s)| (id, Slot::new(s))).collect());
+            let state: PartitionState = state.into_iter().map(|(id, s)| (id, Slot::new(s))).collect();
+            self.holding.insert(partition, Holding::of(&state));
+            self.partitions.insert(partition, state);
             if resume > 0 {
                 self.resume.insert(partition, resume);
             }
@@ -119,14 +158,16 @@ impl States {
     }
 
     /// Every restored partition: its number, the offset its state covers
-    /// (if known), the cycles it closed, its state.
+    /// (if known), the cycles it closed, its state, its projects holding rows.
     pub(crate) fn partitions_mut(
         &mut self,
-    ) -> impl Iterator<Item = (i32, Option<i64>, ClosedCycles, &mut PartitionState)> {
-        let (resume, closed) = (&self.resume, &self.closed);
-        self.partitions
-            .iter_mut()
-            .map(move |(&p, state)| (p, resume.get(&p).copied(), closed.get(&p).cloned().unwrap_or_default(), state))
+    ) -> impl Iterator<Item = (i32, Option<i64>, ClosedCycles, &mut PartitionState, &mut Holding)> {
+        let (resume, closed, holding) = (&self.resume, &self.closed, &mut self.holding);
+        let mut holding: HashMap<i32, &mut Holding> = holding.iter_mut().map(|(&p, h)| (p, h)).collect();
+        self.partitions.iter_mut().filter_map(move |(&p, state)| {
+            let h = holding.remove(&p)?;
+            Some((p, resume.get(&p).copied(), closed.get(&p).cloned().unwrap_or_default(), state, h))
+        })
     }
 
     /// A restored partition's state, mutable.

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use smallvec::SmallVec;
 
 use crate::adjust::{Adjusted, Adjustment, Refusal};
+use crate::held::HeldRows;
 use crate::keys::{key_hash, KeySet};
 use crate::small_map::SmallMap;
 use crate::split::{for_each_hour, hour_floor, split_hours};
@@ -170,6 +171,8 @@ pub struct ProjectState {
     /// Grows by one at each counted batch.
     pub version: u64,
     pub last_ingested_ms: UnixMs,
+    /// Hourly rows counted and not yet written for ClickHouse.
+    pub held: HeldRows,
 }
 
 impl ProjectState {
@@ -184,6 +187,7 @@ impl ProjectState {
             expired_keys: Vec::new(),
             version: 0,
             last_ingested_ms: 0,
+            held: HeldRows::default(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod enforce;
 pub mod event;
 pub mod finality;
 pub mod group;
+pub mod held;
 pub mod history;
 pub mod ids;
 pub mod keys;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use meter_core::aggregate::{BranchSizes, CycleCounters, Reading, SourceEntry, LEGACY_BRANCH};
+use meter_core::held::{HeldRow, HeldRows};
 use meter_core::small_map::SmallMap;
 use meter_core::{Cycle, IdError, KeySet, ProjectId, ProjectState, SeqWindow, Totals};
 
@@ -48,6 +49,21 @@ pub fn state_to_wire(s: &ProjectState, now_ms: i64) -> v1::ProjectTotals {
         key_chunk: None,
         closed_cycle_start_unix_s: None,
         packed: Vec::new(),
+        held_rows: s
+            .held
+            .rows
+            .iter()
+            .map(|r| v1::HeldRow {
+                metric: i32::from(r.metric),
+                hour_unix_s: r.hour_unix_s,
+                branch_id: r.branch.clone(),
+                value: r.value,
+                last_value: r.last_value,
+                last_time_unix_ms: r.last_time_ms,
+            })
+            .collect(),
+        held_key: s.held.key,
+        held_since_unix_ms: s.held.since_ms,
     }
 }
 
@@ -101,6 +117,8 @@ pub enum TotalsDecodeError {
     Invalid(IdError),
     /// A packed record under a key that is not `#packed#<offset>#<index>`.
     NotPackedKey,
+    /// A held row whose metric code is not one of `usage_hourly`'s.
+    HeldRowMetric(i32),
 }
 
 impl std::fmt::Display for TotalsDecodeError {
@@ -111,6 +129,7 @@ impl std::fmt::Display for TotalsDecodeError {
             TotalsDecodeError::NotPackedKey => {
                 write!(f, "a packed totals record under a key not #packed#<offset>#<index>")
             }
+            TotalsDecodeError::HeldRowMetric(m) => write!(f, "invalid totals record: a held row's metric code {m}"),
         }
     }
 }
@@ -149,6 +168,25 @@ fn usage_from_view(w: v1::ProjectTotalsView) -> Result<Totals, TotalsDecodeError
     })
 }
 
+/// A state's held rows; a metric code outside Enum8's range is refused
+/// (the aggregator never writes one).
+fn held_from_wire(rows: Vec<v1::HeldRow>, key: u64, since_ms: i64) -> Result<HeldRows, TotalsDecodeError> {
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            Ok(HeldRow {
+                metric: i8::try_from(r.metric).map_err(|_| TotalsDecodeError::HeldRowMetric(r.metric))?,
+                hour_unix_s: r.hour_unix_s,
+                branch: r.branch_id,
+                value: r.value,
+                last_value: r.last_value,
+                last_time_ms: r.last_time_unix_ms,
+            })
+        })
+        .collect::<Result<_, TotalsDecodeError>>()?;
+    Ok(HeldRows { key, since_ms, rows })
+}
+
 /// One record of `usage.totals`, decoded.
 #[derive(Debug)]
 pub enum TotalsRecord {
@@ -177,8 +215,8 @@ pub fn decode_totals(bytes: &[u8]) -> Result<TotalsRecord, TotalsDecodeError> {
         return Ok(TotalsRecord::Closed { cycle_start_ms: start * 1000, events_next_offset: offset });
     }
     if !wire.packed.is_empty() {
-        let states = wire.packed.into_iter().map(state_from_wire).collect::<Result<_, _>>();
-        return Ok(TotalsRecord::Packed(states.map_err(TotalsDecodeError::Invalid)?, offset));
+        let states = wire.packed.into_iter().map(state_from_wire).collect::<Result<_, _>>()?;
+        return Ok(TotalsRecord::Packed(states, offset));
     }
     if let Some(chunk) = wire.key_chunk.take() {
         ProjectId::check(&wire.project_id).map_err(TotalsDecodeError::Invalid)?;
@@ -190,7 +228,7 @@ pub fn decode_totals(bytes: &[u8]) -> Result<TotalsRecord, TotalsDecodeError> {
             events_next_offset: offset,
         });
     }
-    Ok(TotalsRecord::Project(state_from_wire(wire).map_err(TotalsDecodeError::Invalid)?, offset))
+    Ok(TotalsRecord::Project(state_from_wire(wire)?, offset))
 }
 
 /// Restores key sets from their chunks (cycle start -> index -> hashes).
@@ -267,9 +305,9 @@ pub fn restore<K: AsRef<[u8]>, V: AsRef<[u8]>>(
 }
 
 /// Restores a project's state from its `usage.totals` record.
-pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
+pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, TotalsDecodeError> {
     Ok(ProjectState {
-        project_id: ProjectId::new(w.project_id)?,
+        project_id: ProjectId::new(w.project_id).map_err(TotalsDecodeError::Invalid)?,
         cycles: cycles_from_wire(&w.cycles),
         branches: branches_from_wire(&w.branches, w.logical_size_bytes, w.logical_size_time_unix_ms),
         sources: w.sources.into_iter().fold(
@@ -287,6 +325,7 @@ pub fn state_from_wire(w: v1::ProjectTotals) -> Result<ProjectState, IdError> {
         expired_keys: Vec::new(),
         version: w.version,
         last_ingested_ms: w.last_ingested_unix_ms,
+        held: held_from_wire(w.held_rows, w.held_key, w.held_since_unix_ms)?,
     })
 }
 
@@ -386,6 +425,20 @@ mod tests {
         (b2.session, b2.batch_seq) = (10, 1);
         b2.events[0].idempotency_key = Some("k1".into());
         s.apply(&b2, &Retention::default());
+        // Rows held for ClickHouse go with the state; readers of the usage skip them.
+        s.held = meter_core::held::HeldRows {
+            key: 41,
+            since_ms: t,
+            rows: vec![HeldRow {
+                metric: -3,
+                hour_unix_s: 7,
+                branch: "dev".into(),
+                value: 9,
+                last_value: 8,
+                last_time_ms: t,
+            }],
+        };
+        assert_eq!(decode_usage(&prost::Message::encode_to_vec(&state_to_wire(&s, t))).unwrap(), [s.totals()]);
         // The totals record, then the key chunks: together, the same state.
         let mut back = state_from_wire(state_to_wire(&s, t)).unwrap();
         let mut chunks: BTreeMap<i64, BTreeMap<u32, Vec<u64>>> = BTreeMap::new();
