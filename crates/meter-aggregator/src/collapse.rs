@@ -130,8 +130,7 @@ impl Collapsed {
             }
             return (PartitionRows::default(), touched);
         };
-        let projects = std::mem::take(&mut holding.projects).into_iter().chain(self.began);
-        holding.since_ms = None;
+        let projects = holding.take_projects().into_iter().chain(self.began);
         (take_held(partition, projects, states, version, &mut touched), touched)
     }
 }

@@ -186,8 +186,7 @@ pub(crate) fn apply(
         }
         let version = resume.unwrap_or_default() as u64;
         let touched = out.touched.entry(partition).or_default();
-        let rows = take_held(partition, std::mem::take(&mut holding.projects), state, version, touched);
-        holding.since_ms = None;
+        let rows = take_held(partition, holding.take_projects(), state, version, touched);
         if !rows.is_empty() {
             out.rows.insert(partition, rows);
         }
@@ -196,8 +195,7 @@ pub(crate) fn apply(
             out.probes.insert(partition, probes);
         }
     }
-    let held: usize = states.partitions_mut().map(|(.., holding)| holding.projects.len()).sum();
-    metrics::gauge!(m::HELD_PROJECTS).set(held as f64);
+    metrics::gauge!(m::HELD_PROJECTS).set(states.held_projects() as f64);
     // Once per batch, not per row: the recorder looks labels up on each call.
     for (metric, v) in meter_core::Metric::COUNTERS.iter().zip(usage) {
         metrics::counter!(m::USAGE, "metric" => metric.name()).increment(v);

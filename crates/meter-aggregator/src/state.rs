@@ -51,6 +51,13 @@ pub(crate) struct Holding {
 }
 
 impl Holding {
+    /// The projects holding rows, taken out as the partition writes them:
+    /// nothing is held afterwards.
+    pub(crate) fn take_projects(&mut self) -> Vec<ProjectId> {
+        self.since_ms = None;
+        std::mem::take(&mut self.projects)
+    }
+
     /// The projects of a restored state that hold rows.
     pub(crate) fn of(state: &PartitionState) -> Holding {
         let mut out = Holding::default();
@@ -168,6 +175,11 @@ impl States {
             let h = holding.remove(&p)?;
             Some((p, resume.get(&p).copied(), closed.get(&p).cloned().unwrap_or_default(), state, h))
         })
+    }
+
+    /// Projects holding rows, over every restored partition.
+    pub(crate) fn held_projects(&self) -> usize {
+        self.holding.values().map(|h| h.projects.len()).sum()
     }
 
     /// A restored partition's state, mutable.
