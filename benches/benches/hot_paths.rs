@@ -4,7 +4,8 @@
 //! project's quota (enforcer); the cost of idempotency keys (aggregating
 //! keyed events, rebuilding a million keys, their memory), and validating a
 //! Neon JSON body; decoding a totals record as the enforcer and the API do;
-//! the aggregator's apply path on collectors' Reports over 50,000 projects.
+//! the aggregator's apply path on collectors' Reports over 50,000 projects;
+//! a collector's packed totals, written and read back.
 //!
 //! `cargo bench -p meter-bench --bench hot_paths`
 
@@ -141,6 +142,7 @@ fn hot_paths(c: &mut Criterion) {
         b.iter(|| evaluate(None, "bench-p00001", &usage, &quota, &DEFAULT_THRESHOLDS, now))
     });
     totals_record(c, now);
+    packed_totals(c, now);
 }
 
 /// A `usage.totals` record of a project 64 collectors report for (issue
@@ -236,28 +238,12 @@ fn collectors_apply(c: &mut Criterion, now: i64) {
 }
 
 fn totals_record(c: &mut Criterion, now: i64) {
-    use meter_core::{Batch, Event, Metric, SourceId, Span};
+    use meter_core::Metric;
     let project = ProjectId::new("bench-p00001").expect("id");
     let mut state = ProjectState::new(project.clone());
     for source in 0..64 {
-        let event = Event {
-            project_id: project.clone(),
-            endpoint_id: None,
-            branch_id: None,
-            metric: Metric::ActiveTimeSeconds,
-            value: 60,
-            span: Span::Interval { start_ms: now - 60_000, end_ms: now },
-            idempotency_key: None,
-        };
-        let batch = Batch {
-            source_id: SourceId::new(format!("collector-{source:02}.proxy")).expect("id"),
-            session: 1_764_500_400_000 + source,
-            batch_seq: 1_000,
-            keyed_only: false,
-            project_id: project.clone(),
-            events: vec![event],
-            ingested_ms: now,
-        };
+        let source = (format!("collector-{source:02}.proxy"), 1_764_500_400_000 + source);
+        let batch = one_event(&project, source, 1_000, (Metric::ActiveTimeSeconds, 60), now - 60_000, now);
         state.apply(&batch, &Retention::default());
     }
     let bytes = meter_proto::state_to_wire(&state, now).encode_to_vec();
@@ -269,6 +255,77 @@ fn totals_record(c: &mut Criterion, now: i64) {
         b.iter(|| meter_proto::decode_usage(&bytes).expect("decodes"))
     });
     g.finish();
+}
+
+/// The packed totals of a collector's transaction: 2,000 projects' states,
+/// each with a cycle and 16 sources' dedup windows, written by the
+/// aggregator and read back by the enforcer and the api; each next to the
+/// same work through prost's wire structs (what both did before).
+fn packed_totals(c: &mut Criterion, now: i64) {
+    use meter_core::Metric;
+    let states: Vec<ProjectState> = (0..2000)
+        .map(|p| {
+            let project = ProjectId::new(format!("bench-p{p:05}")).expect("id");
+            let mut state = ProjectState::new(project.clone());
+            for source in 0..16 {
+                let source = (format!("bench-src{source:04}"), 1);
+                let batch = one_event(&project, source, 1_000 + p, (Metric::WrittenDataBytes, 1 + p), now - 1000, now);
+                state.apply(&batch, &Retention::default());
+            }
+            state
+        })
+        .collect();
+    let records = meter_proto::packed::packed_records(&states, 42, now);
+    let mut g = c.benchmark_group("a collector's packed totals, 2000 projects with 16 sources each");
+    g.throughput(Throughput::Elements(states.len() as u64));
+    g.bench_function("aggregator: write them (packed_records)", |b| {
+        b.iter(|| meter_proto::packed::packed_records(&states, 42, now))
+    });
+    g.bench_function("aggregator: write them through prost's structs (state_to_wire)", |b| {
+        b.iter(|| {
+            let packed = states.iter().map(|s| meter_proto::state_to_wire(s, now)).collect();
+            meter_proto::v1::ProjectTotals { events_next_offset: 42, packed, ..Default::default() }.encode_to_vec()
+        })
+    });
+    g.bench_function("enforcer, api: read their usage (decode_usage)", |b| {
+        b.iter(|| records.iter().map(|r| meter_proto::decode_usage(&r.value).expect("decodes").len()).sum::<usize>())
+    });
+    g.bench_function("enforcer, api: read their usage through prost's structs (decode_usage_prost)", |b| {
+        b.iter(|| {
+            records.iter().map(|r| meter_proto::decode_usage_prost(&r.value).expect("decodes").len()).sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+/// A batch of one event of `project` from `source` (its id and session),
+/// numbered `batch_seq`: `metric`'s `value` over `start_ms`..`now`.
+fn one_event(
+    project: &ProjectId,
+    source: (String, u64),
+    batch_seq: u64,
+    (metric, value): (meter_core::Metric, u64),
+    start_ms: i64,
+    now: i64,
+) -> meter_core::Batch {
+    let event = meter_core::Event {
+        project_id: project.clone(),
+        endpoint_id: None,
+        branch_id: None,
+        metric,
+        value,
+        span: meter_core::Span::Interval { start_ms, end_ms: now },
+        idempotency_key: None,
+    };
+    meter_core::Batch {
+        source_id: meter_core::SourceId::new(source.0).expect("id"),
+        session: source.1,
+        batch_seq,
+        keyed_only: false,
+        project_id: project.clone(),
+        events: vec![event],
+        ingested_ms: now,
+    }
 }
 
 /// The JSON body of a Report's events (as Neon's emitters send them).

@@ -8,7 +8,7 @@ use meter_core::config_history::ConfigChange;
 use meter_core::config_view::ConfigView;
 use meter_core::delivery::Delivery;
 use meter_core::enforce::EnforcementState;
-use meter_core::Totals;
+use meter_core::{FastHash, Totals};
 use meter_enforcer::{CallRecord, DeadLetter};
 use meter_kafka::{Follower, KafkaConfig};
 use meter_proto::decode_usage;
@@ -17,7 +17,7 @@ use meter_proto::decode_usage;
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) config: ConfigView,
-    pub(crate) totals: HashMap<String, Totals>,
+    pub(crate) totals: HashMap<String, Totals, FastHash>,
     pub(crate) enforcement: HashMap<String, EnforcementState>,
     pub(crate) dead_letters: BTreeMap<String, DeadLetter>,
     /// Webhook deliveries by id.
@@ -63,10 +63,13 @@ impl Views {
                 Ok(states) if states.is_empty() => {}
                 Ok(states) => {
                     let mut g = v.0.write().expect("views");
+                    // Replaced in place: a collector's transaction writes
+                    // tens of thousands of states, nearly all of known projects.
                     for s in states {
-                        let newer = g.totals.get(s.project_id.as_str()).is_none_or(|cur| cur.version < s.version);
-                        if newer {
-                            g.totals.insert(s.project_id.to_string(), s);
+                        match g.totals.get_mut(s.project_id.as_str()) {
+                            Some(cur) if cur.version >= s.version => {}
+                            Some(cur) => *cur = s,
+                            None => drop(g.totals.insert(s.project_id.to_string(), s)),
                         }
                     }
                 }

@@ -183,14 +183,18 @@ impl Enforcer {
         };
         for state in states {
             let id = state.project_id.as_str();
-            if self.totals.get(id).is_some_and(|(_, cur)| cur.version >= state.version) {
+            let known = self.totals.get_mut(id);
+            if known.as_ref().is_some_and(|(_, cur)| cur.version >= state.version) {
                 continue;
             }
-            let id = id.to_owned();
             if self.catching_up.is_empty() {
-                self.dirty.insert(id.clone());
+                self.dirty.insert(id.to_owned());
             }
-            self.totals.insert(id, (partition, state));
+            // Replaced in place: nearly every state is of a known project.
+            match known {
+                Some(entry) => *entry = (partition, state),
+                None => drop(self.totals.insert(id.to_owned(), (partition, state))),
+            }
         }
     }
 

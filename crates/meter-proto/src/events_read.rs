@@ -191,15 +191,7 @@ mod tests {
         }
         .encode_to_vec();
         let mut batch = Vec::new();
-        let field = |buf: &mut Vec<u8>, tag: u32, bytes: &[u8]| {
-            prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, buf);
-            prost::encoding::encode_varint(bytes.len() as u64, buf);
-            buf.extend_from_slice(bytes);
-        };
-        let varint = |buf: &mut Vec<u8>, tag: u32, v: u64| {
-            prost::encoding::encode_key(tag, prost::encoding::WireType::Varint, buf);
-            prost::encoding::encode_varint(v, buf);
-        };
+        use crate::test_reports::{len_field as field, varint_field as varint};
         field(&mut batch, 4, &event);
         field(&mut batch, 3, b"first-project");
         varint(&mut batch, 6, 9);

@@ -33,6 +33,8 @@ pub mod rows_write;
 #[cfg(test)]
 mod test_reports;
 mod totals;
+mod totals_read;
+mod totals_write;
 mod wire_read;
 pub mod wire_write;
 
@@ -49,6 +51,6 @@ pub use batch::{
     wire_measure, DecodeError,
 };
 pub use totals::{
-    closed_record, decode_totals, decode_usage, key_chunk_key, key_chunk_records, key_sets, mark_keys_persisted,
-    restore, state_from_wire, state_to_wire, Restored, TotalsDecodeError, TotalsRecord,
+    closed_record, decode_totals, decode_usage, decode_usage_prost, key_chunk_key, key_chunk_records, key_sets,
+    mark_keys_persisted, restore, state_from_wire, state_to_wire, Restored, TotalsDecodeError, TotalsRecord,
 };

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use meter_core::ProjectState;
 
-use crate::v1;
+use crate::totals_write::write_state;
+use crate::wire_write::{encode_varint, key, put_varint, LEN};
 
 /// A packed record's place: the `usage.events` offset its transaction
 /// committed in the partition (unique per committed transaction) and its
@@ -57,39 +58,42 @@ pub fn packed_records<'a>(
     events_next_offset: i64,
     now_ms: i64,
 ) -> Vec<PackedRecord> {
-    let mut out = Vec::new();
-    let mut open: (Vec<v1::ProjectTotals>, usize) = (Vec::new(), 0);
-    let close = |open: &mut (Vec<v1::ProjectTotals>, usize), out: &mut Vec<PackedRecord>| {
-        if open.0.is_empty() {
-            return;
-        }
-        let packed = std::mem::take(&mut open.0);
-        let projects = packed.iter().map(|p| p.project_id.clone()).collect();
-        let wire = v1::ProjectTotals { events_next_offset, packed, ..Default::default() };
-        let id = (events_next_offset, out.len() as u32);
-        out.push(PackedRecord { id, value: prost::Message::encode_to_vec(&wire), projects });
-        open.1 = 0;
+    // A record's value: `events_next_offset` (field 9), then each state as
+    // field 13 (prost's order), each state's bytes written by `totals_write`.
+    let begin = || {
+        let mut value = Vec::new();
+        put_varint(&mut value, 9, events_next_offset as u64);
+        (value, Vec::new(), 0usize)
     };
+    let mut out = Vec::new();
+    let mut open: (Vec<u8>, Vec<String>, usize) = begin();
+    let mut state = Vec::new();
     for s in states {
-        let wire = crate::state_to_wire(s, now_ms);
-        let len = prost::Message::encoded_len(&wire);
-        let size = len + prost::length_delimiter_len(len) + 1;
-        if open.1 + size > PACKED_BYTES {
-            close(&mut open, &mut out);
+        state.clear();
+        write_state(s, now_ms, 0, &mut state);
+        let size = state.len() + prost::length_delimiter_len(state.len()) + 1;
+        if open.2 + size > PACKED_BYTES && !open.1.is_empty() {
+            let (value, projects, _) = std::mem::replace(&mut open, begin());
+            out.push(PackedRecord { id: (events_next_offset, out.len() as u32), value, projects });
         }
-        open.0.push(wire);
-        open.1 += size;
+        open.0.push(key(13, LEN));
+        encode_varint(state.len() as u64, &mut open.0);
+        open.0.extend_from_slice(&state);
+        open.1.push(s.project_id.as_str().to_owned());
+        open.2 += size;
     }
-    close(&mut open, &mut out);
+    if !open.1.is_empty() {
+        out.push(PackedRecord { id: (events_next_offset, out.len() as u32), value: open.0, projects: open.1 });
+    }
     out
 }
 
 /// The record of a project's own (key: its id), carrying
 /// `events_next_offset`: what a checkpoint writes.
 pub fn own_record(state: &ProjectState, events_next_offset: i64, now_ms: i64) -> Vec<u8> {
-    let mut wire = crate::state_to_wire(state, now_ms);
-    wire.events_next_offset = events_next_offset;
-    prost::Message::encode_to_vec(&wire)
+    let mut value = Vec::new();
+    write_state(state, now_ms, events_next_offset, &mut value);
+    value
 }
 
 /// Which packed records of a partition still hold a project's latest

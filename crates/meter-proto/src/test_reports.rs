@@ -1,5 +1,6 @@
 //! Test fixtures shared by the readers' tests (`events_read`,
-//! `report_read`): a collector's Report and byte mangling.
+//! `report_read`, `totals_read`): a collector's Report, byte mangling and
+//! fields written one by one.
 
 use proptest::prelude::*;
 
@@ -79,4 +80,17 @@ pub(crate) fn mangle(mut bytes: Vec<u8>, edits: Vec<(prop::sample::Index, u8, u8
         }
     }
     bytes
+}
+
+/// Appends a length-delimited field, for records built field by field.
+pub(crate) fn len_field(buf: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, buf);
+    prost::encoding::encode_varint(bytes.len() as u64, buf);
+    buf.extend_from_slice(bytes);
+}
+
+/// Appends a varint field.
+pub(crate) fn varint_field(buf: &mut Vec<u8>, tag: u32, v: u64) {
+    prost::encoding::encode_key(tag, prost::encoding::WireType::Varint, buf);
+    prost::encoding::encode_varint(v, buf);
 }

@@ -148,6 +148,13 @@ pub fn decode_usage(bytes: &[u8]) -> Result<Vec<Totals>, TotalsDecodeError> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
+    crate::totals_read::decode_usage_common(bytes).map_or_else(|| decode_usage_prost(bytes), Ok)
+}
+
+/// `decode_usage` through prost's wire structs: every record
+/// `totals_read` leaves (malformed, invalid), and the reference the tests
+/// hold `totals_read` to.
+pub fn decode_usage_prost(bytes: &[u8]) -> Result<Vec<Totals>, TotalsDecodeError> {
     let w = <v1::ProjectTotalsView as prost::Message>::decode(bytes).map_err(TotalsDecodeError::Protobuf)?;
     if !w.packed.is_empty() {
         return w.packed.into_iter().map(usage_from_view).collect();
