@@ -23,7 +23,6 @@ use meter_core::{Metric, Plan, ProjectQuotaConfig, Quota};
 use meter_kafka::KafkaConfig;
 use meter_runtime::now_ms;
 use meter_store::StoreConfig;
-use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 #[derive(Debug, Parser)]
@@ -156,7 +155,7 @@ async fn write_fleet(kafka: &KafkaConfig, cli: &Cli) -> anyhow::Result<()> {
         let id = project(i);
         let active = QUOTA * (1 + (i as u64 % 100)) / 100;
         let state = meter_bench::fixtures::project_state(&id, 1, now, active);
-        send(&kafka.totals_topic, id.clone(), meter_proto::state_to_wire(&state, now).encode_to_vec());
+        send(&kafka.totals_topic, id.clone(), meter_proto::packed::own_record(&state, 0, now));
         let cfg = ProjectQuotaConfig { plan: Some("bench".into()), ..ProjectQuotaConfig::default() };
         send(&kafka.config_topic, ConfigKey::Project(id.clone()).encode(), serde_json::to_vec(&cfg)?);
         if i < cli.suspended {

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 
 use clap::{Parser, ValueEnum};
 use meter_core::Totals;
-use prost::Message as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Role {
@@ -69,7 +68,7 @@ fn main() -> anyhow::Result<()> {
     let records: Vec<(String, Vec<u8>)> = (0..n)
         .map(|i| {
             let s = meter_bench::fixtures::project_state(&format!("proj-{i:07}"), cli.sources_per_project, now, 60);
-            (s.project_id.to_string(), meter_proto::state_to_wire(&s, now).encode_to_vec())
+            (s.project_id.to_string(), meter_proto::packed::own_record(&s, 0, now))
         })
         .collect();
     let record_bytes: usize = records.iter().map(|(_, v)| v.len()).sum();

@@ -6,12 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use meter_core::aggregate::ClosedCycles;
-use meter_core::ProjectState;
+use meter_core::{ProjectId, ProjectState};
 use meter_kafka::{read_partitions_to_end, KafkaConfig};
 use meter_proto::packed::Packing;
 use meter_proto::restore;
-
-use meter_core::ProjectId;
 
 use crate::collapse::SlotMark;
 use crate::metrics as m;

@@ -10,7 +10,9 @@ use meter_core::{Cycle, IdError, KeySet, ProjectId, ProjectState, SeqWindow, Tot
 use crate::packed::{packed_id, Packing};
 use crate::v1;
 
-/// The record written to `usage.totals` for a project.
+/// A project's `usage.totals` record as prost's wire struct. The aggregator
+/// writes the same bytes without it (`totals_write`); this is the reference
+/// its tests and the benchmarks compare with.
 pub fn state_to_wire(s: &ProjectState, now_ms: i64) -> v1::ProjectTotals {
     v1::ProjectTotals {
         project_id: s.project_id.as_str().to_owned(),

@@ -27,7 +27,7 @@ pub(crate) fn decode_usage_common(bytes: &[u8]) -> Option<Vec<Totals>> {
             // One level only: prost reads a packed view's own `packed` too,
             // which nothing writes; such a record is left to it.
             let mut view = View::default();
-            view.read(r.bytes_field(wire)?, false)?;
+            view.read_packed(r.bytes_field(wire)?)?;
             packed.push(view.totals()?);
         } else {
             top.field(&mut r, tag, wire)?;
@@ -59,12 +59,13 @@ struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    /// Reads a view's every field; `packed` (13) is refused unless `top`.
-    fn read(&mut self, bytes: &'a [u8], top: bool) -> Option<()> {
+    /// Reads a packed view's every field (one holding `packed` itself, 13,
+    /// is refused).
+    fn read_packed(&mut self, bytes: &'a [u8]) -> Option<()> {
         let mut r = Reader::new(bytes);
         while !r.is_empty() {
             let (tag, wire) = r.key()?;
-            if tag == 13 && !top {
+            if tag == 13 {
                 return None;
             }
             self.field(&mut r, tag, wire)?;
