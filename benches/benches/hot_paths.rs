@@ -156,7 +156,19 @@ fn collectors_records(c: &mut Criterion, now: i64) {
     let load = one_source(1000, 2 * EVENTS, false);
     let report = load.request(0, 0, now).encode_to_vec();
     let batches = validate(load.request(0, 0, now), now);
-    let records: Vec<Vec<u8>> = meter_ingest::kafka_records(batches, 8).into_iter().map(|r| r.value).collect();
+    let records: Vec<Vec<u8>> = meter_ingest::kafka_records(batches.clone(), 8).into_iter().map(|r| r.value).collect();
+    // The same batches as ingest wrote them until 2026-12-04: each with its
+    // own source fields, no head.
+    let mut per_partition = std::collections::BTreeMap::<i32, Vec<ProjectBatch>>::new();
+    for b in batches {
+        per_partition.entry(meter_core::partition::partition_of(&b.project_id, 8)).or_default().push(b);
+    }
+    let headless: Vec<Vec<u8>> = per_partition
+        .into_values()
+        .map(|batches| meter_proto::v1::EventsRecord { batches, ..Default::default() }.encode_to_vec())
+        .collect();
+    let bytes = |r: &[Vec<u8>]| r.iter().map(Vec::len).sum::<usize>();
+    eprintln!("a collector's records: {} bytes with heads, {} without", bytes(&records), bytes(&headless));
     let mut g = c.benchmark_group("a collector's 2000-event Report, 1000 projects");
     g.throughput(Throughput::Elements(2 * EVENTS as u64));
     let limits = Limits::default();
@@ -174,6 +186,9 @@ fn collectors_records(c: &mut Criterion, now: i64) {
     });
     g.bench_function("aggregator: decode its records through prost's structs", |b| {
         b.iter(|| records.iter().map(|r| decode_events_prost(r).expect("decode").batches.len()).sum::<usize>())
+    });
+    g.bench_function("aggregator: decode them as written before heads (decode_events)", |b| {
+        b.iter(|| headless.iter().map(|r| decode_events(r).expect("decode").batches.len()).sum::<usize>())
     });
     g.finish();
 }

@@ -1,8 +1,11 @@
-//! Records of `usage.events` written before ingest packed a Report's
-//! projects per partition (one `ProjectBatch` per record, keyed by project,
-//! placed by librdkafka's partitioner) and after: both counted, and a batch
-//! retried across the upgrade counted once, which holds only if ingest puts
-//! each project in the partition librdkafka did.
+//! Records of `usage.events` in each layout ingest has written: one
+//! `ProjectBatch` per record, keyed by project and placed by librdkafka's
+//! partitioner (before 2026-12-01); a Report's batches packed per
+//! partition, each with its own source fields (until 2026-12-04); and
+//! today's, the shared fields once in the record's head. All counted, and a
+//! batch retried across an upgrade counted once, which holds only if ingest
+//! puts each project in the partition librdkafka did and the head gives
+//! each batch the fields it had.
 
 use std::time::Duration;
 
@@ -34,14 +37,35 @@ async fn records_of_the_old_layout_and_the_new_count_once() {
         assert_eq!(delivery.partition, partition_of(&b.project_id, p.kafka.partitions), "{}", b.project_id);
     }
 
-    // Through today's ingest: the same batch again (a client retry across
-    // the upgrade), then the next one.
+    // As ingest wrote it until 2026-12-04: per partition, every batch with
+    // its own source fields, no head.
+    let second = report("upg-src", 2, events(1_000));
+    let batches =
+        meter_proto::report::validate(&Limits::default(), second.clone(), meter_e2e::now_ms()).expect("valid");
+    let mut per_partition: std::collections::BTreeMap<i32, Vec<_>> = Default::default();
+    for b in batches {
+        per_partition.entry(partition_of(&b.project_id, p.kafka.partitions)).or_default().push(b);
+    }
+    for (partition, batches) in per_partition {
+        let value = meter_proto::v1::EventsRecord { batches, ..Default::default() }.encode_to_vec();
+        let record = FutureRecord::to(&p.kafka.events_topic).key("upg-src").partition(partition).payload(&value);
+        producer.send(record, Duration::from_secs(10)).await.expect("written");
+    }
+
+    // Through today's ingest: the same two batches again for half the
+    // projects (client retries across the upgrades; the other half is
+    // counted only if the older layouts are read), then the next one.
     let mut client = p.client().await;
-    let distinct: std::collections::BTreeSet<i32> =
-        projects.iter().map(|id| partition_of(id, p.kafka.partitions)).collect();
-    for req in [first, report("upg-src", 2, events(1_000))] {
+    let half = |mut r: meter_proto::v1::ReportRequest| {
+        r.events.truncate(20);
+        r
+    };
+    for req in [half(first), half(second), report("upg-src", 3, events(10_000))] {
+        let distinct: std::collections::BTreeSet<i32> =
+            req.events.iter().map(|e| partition_of(&e.project_id, p.kafka.partitions)).collect();
+        let n = req.events.len() as u32;
         let ack = client.report(req).await.expect("ack").into_inner();
-        assert_eq!((ack.accepted_events, ack.kafka_records as usize), (40, distinct.len()));
+        assert_eq!((ack.accepted_events, ack.kafka_records as usize), (n, distinct.len()));
     }
 
     eventually(Duration::from_secs(60), "every project counted once per batch", || async {
@@ -51,7 +75,7 @@ async fn records_of_the_old_layout_and_the_new_count_once() {
             .zip(0u64..)
             .filter_map(|(id, i)| {
                 let got = totals.get(id).map(|t| (t.cycles.values().map(|c| c.values[2]).sum::<u64>(), t.version));
-                (got != Some((1_100 + 2 * i, 2))).then(|| format!("{id}: {got:?}"))
+                (got != Some((11_100 + 3 * i, 3))).then(|| format!("{id}: {got:?}"))
             })
             .collect();
         if wrong.is_empty() {

@@ -42,7 +42,12 @@ pub fn decode_events_prost(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         return Ok(Decoded { batches: vec![crate::decode_batch(bytes)?], ..Decoded::default() });
     }
     let mut batches = Vec::with_capacity(packed.batches.len());
-    for w in packed.batches {
+    for mut w in packed.batches {
+        if let Some(head) = packed.head.as_ref().filter(|_| w.source_id.is_empty()) {
+            w.source_id.clone_from(&head.source_id);
+            (w.batch_seq, w.ingested_unix_ms) = (head.batch_seq, head.ingested_unix_ms);
+            (w.source_session, w.keyed_only) = (head.source_session, head.keyed_only);
+        }
         let batch = batch_from_wire_after(w, batches.last())?;
         batches.push(batch);
     }

@@ -84,40 +84,70 @@ pub const RECORD_BYTES: usize = 512 * 1024;
 /// The Kafka records of validated batches among `partitions` partitions:
 /// one per partition that holds any of their projects (more only past
 /// `RECORD_BYTES`), each keyed by the source. A collector's Report of 2,000
-/// projects becomes a handful of records instead of 2,000 (issue 19).
-pub fn kafka_records(batches: Vec<v1::ProjectBatch>, partitions: i32) -> Vec<EventsRecord> {
+/// projects becomes a handful of records instead of 2,000 (issue 19). The
+/// fields the batches share go once into each record's `head` (see
+/// `EventsRecord` in ingest.proto); batches that do not share them (never
+/// one Report's) keep their own.
+pub fn kafka_records(mut batches: Vec<v1::ProjectBatch>, partitions: i32) -> Vec<EventsRecord> {
     let key = batches.first().map(|b| b.source_id.clone()).unwrap_or_default();
+    let head = take_head(&mut batches);
+    let bound = RECORD_BYTES - head.as_ref().map_or(0, |h| in_record_len(h.encoded_len()));
     let sized = batches.into_iter().map(|b| {
         let len = b.encoded_len();
         (partition_of(&b.project_id, partitions), in_record_len(len), b)
     });
-    pack(sized)
+    pack(sized, bound)
         .into_iter()
         .map(|(partition, batches, _)| EventsRecord {
             partition,
             key: key.clone(),
-            value: v1::EventsRecord { batches, ..Default::default() }.encode_to_vec(),
+            value: v1::EventsRecord { batches, head: head.clone(), ..Default::default() }.encode_to_vec(),
         })
         .collect()
 }
 
+/// The head of a record of `batches` when they all share its fields (their
+/// source id, batch number, ingest time, session and `keyed_only`), taken
+/// out of each; `None`, and the batches as they are, otherwise.
+fn take_head(batches: &mut [v1::ProjectBatch]) -> Option<v1::ProjectBatch> {
+    let head = |b: &v1::ProjectBatch| v1::ProjectBatch {
+        source_id: b.source_id.clone(),
+        batch_seq: b.batch_seq,
+        ingested_unix_ms: b.ingested_unix_ms,
+        source_session: b.source_session,
+        keyed_only: b.keyed_only,
+        ..Default::default()
+    };
+    let shared = head(batches.first()?);
+    if shared.source_id.is_empty() || batches.iter().any(|b| head(b) != shared) {
+        return None;
+    }
+    for b in batches.iter_mut() {
+        b.source_id.clear();
+        (b.batch_seq, b.ingested_unix_ms, b.source_session, b.keyed_only) = (0, 0, 0, false);
+    }
+    Some(shared)
+}
+
 /// The bytes a `ProjectBatch` of `len` bytes takes in an `EventsRecord`
-/// (field 16's two-byte key, the length, the batch).
+/// (field 16's two-byte key, the length, the batch), and so does its head
+/// (field 20's).
 pub(crate) fn in_record_len(len: usize) -> usize {
     len + prost::length_delimiter_len(len) + 2
 }
 
 /// Project batches, each with its partition and its bytes in a record,
 /// packed into records: per partition in partition order, in the order
-/// given, a new record when the next would pass `RECORD_BYTES`. Each record
-/// comes with its partition and bytes.
-pub(crate) fn pack<T>(sized: impl IntoIterator<Item = (i32, usize, T)>) -> Vec<(i32, Vec<T>, usize)> {
+/// given, a new record when the next would pass `bound` bytes (a batch
+/// larger than that goes alone). Each record comes with its partition and
+/// bytes.
+pub(crate) fn pack<T>(sized: impl IntoIterator<Item = (i32, usize, T)>, bound: usize) -> Vec<(i32, Vec<T>, usize)> {
     // Per partition, the records being filled: (batches, bytes so far).
     let mut open: BTreeMap<i32, Vec<(Vec<T>, usize)>> = BTreeMap::new();
     for (partition, size, b) in sized {
         let records = open.entry(partition).or_default();
         match records.last_mut() {
-            Some((held, bytes)) if *bytes + size <= RECORD_BYTES => {
+            Some((held, bytes)) if *bytes + size <= bound => {
                 held.push(b);
                 *bytes += size;
             }
@@ -257,6 +287,31 @@ mod tests {
         want.sort_by_key(order);
         assert_eq!(back, want);
         assert_eq!(kafka_records(Vec::new(), 8), Vec::new());
+    }
+
+    /// A Report's batches share their source fields, written once per
+    /// record; batches that do not (never one Report's) keep their own.
+    #[test]
+    fn shared_source_fields_go_once_into_each_records_head() {
+        let events: Vec<_> = (0..40).map(|i| event(&format!("p{i}"), 1, 1, 1, (NOW - 1000, NOW, 0))).collect();
+        let req = ReportRequest { source_id: "collector".into(), source_session: 3, batch_seq: 4, events };
+        let batches = validate(&Limits::default(), req, NOW).unwrap();
+        for r in kafka_records(batches.clone(), 4) {
+            let wire = v1::EventsRecord::decode(&r.value[..]).unwrap();
+            let head = wire.head.expect("a head");
+            assert_eq!((head.source_id.as_str(), head.batch_seq, head.source_session), ("collector", 4, 3));
+            assert_eq!((head.ingested_unix_ms, head.project_id.as_str(), head.events.len()), (NOW, "", 0));
+            assert!(wire.batches.iter().all(|b| b.source_id.is_empty() && b.batch_seq == 0 && b.source_session == 0));
+        }
+        let mut mixed = batches.clone();
+        mixed[7].source_session = 9;
+        let records = kafka_records(mixed.clone(), 4);
+        assert!(records.iter().all(|r| v1::EventsRecord::decode(&r.value[..]).unwrap().head.is_none()));
+        let mut back = read_back(&records, 4).unwrap();
+        back.sort_by_key(|b| b.project_id.to_string());
+        let mut want: Vec<_> = mixed.iter().map(|b| crate::decode_batch(&b.encode_to_vec()).unwrap()).collect();
+        want.sort_by_key(|b| b.project_id.to_string());
+        assert_eq!(back, want);
     }
 
     /// Past `RECORD_BYTES` a partition's batches go to more than one

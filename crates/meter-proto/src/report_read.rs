@@ -18,7 +18,7 @@ use meter_core::{Limits, ProjectId, SourceId, Span};
 use prost::encoding::encoded_len_varint;
 
 use crate::batch::measure_of;
-use crate::report::{in_record_len, pack, EventsRecord};
+use crate::report::{in_record_len, pack, EventsRecord, RECORD_BYTES};
 use crate::v1::Kind;
 use crate::wire_read::Reader;
 use crate::wire_write::{encode_varint, key, put_str, put_varint, str_len, varint_len, LEN};
@@ -136,41 +136,52 @@ impl<'a> ReadReport<'a> {
     }
 
     /// Its Kafka records among `partitions` partitions: the bytes
-    /// `kafka_records` writes for `validate`'s batches of the same Report.
+    /// `kafka_records` writes for `validate`'s batches of the same Report
+    /// (each batch its project id and events, then the record's head).
     pub fn records(&self, partitions: i32) -> Vec<EventsRecord> {
+        let head_len = self.head_len();
         let sized = self.projects.iter().map(|p| {
-            let len = self.batch_len(p);
+            let len = str_len(p.id) + p.events_len;
             (partition_of(p.id, partitions), in_record_len(len), (p, len))
         });
-        pack(sized)
+        pack(sized, RECORD_BYTES - in_record_len(head_len))
             .into_iter()
             .map(|(partition, batches, bytes)| {
-                let mut value = Vec::with_capacity(bytes);
+                let mut value = Vec::with_capacity(bytes + in_record_len(head_len));
                 for (p, len) in batches {
                     value.extend_from_slice(&BATCHES_KEY);
                     encode_varint(len as u64, &mut value);
                     self.write_batch(p, &mut value);
                 }
+                value.extend_from_slice(&HEAD_KEY);
+                encode_varint(head_len as u64, &mut value);
+                self.write_head(&mut value);
                 EventsRecord { partition, key: self.source_id.to_owned(), value }
             })
             .collect()
     }
 
-    /// The encoded length of `p`'s `ProjectBatch`.
-    fn batch_len(&self, p: &Project<'_>) -> usize {
+    /// The encoded length of the records' head: the `ProjectBatch` fields
+    /// its batches share.
+    fn head_len(&self) -> usize {
         str_len(self.source_id)
             + varint_len(self.batch_seq)
-            + str_len(p.id)
-            + p.events_len
             + varint_len(self.ingested_unix_ms as u64)
             + varint_len(self.source_session)
     }
 
-    /// `p`'s `ProjectBatch`, its fields in number order as prost writes
-    /// them (`keyed_only` false, so absent).
-    fn write_batch(&self, p: &Project<'_>, out: &mut Vec<u8>) {
+    /// The head, its fields in number order as prost writes them
+    /// (`keyed_only` false, so absent).
+    fn write_head(&self, out: &mut Vec<u8>) {
         put_str(out, 1, self.source_id);
         put_varint(out, 2, self.batch_seq);
+        put_varint(out, 5, self.ingested_unix_ms as u64);
+        put_varint(out, 6, self.source_session);
+    }
+
+    /// `p`'s `ProjectBatch` in a record with a head: its project id and
+    /// events.
+    fn write_batch(&self, p: &Project<'_>, out: &mut Vec<u8>) {
         put_str(out, 3, p.id);
         let mut at = p.first;
         while at != NONE {
@@ -180,8 +191,6 @@ impl<'a> ReadReport<'a> {
             e.write(out);
             at = e.next;
         }
-        put_varint(out, 5, self.ingested_unix_ms as u64);
-        put_varint(out, 6, self.source_session);
     }
 }
 
@@ -255,6 +264,9 @@ impl Event<'_> {
 
 /// The key of an `EventsRecord`'s `batches` (field 16, length-delimited).
 const BATCHES_KEY: [u8; 2] = [0x82, 0x01];
+
+/// The key of an `EventsRecord`'s `head` (field 20, length-delimited).
+const HEAD_KEY: [u8; 2] = [0xa2, 0x01];
 
 #[cfg(test)]
 mod tests {

@@ -45,19 +45,6 @@ impl<'a> Reader<'a> {
         None
     }
 
-    /// How many fields numbered `tag` follow, up to the first malformed
-    /// field (a capacity hint: nothing is decided on it).
-    pub(crate) fn count(mut self, tag: u32) -> usize {
-        let mut n = 0;
-        while let Some((t, wire)) = self.key() {
-            if self.skip(wire).is_none() {
-                break;
-            }
-            n += usize::from(t == tag);
-        }
-        n
-    }
-
     /// A field's number and wire type. A key over 32 bits is invalid, as
     /// prost (and the protobuf spec) reads it, even when its field number
     /// alone would fit.
