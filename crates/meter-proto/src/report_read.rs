@@ -48,6 +48,9 @@ struct Event<'a> {
     value: u64,
     span: Span,
     idempotency_key: &'a str,
+    /// Its bytes in the Report after its project id, when they are the
+    /// bytes written here (see `usage_event`): copied, not written again.
+    raw: Option<&'a [u8]>,
     /// Its encoded length.
     len: usize,
     /// The next event of its project (an index in `events`), or `NONE`.
@@ -196,12 +199,23 @@ impl<'a> ReadReport<'a> {
 
 /// One `UsageEvent` of a Report, checked as `validate` checks it: its
 /// project id and the event, or `None`.
+///
+/// A client's protobuf library writes an event's fields in number order,
+/// minimally and without defaults, as `Event::write` does, so the bytes
+/// after its project id are usually the bytes to write. They are taken as
+/// they are when its fields came in ascending order and those bytes are as
+/// long as the event written here: every field written here was read with
+/// the same value, so any extra field (a default, a stray time, an unknown
+/// one) or longer encoding would make them longer.
 fn usage_event<'a>(limits: &Limits, i: usize, bytes: &'a [u8], now: i64) -> Option<(&'a str, Event<'a>)> {
     let (mut project_id, mut endpoint_id, mut branch_id, mut idempotency_key) = ("", "", "", "");
     let (mut metric, mut kind, mut value, mut start, mut end, mut time) = (0, 0, 0, 0, 0, 0);
+    let (mut last_tag, mut ascending, mut after_project) = (0, true, 0);
     let mut r = Reader::new(bytes);
     while !r.is_empty() {
         let (tag, wire) = r.key()?;
+        ascending &= tag > last_tag;
+        last_tag = tag;
         match tag {
             1 => project_id = r.str_field(wire)?,
             2 => endpoint_id = r.str_field(wire)?,
@@ -215,13 +229,18 @@ fn usage_event<'a>(limits: &Limits, i: usize, bytes: &'a [u8], now: i64) -> Opti
             10 => idempotency_key = r.str_field(wire)?,
             _ => r.skip(wire)?,
         }
+        if tag == 1 {
+            after_project = bytes.len() - r.remaining();
+        }
     }
     let (_, span) = measure_of(i, metric, kind, (start, end, time)).ok()?;
     limits.check_usage(i, value, span, now).ok()?;
     check_key(i, idempotency_key).ok()?;
     check_branch_id(i, branch_id).ok()?;
-    let mut e = Event { endpoint_id, branch_id, metric, value, span, idempotency_key, len: 0, next: NONE };
+    let mut e = Event { endpoint_id, branch_id, metric, value, span, idempotency_key, raw: None, len: 0, next: NONE };
     e.len = e.encoded_len();
+    let rest = &bytes[after_project..];
+    e.raw = (ascending && rest.len() == e.len).then_some(rest);
     Some((project_id, e))
 }
 
@@ -249,6 +268,10 @@ impl Event<'_> {
 
     /// The event as prost writes a `UsageEvent`, its `project_id` empty.
     fn write(&self, out: &mut Vec<u8>) {
+        if let Some(raw) = self.raw {
+            out.extend_from_slice(raw);
+            return;
+        }
         let (kind, start, end, time) = self.times();
         put_str(out, 2, self.endpoint_id);
         put_str(out, 3, self.branch_id);
@@ -276,7 +299,8 @@ mod tests {
     use super::*;
     use crate::report::{kafka_records, validate};
     use crate::test_reports::{edits, mangle, mixed_events, report, NOW};
-    use crate::v1::{Metric, ReportRequest};
+    use crate::v1::{Metric, ReportRequest, UsageEvent};
+    use crate::wire_write::VARINT;
 
     /// What ingest writes for `bytes` through prost: the records, or `None`
     /// when prost or `validate` refuses them.
@@ -351,6 +375,53 @@ mod tests {
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].key, "src");
         assert_eq!(Some(records), through_prost(&Limits::default(), &req, 4));
+    }
+
+    /// An event as prost writes it is copied; one whose bytes differ from
+    /// what is written here (a default written, a longer varint, a stray
+    /// time, an unknown field, fields out of order) is written again, and
+    /// the records are prost's either way.
+    #[test]
+    fn events_as_written_are_copied_and_others_written_again() {
+        let limits = Limits::default();
+        let canonical = UsageEvent {
+            project_id: "proj-1".into(),
+            endpoint_id: "ep-1".into(),
+            metric: Metric::WrittenDataBytes as i32,
+            kind: Kind::Incremental as i32,
+            value: 300,
+            start_unix_ms: NOW - 60_000,
+            end_unix_ms: NOW,
+            idempotency_key: "k-1".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let (_, e) = usage_event(&limits, 0, &canonical, NOW).expect("valid");
+        assert_eq!(e.raw, Some(&canonical[8..]), "after the project id's 8 bytes");
+        let value_at = canonical.iter().position(|&b| b == key(6, VARINT)).expect("the value's key");
+        let mut cases = Vec::new();
+        // value 300 as a three-byte varint
+        cases.push([&canonical[..value_at + 1], &[0xac, 0x82, 0x00], &canonical[value_at + 3..]].concat());
+        // a default written: time 0
+        cases.push([&canonical[..], &[key(9, VARINT), 0]].concat());
+        // a stray time on an interval
+        cases.push([&canonical[..], &[key(9, VARINT), 5]].concat());
+        // an unknown field
+        cases.push([&canonical[..], &[0x98, 0x06, 1]].concat());
+        // the value moved first
+        cases.push([&canonical[value_at..value_at + 3], &canonical[..value_at], &canonical[value_at + 3..]].concat());
+        for (i, event) in cases.iter().enumerate() {
+            let (_, e) = usage_event(&limits, 0, event, NOW).expect("valid");
+            assert_eq!(e.raw, None, "case {i}");
+            let mut req = Vec::new();
+            put_str(&mut req, 1, "src");
+            req.push(key(3, LEN));
+            encode_varint(event.len() as u64, &mut req);
+            req.extend_from_slice(event);
+            put_varint(&mut req, 4, 9);
+            assert_eq!(here(&limits, &req, 4), through_prost(&limits, &req, 4), "case {i}");
+            assert!(here(&limits, &req, 4).is_some(), "case {i} read here");
+        }
     }
 
     #[test]

@@ -23,6 +23,11 @@ impl<'a> Reader<'a> {
         self.buf.is_empty()
     }
 
+    /// How many bytes are left.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     pub(crate) fn varint(&mut self) -> Option<u64> {
         // Keys, lengths and small values: one byte.
         let (&first, rest) = self.buf.split_first()?;
