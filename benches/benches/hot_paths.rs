@@ -159,14 +159,8 @@ fn collectors_records(c: &mut Criterion, now: i64) {
     let records: Vec<Vec<u8>> = meter_ingest::kafka_records(batches.clone(), 8).into_iter().map(|r| r.value).collect();
     // The same batches as ingest wrote them until 2026-12-04: each with its
     // own source fields, no head.
-    let mut per_partition = std::collections::BTreeMap::<i32, Vec<ProjectBatch>>::new();
-    for b in batches {
-        per_partition.entry(meter_core::partition::partition_of(&b.project_id, 8)).or_default().push(b);
-    }
-    let headless: Vec<Vec<u8>> = per_partition
-        .into_values()
-        .map(|batches| meter_proto::v1::EventsRecord { batches, ..Default::default() }.encode_to_vec())
-        .collect();
+    let headless: Vec<Vec<u8>> =
+        meter_proto::report::records_without_head(batches, 8).into_iter().map(|r| r.value).collect();
     let bytes = |r: &[Vec<u8>]| r.iter().map(Vec::len).sum::<usize>();
     eprintln!("a collector's records: {} bytes with heads, {} without", bytes(&records), bytes(&headless));
     let mut g = c.benchmark_group("a collector's 2000-event Report, 1000 projects");

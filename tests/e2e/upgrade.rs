@@ -42,13 +42,8 @@ async fn records_of_the_old_layout_and_the_new_count_once() {
     let second = report("upg-src", 2, events(1_000));
     let batches =
         meter_proto::report::validate(&Limits::default(), second.clone(), meter_e2e::now_ms()).expect("valid");
-    let mut per_partition: std::collections::BTreeMap<i32, Vec<_>> = Default::default();
-    for b in batches {
-        per_partition.entry(partition_of(&b.project_id, p.kafka.partitions)).or_default().push(b);
-    }
-    for (partition, batches) in per_partition {
-        let value = meter_proto::v1::EventsRecord { batches, ..Default::default() }.encode_to_vec();
-        let record = FutureRecord::to(&p.kafka.events_topic).key("upg-src").partition(partition).payload(&value);
+    for r in meter_proto::report::records_without_head(batches, p.kafka.partitions) {
+        let record = FutureRecord::to(&p.kafka.events_topic).key(&r.key).partition(r.partition).payload(&r.value);
         producer.send(record, Duration::from_secs(10)).await.expect("written");
     }
 

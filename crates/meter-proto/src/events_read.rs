@@ -72,9 +72,9 @@ fn scan(bytes: &[u8]) -> Option<(usize, Option<&[u8]>)> {
 }
 
 /// A `ProjectBatch`'s fields other than its events (the last of each
-/// counts, as in prost).
+/// counts, as in prost): a batch's own, or a record's head's.
 #[derive(Default)]
-struct Head<'a> {
+struct BatchFields<'a> {
     /// Checked as UTF-8 only when it differs from the previous batch's.
     source_id: &'a [u8],
     batch_seq: u64,
@@ -85,31 +85,31 @@ struct Head<'a> {
     events: usize,
 }
 
-impl<'a> Head<'a> {
+impl<'a> BatchFields<'a> {
     fn read(bytes: &'a [u8]) -> Option<Self> {
-        let mut head = Head::default();
+        let mut fields = BatchFields::default();
         let mut r = Reader::new(bytes);
         while !r.is_empty() {
             let (tag, wire) = r.key()?;
             match tag {
                 1 => {
                     // A repeated field: prost checks every occurrence, not only the last.
-                    std::str::from_utf8(head.source_id).ok()?;
-                    head.source_id = r.bytes_field(wire)?;
+                    std::str::from_utf8(fields.source_id).ok()?;
+                    fields.source_id = r.bytes_field(wire)?;
                 }
-                2 => head.batch_seq = r.varint_field(wire)?,
-                3 => head.project_id = r.str_field(wire)?,
+                2 => fields.batch_seq = r.varint_field(wire)?,
+                3 => fields.project_id = r.str_field(wire)?,
                 4 => {
                     r.bytes_field(wire)?;
-                    head.events += 1;
+                    fields.events += 1;
                 }
-                5 => head.ingested_unix_ms = r.varint_field(wire)? as i64,
-                6 => head.source_session = r.varint_field(wire)?,
-                7 => head.keyed_only = r.varint_field(wire)? != 0,
+                5 => fields.ingested_unix_ms = r.varint_field(wire)? as i64,
+                6 => fields.source_session = r.varint_field(wire)?,
+                7 => fields.keyed_only = r.varint_field(wire)? != 0,
                 _ => r.skip(wire)?,
             }
         }
-        Some(head)
+        Some(fields)
     }
 }
 
@@ -127,7 +127,7 @@ impl Shared {
     /// `None` when the head has events (prost's to judge) or its source id
     /// is not a valid one.
     fn read(bytes: &[u8]) -> Option<Self> {
-        let head = Head::read(bytes).filter(|h| h.events == 0)?;
+        let head = BatchFields::read(bytes).filter(|h| h.events == 0)?;
         Some(Shared {
             source_id: SourceId::parse(std::str::from_utf8(head.source_id).ok()?).ok()?,
             batch_seq: head.batch_seq,
@@ -142,8 +142,8 @@ impl Shared {
 /// head's when it has no source id of its own, else its own, its source id
 /// then shared with `previous` when equal (see `batch_from_wire_after`).
 fn project_batch(bytes: &[u8], shared: Option<&Shared>, previous: Option<&Batch>) -> Option<Batch> {
-    // First the head (the project id may follow the events), then the events.
-    let own = Head::read(bytes)?;
+    // First the fields (the project id may follow the events), then the events.
+    let own = BatchFields::read(bytes)?;
     let project_id = ProjectId::parse(own.project_id).ok()?;
     let (source_id, session, batch_seq, keyed_only, ingested_ms) = match shared {
         Some(s) if own.source_id.is_empty() => {
@@ -203,7 +203,7 @@ mod tests {
 
     use super::*;
     use crate::events::{close_records, decode_events_prost, probe_records};
-    use crate::report::{kafka_records, validate};
+    use crate::report::{kafka_records, records_without_head, validate};
     use crate::test_reports::{edits, mangle, report, NOW};
     use crate::v1::{Kind, Metric, ReportRequest, UsageEvent};
 
@@ -243,7 +243,7 @@ mod tests {
     fn records_with_and_without_a_head_read_the_same() {
         let batches = validate(&Limits::default(), report(2000, 2000), NOW).expect("valid");
         let headed = kafka_records(batches.clone(), 1).remove(0).value;
-        let per_batch = v1::EventsRecord { batches, ..Default::default() }.encode_to_vec();
+        let per_batch = records_without_head(batches, 1).remove(0).value;
         assert!(v1::EventsRecord::decode(&headed[..]).expect("decodes").head.is_some());
         let read = decode_common(&headed).expect("read here");
         assert_eq!(read.batches.len(), 2000);

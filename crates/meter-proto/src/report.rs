@@ -89,8 +89,21 @@ pub const RECORD_BYTES: usize = 512 * 1024;
 /// `EventsRecord` in ingest.proto); batches that do not share them (never
 /// one Report's) keep their own.
 pub fn kafka_records(mut batches: Vec<v1::ProjectBatch>, partitions: i32) -> Vec<EventsRecord> {
-    let key = batches.first().map(|b| b.source_id.clone()).unwrap_or_default();
     let head = take_head(&mut batches);
+    records_with(batches, partitions, head)
+}
+
+/// The records of `batches` as ingest wrote them from 2026-12-01 until
+/// 2026-12-04: every batch with its own source fields, no head. What the
+/// upgrade test and the benchmarks write as the older layout.
+pub fn records_without_head(batches: Vec<v1::ProjectBatch>, partitions: i32) -> Vec<EventsRecord> {
+    records_with(batches, partitions, None)
+}
+
+/// `batches` packed per partition into records keyed by their source, each
+/// with `head` (its bytes counted against `RECORD_BYTES`).
+fn records_with(batches: Vec<v1::ProjectBatch>, partitions: i32, head: Option<v1::ProjectBatch>) -> Vec<EventsRecord> {
+    let key = head.as_ref().or(batches.first()).map(|b| b.source_id.clone()).unwrap_or_default();
     let bound = RECORD_BYTES - head.as_ref().map_or(0, |h| in_record_len(h.encoded_len()));
     let sized = batches.into_iter().map(|b| {
         let len = b.encoded_len();
@@ -110,23 +123,28 @@ pub fn kafka_records(mut batches: Vec<v1::ProjectBatch>, partitions: i32) -> Vec
 /// source id, batch number, ingest time, session and `keyed_only`), taken
 /// out of each; `None`, and the batches as they are, otherwise.
 fn take_head(batches: &mut [v1::ProjectBatch]) -> Option<v1::ProjectBatch> {
-    let head = |b: &v1::ProjectBatch| v1::ProjectBatch {
-        source_id: b.source_id.clone(),
-        batch_seq: b.batch_seq,
-        ingested_unix_ms: b.ingested_unix_ms,
-        source_session: b.source_session,
-        keyed_only: b.keyed_only,
-        ..Default::default()
+    let first = batches.first()?;
+    let shares = |b: &v1::ProjectBatch| {
+        (b.source_id == first.source_id && b.batch_seq == first.batch_seq)
+            && (b.ingested_unix_ms == first.ingested_unix_ms && b.source_session == first.source_session)
+            && b.keyed_only == first.keyed_only
     };
-    let shared = head(batches.first()?);
-    if shared.source_id.is_empty() || batches.iter().any(|b| head(b) != shared) {
+    if first.source_id.is_empty() || !batches.iter().all(shares) {
         return None;
     }
+    let head = v1::ProjectBatch {
+        source_id: first.source_id.clone(),
+        batch_seq: first.batch_seq,
+        ingested_unix_ms: first.ingested_unix_ms,
+        source_session: first.source_session,
+        keyed_only: first.keyed_only,
+        ..Default::default()
+    };
     for b in batches.iter_mut() {
         b.source_id.clear();
         (b.batch_seq, b.ingested_unix_ms, b.source_session, b.keyed_only) = (0, 0, 0, false);
     }
-    Some(shared)
+    Some(head)
 }
 
 /// The bytes a `ProjectBatch` of `len` bytes takes in an `EventsRecord`
