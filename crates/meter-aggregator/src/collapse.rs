@@ -1,8 +1,8 @@
 //! A partition's hourly rows, summed per (project, metric, hour, branch)
 //! in each project's state (`HeldRows`) and written for ClickHouse when the
-//! partition emits them: at the end of the transaction while the aggregator
-//! keeps up, held over several transactions while it has a backlog
-//! (docs/exactness.md, mechanism 4; decisions 0014 and 0020). A collector's
+//! partition emits them: once the oldest has been held `rows_hold_min_ms`
+//! while the aggregator keeps up, up to `rows_hold_seconds` while it has a
+//! backlog (docs/exactness.md, mechanism 4; decisions 0014, 0020, 0022). A collector's
 //! batch touches each project once, so rows per batch were one ClickHouse
 //! row per event (issue 19).
 
@@ -27,11 +27,22 @@ pub(crate) fn collapsed_source_id(partition: i32) -> String {
     format!("/p{partition}")
 }
 
+/// How long a partition holds its projects' rows before writing them:
+/// `min_ms` while the aggregator keeps up (its batch ended before a
+/// bound), and up to `behind_ms` (at least `min_ms`) while it has a
+/// backlog (decisions 0020 and 0022).
+pub(crate) fn hold_ms(behind: bool, behind_ms: i64, min_ms: i64) -> i64 {
+    if behind {
+        behind_ms.max(min_ms)
+    } else {
+        min_ms
+    }
+}
+
 /// Whether a partition's transaction writes the rows its projects hold:
-/// always when the aggregator keeps up (its batch ended before a bound),
-/// and, while it has a backlog, once the oldest has been held `hold_ms`.
-pub(crate) fn emits(behind: bool, holding_since_ms: Option<i64>, now_ms: i64, hold_ms: i64) -> bool {
-    !behind || hold_ms <= 0 || holding_since_ms.is_some_and(|since| now_ms - since >= hold_ms)
+/// once the oldest has been held `hold_ms` (0: in every transaction).
+pub(crate) fn emits(holding_since_ms: Option<i64>, now_ms: i64, hold_ms: i64) -> bool {
+    hold_ms <= 0 || holding_since_ms.is_some_and(|since| now_ms - since >= hold_ms)
 }
 
 /// The transaction that last counted a batch of a project, kept in its

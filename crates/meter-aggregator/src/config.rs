@@ -24,10 +24,15 @@ pub struct AggregatorConfig {
     /// Longest time to rebuild a partition's state from `usage.totals`.
     pub restore_timeout_seconds: u64,
     /// While the aggregator is behind (its batches end at a bound), a
-    /// project's hourly rows are held in its state over transactions, up to
-    /// this long, and written for ClickHouse together: fewer ClickHouse rows
-    /// when it has a backlog. 0: written by every transaction.
+    /// partition holds its projects' hourly rows over transactions, up to
+    /// this long, and writes them for ClickHouse together: fewer ClickHouse
+    /// rows when it has a backlog. Never less than `rows_hold_min_ms`.
     pub rows_hold_seconds: u64,
+    /// While the aggregator keeps up, a partition holds its projects'
+    /// hourly rows until the oldest has waited this long, milliseconds
+    /// (a transaction with nothing to read writes them when due). 0, with
+    /// `rows_hold_seconds` 0: written by every transaction.
+    pub rows_hold_min_ms: u64,
     /// A project's state written in a packed `usage.totals` record (the
     /// states a transaction changed in a partition) and not changed since
     /// is written in a record of its own after this long, so the packed
@@ -54,6 +59,7 @@ impl Default for AggregatorConfig {
             linger_ms: 20,
             restore_timeout_seconds: 120,
             rows_hold_seconds: 10,
+            rows_hold_min_ms: 1_000,
             totals_checkpoint_seconds: 60,
             totals_packed_max_mib: 16,
             cycle_grace_hours: r.cycle_grace_ms / 3_600_000,

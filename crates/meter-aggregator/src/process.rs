@@ -10,9 +10,10 @@ use meter_core::{ProjectState, ProjectUpdate};
 use meter_kafka::{read_range, KafkaConfig};
 use meter_proto::events::decode_events;
 
-use crate::collapse::{emits, take_held, Collapsed, PartitionRows, Projects};
+use crate::collapse::{emits, hold_ms, take_held, Collapsed, PartitionRows, Projects};
 use crate::metrics as m;
 use crate::state::{Holding, PartitionState, Slot, States};
+use crate::AggregatorConfig;
 
 /// One record of `usage.events`.
 #[derive(Debug)]
@@ -84,16 +85,21 @@ impl Outcome {
 /// (`collapse::emits`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Emission {
-    /// The batch ended at a bound: more records were waiting.
-    pub(crate) behind: bool,
-    /// The longest a row is held while the aggregator is behind (0: never).
+    /// How long a partition holds rows before writing them (0: never held;
+    /// `collapse::hold_ms`).
     pub(crate) hold_ms: i64,
     pub(crate) now_ms: i64,
 }
 
 impl Emission {
-    fn emits(&self, holding: &Holding) -> bool {
-        emits(self.behind, holding.since_ms, self.now_ms, self.hold_ms)
+    /// A transaction's at `now_ms`; `behind`: its batch ended at a bound.
+    pub(crate) fn new(cfg: &AggregatorConfig, behind: bool, now_ms: i64) -> Emission {
+        let (behind_ms, min_ms) = (cfg.rows_hold_seconds as i64 * 1000, cfg.rows_hold_min_ms as i64);
+        Emission { hold_ms: hold_ms(behind, behind_ms, min_ms), now_ms }
+    }
+
+    pub(crate) fn emits(&self, holding: &Holding) -> bool {
+        emits(holding.since_ms, self.now_ms, self.hold_ms)
     }
 }
 
@@ -178,10 +184,7 @@ pub(crate) fn apply(
     // since their restore (`synced`) means their state covers the committed
     // offsets, so what they hold may go now.
     for (partition, resume, _, state, holding) in states.partitions_mut() {
-        if pending.next.contains_key(&partition) || holding.projects.is_empty() || !holding.synced {
-            continue;
-        }
-        if !emission.emits(holding) {
+        if pending.next.contains_key(&partition) || !holding.due_alone(&emission) {
             continue;
         }
         let version = resume.unwrap_or_default() as u64;
@@ -350,8 +353,9 @@ fn apply_partition(mut job: Job<'_>, retention: &Retention) -> (i32, PartOutcome
     let (collapsed, touched) = rows.into_parts(partition, job.state, job.emit, job.holding);
     out.rows = collapsed;
     job.holding.synced = true;
-    // A probe goes out after every row before it: held with the rows.
-    if job.emit.is_some() {
+    // A probe goes out after every row before it: held with the rows, and
+    // sent on at once when the partition holds none.
+    if job.emit.is_some() || job.holding.projects.is_empty() {
         let probes = std::mem::take(&mut out.probes);
         out.probes = std::mem::take(&mut job.holding.probes);
         out.probes.extend(probes);
@@ -548,8 +552,8 @@ mod tests {
         }
 
         /// One transaction of `records` (none: the partition only emits),
-        /// emitting or not; its rows go to `ch`.
-        fn transaction(&mut self, records: &[&Record], emit: bool, ch: &mut ClickHouse) {
+        /// emitting or not; its rows go to `ch`. Returns what it did.
+        fn transaction(&mut self, records: &[&Record], emit: bool, ch: &mut ClickHouse) -> PartOutcome {
             self.next = records.last().map_or(self.next, |r| r.offset as u64 + 1);
             let next = self.next;
             let job = Job {
@@ -561,9 +565,9 @@ mod tests {
                 holding: &mut self.holding,
                 records: records.to_vec(),
             };
-            for (_, out) in run_jobs(vec![job], 0, &Retention::default()) {
-                ch.load(&out.rows);
-            }
+            let (_, out) = run_jobs(vec![job], 0, &Retention::default()).pop().expect("one partition");
+            ch.load(&out.rows);
+            out
         }
 
         fn states(&self) -> BTreeMap<String, ProjectState> {
@@ -637,11 +641,36 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_emits_when_it_keeps_up_or_its_oldest_row_is_due() {
-        assert!(emits(false, Some(0), 1_000, 10_000), "keeping up: at once");
-        assert!(!emits(true, None, 1_000, 10_000), "behind, nothing held: begin holding");
-        assert!(!emits(true, Some(0), 9_999, 10_000), "behind, held less than the bound");
-        assert!(emits(true, Some(0), 10_000, 10_000), "behind, held the bound");
-        assert!(emits(true, None, 1_000, 0), "0: never held");
+    fn a_partition_emits_once_its_oldest_row_is_due() {
+        assert_eq!(hold_ms(false, 10_000, 1_000), 1_000, "keeping up: the minimum");
+        assert_eq!(hold_ms(true, 10_000, 1_000), 10_000, "behind: the longer bound");
+        assert_eq!(hold_ms(true, 0, 1_000), 1_000, "behind: never less than the minimum");
+        assert_eq!(hold_ms(false, 10_000, 0), 0, "keeping up, no minimum: every transaction");
+        assert!(!emits(None, 1_000, 1_000), "nothing held: begin holding");
+        assert!(!emits(Some(0), 999, 1_000), "held less than the bound");
+        assert!(emits(Some(0), 1_000, 1_000), "held the bound");
+        assert!(emits(None, 1_000, 0), "0: never held");
+    }
+
+    /// A probe says every record before it is on its way to ClickHouse: it
+    /// waits for the rows its partition holds, and only for them.
+    #[test]
+    fn a_probe_waits_only_for_held_rows() {
+        let probe = |offset: i64| {
+            let record = meter_proto::events::probe_records(NOW, 4).swap_remove(2);
+            Record { partition: 2, offset, payload: record.value }
+        };
+        let (records, _) = partition_2();
+        let mut owner = Owner::default();
+        let alone = probe(0);
+        let out = owner.transaction(&[&alone], false, &mut ClickHouse::default());
+        assert_eq!(out.probes, vec![NOW], "nothing held: the probe goes on in its own transaction");
+        let (usage, probed) = (&records[0], probe(records[0].offset + 1));
+        let out = owner.transaction(&[usage, &probed], false, &mut ClickHouse::default());
+        assert!(out.probes.is_empty() && !owner.holding.projects.is_empty(), "rows held: the probe with them");
+        let mut ch = ClickHouse::default();
+        let out = owner.transaction(&[], true, &mut ch);
+        assert_eq!(out.probes, vec![NOW], "written after the held rows");
+        assert!(!ch.0.is_empty());
     }
 }

@@ -69,6 +69,11 @@ impl Worker {
                 last_lag = Instant::now();
             }
             if pending.is_empty() {
+                // Nothing to read: rows held past their due time go out in
+                // a transaction of their own (decision 0022).
+                if self.states.holding_due(&Emission::new(&self.cfg, false, now_ms())) {
+                    self.flush(&consumer, &producer, &pending)?;
+                }
                 continue;
             }
             metrics::histogram!(m::FLUSH_SECONDS, "stage" => "collect").record(collecting.elapsed().as_secs_f64());
@@ -130,7 +135,7 @@ impl Worker {
         let applying = Instant::now();
         // A batch that ended at a bound left records waiting: the aggregator is behind.
         let behind = pending.len() >= self.cfg.max_batch_records || pending.bytes >= self.cfg.max_batch_bytes;
-        let emission = Emission { behind, hold_ms: self.cfg.rows_hold_seconds as i64 * 1000, now_ms: now_ms() };
+        let emission = Emission::new(&self.cfg, behind, now_ms());
         let retention = self.cfg.retention();
         let outcome = match apply(pending, &mut self.states, &self.kafka, &retention, restore_timeout, emission) {
             Ok(o) => o,
@@ -279,12 +284,15 @@ impl Worker {
             let value = serde_json::to_vec(judged).expect("an outcome serializes");
             send(producer, BaseRecord::to(&self.kafka.adjustments_topic).key(key.as_str()).payload(&value))?;
         }
-        let mut offsets = TopicPartitionList::new();
-        for (&p, &next) in &pending.next {
-            offsets.add_partition_offset(&self.kafka.events_topic, p, Offset::Offset(next))?;
+        // A transaction that only writes held rows reads nothing: no offsets.
+        if !pending.next.is_empty() {
+            let mut offsets = TopicPartitionList::new();
+            for (&p, &next) in &pending.next {
+                offsets.add_partition_offset(&self.kafka.events_topic, p, Offset::Offset(next))?;
+            }
+            let group = consumer.group_metadata().ok_or(KafkaError::NoMessageReceived)?;
+            producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
         }
-        let group = consumer.group_metadata().ok_or(KafkaError::NoMessageReceived)?;
-        producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
         meter_kafka::commit_transaction(producer, TXN_TIMEOUT)
     }
 

@@ -13,6 +13,7 @@ use meter_proto::restore;
 
 use crate::collapse::SlotMark;
 use crate::metrics as m;
+use crate::process::Emission;
 
 /// Project states of one partition, by project id.
 pub(crate) type PartitionState = HashMap<String, Slot, meter_core::FastHash>;
@@ -54,6 +55,13 @@ impl Holding {
     pub(crate) fn take_projects(&mut self) -> Vec<ProjectId> {
         self.since_ms = None;
         std::mem::take(&mut self.projects)
+    }
+
+    /// Whether the partition writes its held rows in a transaction without
+    /// records of its own: it holds some, they are due, and it has counted
+    /// a batch since its restore.
+    pub(crate) fn due_alone(&self, emission: &Emission) -> bool {
+        !self.projects.is_empty() && self.synced && emission.emits(self)
     }
 
     /// The projects of a restored state that hold rows.
@@ -173,6 +181,12 @@ impl States {
             let h = holding.remove(&p)?;
             Some((p, resume.get(&p).copied(), closed.get(&p).cloned().unwrap_or_default(), state, h))
         })
+    }
+
+    /// Whether a partition would write its held rows in a transaction
+    /// without records (`Holding::due_alone`): an idle aggregator runs one.
+    pub(crate) fn holding_due(&self, emission: &Emission) -> bool {
+        self.holding.values().any(|h| h.due_alone(emission))
     }
 
     /// Projects holding rows, over every restored partition.
