@@ -289,6 +289,15 @@ async fn main() -> anyhow::Result<()> {
             _ => println!("crossing-to-suspend ({what}): no suspension happened"),
         }
     }
+    if ours.crossed_by_quota > 0 {
+        println!(
+            "  ({} suspensions crossed when their quota was set below the usage: measured from the quota's request)",
+            ours.crossed_by_quota
+        );
+    }
+    if let Some(s) = &ours.slowest {
+        println!("slowest crossing after warm-up: {s}");
+    }
     println!(
         "\nCPU seconds and peak memory during the pipeline run ({:.1} s of load + catch-up):",
         ours.to_totals.map_or(0.0, |r| r.seconds)

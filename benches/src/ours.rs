@@ -99,6 +99,12 @@ pub(crate) struct Outcome {
     /// the control plane's receipt (actions topic, actuator, HTTP).
     pub(crate) to_decision_steady: Option<Histogram<u64>>,
     pub(crate) decision_to_call_steady: Option<Histogram<u64>>,
+    /// Suspensions whose crossing was the quota set below the usage (the
+    /// usage the quota was computed from trailed), measured from the quota.
+    pub(crate) crossed_by_quota: usize,
+    /// The slowest steady crossing, hop by hop, and when its quota was set:
+    /// what a p99 far from the rest needs to be explained.
+    pub(crate) slowest: Option<String>,
     pub(crate) roles: BTreeMap<String, Usage>,
     pub(crate) exact: bool,
     /// What a restore of the whole state costs at the end of the run.
@@ -306,7 +312,8 @@ pub(crate) async fn run(
         let (stop, projects, api) = (stop.clone(), load.projects(), api.clone());
         async move {
             let http = reqwest::Client::new();
-            let mut n = 0;
+            // Per project: when its quota was set, its usage read then, the quota.
+            let mut set = BTreeMap::new();
             for p in projects.iter().step_by((projects.len() / 200).max(1)) {
                 if stop.is_cancelled() {
                     break;
@@ -316,12 +323,14 @@ pub(crate) async fn run(
                 let Ok(v) = r.json::<serde_json::Value>().await else { continue };
                 let Some(u) = v["usage"]["active_time_seconds"].as_u64() else { continue };
                 let body = json!({"quota": {"active_time_seconds": u + quota_margin}});
+                // Before the request: no quota is in force earlier than this.
+                let sent_ms = meter_runtime::now_ms();
                 let r = http.patch(format!("{api}/v1/projects/{p}/quota")).json(&body).send().await;
                 if r.is_ok_and(|r| r.status().is_success()) {
-                    n += 1;
+                    set.insert(p.clone(), (sent_ms, u, u + quota_margin));
                 }
             }
-            n
+            set
         }
     });
 
@@ -378,7 +387,7 @@ pub(crate) async fn run(
     tokio::time::sleep(Duration::from_secs(2)).await; // the last suspensions
     stop.cancel();
     out.lag = samples.await.unwrap_or_default();
-    let _ = quotas.await;
+    let quotas_set = quotas.await.unwrap_or_default();
     // Instances of one role: CPU added up, the largest peak memory.
     for ((p, b), role) in procs.iter().zip(&before).zip(&roles) {
         let a = usage_of(p.pid());
@@ -390,17 +399,36 @@ pub(crate) async fn run(
     let mut steady = h.clone();
     let (mut to_decision, mut to_call) = (h.clone(), h.clone());
     let mut seen = std::collections::HashSet::new();
+    let mut slowest = None;
     for c in cp.calls_of("suspend") {
         if let Some(a) = c.action.filter(|_| seen.insert(c.idempotency_key.clone())) {
-            let ms = (c.received_ms - a.crossing_ingested_ms).max(1) as u64;
+            // The crossing: the batch that took usage over the quota, or the
+            // quota set below the usage (the api's usage, read to set it,
+            // trails the totals), whichever came later.
+            let set_ms = quotas_set.get(&c.project_id).map(|&(t, _, _)| t);
+            let crossed = set_ms.map_or(a.crossing_ingested_ms, |t| t.max(a.crossing_ingested_ms));
+            out.crossed_by_quota += usize::from(crossed > a.crossing_ingested_ms);
+            let ms = (c.received_ms - crossed).max(1) as u64;
             h.record(ms)?;
-            if a.crossing_ingested_ms >= load_started_ms + WARM_UP.as_millis() as i64 {
+            if crossed >= load_started_ms + WARM_UP.as_millis() as i64 {
                 steady.record(ms)?;
-                to_decision.record((a.decided_ms - a.crossing_ingested_ms).max(1) as u64)?;
+                to_decision.record((a.decided_ms - crossed).max(1) as u64)?;
                 to_call.record((c.received_ms - a.decided_ms).max(1) as u64)?;
+                if slowest.as_ref().is_none_or(|(m, _, _)| ms > *m) {
+                    slowest = Some((ms, c.project_id.clone(), [a.crossing_ingested_ms, a.decided_ms, c.received_ms]));
+                }
             }
         }
     }
+    out.slowest = slowest.map(|(ms, project, times)| {
+        let at = |t: i64| format!("{:.2} s", (t - load_started_ms) as f64 / 1000.0);
+        let [crossed, decided, called] = times.map(at);
+        let quota = match quotas_set.get(&project) {
+            Some(&(t, usage, quota)) => format!("quota {quota} set at {} (its usage read {usage})", at(t)),
+            None => "its quota not set by this run".to_owned(),
+        };
+        format!("{ms} ms, {project}: its newest batch ingested at {crossed} into the load, decided at {decided}, called at {called}; {quota}")
+    });
     out.suspend_latency = Some(h);
     out.suspend_latency_steady = Some(steady);
     out.to_decision_steady = Some(to_decision);

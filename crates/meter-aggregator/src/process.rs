@@ -92,7 +92,8 @@ pub(crate) struct Emission {
 }
 
 impl Emission {
-    /// A transaction's at `now_ms`; `behind`: its batch ended at a bound.
+    /// The rule of a transaction run at `now_ms` whose batch ended at a
+    /// bound (`behind`) or not.
     pub(crate) fn new(cfg: &AggregatorConfig, behind: bool, now_ms: i64) -> Emission {
         let (behind_ms, min_ms) = (cfg.rows_hold_seconds as i64 * 1000, cfg.rows_hold_min_ms as i64);
         Emission { hold_ms: hold_ms(behind, behind_ms, min_ms), now_ms }

@@ -92,6 +92,9 @@ impl LoadShape {
 /// What happened.
 #[derive(Debug, Default)]
 pub struct ChaosReport {
+    /// When the faults began to be injected (unix ms): the `[Ns]` of the
+    /// fault lines counts from it.
+    pub started_ms: i64,
     pub faults: BTreeMap<FaultKind, usize>,
     pub crashes_restarted: usize,
     pub events_acked: u64,
@@ -444,6 +447,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut rng = SmallRng::seed_from_u64(cfg.seed);
     let mut queue: Vec<FaultKind> = Vec::new();
     let started = Instant::now();
+    report.started_ms = meter_runtime::now_ms();
     let enough = |r: &ChaosReport| cfg.kinds.iter().all(|k| r.faults.get(k).copied().unwrap_or(0) >= cfg.faults_each);
     while !cfg.kinds.is_empty()
         && (started.elapsed() + Duration::from_secs(cfg.fault_gap_s.1) < cfg.duration || !enough(&report))
@@ -469,9 +473,10 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
         }
         *report.faults.entry(kind).or_default() += 1;
         println!(
-            "chaos: [{:>4}s] {} (healed in {:.1} s)",
+            "chaos: [{:>4}s] {} (from {:.1} s, healed in {:.1} s)",
             started.elapsed().as_secs(),
             kind.name(),
+            (t0 - started).as_secs_f64(),
             t0.elapsed().as_secs_f64()
         );
     }

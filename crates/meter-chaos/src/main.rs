@@ -148,6 +148,12 @@ async fn main() -> anyhow::Result<ExitCode> {
         e.mismatches.len(),
         e.mismatches.first().map_or(String::new(), |m| format!(" (first: {m})")),
     );
+    if let Some((project, times)) = &e.slowest {
+        let [crossed, decided, called] = times.map(|t| format!("{:.1} s", (t - r.started_ms) as f64 / 1000.0));
+        println!(
+            "slowest crossing: {project}, its newest batch ingested at {crossed}, decided at {decided}, called at {called} (seconds as the fault lines count them)"
+        );
+    }
     let o = &e.suspend_latency_in_outage_s;
     println!(
         "while ClickHouse was down: {} crossings suspended, crossing-to-suspend p50 {} p99 {} max {}",

@@ -58,6 +58,10 @@ pub struct EnforcementReport {
     pub suspend_latency_s: Vec<f64>,
     /// The same, for crossings ingested while ClickHouse was down.
     pub suspend_latency_in_outage_s: Vec<f64>,
+    /// The slowest crossing: its project, and when (unix ms) its newest
+    /// batch was ingested, the enforcer decided, and the control plane was
+    /// called (set beside the faults' times, it says which one it met).
+    pub slowest: Option<(String, [i64; 3])>,
     pub mismatches: Vec<String>,
 }
 
@@ -198,6 +202,9 @@ impl Quotas {
         for c in calls.iter().filter(|c| c.verb == "suspend") {
             if let Some(a) = c.action.as_ref().filter(|_| first_key_call.insert(c.idempotency_key.clone())) {
                 let latency = (c.received_ms - a.crossing_ingested_ms) as f64 / 1000.0;
+                if r.suspend_latency_s.iter().all(|&l| latency > l) {
+                    r.slowest = Some((c.project_id.clone(), [a.crossing_ingested_ms, a.decided_ms, c.received_ms]));
+                }
                 r.suspend_latency_s.push(latency);
                 if outages.iter().any(|(from, to)| (*from..=*to).contains(&a.crossing_ingested_ms)) {
                     r.suspend_latency_in_outage_s.push(latency);
