@@ -10,7 +10,7 @@ use meter_sim::{run, SendStats};
 use tokio_util::sync::CancellationToken;
 
 use crate::fleet::{assert_exact, fleet_run};
-use crate::helpers::{await_usage, inc, report, usage_of};
+use crate::helpers::{await_usage, inc, report, totals_written, usage_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalances_and_restarts_lose_and_double_nothing() {
@@ -45,7 +45,7 @@ async fn rows_held_while_keeping_up_reach_clickhouse_with_nothing_more_to_read()
     let event = inc(project, Metric::WrittenDataBytes, 4242);
     p.client().await.report(report("heldidle-node", 1, vec![event])).await.expect("ack");
     eventually(Duration::from_secs(60), "the totals count the event", || async {
-        let written = p.totals().await.get(project).map(|s| s.cycles.values().map(|c| c.values[2]).sum::<u64>());
+        let written = totals_written(&p, project).await;
         if written == Some(4242) {
             Ok(())
         } else {

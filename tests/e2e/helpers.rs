@@ -35,6 +35,11 @@ pub(crate) fn records_for(projects: &[&str], partitions: i32) -> u32 {
     distinct.len() as u32
 }
 
+/// Written bytes of `project` in the totals topic, this cycle and before.
+pub(crate) async fn totals_written(p: &meter_e2e::Pipeline, project: &str) -> Option<u64> {
+    p.totals().await.get(project).map(|s| s.cycles.values().map(|c| c.values[2]).sum())
+}
+
 /// All-time usage of one project, `None` if ClickHouse has nothing of it.
 pub(crate) async fn usage_of(store: &Store, project: &str) -> Option<ProjectUsage> {
     store.usage_with_prefix(project).await.expect("query").into_iter().find(|u| u.project_id == project)

@@ -9,15 +9,10 @@ use meter_ingest::IngestConfig;
 use meter_proto::v1::{Metric, UsageEvent};
 use serde_json::json;
 
-use crate::helpers::{await_usage, inc, records_for, report_in, usage_of};
+use crate::helpers::{await_usage, inc, records_for, report_in, totals_written, usage_of};
 
 fn keyed(project: &str, key: &str, value: u64) -> UsageEvent {
     UsageEvent { idempotency_key: key.into(), ..inc(project, Metric::WrittenDataBytes, value) }
-}
-
-/// Written bytes of `project` in the totals topic, this cycle and before.
-async fn totals_written(p: &Pipeline, project: &str) -> Option<u64> {
-    p.totals().await.get(project).map(|s| s.cycles.values().map(|c| c.values[2]).sum())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

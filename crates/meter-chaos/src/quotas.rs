@@ -199,10 +199,12 @@ impl Quotas {
             }
         }
         let mut first_key_call = BTreeSet::new();
+        let mut slowest = f64::MIN;
         for c in calls.iter().filter(|c| c.verb == "suspend") {
             if let Some(a) = c.action.as_ref().filter(|_| first_key_call.insert(c.idempotency_key.clone())) {
                 let latency = (c.received_ms - a.crossing_ingested_ms) as f64 / 1000.0;
-                if r.suspend_latency_s.iter().all(|&l| latency > l) {
+                if latency > slowest {
+                    slowest = latency;
                     r.slowest = Some((c.project_id.clone(), [a.crossing_ingested_ms, a.decided_ms, c.received_ms]));
                 }
                 r.suspend_latency_s.push(latency);
